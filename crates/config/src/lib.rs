@@ -1,0 +1,283 @@
+//! Typed configuration for `pigeon serve` and the admin commands.
+//!
+//! The file is TOML; every section has defaults so that an empty file (or no file) runs a complete
+//! system for the domain `localhost` with data in `./pigeon-data` (DESIGN.md, "The binary and its
+//! defaults"). Unknown keys are errors (`deny_unknown_fields`), and [`Config::validate`] reports
+//! every problem at once rather than the first one.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// The name this server gives itself in greetings and `Received:` headers.
+    pub hostname: String,
+    /// The primary mail domain; created on first start if the store has no domain yet.
+    pub domain: String,
+    /// Where the embedded store and generated files live.
+    pub data_dir: PathBuf,
+    /// Network listeners; empty means the defaults of [`Config::default_listeners`].
+    #[serde(rename = "listener")]
+    pub listeners: Vec<Listener>,
+    pub smtp: Smtp,
+    pub limits: Limits,
+}
+
+/// One listening socket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Which protocol speaks on this socket.
+    pub protocol: Protocol,
+    /// Address to bind; a port of 0 binds an ephemeral port (see `listening.json`).
+    pub bind: SocketAddr,
+}
+
+/// Protocols a listener can serve.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// SMTP from other mail servers (port 25 in production, 2525 by default).
+    Smtp,
+}
+
+impl Protocol {
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "smtp",
+        }
+    }
+}
+
+/// SMTP session settings, shared by every SMTP listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Smtp {
+    /// Largest message accepted, in bytes (advertised as SIZE).
+    pub max_message_size: usize,
+    /// Most recipients in one transaction (RFC 5321 §4.5.3.1.8 asks for at least 100).
+    pub max_recipients: usize,
+    /// Longest command line, in bytes, CRLF included.
+    pub max_line_length: usize,
+    /// Idle timeout while waiting for a command, in seconds (RFC 5321 §4.5.3.2.7: 5 minutes).
+    pub command_timeout_secs: u64,
+    /// Idle timeout while receiving DATA or BDAT content, in seconds (§4.5.3.2.6: 3 minutes).
+    pub data_timeout_secs: u64,
+}
+
+impl Default for Smtp {
+    fn default() -> Self {
+        Smtp {
+            max_message_size: 50 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 2048,
+            command_timeout_secs: 300,
+            data_timeout_secs: 180,
+        }
+    }
+}
+
+impl Smtp {
+    pub fn command_timeout(&self) -> Duration {
+        Duration::from_secs(self.command_timeout_secs)
+    }
+    pub fn data_timeout(&self) -> Duration {
+        Duration::from_secs(self.data_timeout_secs)
+    }
+}
+
+/// Connection limits enforced by the `net` driver for every listener.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Most open connections over all listeners.
+    pub max_connections: usize,
+    /// Most open connections from one IP address.
+    pub max_connections_per_ip: usize,
+    /// How long shutdown waits for sessions in the middle of a transaction, in seconds.
+    pub shutdown_grace_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 10_000,
+            max_connections_per_ip: 100,
+            shutdown_grace_secs: 10,
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            hostname: "localhost".into(),
+            domain: "localhost".into(),
+            data_dir: PathBuf::from("./pigeon-data"),
+            listeners: Vec::new(),
+            smtp: Smtp::default(),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// Why a configuration could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or has unknown keys or wrong types.
+    #[error("parse {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    /// The values parse but do not make sense together; every problem is listed.
+    #[error("invalid configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &std::path::Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let config = Config::parse(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses TOML text without validating it.
+    pub fn parse(text: &str) -> Result<Config, String> {
+        toml::from_str(text).map_err(|e| e.to_string())
+    }
+
+    /// The listeners of DESIGN.md on unprivileged ports, used when the config names none.
+    pub fn default_listeners() -> Vec<Listener> {
+        vec![Listener {
+            protocol: Protocol::Smtp,
+            bind: "0.0.0.0:2525".parse().expect("literal address"),
+        }]
+    }
+
+    /// The listeners to open: the configured ones, or the defaults.
+    pub fn effective_listeners(&self) -> Vec<Listener> {
+        if self.listeners.is_empty() {
+            Config::default_listeners()
+        } else {
+            self.listeners.clone()
+        }
+    }
+
+    /// Checks values that parse but cannot work, reporting all problems together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut problems = Vec::new();
+        if self.hostname.trim().is_empty() || self.hostname.contains(char::is_whitespace) {
+            problems.push(format!("hostname {:?} is not a host name", self.hostname));
+        }
+        if !valid_domain(&self.domain) {
+            problems.push(format!("domain {:?} is not a domain name", self.domain));
+        }
+        if self.smtp.max_message_size < 1024 {
+            problems.push("smtp.max_message_size must be at least 1024 bytes".into());
+        }
+        if self.smtp.max_recipients == 0 {
+            problems.push("smtp.max_recipients must be at least 1".into());
+        }
+        if self.smtp.max_line_length < 512 {
+            problems.push("smtp.max_line_length must be at least 512 (RFC 5321 §4.5.3.1.4)".into());
+        }
+        if self.smtp.command_timeout_secs == 0 || self.smtp.data_timeout_secs == 0 {
+            problems.push("smtp timeouts must be at least 1 second".into());
+        }
+        if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
+            problems.push("limits.max_connections and max_connections_per_ip must be at least 1".into());
+        }
+        let mut seen = std::collections::HashSet::new();
+        for listener in &self.listeners {
+            if listener.bind.port() != 0 && !seen.insert(listener.bind) {
+                problems.push(format!("two listeners bind {}", listener.bind));
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(ConfigError::Invalid(problems))
+        }
+    }
+}
+
+/// A loose check that `s` can be a DNS domain: labels of letters, digits and hyphens (any
+/// non-ASCII letter allowed for IDNs), no empty label.
+pub fn valid_domain(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 253
+        && s.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label
+                    .chars()
+                    .all(|c| c.is_alphanumeric() || c == '-' || !c.is_ascii())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse("").unwrap();
+        config.validate().unwrap();
+        assert_eq!(config.domain, "localhost");
+        assert_eq!(config.effective_listeners()[0].bind.port(), 2525);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = Config::parse("domian = \"x\"").unwrap_err();
+        assert!(err.contains("unknown field"), "{err}");
+    }
+
+    #[test]
+    fn listeners_parse() {
+        let config = Config::parse(
+            "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n[smtp]\nmax_recipients = 5\n",
+        )
+        .unwrap();
+        assert_eq!(config.listeners.len(), 1);
+        assert_eq!(config.smtp.max_recipients, 5);
+    }
+
+    #[test]
+    fn validation_reports_every_problem() {
+        let mut config = Config::default();
+        config.domain = "bad domain".into();
+        config.smtp.max_recipients = 0;
+        config.smtp.max_line_length = 10;
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn domains() {
+        assert!(valid_domain("a.test"));
+        assert!(valid_domain("例子.测试"));
+        assert!(!valid_domain("a..test"));
+        assert!(!valid_domain("-a.test"));
+        assert!(!valid_domain(""));
+    }
+}

@@ -1,0 +1,641 @@
+//! The SMTP server state machine (RFC 5321, RFC 2920 PIPELINING, RFC 3030 CHUNKING,
+//! RFC 1870 SIZE, RFC 6152 8BITMIME, RFC 6531 SMTPUTF8, RFC 2034 ENHANCEDSTATUSCODES).
+//!
+//! Call contract: the driver calls [`ServerMachine::greet`] once, then [`ServerMachine::feed`]
+//! with bytes from the peer and [`ServerMachine::next`] until it returns `None`, writing
+//! [`ServerMachine::take_output`] to the peer before it waits for more input. An event that asks
+//! for a decision ([`Event::Mail`], [`Event::Rcpt`], [`Event::Message`]) must be answered with
+//! [`ServerMachine::reply`] before `next` is called again; until then `next` returns `None`.
+//!
+//! The machine owns syntax and sequencing (no RCPT before MAIL, size and recipient limits, line
+//! limits, dot-stuffing); the session owns meaning (is this recipient ours).
+
+use std::borrow::Cow;
+
+use smtp_codec::{Error as CodecError, Request};
+
+use crate::data::{DataProgress, DataReceiver};
+use crate::reply::{Reply, replies};
+
+/// Fixed settings of one session.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Our host name, used in the greeting and EHLO reply.
+    pub hostname: String,
+    pub max_message_size: usize,
+    pub max_recipients: usize,
+    /// Longest command line accepted, CRLF included.
+    pub max_line_length: usize,
+    /// Errors (syntax or sequence) tolerated before the connection is closed with 421.
+    pub max_errors: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> ServerConfig {
+        ServerConfig {
+            hostname: "localhost".into(),
+            max_message_size: 10 * 1024 * 1024,
+            max_recipients: 100,
+            max_line_length: 2048,
+            max_errors: 20,
+        }
+    }
+}
+
+/// Parameters of MAIL FROM that the session may need.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MailParams {
+    /// SIZE= as declared by the client (RFC 1870), 0 when absent.
+    pub size: usize,
+    /// BODY=8BITMIME was given.
+    pub eight_bit: bool,
+    /// SMTPUTF8 was given (RFC 6531).
+    pub smtputf8: bool,
+    /// RET=FULL or RET=HDRS (RFC 3461), kept raw for the queue.
+    pub ret: Option<Ret>,
+    /// ENVID= (RFC 3461), xtext-decoded.
+    pub envid: Option<String>,
+}
+
+/// RFC 3461 RET parameter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    Full,
+    Headers,
+}
+
+/// Parameters of RCPT TO that the session may need (RFC 3461 DSN).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RcptParams {
+    /// NOTIFY flags as smtp-proto's `RCPT_NOTIFY_*` bits; 0 when absent.
+    pub notify: u64,
+    /// ORCPT=, xtext-decoded.
+    pub orcpt: Option<String>,
+}
+
+/// What the session must act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// MAIL FROM: the session checks the sender and answers with [`ServerMachine::reply`].
+    /// An empty `from` is the null reverse-path `<>`.
+    Mail { from: String, params: MailParams },
+    /// RCPT TO: the session checks the recipient and answers with [`ServerMachine::reply`].
+    Rcpt { to: String, params: RcptParams },
+    /// The whole message arrived (DATA ended or BDAT LAST): the session stores it and answers
+    /// with [`ServerMachine::reply`]; a positive reply means "it is on stable storage".
+    Message { data: Vec<u8> },
+    /// The connection must close once the output is written (QUIT, timeout, too many errors).
+    Close,
+}
+
+#[derive(Debug)]
+enum Phase {
+    /// Reading command lines.
+    Command,
+    /// Discarding the rest of an overlong command line.
+    SkipLine,
+    /// Reading DATA content.
+    Data(DataReceiver),
+    /// Reading a BDAT chunk; `discard` when the chunk is refused but must still be consumed.
+    Chunk {
+        remaining: usize,
+        last: bool,
+        discard: Option<Reply>,
+    },
+    /// After QUIT or a fatal error: nothing more is read.
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Pending {
+    None,
+    Mail,
+    Rcpt,
+    Message,
+}
+
+/// The transaction in progress (RFC 5321 §3.3).
+#[derive(Debug, Default)]
+struct Transaction {
+    /// MAIL was accepted.
+    active: bool,
+    /// RCPT commands seen, and how many were accepted.
+    rcpt_seen: usize,
+    rcpt_accepted: usize,
+    /// BDAT chunks received so far, in order.
+    chunks: Vec<u8>,
+    /// A BDAT chunk was refused for size; later chunks are refused too until RSET or MAIL.
+    chunk_failed: bool,
+    bdat: bool,
+}
+
+/// The sans-IO SMTP server.
+#[derive(Debug)]
+pub struct ServerMachine {
+    config: ServerConfig,
+    input: Vec<u8>,
+    output: Vec<u8>,
+    phase: Phase,
+    pending: Pending,
+    helo: Option<String>,
+    esmtp: bool,
+    smtputf8: bool,
+    tx: Transaction,
+    /// Message content while DATA is being received.
+    data: Vec<u8>,
+    errors: usize,
+    /// [`Event::Close`] has been returned.
+    close_emitted: bool,
+}
+
+impl ServerMachine {
+    pub fn new(config: ServerConfig) -> ServerMachine {
+        ServerMachine {
+            config,
+            input: Vec::new(),
+            output: Vec::new(),
+            phase: Phase::Command,
+            pending: Pending::None,
+            helo: None,
+            esmtp: false,
+            smtputf8: false,
+            tx: Transaction::default(),
+            data: Vec::new(),
+            errors: 0,
+            close_emitted: false,
+        }
+    }
+
+    /// Writes the 220 greeting.
+    pub fn greet(&mut self) {
+        let text = format!("{} ESMTP pigeon ready", self.config.hostname);
+        self.send(Reply::new(220, "", text));
+    }
+
+    /// Bytes received from the peer.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        if !matches!(self.phase, Phase::Closed) {
+            self.input.extend_from_slice(bytes);
+        }
+    }
+
+    /// Bytes to send to the peer.
+    pub fn take_output(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.output)
+    }
+
+    /// True if output is waiting to be sent.
+    pub fn has_output(&self) -> bool {
+        !self.output.is_empty()
+    }
+
+    /// The name the client gave in HELO/EHLO.
+    pub fn helo(&self) -> Option<&str> {
+        self.helo.as_deref()
+    }
+
+    /// The `with` protocol name for a `Received:` header (RFC 3848).
+    pub fn protocol_name(&self) -> &'static str {
+        match (self.esmtp, self.smtputf8) {
+            (false, _) => "SMTP",
+            (true, false) => "ESMTP",
+            (true, true) => "UTF8SMTP",
+        }
+    }
+
+    /// True while message content is being received (the DATA timeout applies).
+    pub fn in_data(&self) -> bool {
+        matches!(self.phase, Phase::Data(_) | Phase::Chunk { .. })
+    }
+
+    /// True when no transaction is under way, so the connection can be closed without losing
+    /// work (used by graceful shutdown).
+    pub fn is_idle(&self) -> bool {
+        !self.tx.active && self.pending == Pending::None && !self.in_data()
+    }
+
+    /// True after QUIT or a fatal error.
+    pub fn is_closed(&self) -> bool {
+        matches!(self.phase, Phase::Closed)
+    }
+
+    /// The client was idle too long (RFC 5321 §4.5.3.2): say so and close.
+    pub fn timeout(&mut self) {
+        let reply = replies::timeout(&self.config.hostname);
+        self.close_with(reply);
+    }
+
+    /// The server is shutting down: say so and close.
+    pub fn shutdown(&mut self) {
+        let reply = replies::shutting_down(&self.config.hostname);
+        self.close_with(reply);
+    }
+
+    fn close_with(&mut self, reply: Reply) {
+        self.send(reply);
+        self.phase = Phase::Closed;
+        self.input.clear();
+    }
+
+    fn send(&mut self, reply: Reply) {
+        reply.write_to(&mut self.output);
+    }
+
+    /// Answers the pending decision. For [`Event::Mail`] and [`Event::Rcpt`] a positive reply
+    /// accepts the sender or recipient; for [`Event::Message`] the transaction ends either way.
+    pub fn reply(&mut self, reply: Reply) {
+        let positive = reply.is_positive();
+        match self.pending {
+            Pending::None => debug_assert!(false, "reply without a pending decision"),
+            Pending::Mail => {
+                self.tx = Transaction {
+                    active: positive,
+                    ..Transaction::default()
+                };
+            }
+            Pending::Rcpt => {
+                if positive {
+                    self.tx.rcpt_accepted += 1;
+                }
+            }
+            Pending::Message => self.reset_transaction(),
+        }
+        self.pending = Pending::None;
+        self.send(reply);
+    }
+
+    fn reset_transaction(&mut self) {
+        self.tx = Transaction::default();
+        self.data = Vec::new();
+    }
+
+    fn error(&mut self, reply: Reply) {
+        self.errors += 1;
+        self.send(reply);
+        if self.errors >= self.config.max_errors {
+            let text = format!("{} Too many errors, closing connection", self.config.hostname);
+            self.close_with(Reply::new(421, "4.7.0", text));
+        }
+    }
+
+    /// Advances until an event needs the session or more input is needed (`None`).
+    pub fn next(&mut self) -> Option<Event> {
+        if self.pending != Pending::None {
+            return None;
+        }
+        loop {
+            match &mut self.phase {
+                Phase::Closed => {
+                    if self.close_emitted {
+                        return None;
+                    }
+                    self.close_emitted = true;
+                    return Some(Event::Close);
+                }
+                Phase::Command => {
+                    let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
+                        if self.input.len() > self.config.max_line_length {
+                            self.input.clear();
+                            self.phase = Phase::SkipLine;
+                            self.error(replies::line_too_long());
+                            continue;
+                        }
+                        return None;
+                    };
+                    let line: Vec<u8> = self.input.drain(..=pos).collect();
+                    if line.len() > self.config.max_line_length {
+                        self.error(replies::line_too_long());
+                        continue;
+                    }
+                    if let Some(event) = self.command(&line) {
+                        return Some(event);
+                    }
+                }
+                Phase::SkipLine => match self.input.iter().position(|&b| b == b'\n') {
+                    Some(pos) => {
+                        self.input.drain(..=pos);
+                        self.phase = Phase::Command;
+                    }
+                    None => {
+                        self.input.clear();
+                        return None;
+                    }
+                },
+                Phase::Data(receiver) => {
+                    if self.input.is_empty() {
+                        return None;
+                    }
+                    match receiver.ingest(&self.input, &mut self.data) {
+                        DataProgress::NeedMore => {
+                            self.input.clear();
+                            return None;
+                        }
+                        DataProgress::Done { consumed } => {
+                            let exceeded = receiver.exceeded();
+                            self.input.drain(..consumed);
+                            self.phase = Phase::Command;
+                            if exceeded {
+                                self.reset_transaction();
+                                self.send(replies::message_too_big());
+                                continue;
+                            }
+                            self.pending = Pending::Message;
+                            return Some(Event::Message {
+                                data: std::mem::take(&mut self.data),
+                            });
+                        }
+                    }
+                }
+                Phase::Chunk {
+                    remaining,
+                    last,
+                    discard,
+                } => {
+                    let take = (*remaining).min(self.input.len());
+                    if discard.is_none() {
+                        self.tx.chunks.extend_from_slice(&self.input[..take]);
+                    }
+                    self.input.drain(..take);
+                    *remaining -= take;
+                    if *remaining > 0 {
+                        return None;
+                    }
+                    let last = *last;
+                    let discard = discard.take();
+                    self.phase = Phase::Command;
+                    if let Some(reply) = discard {
+                        if last && self.tx.chunk_failed {
+                            self.reset_transaction();
+                        }
+                        self.send(reply);
+                        continue;
+                    }
+                    if !last {
+                        let text = format!("{} octets received", self.tx.chunks.len());
+                        self.send(Reply::new(250, "2.0.0", text));
+                        continue;
+                    }
+                    self.pending = Pending::Message;
+                    return Some(Event::Message {
+                        data: std::mem::take(&mut self.tx.chunks),
+                    });
+                }
+            }
+        }
+    }
+
+    /// Handles one complete command line.
+    fn command(&mut self, line: &[u8]) -> Option<Event> {
+        // smtp-proto's parser wants the line to end in LF; we always pass a whole line.
+        let parsed = Request::parse(&mut line.iter());
+        let request = match parsed {
+            Ok(request) => request,
+            Err(err) => {
+                let reply = match err {
+                    CodecError::UnknownCommand => replies::unrecognized(),
+                    CodecError::InvalidSenderAddress => {
+                        Reply::new(501, "5.1.7", "Bad sender address syntax")
+                    }
+                    CodecError::InvalidRecipientAddress => {
+                        Reply::new(501, "5.1.3", "Bad recipient address syntax")
+                    }
+                    CodecError::SyntaxError { syntax } => {
+                        replies::syntax(format!("Syntax: {syntax}"))
+                    }
+                    CodecError::InvalidParameter { param } => {
+                        Reply::new(501, "5.5.4", format!("Invalid value for parameter {param}"))
+                    }
+                    CodecError::UnsupportedParameter { param } => Reply::new(
+                        555,
+                        "5.5.4",
+                        format!("Parameter {param} not recognized or not implemented"),
+                    ),
+                    // The line is complete, so "needs more data" means it ended too early.
+                    _ => replies::syntax("Syntax error"),
+                };
+                self.error(reply);
+                return None;
+            }
+        };
+        match request {
+            Request::Ehlo { host } => {
+                self.hello(host, true);
+                None
+            }
+            Request::Helo { host } => {
+                self.hello(host, false);
+                None
+            }
+            Request::Mail { from } => self.mail(from),
+            Request::Rcpt { to } => self.rcpt(to),
+            Request::Data => {
+                self.data_command();
+                None
+            }
+            Request::Bdat {
+                chunk_size,
+                is_last,
+            } => {
+                self.bdat(chunk_size, is_last);
+                None
+            }
+            Request::Rset => {
+                self.reset_transaction();
+                self.send(replies::ok());
+                None
+            }
+            Request::Noop { .. } => {
+                self.send(replies::ok());
+                None
+            }
+            // RFC 5321 §3.5.3: 252 when we will not verify but will accept mail.
+            Request::Vrfy { .. } => {
+                self.send(Reply::new(
+                    252,
+                    "2.5.0",
+                    "Cannot VRFY user, but will accept message and attempt delivery",
+                ));
+                None
+            }
+            Request::Help { .. } => {
+                self.send(Reply::new(
+                    214,
+                    "2.0.0",
+                    "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT",
+                ));
+                None
+            }
+            Request::Quit => {
+                let text = format!("{} Service closing transmission channel", self.config.hostname);
+                self.close_with(Reply::new(221, "2.0.0", text));
+                None
+            }
+            Request::Expn { .. }
+            | Request::Etrn { .. }
+            | Request::Atrn { .. }
+            | Request::Burl { .. }
+            | Request::Lhlo { .. }
+            | Request::StartTls
+            | Request::Auth { .. } => {
+                self.error(replies::not_implemented());
+                None
+            }
+        }
+    }
+
+    fn hello(&mut self, host: Cow<'_, str>, extended: bool) {
+        // RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
+        self.reset_transaction();
+        self.helo = Some(host.into_owned());
+        self.esmtp = extended;
+        let greeting = format!("{} Hello {}", self.config.hostname, host_or_dash(&self.helo));
+        if !extended {
+            self.send(Reply::new(250, "", greeting));
+            return;
+        }
+        let lines: Vec<Cow<'static, str>> = vec![
+            greeting.into(),
+            "PIPELINING".into(),
+            format!("SIZE {}", self.config.max_message_size).into(),
+            "8BITMIME".into(),
+            "SMTPUTF8".into(),
+            "ENHANCEDSTATUSCODES".into(),
+            "CHUNKING".into(),
+            "DSN".into(),
+        ];
+        self.send(Reply::multiline(250, "", lines));
+    }
+
+    fn mail(&mut self, from: smtp_codec::MailFrom<Cow<'_, str>>) -> Option<Event> {
+        if self.helo.is_none() {
+            self.error(replies::bad_sequence("Send EHLO or HELO first"));
+            return None;
+        }
+        if self.tx.active {
+            self.error(replies::bad_sequence("Nested MAIL command"));
+            return None;
+        }
+        if from.flags & smtp_codec::MAIL_BODY_BINARYMIME != 0 {
+            self.error(Reply::new(555, "5.5.4", "BODY=BINARYMIME is not supported"));
+            return None;
+        }
+        let smtputf8 = from.flags & smtp_codec::MAIL_SMTPUTF8 != 0;
+        if !from.address.is_ascii() && !smtputf8 {
+            // RFC 6531 §3.4: a non-ASCII address needs the SMTPUTF8 parameter.
+            self.error(Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+            return None;
+        }
+        if from.size > self.config.max_message_size {
+            self.send(replies::message_too_big());
+            return None;
+        }
+        self.smtputf8 = smtputf8;
+        let ret = if from.flags & smtp_codec::MAIL_RET_FULL != 0 {
+            Some(Ret::Full)
+        } else if from.flags & smtp_codec::MAIL_RET_HDRS != 0 {
+            Some(Ret::Headers)
+        } else {
+            None
+        };
+        let params = MailParams {
+            size: from.size,
+            eight_bit: from.flags & smtp_codec::MAIL_BODY_8BITMIME != 0,
+            smtputf8,
+            ret,
+            envid: from.env_id.map(Cow::into_owned),
+        };
+        self.pending = Pending::Mail;
+        Some(Event::Mail {
+            from: from.address.into_owned(),
+            params,
+        })
+    }
+
+    fn rcpt(&mut self, to: smtp_codec::RcptTo<Cow<'_, str>>) -> Option<Event> {
+        if !self.tx.active {
+            self.error(replies::bad_sequence("Need MAIL before RCPT"));
+            return None;
+        }
+        if self.tx.bdat {
+            self.error(replies::bad_sequence("RCPT not allowed after BDAT"));
+            return None;
+        }
+        if to.address.is_empty() {
+            self.error(Reply::new(501, "5.1.3", "Empty recipient address"));
+            return None;
+        }
+        if !to.address.is_ascii() && !self.smtputf8 {
+            self.error(Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+            return None;
+        }
+        self.tx.rcpt_seen += 1;
+        if self.tx.rcpt_accepted >= self.config.max_recipients {
+            self.send(replies::too_many_recipients());
+            return None;
+        }
+        self.pending = Pending::Rcpt;
+        Some(Event::Rcpt {
+            to: to.address.into_owned(),
+            params: RcptParams {
+                notify: to.flags,
+                orcpt: to.orcpt.map(Cow::into_owned),
+            },
+        })
+    }
+
+    fn transaction_ready(&mut self) -> Result<(), Reply> {
+        if !self.tx.active {
+            return Err(replies::bad_sequence("Need MAIL command"));
+        }
+        if self.tx.rcpt_seen == 0 {
+            return Err(replies::bad_sequence("Need RCPT command"));
+        }
+        if self.tx.rcpt_accepted == 0 {
+            // RFC 2920 §3.1: DATA after all recipients failed gets 554, not 354.
+            return Err(Reply::new(554, "5.5.1", "No valid recipients"));
+        }
+        Ok(())
+    }
+
+    fn data_command(&mut self) {
+        if let Err(reply) = self.transaction_ready() {
+            self.error(reply);
+            return;
+        }
+        if self.tx.bdat {
+            self.error(replies::bad_sequence("DATA not allowed after BDAT"));
+            return;
+        }
+        self.send(replies::start_data());
+        self.data = Vec::new();
+        self.phase = Phase::Data(DataReceiver::new(self.config.max_message_size));
+    }
+
+    fn bdat(&mut self, chunk_size: usize, last: bool) {
+        // RFC 3030 §2: the chunk follows the command at once, so it is consumed even when the
+        // command is refused.
+        let discard = if let Err(reply) = self.transaction_ready() {
+            self.errors += 1;
+            Some(reply)
+        } else if self.tx.chunk_failed
+            || self.tx.chunks.len().saturating_add(chunk_size) > self.config.max_message_size
+        {
+            self.tx.chunk_failed = true;
+            self.tx.chunks = Vec::new();
+            Some(replies::message_too_big())
+        } else {
+            self.tx.bdat = true;
+            self.tx.chunks.reserve(chunk_size.min(1 << 20));
+            None
+        };
+        self.phase = Phase::Chunk {
+            remaining: chunk_size,
+            last,
+            discard,
+        };
+    }
+}
+
+fn host_or_dash(helo: &Option<String>) -> &str {
+    helo.as_deref().unwrap_or("-")
+}
