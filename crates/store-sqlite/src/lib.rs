@@ -1,1 +1,881 @@
+//! The embedded default backend: one SQLite database (WAL, `synchronous=FULL`) under the data
+//! directory.
+//!
+//! Implementation notes:
+//! - **Group commit.** All writes go to one writer thread over a channel. It takes every job
+//!   waiting, runs each in its own savepoint inside one transaction, commits once (one fsync for
+//!   the batch) and only then answers the callers. A job that fails rolls back its savepoint and
+//!   leaves the others in the batch alone.
+//! - **Reads** run on a small pool of read-only connections in `spawn_blocking`; WAL lets them
+//!   proceed while the writer commits.
+//! - **Message bytes** live in the `blobs` table, keyed by SHA-256, so the bytes and their
+//!   metadata commit in the same transaction (no separate file fsyncs) and a message in several
+//!   mailboxes is stored once. Blobs nobody references are deleted in the same transaction that
+//!   drops the last reference.
 
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
+use store::{
+    Account, AccountId, Address, Alias, Change, Delivered, Delivery, Mailbox, MailboxId, Message,
+    Notifier, Outbound, QueueEntry, QueueRecipient, RecipientStatus, Result, SpecialUse, Store,
+    StoreError, VerifyReport, address::normalise_domain,
+};
+use tokio::sync::oneshot;
+
+/// Largest number of jobs committed together; bounds the latency of one batch.
+const MAX_BATCH: usize = 512;
+/// Idle read connections kept open.
+const MAX_IDLE_READERS: usize = 8;
+
+type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+
+/// The SQLite store.
+pub struct SqliteStore {
+    path: PathBuf,
+    writer: Mutex<mpsc::Sender<Job>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    notifier: Notifier,
+}
+
+fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags).map_err(backend)?;
+    conn.busy_timeout(std::time::Duration::from_secs(30))
+        .map_err(backend)?;
+    conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
+        .map_err(backend)?;
+    Ok(conn)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the store in `dir`, running schema migrations.
+    pub fn open(dir: &Path) -> Result<SqliteStore> {
+        std::fs::create_dir_all(dir).map_err(backend)?;
+        let path = dir.join("pigeon.db");
+        let conn = open_connection(&path, false)?;
+        // WAL + FULL: a commit is durable when it returns, and readers never block the writer.
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(backend)?;
+        schema::migrate(&conn)?;
+        let (tx, rx) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("sqlite-writer".into())
+            .spawn(move || writer_loop(conn, rx))
+            .map_err(backend)?;
+        Ok(SqliteStore {
+            path,
+            writer: Mutex::new(tx),
+            readers: Arc::new(Mutex::new(Vec::new())),
+            notifier: Notifier::default(),
+        })
+    }
+
+    /// Runs `f` in the writer's transaction; returns once it is committed.
+    async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T>>();
+        let job: Job = Box::new(move |conn| {
+            let result = f(conn);
+            let ok = result.is_ok();
+            let finish: Finish = Box::new(move |commit: Result<()>| {
+                let _ = tx.send(commit.and(result));
+            });
+            (ok, finish)
+        });
+        self.writer
+            .lock()
+            .expect("writer lock poisoned")
+            .send(job)
+            .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
+        rx.await
+            .map_err(|_| StoreError::Backend("the writer thread dropped a job".into()))?
+    }
+
+    /// Runs `f` on a read connection.
+    async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        let readers = self.readers.clone();
+        let path = self.path.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = readers.lock().expect("reader pool poisoned").pop();
+            let conn = match conn {
+                Some(conn) => conn,
+                None => open_connection(&path, true)?,
+            };
+            let result = f(&conn);
+            let mut pool = readers.lock().expect("reader pool poisoned");
+            if pool.len() < MAX_IDLE_READERS {
+                pool.push(conn);
+            }
+            result
+        })
+        .await
+        .map_err(backend)?
+    }
+}
+
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_BATCH {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut finishers = Vec::with_capacity(batch.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs drops their reply channels: every caller gets an error and
+            // nothing was acknowledged.
+            tracing::error!(error = %e, "sqlite: cannot begin a write transaction");
+            continue;
+        }
+        for job in batch {
+            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+                tracing::error!(error = %e, "sqlite: savepoint failed");
+                continue;
+            }
+            let (ok, finish) = job(&conn);
+            let end = if ok {
+                conn.execute_batch("RELEASE job")
+            } else {
+                conn.execute_batch("ROLLBACK TO job; RELEASE job")
+            };
+            finishers.push((finish, end.err().map(backend)));
+        }
+        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
+        if commit.is_err() {
+            let _ = conn.execute_batch("ROLLBACK");
+        }
+        for (finish, error) in finishers {
+            match (&commit, error) {
+                (Ok(()), None) => finish(Ok(())),
+                (Ok(()), Some(e)) => finish(Err(e)),
+                (Err(message), _) => finish(Err(StoreError::Backend(message.clone().into()))),
+            }
+        }
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+fn special_use_name(usage: Option<SpecialUse>) -> Option<&'static str> {
+    usage.map(|u| u.attribute())
+}
+
+fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
+    let special: Option<String> = row.get(3)?;
+    Ok(Mailbox {
+        id: row.get(0)?,
+        account_id: row.get(1)?,
+        name: row.get(2)?,
+        special_use: special.as_deref().and_then(SpecialUse::from_attribute),
+        uid_validity: row.get(4)?,
+        uid_next: row.get(5)?,
+        highest_modseq: row.get::<_, i64>(6)? as u64,
+        subscribed: row.get(7)?,
+        messages: row.get(8)?,
+        unseen: row.get(9)?,
+    })
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
+     m.uidnext, m.highestmodseq, m.subscribed, \
+     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id), \
+     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND (flags & 1) = 0)";
+
+/// Deletes blobs that no message or queue entry references any more.
+fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id) \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)",
+        [],
+    )?;
+    Ok(())
+}
+
+fn domain_in_use(conn: &Connection, domain: &str) -> rusqlite::Result<(i64, i64)> {
+    let users: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM accounts WHERE domain = ?1",
+        [domain],
+        |r| r.get(0),
+    )?;
+    let aliases: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM aliases WHERE domain = ?1",
+        [domain],
+        |r| r.get(0),
+    )?;
+    Ok((users, aliases))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn add_domain(&self, name: &str) -> Result<()> {
+        let name = normalise_domain(name)?;
+        self.write(move |conn| {
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO domains (name, created) VALUES (?1, ?2)",
+                    params![name, now()],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("domain {name}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_domains(&self) -> Result<Vec<String>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT name FROM domains ORDER BY name")
+                .map_err(backend)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn has_domain(&self, name: &str) -> Result<bool> {
+        let name = name.trim_end_matches('.').to_lowercase();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+                .and_then(|mut s| s.exists([name]))
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = name.trim_end_matches('.').to_lowercase();
+        self.write(move |conn| {
+            let (users, aliases) = domain_in_use(conn, &name).map_err(backend)?;
+            if users > 0 || aliases > 0 {
+                return Err(StoreError::InUse(format!(
+                    "domain {name} still has {users} user(s) and {aliases} alias(es); delete them first"
+                )));
+            }
+            let deleted = conn
+                .execute("DELETE FROM domains WHERE name = ?1", [&name])
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!("domain {name}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn create_account(&self, address: &Address, password_hash: &str) -> Result<AccountId> {
+        let address = address.clone();
+        let hash = password_hash.to_owned();
+        self.write(move |conn| {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+                .and_then(|mut s| s.exists([address.domain()]))
+                .map_err(backend)?;
+            if !known {
+                return Err(StoreError::Invalid(format!(
+                    "unknown domain {}: add it with `pigeon domain add {}` first",
+                    address.domain(),
+                    address.domain()
+                )));
+            }
+            let created = now();
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO accounts (address, domain, password_hash, created) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![address.as_str(), address.domain(), hash, created],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!("user {address}")));
+            }
+            let id = conn.last_insert_rowid();
+            let uid_validity = next_uid_validity(conn).map_err(backend)?;
+            let mut boxes: Vec<(&str, Option<SpecialUse>)> = vec![("INBOX", None)];
+            boxes.extend(SpecialUse::ALL.iter().map(|u| (u.default_name(), Some(*u))));
+            for (name, usage) in boxes {
+                conn.execute(
+                    "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
+                     VALUES (?1, ?2, ?3, ?4)",
+                    params![id, name, special_use_name(usage), uid_validity],
+                )
+                .map_err(backend)?;
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT id, address, created FROM accounts ORDER BY address")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok(Account {
+                        id: r.get(0)?,
+                        address: r.get(1)?,
+                        created: r.get(2)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn account(&self, address: &Address) -> Result<Option<Account>> {
+        let address = address.as_str().to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT id, address, created FROM accounts WHERE address = ?1")
+                .and_then(|mut s| {
+                    s.query_row([address], |r| {
+                        Ok(Account {
+                            id: r.get(0)?,
+                            address: r.get(1)?,
+                            created: r.get(2)?,
+                        })
+                    })
+                    .optional()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn credentials(&self, address: &Address) -> Result<Option<(AccountId, String)>> {
+        let address = address.as_str().to_owned();
+        self.read(move |conn| {
+            conn.prepare_cached("SELECT id, password_hash FROM accounts WHERE address = ?1")
+                .and_then(|mut s| {
+                    s.query_row([address], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .optional()
+                })
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn set_password(&self, address: &Address, password_hash: &str) -> Result<()> {
+        let address = address.clone();
+        let hash = password_hash.to_owned();
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE accounts SET password_hash = ?1 WHERE address = ?2",
+                    params![hash, address.as_str()],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {address}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_account(&self, address: &Address) -> Result<()> {
+        let address = address.clone();
+        self.write(move |conn| {
+            let n = conn
+                .execute("DELETE FROM accounts WHERE address = ?1", [address.as_str()])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {address}")));
+            }
+            collect_garbage(conn).map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
+        let (source, domain) = normalise_alias_source(address)?;
+        let mut clean = Vec::new();
+        for target in targets {
+            clean.push(Address::parse(target)?.as_str().to_owned());
+        }
+        if clean.is_empty() {
+            return Err(StoreError::Invalid("an alias needs at least one target".into()));
+        }
+        self.write(move |conn| {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+                .and_then(|mut s| s.exists([&domain]))
+                .map_err(backend)?;
+            if !known {
+                return Err(StoreError::Invalid(format!("unknown domain {domain}")));
+            }
+            for target in clean {
+                conn.execute(
+                    "INSERT OR IGNORE INTO aliases (address, target, domain) VALUES (?1, ?2, ?3)",
+                    params![source, target, domain],
+                )
+                .map_err(backend)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_aliases(&self) -> Result<Vec<Alias>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT address, target FROM aliases ORDER BY address, rowid")
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(backend)?;
+            let mut aliases: Vec<Alias> = Vec::new();
+            for row in rows {
+                let (address, target) = row.map_err(backend)?;
+                match aliases.last_mut() {
+                    Some(last) if last.address == address => last.targets.push(target),
+                    _ => aliases.push(Alias {
+                        address,
+                        targets: vec![target],
+                    }),
+                }
+            }
+            Ok(aliases)
+        })
+        .await
+    }
+
+    async fn alias_targets(&self, address: &str) -> Result<Vec<String>> {
+        let address = address.to_lowercase();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT target FROM aliases WHERE address = ?1 ORDER BY rowid")
+                .map_err(backend)?;
+            let rows = stmt.query_map([address], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn delete_alias(&self, address: &str) -> Result<()> {
+        let (source, _) = normalise_alias_source(address)?;
+        self.write(move |conn| {
+            let n = conn
+                .execute("DELETE FROM aliases WHERE address = ?1", [&source])
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("alias {source}")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(&format!(
+                    "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account_id = ?1 ORDER BY m.id"
+                ))
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([account], mailbox_from_row)
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        // RFC 9051 §5.1: INBOX is case-insensitive; other names are exact.
+        let name = if name.eq_ignore_ascii_case("INBOX") {
+            "INBOX".to_owned()
+        } else {
+            name.to_owned()
+        };
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account_id = ?1 AND m.name = ?2"
+            ))
+            .and_then(|mut s| s.query_row(params![account, name], mailbox_from_row).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT uid, modseq, flags, keywords, internal_date, size, blob_id \
+                     FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map([mailbox], |r| {
+                    let keywords: String = r.get(3)?;
+                    Ok(Message {
+                        mailbox_id: mailbox,
+                        uid: r.get(0)?,
+                        modseq: r.get::<_, i64>(1)? as u64,
+                        flags: r.get(2)?,
+                        keywords: keywords
+                            .split(' ')
+                            .filter(|k| !k.is_empty())
+                            .map(String::from)
+                            .collect(),
+                        internal_date: r.get(4)?,
+                        size: r.get::<_, i64>(5)? as u64,
+                        blob_id: r.get(6)?,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+                 WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+            )
+            .and_then(|mut s| s.query_row(params![mailbox, uid], |r| r.get(0)).optional())
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("message {uid}")))
+        })
+        .await
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+        let Delivery {
+            data,
+            mut recipients,
+            internal_date,
+        } = delivery;
+        recipients.sort_unstable();
+        recipients.dedup();
+        // Hashing happens here, on the caller's task, so the writer thread only writes.
+        let blob_id = sha256_hex(&data);
+        let size = data.len() as i64;
+        let delivered = self
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
+                )
+                .and_then(|mut s| s.execute(params![blob_id, data, size]))
+                .map_err(backend)?;
+                let mut delivered = Vec::with_capacity(recipients.len());
+                for account in recipients {
+                    let (mailbox, uid, modseq): (i64, u32, i64) = conn
+                        .prepare_cached(
+                            "UPDATE mailboxes SET uidnext = uidnext + 1, \
+                             highestmodseq = highestmodseq + 1 \
+                             WHERE account_id = ?1 AND name = 'INBOX' \
+                             RETURNING id, uidnext - 1, highestmodseq",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row([account], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+                        })
+                        .optional()
+                        .map_err(backend)?
+                        .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
+                    conn.prepare_cached(
+                        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, internal_date, size) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    )
+                    .and_then(|mut s| {
+                        s.execute(params![mailbox, uid, blob_id, modseq, internal_date, size])
+                    })
+                    .map_err(backend)?;
+                    delivered.push((account, mailbox, uid, modseq));
+                }
+                Ok(delivered)
+            })
+            .await?;
+        Ok(delivered
+            .into_iter()
+            .map(|(account_id, mailbox_id, uid, modseq)| {
+                self.notifier.publish(
+                    account_id,
+                    Change::MessageAdded {
+                        mailbox_id,
+                        uid,
+                        modseq: modseq as u64,
+                    },
+                );
+                Delivered {
+                    account_id,
+                    mailbox_id,
+                    uid,
+                }
+            })
+            .collect())
+    }
+
+    async fn enqueue(&self, message: Outbound) -> Result<i64> {
+        let blob_id = sha256_hex(&message.data);
+        self.write(move |conn| {
+            let size = message.data.len() as i64;
+            conn.execute(
+                "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
+                params![blob_id, message.data, size],
+            )
+            .map_err(backend)?;
+            conn.execute(
+                "INSERT INTO queue (blob_id, sender, size, created) VALUES (?1, ?2, ?3, ?4)",
+                params![blob_id, message.sender, size, message.created],
+            )
+            .map_err(backend)?;
+            let id = conn.last_insert_rowid();
+            for recipient in message.recipients {
+                conn.execute(
+                    "INSERT INTO queue_recipients (queue_id, address, status, next_attempt) \
+                     VALUES (?1, ?2, 'pending', ?3)",
+                    params![id, recipient, message.created],
+                )
+                .map_err(backend)?;
+            }
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT q.id, q.sender, q.size, q.created, r.address, r.status, r.attempts, \
+                     r.next_attempt, r.last_error FROM queue q \
+                     JOIN queue_recipients r ON r.queue_id = q.id ORDER BY q.id, r.rowid",
+                )
+                .map_err(backend)?;
+            let mut rows = stmt.query([]).map_err(backend)?;
+            let mut entries: Vec<QueueEntry> = Vec::new();
+            while let Some(row) = rows.next().map_err(backend)? {
+                let id: i64 = row.get(0).map_err(backend)?;
+                let status: String = row.get(5).map_err(backend)?;
+                let recipient = QueueRecipient {
+                    address: row.get(4).map_err(backend)?,
+                    status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+                    attempts: row.get(6).map_err(backend)?,
+                    next_attempt: row.get(7).map_err(backend)?,
+                    last_error: row.get(8).map_err(backend)?,
+                };
+                match entries.last_mut() {
+                    Some(last) if last.id == id => last.recipients.push(recipient),
+                    _ => entries.push(QueueEntry {
+                        id,
+                        sender: row.get(1).map_err(backend)?,
+                        size: row.get::<_, i64>(2).map_err(backend)? as u64,
+                        created: row.get(3).map_err(backend)?,
+                        recipients: vec![recipient],
+                    }),
+                }
+            }
+            Ok(entries)
+        })
+        .await
+    }
+
+    async fn verify(&self) -> Result<VerifyReport> {
+        self.read(|conn| verify(conn).map_err(backend)).await
+    }
+
+    fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change> {
+        self.notifier.subscribe(account)
+    }
+}
+
+/// `@domain` (catch-all) or a full address, normalised, with its domain.
+fn normalise_alias_source(address: &str) -> Result<(String, String)> {
+    if let Some(domain) = address.trim().strip_prefix('@') {
+        let domain = normalise_domain(domain)?;
+        return Ok((format!("@{domain}"), domain));
+    }
+    let parsed = Address::parse(address)?;
+    Ok((parsed.as_str().to_owned(), parsed.domain().to_owned()))
+}
+
+/// A UIDVALIDITY larger than any given before, so a re-created mailbox never reuses one.
+fn next_uid_validity(conn: &Connection) -> rusqlite::Result<u32> {
+    let last: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes",
+        [],
+        |r| r.get(0),
+    )?;
+    let now = now().clamp(1, u32::MAX as i64);
+    Ok(now.max(last + 1).min(u32::MAX as i64) as u32)
+}
+
+fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0));
+    report.accounts = count("SELECT COUNT(*) FROM accounts")? as u64;
+    report.mailboxes = count("SELECT COUNT(*) FROM mailboxes")? as u64;
+    report.messages = count("SELECT COUNT(*) FROM messages")? as u64;
+    report.blobs = count("SELECT COUNT(*) FROM blobs")? as u64;
+
+    let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+    if integrity != "ok" {
+        report.problems.push(format!("sqlite integrity_check: {integrity}"));
+    }
+    let mut fk = conn.prepare("PRAGMA foreign_key_check")?;
+    let fk_problems = fk.query_map([], |r| r.get::<_, String>(0))?.count();
+    if fk_problems > 0 {
+        report
+            .problems
+            .push(format!("{fk_problems} rows break foreign keys"));
+    }
+    let dangling = count(
+        "SELECT COUNT(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = m.blob_id)",
+    )?;
+    if dangling > 0 {
+        report.problems.push(format!("{dangling} messages have no stored bytes"));
+    }
+    let bad_uids = count(
+        "SELECT COUNT(*) FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \
+         WHERE m.uid >= x.uidnext OR m.modseq > x.highestmodseq",
+    )?;
+    if bad_uids > 0 {
+        report
+            .problems
+            .push(format!("{bad_uids} messages have a UID or MODSEQ beyond their mailbox's counters"));
+    }
+    let bad_sizes = count(
+        "SELECT COUNT(*) FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.size != b.size \
+         OR length(b.data) != b.size",
+    )?;
+    if bad_sizes > 0 {
+        report.problems.push(format!("{bad_sizes} messages have a wrong size"));
+    }
+    let mut stmt = conn.prepare("SELECT id, data FROM blobs")?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let id: String = row.get(0)?;
+        let data: Vec<u8> = row.get(1)?;
+        if sha256_hex(&data) != id {
+            report.problems.push(format!("blob {id} does not match its hash"));
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store::conformance::run(Arc::new(store)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reopen_keeps_data_and_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SqliteStore::open(dir.path()).unwrap();
+            store.add_domain("keep.test").await.unwrap();
+        }
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(store.list_domains().await.unwrap(), ["keep.test"]);
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, schema::MIGRATIONS.len() as i64);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failing_job_does_not_spoil_its_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        // Many concurrent adds of the same domain land in shared batches: exactly one wins and
+        // the others fail alone.
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move { store.add_domain("race.test").await }));
+        }
+        let mut ok = 0;
+        for task in tasks {
+            match task.await.unwrap() {
+                Ok(()) => ok += 1,
+                Err(StoreError::AlreadyExists(_)) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        assert_eq!(ok, 1);
+        assert_eq!(store.list_domains().await.unwrap(), ["race.test"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn verify_detects_a_corrupted_blob() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.add_domain("v.test").await.unwrap();
+        let id = store
+            .create_account(&Address::parse("v@v.test").unwrap(), "h")
+            .await
+            .unwrap();
+        store
+            .deliver(Delivery {
+                data: b"Subject: x\r\n\r\n".to_vec(),
+                recipients: vec![id],
+                internal_date: 0,
+            })
+            .await
+            .unwrap();
+        assert!(store.verify().await.unwrap().problems.is_empty());
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        conn.execute("UPDATE blobs SET data = X'00'", []).unwrap();
+        let problems = store.verify().await.unwrap().problems;
+        assert!(problems.iter().any(|p| p.contains("hash")), "{problems:?}");
+    }
+}

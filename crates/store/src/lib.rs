@@ -1,1 +1,308 @@
+//! The mail domain model and the [`Store`] trait every backend implements.
+//!
+//! **API boundary:** sessions (`smtp-server`, later IMAP/POP3/webmail) see only `dyn Store`;
+//! only the `pigeon` binary names a backend. The [`conformance`] suite is the contract: every
+//! backend runs it from its own tests.
+//!
+//! Durability contract: a write method returns `Ok` only once its effect is on stable storage.
+//! Change notifications ([`Store::subscribe`]) are published after the commit.
 
+pub mod address;
+pub mod conformance;
+mod notify;
+mod resolve;
+
+use async_trait::async_trait;
+
+pub use address::Address;
+pub use notify::Notifier;
+pub use resolve::{Resolution, Target, resolve};
+
+pub type AccountId = i64;
+pub type MailboxId = i64;
+
+/// Errors a caller can act on; `Backend` is everything else (logged, reported as temporary).
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The named thing does not exist.
+    #[error("{0} not found")]
+    NotFound(String),
+    /// Creating something that exists already.
+    #[error("{0} already exists")]
+    AlreadyExists(String),
+    /// Deleting something still in use (a domain with users, say).
+    #[error("{0}")]
+    InUse(String),
+    /// Input the store refuses (a malformed address, an unknown domain for a new user).
+    #[error("{0}")]
+    Invalid(String),
+    /// The backend failed; the operation may be retried.
+    #[error("storage backend error: {0}")]
+    Backend(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// A mail account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Account {
+    pub id: AccountId,
+    /// The login and primary address, lowercased: `local@domain`.
+    pub address: String,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// An alias: mail to `address` goes to each target. `address` may be `@domain` (catch-all).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub address: String,
+    pub targets: Vec<String>,
+}
+
+/// RFC 6154 special-use attributes of the default mailboxes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpecialUse {
+    Sent,
+    Drafts,
+    Trash,
+    Junk,
+    Archive,
+}
+
+impl SpecialUse {
+    pub const ALL: [SpecialUse; 5] = [
+        SpecialUse::Sent,
+        SpecialUse::Drafts,
+        SpecialUse::Trash,
+        SpecialUse::Junk,
+        SpecialUse::Archive,
+    ];
+
+    /// The IMAP attribute, e.g. `\Sent`.
+    pub fn attribute(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "\\Sent",
+            SpecialUse::Drafts => "\\Drafts",
+            SpecialUse::Trash => "\\Trash",
+            SpecialUse::Junk => "\\Junk",
+            SpecialUse::Archive => "\\Archive",
+        }
+    }
+
+    /// The name of the mailbox created for it with every account.
+    pub fn default_name(self) -> &'static str {
+        match self {
+            SpecialUse::Sent => "Sent",
+            SpecialUse::Drafts => "Drafts",
+            SpecialUse::Trash => "Trash",
+            SpecialUse::Junk => "Junk",
+            SpecialUse::Archive => "Archive",
+        }
+    }
+
+    pub fn from_attribute(s: &str) -> Option<SpecialUse> {
+        SpecialUse::ALL
+            .into_iter()
+            .find(|u| u.attribute().eq_ignore_ascii_case(s))
+    }
+}
+
+/// A mailbox (folder) and its IMAP counters (RFC 9051 §2.3.1.1, RFC 7162).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mailbox {
+    pub id: MailboxId,
+    pub account_id: AccountId,
+    pub name: String,
+    pub special_use: Option<SpecialUse>,
+    pub uid_validity: u32,
+    /// The UID the next message will get; UIDs are never reused within a UIDVALIDITY.
+    pub uid_next: u32,
+    pub highest_modseq: u64,
+    pub subscribed: bool,
+    /// Number of messages now in the mailbox.
+    pub messages: u32,
+    /// Messages without `\Seen`.
+    pub unseen: u32,
+}
+
+/// System flags as bits; keywords are kept separately.
+pub mod flags {
+    pub const SEEN: u32 = 1 << 0;
+    pub const ANSWERED: u32 = 1 << 1;
+    pub const FLAGGED: u32 = 1 << 2;
+    pub const DELETED: u32 = 1 << 3;
+    pub const DRAFT: u32 = 1 << 4;
+}
+
+/// A message in a mailbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    pub mailbox_id: MailboxId,
+    pub uid: u32,
+    pub modseq: u64,
+    /// [`flags`] bits.
+    pub flags: u32,
+    pub keywords: Vec<String>,
+    /// Unix seconds when it arrived.
+    pub internal_date: i64,
+    /// Exact size in octets of the stored bytes.
+    pub size: u64,
+    /// Content address (SHA-256, hex) of the bytes; one copy however many mailboxes hold it.
+    pub blob_id: String,
+}
+
+/// A message to put into local INBOXes.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The complete message as stored (trace headers included).
+    pub data: Vec<u8>,
+    /// Accounts whose INBOX gets a copy; duplicates are delivered once.
+    pub recipients: Vec<AccountId>,
+    /// Unix seconds.
+    pub internal_date: i64,
+}
+
+/// Where one copy of a delivery landed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered {
+    pub account_id: AccountId,
+    pub mailbox_id: MailboxId,
+    pub uid: u32,
+}
+
+/// A message waiting to go out to other servers.
+#[derive(Debug, Clone)]
+pub struct Outbound {
+    /// Envelope sender; empty for the null reverse-path (bounces).
+    pub sender: String,
+    pub recipients: Vec<String>,
+    pub data: Vec<u8>,
+    /// Unix seconds.
+    pub created: i64,
+}
+
+/// Delivery state of one queued recipient.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientStatus {
+    Pending,
+    Deferred,
+    Delivered,
+    Failed,
+}
+
+impl RecipientStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientStatus::Pending => "pending",
+            RecipientStatus::Deferred => "deferred",
+            RecipientStatus::Delivered => "delivered",
+            RecipientStatus::Failed => "failed",
+        }
+    }
+    pub fn parse(s: &str) -> Option<RecipientStatus> {
+        Some(match s {
+            "pending" => RecipientStatus::Pending,
+            "deferred" => RecipientStatus::Deferred,
+            "delivered" => RecipientStatus::Delivered,
+            "failed" => RecipientStatus::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// One queued recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueRecipient {
+    pub address: String,
+    pub status: RecipientStatus,
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
+}
+
+/// A queued message with its recipients.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    pub id: i64,
+    pub sender: String,
+    pub size: u64,
+    pub created: i64,
+    pub recipients: Vec<QueueRecipient>,
+}
+
+/// What changed in an account, published after the change is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A message was added to a mailbox.
+    MessageAdded {
+        mailbox_id: MailboxId,
+        uid: u32,
+        modseq: u64,
+    },
+}
+
+/// The result of [`Store::verify`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyReport {
+    pub accounts: u64,
+    pub mailboxes: u64,
+    pub messages: u64,
+    pub blobs: u64,
+    /// Everything found wrong; empty means the store is consistent.
+    pub problems: Vec<String>,
+}
+
+/// The storage API: everything that reads or writes mail goes through it.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // --- domains ---
+    /// Adds a domain we receive mail for.
+    async fn add_domain(&self, name: &str) -> Result<()>;
+    async fn list_domains(&self) -> Result<Vec<String>>;
+    async fn has_domain(&self, name: &str) -> Result<bool>;
+    /// Removes a domain; fails with [`StoreError::InUse`] while it has users or aliases.
+    async fn delete_domain(&self, name: &str) -> Result<()>;
+
+    // --- accounts ---
+    /// Creates an account with its default mailboxes (INBOX and the special-use ones).
+    /// `password_hash` is a PHC string from `sasl::hash_password`.
+    async fn create_account(&self, address: &Address, password_hash: &str) -> Result<AccountId>;
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+    async fn account(&self, address: &Address) -> Result<Option<Account>>;
+    /// The account id and password hash for a login name.
+    async fn credentials(&self, address: &Address) -> Result<Option<(AccountId, String)>>;
+    async fn set_password(&self, address: &Address, password_hash: &str) -> Result<()>;
+    /// Deletes the account, its mailboxes and messages.
+    async fn delete_account(&self, address: &Address) -> Result<()>;
+
+    // --- aliases ---
+    /// Adds targets to an alias (creating it). `address` may be `@domain` for a catch-all.
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()>;
+    async fn list_aliases(&self) -> Result<Vec<Alias>>;
+    /// The targets of an alias, empty if there is none.
+    async fn alias_targets(&self, address: &str) -> Result<Vec<String>>;
+    async fn delete_alias(&self, address: &str) -> Result<()>;
+
+    // --- mailboxes and messages ---
+    async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    /// Messages of a mailbox in UID order.
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>>;
+    /// The stored bytes of a message.
+    async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
+    /// Stores a message once and adds it to each recipient's INBOX, durably.
+    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
+
+    // --- outbound queue ---
+    /// Queues a message for remote recipients, durably.
+    async fn enqueue(&self, message: Outbound) -> Result<i64>;
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>>;
+
+    // --- integrity and notifications ---
+    /// Checks the store's integrity without changing it.
+    async fn verify(&self) -> Result<VerifyReport>;
+    /// Changes to one account, from any session (IDLE, webmail push).
+    fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change>;
+}

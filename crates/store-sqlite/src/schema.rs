@@ -1,0 +1,108 @@
+//! The schema and its forward migrations, tracked in `PRAGMA user_version`.
+//!
+//! Migrations only ever append: a database at version N runs migrations N+1.. at open, each in
+//! its own transaction, so an interrupted upgrade resumes where it stopped.
+
+use rusqlite::Connection;
+use store::{Result, StoreError};
+
+/// Migration `i` brings the schema from version `i` to `i + 1`.
+pub(crate) const MIGRATIONS: &[&str] = &[
+    // 1: domains, accounts, aliases, mailboxes, messages, blobs, the outbound queue.
+    "CREATE TABLE domains (
+        name TEXT PRIMARY KEY,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE accounts (
+        id INTEGER PRIMARY KEY,
+        address TEXT NOT NULL UNIQUE,
+        domain TEXT NOT NULL REFERENCES domains(name),
+        password_hash TEXT NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX accounts_domain ON accounts(domain);
+    CREATE TABLE aliases (
+        address TEXT NOT NULL,
+        target TEXT NOT NULL,
+        domain TEXT NOT NULL REFERENCES domains(name),
+        PRIMARY KEY (address, target)
+    );
+    CREATE INDEX aliases_domain ON aliases(domain);
+    CREATE TABLE mailboxes (
+        id INTEGER PRIMARY KEY,
+        account_id INTEGER NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        special_use TEXT,
+        uidvalidity INTEGER NOT NULL,
+        uidnext INTEGER NOT NULL DEFAULT 1,
+        highestmodseq INTEGER NOT NULL DEFAULT 1,
+        subscribed INTEGER NOT NULL DEFAULT 1,
+        UNIQUE (account_id, name)
+    );
+    CREATE TABLE blobs (
+        id TEXT PRIMARY KEY,
+        size INTEGER NOT NULL,
+        data BLOB NOT NULL
+    );
+    CREATE TABLE messages (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL,
+        blob_id TEXT NOT NULL REFERENCES blobs(id),
+        flags INTEGER NOT NULL DEFAULT 0,
+        keywords TEXT NOT NULL DEFAULT '',
+        modseq INTEGER NOT NULL,
+        internal_date INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_blob ON messages(blob_id);
+    CREATE TABLE expunged (
+        mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+        uid INTEGER NOT NULL,
+        modseq INTEGER NOT NULL,
+        PRIMARY KEY (mailbox_id, uid)
+    ) WITHOUT ROWID;
+    CREATE TABLE queue (
+        id INTEGER PRIMARY KEY,
+        blob_id TEXT NOT NULL REFERENCES blobs(id),
+        sender TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        created INTEGER NOT NULL
+    );
+    CREATE INDEX queue_blob ON queue(blob_id);
+    CREATE TABLE queue_recipients (
+        queue_id INTEGER NOT NULL REFERENCES queue(id) ON DELETE CASCADE,
+        address TEXT NOT NULL,
+        status TEXT NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt INTEGER NOT NULL,
+        last_error TEXT
+    );
+    CREATE INDEX queue_recipients_due ON queue_recipients(status, next_attempt);",
+];
+
+/// Brings the database up to the newest schema.
+pub(crate) fn migrate(conn: &Connection) -> Result<()> {
+    let backend = |e: rusqlite::Error| StoreError::Backend(Box::new(e));
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(backend)?;
+    if version as usize > MIGRATIONS.len() {
+        return Err(StoreError::Invalid(format!(
+            "the database has schema version {version}, newer than this pigeon knows ({}); \
+             upgrade pigeon",
+            MIGRATIONS.len()
+        )));
+    }
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let batch = format!(
+            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {}; COMMIT;",
+            i + 1
+        );
+        conn.execute_batch(&batch).map_err(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            backend(e)
+        })?;
+    }
+    Ok(())
+}

@@ -1,0 +1,306 @@
+//! The conformance suite: the behaviour every [`Store`] backend must show.
+//!
+//! A backend's tests call [`run`] with a fresh, empty store. Each part uses its own domain so
+//! the parts cannot disturb each other. Failures panic with a message naming the rule.
+
+use std::sync::Arc;
+
+use crate::{
+    Address, Change, Delivery, Outbound, RecipientStatus, Resolution, SpecialUse, Store,
+    StoreError, Target, flags, resolve,
+};
+
+/// A fixed Argon2 PHC string; the store treats hashes as opaque text.
+const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).expect("test address")
+}
+
+/// Runs every part of the suite against `store`, which must be empty.
+pub async fn run(store: Arc<dyn Store>) {
+    domains(&*store).await;
+    accounts(&*store).await;
+    aliases_and_routing(&*store).await;
+    delivery(&*store).await;
+    concurrent_delivery(store.clone()).await;
+    notifications(&*store).await;
+    queue(&*store).await;
+    let report = store.verify().await.expect("verify");
+    assert!(report.problems.is_empty(), "verify found problems: {:?}", report.problems);
+}
+
+async fn domains(store: &dyn Store) {
+    store.add_domain("D1.Test").await.expect("add domain");
+    assert!(store.has_domain("d1.test").await.unwrap(), "domains are case-insensitive");
+    assert!(matches!(
+        store.add_domain("d1.test").await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    assert!(matches!(
+        store.add_domain("bad domain").await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(store.list_domains().await.unwrap().contains(&"d1.test".to_string()));
+    store
+        .create_account(&addr("u@d1.test"), HASH)
+        .await
+        .expect("create account");
+    assert!(
+        matches!(store.delete_domain("d1.test").await, Err(StoreError::InUse(_))),
+        "a domain with users cannot be deleted"
+    );
+    store.delete_account(&addr("u@d1.test")).await.unwrap();
+    store.delete_domain("d1.test").await.expect("delete empty domain");
+    assert!(!store.has_domain("d1.test").await.unwrap());
+    assert!(matches!(
+        store.delete_domain("d1.test").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn accounts(store: &dyn Store) {
+    assert!(
+        matches!(
+            store.create_account(&addr("a@unknown.test"), HASH).await,
+            Err(StoreError::Invalid(_))
+        ),
+        "accounts need a known domain"
+    );
+    store.add_domain("d2.test").await.unwrap();
+    let id = store.create_account(&addr("Alice@D2.test"), HASH).await.unwrap();
+    assert!(matches!(
+        store.create_account(&addr("alice@d2.test"), HASH).await,
+        Err(StoreError::AlreadyExists(_))
+    ));
+    let account = store.account(&addr("alice@d2.test")).await.unwrap().unwrap();
+    assert_eq!(account.id, id);
+    assert_eq!(account.address, "alice@d2.test");
+    assert_eq!(
+        store.credentials(&addr("ALICE@d2.test")).await.unwrap(),
+        Some((id, HASH.to_string()))
+    );
+    store.set_password(&addr("alice@d2.test"), "new-hash").await.unwrap();
+    assert_eq!(
+        store.credentials(&addr("alice@d2.test")).await.unwrap().unwrap().1,
+        "new-hash"
+    );
+    assert!(matches!(
+        store.set_password(&addr("nobody@d2.test"), "x").await,
+        Err(StoreError::NotFound(_))
+    ));
+
+    let mailboxes = store.list_mailboxes(id).await.unwrap();
+    let inbox = mailboxes.iter().find(|m| m.name == "INBOX").expect("INBOX exists");
+    assert_eq!(inbox.special_use, None);
+    assert_eq!(inbox.uid_next, 1);
+    assert!(inbox.uid_validity > 0);
+    for usage in SpecialUse::ALL {
+        let mailbox = mailboxes
+            .iter()
+            .find(|m| m.special_use == Some(usage))
+            .unwrap_or_else(|| panic!("{usage:?} mailbox exists"));
+        assert_eq!(mailbox.name, usage.default_name());
+    }
+    assert!(store.list_accounts().await.unwrap().iter().any(|a| a.id == id));
+
+    store.delete_account(&addr("alice@d2.test")).await.unwrap();
+    assert_eq!(store.account(&addr("alice@d2.test")).await.unwrap(), None);
+    assert!(store.list_mailboxes(id).await.unwrap().is_empty(), "mailboxes go with the account");
+    assert!(matches!(
+        store.delete_account(&addr("alice@d2.test")).await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn aliases_and_routing(store: &dyn Store) {
+    store.add_domain("d3.test").await.unwrap();
+    let bob = store.create_account(&addr("bob@d3.test"), HASH).await.unwrap();
+    let carol = store.create_account(&addr("carol@d3.test"), HASH).await.unwrap();
+    let route = |s: &'static str| async move { resolve(store, &addr(s)).await.unwrap() };
+
+    assert_eq!(route("bob@d3.test").await, Resolution::Deliver(vec![Target::Local(bob)]));
+    assert_eq!(route("BOB@D3.TEST").await, Resolution::Deliver(vec![Target::Local(bob)]));
+    assert_eq!(
+        route("bob+lists@d3.test").await,
+        Resolution::Deliver(vec![Target::Local(bob)]),
+        "subaddress delivers to the user"
+    );
+    assert_eq!(route("nobody@d3.test").await, Resolution::NoSuchUser);
+    assert_eq!(route("bob@elsewhere.test").await, Resolution::NotLocal);
+
+    store
+        .add_alias("team@d3.test", &["bob@d3.test".into(), "carol@d3.test".into(), "x@remote.test".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        route("team@d3.test").await,
+        Resolution::Deliver(vec![
+            Target::Local(bob),
+            Target::Local(carol),
+            Target::Remote("x@remote.test".into())
+        ])
+    );
+    // An alias of an alias, and a loop that must terminate.
+    store.add_alias("all@d3.test", &["team@d3.test".into()]).await.unwrap();
+    assert!(matches!(route("all@d3.test").await, Resolution::Deliver(t) if t.len() == 3));
+    store.add_alias("loop1@d3.test", &["loop2@d3.test".into()]).await.unwrap();
+    store.add_alias("loop2@d3.test", &["loop1@d3.test".into(), "bob@d3.test".into()]).await.unwrap();
+    assert_eq!(route("loop1@d3.test").await, Resolution::Deliver(vec![Target::Local(bob)]));
+
+    store.add_alias("@d3.test", &["carol@d3.test".into()]).await.unwrap();
+    assert_eq!(
+        route("anything@d3.test").await,
+        Resolution::Deliver(vec![Target::Local(carol)]),
+        "catch-all"
+    );
+    assert_eq!(
+        route("bob@d3.test").await,
+        Resolution::Deliver(vec![Target::Local(bob)]),
+        "a real user wins over the catch-all"
+    );
+    let aliases = store.list_aliases().await.unwrap();
+    let team = aliases.iter().find(|a| a.address == "team@d3.test").unwrap();
+    assert_eq!(team.targets.len(), 3);
+
+    assert!(matches!(
+        store.add_alias("x@unknown.test", &["bob@d3.test".into()]).await,
+        Err(StoreError::Invalid(_))
+    ));
+    assert!(matches!(
+        store.delete_domain("d3.test").await,
+        Err(StoreError::InUse(_))
+    ));
+    store.delete_alias("@d3.test").await.unwrap();
+    assert_eq!(route("anything@d3.test").await, Resolution::NoSuchUser);
+    assert!(matches!(
+        store.delete_alias("@d3.test").await,
+        Err(StoreError::NotFound(_))
+    ));
+}
+
+async fn delivery(store: &dyn Store) {
+    store.add_domain("d4.test").await.unwrap();
+    let dave = store.create_account(&addr("dave@d4.test"), HASH).await.unwrap();
+    let erin = store.create_account(&addr("erin@d4.test"), HASH).await.unwrap();
+    let before = store.verify().await.unwrap().blobs;
+
+    let data = b"Subject: one\r\n\r\nbody \xe4\xbd\xa0\xe5\xa5\xbd\r\n".to_vec();
+    let delivered = store
+        .deliver(Delivery {
+            data: data.clone(),
+            recipients: vec![dave, erin, dave],
+            internal_date: 1_700_000_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(delivered.len(), 2, "duplicate recipients get one copy");
+    assert!(delivered.iter().all(|d| d.uid == 1));
+    assert_eq!(
+        store.verify().await.unwrap().blobs,
+        before + 1,
+        "the bytes are stored once for both mailboxes"
+    );
+
+    let second = store
+        .deliver(Delivery {
+            data: b"Subject: two\r\n\r\n".to_vec(),
+            recipients: vec![dave],
+            internal_date: 1_700_000_100,
+        })
+        .await
+        .unwrap();
+    assert_eq!(second[0].uid, 2);
+
+    let inbox = store.mailbox(dave, "INBOX").await.unwrap().unwrap();
+    assert_eq!(inbox.uid_next, 3);
+    assert_eq!(inbox.messages, 2);
+    assert_eq!(inbox.unseen, 2);
+    let messages = store.list_messages(inbox.id).await.unwrap();
+    assert_eq!(messages.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+    assert!(messages[0].modseq < messages[1].modseq);
+    assert!(inbox.highest_modseq >= messages[1].modseq);
+    assert_eq!(messages[0].size, data.len() as u64);
+    assert_eq!(messages[0].internal_date, 1_700_000_000);
+    assert_eq!(messages[0].flags & flags::SEEN, 0);
+    assert_eq!(store.read_message(inbox.id, 1).await.unwrap(), data);
+    assert!(matches!(
+        store.read_message(inbox.id, 99).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert!(store.mailbox(dave, "No Such Box").await.unwrap().is_none());
+
+    // Deleting one account keeps the shared bytes for the other.
+    store.delete_account(&addr("erin@d4.test")).await.unwrap();
+    assert_eq!(store.read_message(inbox.id, 1).await.unwrap(), data);
+}
+
+async fn concurrent_delivery(store: Arc<dyn Store>) {
+    store.add_domain("d5.test").await.unwrap();
+    let fay = store.create_account(&addr("fay@d5.test"), HASH).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..50 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .deliver(Delivery {
+                    data: format!("Subject: {i}\r\n\r\n{i}\r\n").into_bytes(),
+                    recipients: vec![fay],
+                    internal_date: 1_700_000_000 + i,
+                })
+                .await
+                .unwrap()[0]
+                .uid
+        }));
+    }
+    let mut uids = Vec::new();
+    for task in tasks {
+        uids.push(task.await.unwrap());
+    }
+    uids.sort_unstable();
+    assert_eq!(uids, (1..=50).collect::<Vec<u32>>(), "UIDs are unique and dense");
+    let inbox = store.mailbox(fay, "INBOX").await.unwrap().unwrap();
+    let messages = store.list_messages(inbox.id).await.unwrap();
+    let mut modseqs: Vec<u64> = messages.iter().map(|m| m.modseq).collect();
+    modseqs.dedup();
+    assert_eq!(modseqs.len(), 50, "every change has its own MODSEQ");
+}
+
+async fn notifications(store: &dyn Store) {
+    store.add_domain("d6.test").await.unwrap();
+    let gus = store.create_account(&addr("gus@d6.test"), HASH).await.unwrap();
+    let mut changes = store.subscribe(gus);
+    let delivered = store
+        .deliver(Delivery {
+            data: b"Subject: hi\r\n\r\n".to_vec(),
+            recipients: vec![gus],
+            internal_date: 0,
+        })
+        .await
+        .unwrap();
+    let change = tokio::time::timeout(std::time::Duration::from_secs(5), changes.recv())
+        .await
+        .expect("a notification arrives")
+        .unwrap();
+    assert!(
+        matches!(change, Change::MessageAdded { mailbox_id, uid: 1, .. } if mailbox_id == delivered[0].mailbox_id)
+    );
+}
+
+async fn queue(store: &dyn Store) {
+    let id = store
+        .enqueue(Outbound {
+            sender: "hal@d6.test".into(),
+            recipients: vec!["x@remote.test".into(), "y@remote.test".into()],
+            data: b"Subject: out\r\n\r\n".to_vec(),
+            created: 1_700_000_000,
+        })
+        .await
+        .unwrap();
+    let entries = store.list_queue().await.unwrap();
+    let entry = entries.iter().find(|e| e.id == id).expect("queued");
+    assert_eq!(entry.sender, "hal@d6.test");
+    assert_eq!(entry.size, 16);
+    assert_eq!(entry.recipients.len(), 2);
+    assert!(entry.recipients.iter().all(|r| r.status == RecipientStatus::Pending && r.attempts == 0));
+}

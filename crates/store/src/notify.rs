@@ -1,0 +1,40 @@
+//! Per-account change notifications, shared by backends.
+//!
+//! Each account with at least one subscriber has a broadcast channel; a slow subscriber that
+//! falls behind gets `RecvError::Lagged` and must resynchronise from the store, so a stuck
+//! session can never hold up delivery.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use tokio::sync::broadcast;
+
+use crate::{AccountId, Change};
+
+const CHANNEL_CAPACITY: usize = 256;
+
+#[derive(Debug, Default)]
+pub struct Notifier {
+    channels: Mutex<HashMap<AccountId, broadcast::Sender<Change>>>,
+}
+
+impl Notifier {
+    pub fn subscribe(&self, account: AccountId) -> broadcast::Receiver<Change> {
+        let mut channels = self.channels.lock().expect("notifier lock poisoned");
+        channels
+            .entry(account)
+            .or_insert_with(|| broadcast::channel(CHANNEL_CAPACITY).0)
+            .subscribe()
+    }
+
+    /// Publishes a change to the account's subscribers, if any.
+    pub fn publish(&self, account: AccountId, change: Change) {
+        let mut channels = self.channels.lock().expect("notifier lock poisoned");
+        if let Some(sender) = channels.get(&account) {
+            if sender.send(change).is_err() {
+                // Every receiver is gone: drop the channel so the map does not grow forever.
+                channels.remove(&account);
+            }
+        }
+    }
+}
