@@ -1,1 +1,294 @@
+//! The one connection driver for every protocol: accept loop, connection limits, idle
+//! timeouts, output flushing and graceful shutdown.
+//!
+//! **Architecture invariant:** `net` knows no protocol. A protocol plugs in through
+//! [`Protocol`] (make a session, say "too busy") and [`Session`] (greet, consume input, say
+//! goodbye). A fix to timeouts, limits or shutdown here fixes every protocol at once.
+//!
+//! The loop per connection: write the greeting; then repeatedly read (with the session's idle
+//! timeout), hand the bytes to the session, and write everything it produced before reading
+//! again. On shutdown an idle session says goodbye at once; a session in the middle of a
+//! transaction gets `shutdown_grace` to finish it.
 
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Notify, watch};
+use tracing::{Instrument, debug, info_span, warn};
+
+/// What the driver does after the session consumed input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    /// Keep reading.
+    Continue,
+    /// Write the pending output, then close the connection.
+    Close,
+}
+
+/// Facts about a connection a session may need.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnInfo {
+    /// Unique within this process, for logs.
+    pub id: u64,
+    pub peer: SocketAddr,
+    pub local: SocketAddr,
+}
+
+/// One protocol session. Implementations wrap a sans-IO machine and the `Store`.
+pub trait Session: Send + 'static {
+    /// Writes the greeting, if the protocol has one.
+    fn greet(&mut self, out: &mut Vec<u8>);
+    /// Consumes bytes from the peer, appending replies to `out`.
+    fn input(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> impl Future<Output = Flow> + Send;
+    /// How long the peer may now stay silent.
+    fn idle_timeout(&self) -> Duration;
+    /// The peer was silent too long: write the protocol's goodbye.
+    fn timed_out(&mut self, out: &mut Vec<u8>);
+    /// True when closing now loses no work (no transaction in progress).
+    fn is_idle(&self) -> bool;
+    /// The server is stopping: write the protocol's goodbye.
+    fn shutting_down(&mut self, out: &mut Vec<u8>);
+}
+
+/// A protocol served on a listener.
+pub trait Protocol: Send + Sync + 'static {
+    type Session: Session;
+    /// A session for a new connection.
+    fn session(&self, conn: ConnInfo) -> Self::Session;
+    /// Written to a connection refused by the limits before it is closed.
+    fn busy_message(&self) -> Vec<u8>;
+    /// A short name for logs, such as `smtp`.
+    fn name(&self) -> &'static str;
+}
+
+/// Connection limits shared by all listeners.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub max_connections_per_ip: usize,
+    /// How long shutdown waits for sessions in the middle of a transaction.
+    pub shutdown_grace: Duration,
+}
+
+/// State shared by every listener: limits, counters and the shutdown signal.
+pub struct Server {
+    limits: Limits,
+    open: AtomicUsize,
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    next_id: AtomicU64,
+    all_closed: Notify,
+    shutdown_tx: watch::Sender<bool>,
+    shutdown_rx: watch::Receiver<bool>,
+}
+
+/// Releases a connection's place in the counters when the connection ends.
+struct Slot {
+    server: Arc<Server>,
+    ip: IpAddr,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        {
+            let mut per_ip = self.server.per_ip.lock().expect("per-ip lock poisoned");
+            if let Some(n) = per_ip.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    per_ip.remove(&self.ip);
+                }
+            }
+        }
+        if self.server.open.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.server.all_closed.notify_waiters();
+        }
+    }
+}
+
+impl Server {
+    pub fn new(limits: Limits) -> Arc<Server> {
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+        Arc::new(Server {
+            limits,
+            open: AtomicUsize::new(0),
+            per_ip: Mutex::new(HashMap::new()),
+            next_id: AtomicU64::new(1),
+            all_closed: Notify::new(),
+            shutdown_tx,
+            shutdown_rx,
+        })
+    }
+
+    /// Number of open connections.
+    pub fn open_connections(&self) -> usize {
+        self.open.load(Ordering::Acquire)
+    }
+
+    /// Takes a slot for a connection from `ip`, or `None` if a limit is reached.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        let mut per_ip = self.per_ip.lock().expect("per-ip lock poisoned");
+        let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
+        if from_ip >= self.limits.max_connections_per_ip
+            || self.open.load(Ordering::Acquire) >= self.limits.max_connections
+        {
+            return None;
+        }
+        per_ip.insert(ip, from_ip + 1);
+        self.open.fetch_add(1, Ordering::AcqRel);
+        Some(Slot {
+            server: self.clone(),
+            ip,
+        })
+    }
+
+    /// Stops accepting, asks every session to finish, and waits for them (at most the grace
+    /// period plus a little for goodbyes to be written).
+    pub async fn shutdown(&self) {
+        let _ = self.shutdown_tx.send(true);
+        let deadline = self.limits.shutdown_grace + Duration::from_secs(2);
+        let _ = tokio::time::timeout(deadline, async {
+            loop {
+                let notified = self.all_closed.notified();
+                if self.open.load(Ordering::Acquire) == 0 {
+                    return;
+                }
+                notified.await;
+            }
+        })
+        .await;
+    }
+
+    fn is_shutting_down(&self) -> bool {
+        *self.shutdown_rx.borrow()
+    }
+
+    /// Accepts connections on `listener` until shutdown, one task per connection.
+    pub async fn serve<P: Protocol>(self: Arc<Self>, listener: TcpListener, protocol: Arc<P>) {
+        let mut shutdown = self.shutdown_rx.clone();
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let accepted = tokio::select! {
+                accepted = listener.accept() => accepted,
+                _ = shutdown.wait_for(|&s| s) => return,
+            };
+            let (stream, peer) = match accepted {
+                Ok(pair) => {
+                    backoff = Duration::from_millis(10);
+                    pair
+                }
+                Err(e) => {
+                    // Usually out of file descriptors: wait instead of spinning.
+                    warn!(protocol = protocol.name(), error = %e, "accept failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                    continue;
+                }
+            };
+            let _ = stream.set_nodelay(true);
+            let Some(slot) = self.admit(peer.ip()) else {
+                let message = protocol.busy_message();
+                tokio::spawn(async move {
+                    let mut stream = stream;
+                    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+                        let _ = stream.write_all(&message).await;
+                        let _ = stream.shutdown().await;
+                    })
+                    .await;
+                });
+                continue;
+            };
+            let local = stream.local_addr().unwrap_or(peer);
+            let conn = ConnInfo {
+                id: self.next_id.fetch_add(1, Ordering::Relaxed),
+                peer,
+                local,
+            };
+            let session = protocol.session(conn);
+            let server = self.clone();
+            let span = info_span!("conn", proto = protocol.name(), cid = conn.id, peer = %peer);
+            tokio::spawn(
+                async move {
+                    debug!("connected");
+                    if let Err(e) = server.drive(stream, session).await {
+                        debug!(error = %e, "connection ended with an error");
+                    }
+                    debug!("closed");
+                    drop(slot);
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    /// The per-connection loop.
+    async fn drive<S: Session>(&self, mut stream: TcpStream, mut session: S) -> std::io::Result<()> {
+        let mut out = Vec::with_capacity(512);
+        // Small at first so idle connections stay cheap; grows while the peer sends a lot.
+        let mut buf = vec![0u8; 4096];
+        let mut shutdown = self.shutdown_rx.clone();
+        let mut grace_deadline: Option<tokio::time::Instant> = None;
+
+        session.greet(&mut out);
+        flush(&mut stream, &mut out).await?;
+
+        loop {
+            if self.is_shutting_down() {
+                let deadline = *grace_deadline
+                    .get_or_insert_with(|| tokio::time::Instant::now() + self.limits.shutdown_grace);
+                if session.is_idle() || tokio::time::Instant::now() >= deadline {
+                    session.shutting_down(&mut out);
+                    flush(&mut stream, &mut out).await?;
+                    return Ok(());
+                }
+            }
+            let timeout = session.idle_timeout();
+            let read = tokio::select! {
+                read = tokio::time::timeout(timeout, stream.read(&mut buf)) => read,
+                _ = shutdown.changed(), if grace_deadline.is_none() => continue,
+                _ = sleep_until_opt(grace_deadline) => continue,
+            };
+            let n = match read {
+                Err(_elapsed) => {
+                    session.timed_out(&mut out);
+                    flush(&mut stream, &mut out).await?;
+                    return Ok(());
+                }
+                Ok(Err(e)) => return Err(e),
+                Ok(Ok(0)) => return Ok(()),
+                Ok(Ok(n)) => n,
+            };
+            let flow = session.input(&buf[..n], &mut out).await;
+            flush(&mut stream, &mut out).await?;
+            if flow == Flow::Close {
+                let _ = stream.shutdown().await;
+                return Ok(());
+            }
+            if n == buf.len() && buf.len() < 64 * 1024 {
+                buf.resize(buf.len() * 2, 0);
+            }
+        }
+    }
+}
+
+async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+    if !out.is_empty() {
+        stream.write_all(out).await?;
+        out.clear();
+        if out.capacity() > 64 * 1024 {
+            out.shrink_to(4096);
+        }
+    }
+    Ok(())
+}

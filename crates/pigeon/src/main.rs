@@ -1,1 +1,108 @@
-fn main() {}
+//! `pigeon`: the mail server and its admin and user-agent commands, in one binary.
+//!
+//! Wiring only: this crate parses the command line, loads the config, opens the store backend
+//! and hands them to the service crates. It is the only crate that names a backend.
+
+mod admin;
+mod serve;
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "pigeon", version, about = "A complete mail system: SMTP, store and admin in one binary")]
+struct Cli {
+    /// Configuration file (TOML). Without it, built-in defaults are used.
+    #[arg(long, global = true, env = "PIGEON_CONFIG")]
+    config: Option<PathBuf>,
+    /// Data directory; overrides `data_dir` from the config.
+    #[arg(long, global = true, env = "PIGEON_DATA")]
+    data: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the mail server.
+    Serve {
+        /// The primary mail domain; created on start if missing (overrides the config).
+        #[arg(long)]
+        domain: Option<String>,
+    },
+    /// Manage the domains we receive mail for.
+    Domain {
+        #[command(subcommand)]
+        action: admin::DomainAction,
+    },
+    /// Manage user accounts.
+    User {
+        #[command(subcommand)]
+        action: admin::UserAction,
+    },
+    /// Manage aliases (address -> one or more addresses; `@domain` is a catch-all).
+    Alias {
+        #[command(subcommand)]
+        action: admin::AliasAction,
+    },
+    /// Inspect the outbound queue.
+    Queue {
+        #[command(subcommand)]
+        action: admin::QueueAction,
+    },
+    /// Check the store's integrity; exits non-zero if anything is wrong.
+    Verify,
+    /// Measure the server (starts its own server on a temporary data directory).
+    Bench {
+        #[command(subcommand)]
+        kind: bench::Kind,
+    },
+}
+
+fn load_config(cli: &Cli) -> anyhow::Result<config::Config> {
+    let mut config = match &cli.config {
+        Some(path) => config::Config::load(path)?,
+        None => config::Config::default(),
+    };
+    if let Some(data) = &cli.data {
+        config.data_dir = data.clone();
+    }
+    Ok(config)
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("pigeon: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    let mut config = load_config(&cli)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?;
+    match cli.command {
+        Command::Serve { domain } => {
+            if let Some(domain) = domain {
+                config.domain = domain;
+            }
+            config.validate()?;
+            runtime.block_on(serve::run(config))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Bench { kind } => {
+            let exe = std::env::current_exe().context("find the pigeon executable")?;
+            runtime.block_on(bench::run(kind, exe))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        command => runtime.block_on(admin::run(command, &config)),
+    }
+}

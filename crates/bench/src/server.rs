@@ -1,0 +1,120 @@
+//! Starts a `pigeon serve` child on a temporary data directory with ephemeral ports.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// A server process for a benchmark; killed on drop.
+pub struct BenchServer {
+    child: Child,
+    pub dir: tempfile::TempDir,
+    pub listening: HashMap<String, Vec<SocketAddr>>,
+}
+
+impl BenchServer {
+    /// Creates `users` (with password `password`) and starts the server with `extra_config`.
+    pub fn start(exe: &Path, users: &[&str], password: &str, extra_config: &str) -> anyhow::Result<BenchServer> {
+        let dir = tempfile::tempdir().context("create a temporary data directory")?;
+        let config = dir.path().join("pigeon.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
+                 [limits]\nmax_connections_per_ip = 100000\n\n{extra_config}"
+            ),
+        )?;
+        let admin = |args: &[&str]| -> anyhow::Result<()> {
+            let status = Command::new(exe)
+                .arg("--config")
+                .arg(&config)
+                .arg("--data")
+                .arg(dir.path())
+                .args(args)
+                .stdout(Stdio::null())
+                .status()?;
+            if !status.success() {
+                bail!("pigeon {} failed", args.join(" "));
+            }
+            Ok(())
+        };
+        admin(&["domain", "add", "localhost"])?;
+        for user in users {
+            admin(&["user", "add", user, "--password", password])?;
+        }
+        let log = std::fs::File::create(dir.path().join("server.log"))?;
+        let child = Command::new(exe)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(dir.path())
+            .arg("serve")
+            .env("PIGEON_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start pigeon serve")?;
+        let mut server = BenchServer {
+            child,
+            dir,
+            listening: HashMap::new(),
+        };
+        server.listening = wait_for_listening(&server.dir.path().join("listening.json"), &mut server.child)?;
+        Ok(server)
+    }
+
+    pub fn addr(&self, protocol: &str) -> anyhow::Result<SocketAddr> {
+        self.listening
+            .get(protocol)
+            .and_then(|a| a.first().copied())
+            .with_context(|| format!("the server has no {protocol} listener"))
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size of the server so far, from /proc (Linux).
+    pub fn peak_rss_bytes(&self) -> Option<u64> {
+        proc_status_kib(self.child.id(), "VmHWM:").map(|kib| kib * 1024)
+    }
+
+    /// Current resident set size.
+    pub fn rss_bytes(&self) -> Option<u64> {
+        proc_status_kib(self.child.id(), "VmRSS:").map(|kib| kib * 1024)
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().to_owned()
+    }
+}
+
+impl Drop for BenchServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+fn wait_for_listening(path: &Path, child: &mut Child) -> anyhow::Result<HashMap<String, Vec<SocketAddr>>> {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if let Some(status) = child.try_wait()? {
+            bail!("pigeon serve exited early with {status}");
+        }
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return Ok(serde_json::from_str(&text)?);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("pigeon serve did not write {} within 30 s", path.display())
+}

@@ -1,0 +1,7 @@
+//! RFC 5322 messages: dates and trace headers now; MIME parsing and composition (on
+//! mail-parser and mail-builder) as the user agent and IMAP land.
+//!
+//! **Architecture invariant:** pure code: no IO, no clock (callers pass the time in).
+
+pub mod date;
+pub mod trace;

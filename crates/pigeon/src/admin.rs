@@ -1,0 +1,250 @@
+//! Admin commands: domains, users, aliases, the queue, and `verify`. They work directly on the
+//! store in the data directory, also while a server runs on it.
+
+use std::io::Read;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use config::Config;
+use store::{Address, Store};
+
+#[derive(Subcommand)]
+pub enum DomainAction {
+    /// Add a domain.
+    Add { name: String },
+    /// List domains.
+    List,
+    /// Delete a domain (it must have no users or aliases left).
+    Del { name: String },
+}
+
+#[derive(Subcommand)]
+pub enum UserAction {
+    /// Create a user; the password comes from a prompt, --password-stdin or --password.
+    Add {
+        address: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// List users.
+    List,
+    /// Change a user's password.
+    Passwd {
+        address: String,
+        #[command(flatten)]
+        password: PasswordSource,
+    },
+    /// Delete a user with all their mail.
+    Del { address: String },
+}
+
+#[derive(clap::Args)]
+pub struct PasswordSource {
+    /// Read the password from the first line of standard input.
+    #[arg(long, conflicts_with = "password")]
+    password_stdin: bool,
+    /// The password itself (visible to other local users in the process list; prefer the prompt).
+    #[arg(long)]
+    password: Option<String>,
+}
+
+#[derive(Subcommand)]
+pub enum AliasAction {
+    /// Add an alias: mail to ADDRESS goes to every TARGET. ADDRESS `@domain` catches all.
+    Add {
+        address: String,
+        #[arg(required = true)]
+        targets: Vec<String>,
+    },
+    /// List aliases.
+    List,
+    /// Delete an alias.
+    Del { address: String },
+}
+
+#[derive(Subcommand)]
+pub enum QueueAction {
+    /// List queued messages and their recipients.
+    List,
+}
+
+/// Opens the configured store backend.
+pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let store = store_sqlite::SqliteStore::open(&config.data_dir)
+        .with_context(|| format!("open store in {}", config.data_dir.display()))?;
+    Ok(Arc::new(store))
+}
+
+fn read_password(source: &PasswordSource) -> anyhow::Result<String> {
+    let password = if let Some(password) = &source.password {
+        password.clone()
+    } else if source.password_stdin {
+        let mut input = String::new();
+        std::io::stdin()
+            .read_to_string(&mut input)
+            .context("read password from stdin")?;
+        input.lines().next().unwrap_or("").to_string()
+    } else {
+        let first = rpassword::prompt_password("Password: ").context("read password")?;
+        let second = rpassword::prompt_password("Again: ").context("read password")?;
+        if first != second {
+            bail!("the passwords do not match");
+        }
+        first
+    };
+    if password.is_empty() {
+        bail!("empty password");
+    }
+    Ok(password)
+}
+
+/// Argon2id hash with a fresh random salt.
+pub fn hash_password(password: &str) -> anyhow::Result<String> {
+    let mut salt = [0u8; sasl::SALT_LEN];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut salt))
+        .context("read random salt")?;
+    Ok(sasl::hash_password(password, &salt)?)
+}
+
+pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<ExitCode> {
+    let store = open_store(config)?;
+    match command {
+        crate::Command::Domain { action } => domain(&*store, action).await?,
+        crate::Command::User { action } => user(&*store, action).await?,
+        crate::Command::Alias { action } => alias(&*store, action).await?,
+        crate::Command::Queue { action } => queue(&*store, action).await?,
+        crate::Command::Verify => return verify(&*store).await,
+        crate::Command::Serve { .. } | crate::Command::Bench { .. } => {
+            unreachable!("handled in main")
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn domain(store: &dyn Store, action: DomainAction) -> anyhow::Result<()> {
+    match action {
+        DomainAction::Add { name } => {
+            store.add_domain(&name).await?;
+            println!("added domain {}", name.to_lowercase());
+        }
+        DomainAction::List => {
+            for name in store.list_domains().await? {
+                println!("{name}");
+            }
+        }
+        DomainAction::Del { name } => {
+            store.delete_domain(&name).await?;
+            println!("deleted domain {}", name.to_lowercase());
+        }
+    }
+    Ok(())
+}
+
+async fn user(store: &dyn Store, action: UserAction) -> anyhow::Result<()> {
+    match action {
+        UserAction::Add { address, password } => {
+            let address = Address::parse(&address)?;
+            if !store.has_domain(address.domain()).await? {
+                bail!(
+                    "unknown domain {}: add it first with `pigeon domain add {}`",
+                    address.domain(),
+                    address.domain()
+                );
+            }
+            if store.account(&address).await?.is_some() {
+                bail!("user {address} already exists");
+            }
+            let hash = hash_password(&read_password(&password)?)?;
+            store.create_account(&address, &hash).await?;
+            println!("added user {address}");
+        }
+        UserAction::List => {
+            for account in store.list_accounts().await? {
+                println!("{}", account.address);
+            }
+        }
+        UserAction::Passwd { address, password } => {
+            let address = Address::parse(&address)?;
+            if store.account(&address).await?.is_none() {
+                bail!("no such user {address}");
+            }
+            let hash = hash_password(&read_password(&password)?)?;
+            store.set_password(&address, &hash).await?;
+            println!("changed password of {address}");
+        }
+        UserAction::Del { address } => {
+            let address = Address::parse(&address)?;
+            store.delete_account(&address).await?;
+            println!("deleted user {address}");
+        }
+    }
+    Ok(())
+}
+
+async fn alias(store: &dyn Store, action: AliasAction) -> anyhow::Result<()> {
+    match action {
+        AliasAction::Add { address, targets } => {
+            store.add_alias(&address, &targets).await?;
+            println!("{} -> {}", address.to_lowercase(), targets.join(", "));
+        }
+        AliasAction::List => {
+            for alias in store.list_aliases().await? {
+                println!("{} -> {}", alias.address, alias.targets.join(", "));
+            }
+        }
+        AliasAction::Del { address } => {
+            store.delete_alias(&address).await?;
+            println!("deleted alias {}", address.to_lowercase());
+        }
+    }
+    Ok(())
+}
+
+async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
+    match action {
+        QueueAction::List => {
+            let entries = store.list_queue().await?;
+            if entries.is_empty() {
+                println!("queue is empty");
+            }
+            for entry in entries {
+                let sender = if entry.sender.is_empty() { "<>" } else { &entry.sender };
+                println!(
+                    "{} from {sender} ({} bytes, queued {})",
+                    entry.id,
+                    entry.size,
+                    message::date::format_rfc5322(entry.created)
+                );
+                for r in entry.recipients {
+                    let error = r.last_error.map(|e| format!(": {e}")).unwrap_or_default();
+                    println!(
+                        "    {} {} (attempts {}){error}",
+                        r.address,
+                        r.status.as_str(),
+                        r.attempts
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn verify(store: &dyn Store) -> anyhow::Result<ExitCode> {
+    let report = store.verify().await?;
+    println!(
+        "{} accounts, {} mailboxes, {} messages, {} stored message bodies",
+        report.accounts, report.mailboxes, report.messages, report.blobs
+    );
+    if report.problems.is_empty() {
+        println!("ok");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &report.problems {
+        println!("problem: {problem}");
+    }
+    Ok(ExitCode::FAILURE)
+}
