@@ -65,6 +65,23 @@ pub enum AliasAction {
 }
 
 #[derive(Subcommand)]
+pub enum MailAction {
+    /// List the messages in a user's mailbox.
+    List {
+        address: String,
+        #[arg(long, default_value = "INBOX")]
+        mailbox: String,
+    },
+    /// Write one message's stored bytes, exactly, to standard output.
+    Cat {
+        address: String,
+        uid: u32,
+        #[arg(long, default_value = "INBOX")]
+        mailbox: String,
+    },
+}
+
+#[derive(Subcommand)]
 pub enum QueueAction {
     /// List queued messages and their recipients.
     List,
@@ -116,6 +133,7 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
         crate::Command::User { action } => user(&*store, action).await?,
         crate::Command::Alias { action } => alias(&*store, action).await?,
         crate::Command::Queue { action } => queue(&*store, action).await?,
+        crate::Command::Mail { action } => mail(&*store, action).await?,
         crate::Command::Verify => return verify(&*store).await,
         crate::Command::Serve { .. } | crate::Command::Bench { .. } => {
             unreachable!("handled in main")
@@ -198,6 +216,47 @@ async fn alias(store: &dyn Store, action: AliasAction) -> anyhow::Result<()> {
         AliasAction::Del { address } => {
             store.delete_alias(&address).await?;
             println!("deleted alias {}", address.to_lowercase());
+        }
+    }
+    Ok(())
+}
+
+async fn find_mailbox(store: &dyn Store, address: &str, mailbox: &str) -> anyhow::Result<store::Mailbox> {
+    let address = Address::parse(address)?;
+    let account = store
+        .account(&address)
+        .await?
+        .with_context(|| format!("no such user {address}"))?;
+    store
+        .mailbox(account.id, mailbox)
+        .await?
+        .with_context(|| format!("{address} has no mailbox {mailbox:?}"))
+}
+
+async fn mail(store: &dyn Store, action: MailAction) -> anyhow::Result<()> {
+    match action {
+        MailAction::List { address, mailbox } => {
+            let mailbox = find_mailbox(store, &address, &mailbox).await?;
+            println!(
+                "{}: {} messages, {} unseen, UIDVALIDITY {}, UIDNEXT {}",
+                mailbox.name, mailbox.messages, mailbox.unseen, mailbox.uid_validity, mailbox.uid_next
+            );
+            for m in store.list_messages(mailbox.id).await? {
+                println!(
+                    "{:>6}  {:>9} bytes  {}",
+                    m.uid,
+                    m.size,
+                    message::date::format_rfc5322(m.internal_date)
+                );
+            }
+        }
+        MailAction::Cat { address, uid, mailbox } => {
+            let mailbox = find_mailbox(store, &address, &mailbox).await?;
+            let data = store.read_message(mailbox.id, uid).await?;
+            use std::io::Write;
+            let mut stdout = std::io::stdout().lock();
+            stdout.write_all(&data)?;
+            stdout.flush()?;
         }
     }
     Ok(())

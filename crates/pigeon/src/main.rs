@@ -47,6 +47,11 @@ enum Command {
         #[command(subcommand)]
         action: admin::AliasAction,
     },
+    /// Look at stored mail (an admin view until IMAP and the user agent land).
+    Mail {
+        #[command(subcommand)]
+        action: admin::MailAction,
+    },
     /// Inspect the outbound queue.
     Queue {
         #[command(subcommand)]

@@ -1,1 +1,223 @@
+//! Dev-only helpers for end-to-end tests: start the real `pigeon` binary on ephemeral loopback
+//! ports with a fresh data directory, run its admin commands, and find outside tools.
+//!
+//! A test that needs a missing outside program calls [`require_tool`]: locally it skips with a
+//! loud message; with `PIGEON_REQUIRE_ALL=1` (set by `.ci/run`) it fails.
 
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// True if `tool` is on PATH. If it is not: panics under `PIGEON_REQUIRE_ALL=1`, otherwise
+/// prints a loud skip notice and returns false.
+pub fn require_tool(tool: &str) -> bool {
+    let found = std::env::var_os("PATH")
+        .map(|paths| std::env::split_paths(&paths).any(|dir| dir.join(tool).is_file()))
+        .unwrap_or(false);
+    if found {
+        return true;
+    }
+    if std::env::var("PIGEON_REQUIRE_ALL").as_deref() == Ok("1") {
+        panic!("{tool} is required (PIGEON_REQUIRE_ALL=1) but not installed");
+    }
+    eprintln!("\n!!! SKIPPED: {tool} is not installed; this test did not run !!!\n");
+    false
+}
+
+/// A running `pigeon serve`, killed when dropped.
+pub struct TestServer {
+    exe: PathBuf,
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    child: Option<Child>,
+    listening: HashMap<String, Vec<SocketAddr>>,
+}
+
+/// Listener block binding every implemented protocol to an ephemeral loopback port.
+pub const LOOPBACK_LISTENERS: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n";
+
+impl TestServer {
+    /// A new data directory with `extra_config` appended to the loopback listeners; the server
+    /// is not started yet, so admin commands can prepare the store.
+    pub fn new(exe: &Path, extra_config: &str) -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let config = dir.path().join("pigeon.toml");
+        std::fs::write(&config, format!("{LOOPBACK_LISTENERS}\n{extra_config}")).expect("write config");
+        TestServer {
+            exe: exe.to_owned(),
+            dir,
+            config,
+            child: None,
+            listening: HashMap::new(),
+        }
+    }
+
+    /// A started server with domain `localhost` and the given users (all with `password`).
+    pub fn with_users(exe: &Path, users: &[&str], password: &str) -> TestServer {
+        let mut server = TestServer::new(exe, "");
+        server.admin_ok(&["domain", "add", "localhost"]);
+        for user in users {
+            server.admin_ok(&["user", "add", user, "--password", password]);
+        }
+        server.start();
+        server
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs an admin command on this server's data directory.
+    pub fn admin(&self, args: &[&str]) -> Output {
+        Command::new(&self.exe)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data")
+            .arg(self.dir.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run pigeon")
+    }
+
+    /// Runs an admin command that must succeed; returns its stdout.
+    #[track_caller]
+    pub fn admin_ok(&self, args: &[&str]) -> Vec<u8> {
+        let out = self.admin(args);
+        assert!(
+            out.status.success(),
+            "pigeon {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+
+    /// Starts `pigeon serve` and waits until `listening.json` appears.
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let listening = self.dir.path().join("listening.json");
+        let _ = std::fs::remove_file(&listening);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("server.log"))
+            .expect("log file");
+        let mut child = Command::new(&self.exe)
+            .arg("--config")
+            .arg(&self.config)
+            .arg("--data")
+            .arg(self.dir.path())
+            .arg("serve")
+            .env("PIGEON_LOG", "debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn pigeon serve");
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                panic!("pigeon serve exited with {status}: {}", self.log());
+            }
+            if let Ok(text) = std::fs::read_to_string(&listening) {
+                self.listening = serde_json::from_str(&text).expect("listening.json");
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(30), "server did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.child = Some(child);
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// The first address of a protocol's listener.
+    pub fn addr(&self, protocol: &str) -> SocketAddr {
+        self.listening[protocol][0]
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// SIGKILL: the crash case.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// SIGTERM and wait for a clean exit; returns the exit status.
+    pub fn stop(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        loop {
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                panic!("server did not stop on SIGTERM: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// The stored bytes of message `uid` in `user`'s INBOX (through `pigeon mail cat`).
+    pub fn stored(&self, user: &str, uid: u32) -> Vec<u8> {
+        self.admin_ok(&["mail", "cat", user, &uid.to_string()])
+    }
+
+    /// UIDs in `user`'s INBOX.
+    pub fn uids(&self, user: &str) -> Vec<u32> {
+        let out = String::from_utf8(self.admin_ok(&["mail", "list", user])).expect("utf-8");
+        out.lines()
+            .skip(1)
+            .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+            .collect()
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The message after the trace headers this server adds (`Return-Path:` and `Received:` with
+/// its folded continuation lines).
+pub fn strip_trace(stored: &[u8]) -> &[u8] {
+    let mut rest = stored;
+    loop {
+        let line_end = rest.windows(2).position(|w| w == b"\r\n").map(|p| p + 2).unwrap_or(rest.len());
+        let line = &rest[..line_end];
+        let is_trace = line.starts_with(b"Return-Path:")
+            || line.starts_with(b"Received:")
+            || (line.starts_with(b"\t") && !std::ptr::eq(rest, stored));
+        if !is_trace {
+            return rest;
+        }
+        rest = &rest[line_end..];
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strips_only_the_trace_block() {
+        let stored = b"Return-Path: <a@b>\r\nReceived: from x\r\n\tby y;\r\n\tdate\r\nSubject: s\r\n\r\n\tbody\r\n";
+        assert_eq!(strip_trace(stored), b"Subject: s\r\n\r\n\tbody\r\n");
+    }
+}

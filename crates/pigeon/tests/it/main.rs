@@ -1,0 +1,13 @@
+//! End-to-end tests: the real `pigeon` binary on ephemeral loopback ports, driven by our own
+//! client and by independent ones (Python smtplib, curl, swaks).
+
+mod admin;
+mod crash;
+mod fixtures;
+mod smtp;
+
+use std::path::Path;
+
+pub fn exe() -> &'static Path {
+    Path::new(env!("CARGO_BIN_EXE_pigeon"))
+}
