@@ -17,7 +17,12 @@ pub struct BenchServer {
 
 impl BenchServer {
     /// Creates `users` (with password `password`) and starts the server with `extra_config`.
-    pub fn start(exe: &Path, users: &[&str], password: &str, extra_config: &str) -> anyhow::Result<BenchServer> {
+    pub fn start(
+        exe: &Path,
+        users: &[&str],
+        password: &str,
+        extra_config: &str,
+    ) -> anyhow::Result<BenchServer> {
         let dir = tempfile::tempdir().context("create a temporary data directory")?;
         let config = dir.path().join("pigeon.toml");
         std::fs::write(
@@ -62,7 +67,8 @@ impl BenchServer {
             dir,
             listening: HashMap::new(),
         };
-        server.listening = wait_for_listening(&server.dir.path().join("listening.json"), &mut server.child)?;
+        server.listening =
+            wait_for_listening(&server.dir.path().join("listening.json"), &mut server.child)?;
         Ok(server)
     }
 
@@ -105,7 +111,10 @@ fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn wait_for_listening(path: &Path, child: &mut Child) -> anyhow::Result<HashMap<String, Vec<SocketAddr>>> {
+fn wait_for_listening(
+    path: &Path,
+    child: &mut Child,
+) -> anyhow::Result<HashMap<String, Vec<SocketAddr>>> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(30) {
         if let Some(status) = child.try_wait()? {

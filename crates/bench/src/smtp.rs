@@ -31,7 +31,8 @@ fn make_message(size: usize, n: usize) -> Vec<u8> {
          Message-ID: <bench-{n}@localhost>\r\n\r\n"
     )
     .into_bytes();
-    let line = b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuv\r\n";
+    let line =
+        b"The quick brown fox jumps over the lazy dog. 0123456789 abcdefghijklmnopqrstuv\r\n";
     while message.len() < size {
         let take = line.len().min(size - message.len());
         message.extend_from_slice(&line[..take]);

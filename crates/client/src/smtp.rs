@@ -190,7 +190,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         let data_reply = replies.last().expect("at least MAIL's reply").clone();
         if data_reply.code != 354 {
             return Err(Error::Rejected(
-                refused.first().map(|(_, r)| r.clone()).unwrap_or(data_reply),
+                refused
+                    .first()
+                    .map(|(_, r)| r.clone())
+                    .unwrap_or(data_reply),
             ));
         }
         let mut wire = Vec::new();
@@ -204,7 +207,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     }
 
     /// Sends the message with BDAT (RFC 3030) in chunks of `chunk` bytes.
-    pub async fn send_bdat(&mut self, from: &str, to: &[&str], message: &[u8], chunk: usize) -> Result<ServerReply> {
+    pub async fn send_bdat(
+        &mut self,
+        from: &str,
+        to: &[&str],
+        message: &[u8],
+        chunk: usize,
+    ) -> Result<ServerReply> {
         let reply = self.command(&format!("MAIL FROM:<{from}>")).await?;
         if !reply.is_positive() {
             return Err(Error::Rejected(reply));
@@ -221,7 +230,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         }
         let last = chunks.len() - 1;
         for (i, part) in chunks.into_iter().enumerate() {
-            let mut bytes = format!("BDAT {}{}\r\n", part.len(), if i == last { " LAST" } else { "" }).into_bytes();
+            let mut bytes = format!(
+                "BDAT {}{}\r\n",
+                part.len(),
+                if i == last { " LAST" } else { "" }
+            )
+            .into_bytes();
             bytes.extend_from_slice(part);
             self.write(&bytes).await?;
             let reply = self.read_reply().await?;

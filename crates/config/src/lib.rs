@@ -200,7 +200,9 @@ impl Config {
             problems.push("smtp timeouts must be at least 1 second".into());
         }
         if self.limits.max_connections == 0 || self.limits.max_connections_per_ip == 0 {
-            problems.push("limits.max_connections and max_connections_per_ip must be at least 1".into());
+            problems.push(
+                "limits.max_connections and max_connections_per_ip must be at least 1".into(),
+            );
         }
         let mut seen = std::collections::HashSet::new();
         for listener in &self.listeners {
@@ -262,8 +264,10 @@ mod tests {
 
     #[test]
     fn validation_reports_every_problem() {
-        let mut config = Config::default();
-        config.domain = "bad domain".into();
+        let mut config = Config {
+            domain: "bad domain".into(),
+            ..Config::default()
+        };
         config.smtp.max_recipients = 0;
         config.smtp.max_line_length = 10;
         let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {

@@ -42,8 +42,14 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(format_rfc5322(0), "Thu, 1 Jan 1970 00:00:00 +0000");
-        assert_eq!(format_rfc5322(951_782_400), "Tue, 29 Feb 2000 00:00:00 +0000");
-        assert_eq!(format_rfc5322(1_795_813_886), "Fri, 27 Nov 2026 21:11:26 +0000");
+        assert_eq!(
+            format_rfc5322(951_782_400),
+            "Tue, 29 Feb 2000 00:00:00 +0000"
+        );
+        assert_eq!(
+            format_rfc5322(1_795_813_886),
+            "Fri, 27 Nov 2026 21:11:26 +0000"
+        );
         assert_eq!(format_rfc5322(-1), "Wed, 31 Dec 1969 23:59:59 +0000");
     }
 }

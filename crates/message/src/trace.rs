@@ -30,7 +30,10 @@ pub fn trace_headers(return_path: &str, received: &Received<'_>) -> Vec<u8> {
         IpAddr::V4(v4) => format!("[{v4}]"),
         IpAddr::V6(v6) => format!("[IPv6:{v6}]"),
     };
-    out.push_str(&format!("Received: from {} ({peer})\r\n", clean(received.helo)));
+    out.push_str(&format!(
+        "Received: from {} ({peer})\r\n",
+        clean(received.helo)
+    ));
     out.push_str(&format!(
         "\tby {} (pigeon) with {} id {}",
         clean(received.by),
@@ -54,7 +57,13 @@ pub fn trace_headers(return_path: &str, received: &Received<'_>) -> Vec<u8> {
 /// that could end the path early.
 fn clean(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() || c == '<' || c == '>' { '?' } else { c })
+        .map(|c| {
+            if c.is_control() || c == '<' || c == '>' {
+                '?'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 

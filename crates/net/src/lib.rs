@@ -226,7 +226,11 @@ impl Server {
     }
 
     /// The per-connection loop.
-    async fn drive<S: Session>(&self, mut stream: TcpStream, mut session: S) -> std::io::Result<()> {
+    async fn drive<S: Session>(
+        &self,
+        mut stream: TcpStream,
+        mut session: S,
+    ) -> std::io::Result<()> {
         let mut out = Vec::with_capacity(512);
         // Small at first so idle connections stay cheap; grows while the peer sends a lot.
         let mut buf = vec![0u8; 4096];
@@ -238,8 +242,9 @@ impl Server {
 
         loop {
             if self.is_shutting_down() {
-                let deadline = *grace_deadline
-                    .get_or_insert_with(|| tokio::time::Instant::now() + self.limits.shutdown_grace);
+                let deadline = *grace_deadline.get_or_insert_with(|| {
+                    tokio::time::Instant::now() + self.limits.shutdown_grace
+                });
                 if session.is_idle() || tokio::time::Instant::now() >= deadline {
                     session.shutting_down(&mut out);
                     flush(&mut stream, &mut out).await?;

@@ -221,7 +221,11 @@ async fn alias(store: &dyn Store, action: AliasAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn find_mailbox(store: &dyn Store, address: &str, mailbox: &str) -> anyhow::Result<store::Mailbox> {
+async fn find_mailbox(
+    store: &dyn Store,
+    address: &str,
+    mailbox: &str,
+) -> anyhow::Result<store::Mailbox> {
     let address = Address::parse(address)?;
     let account = store
         .account(&address)
@@ -239,7 +243,11 @@ async fn mail(store: &dyn Store, action: MailAction) -> anyhow::Result<()> {
             let mailbox = find_mailbox(store, &address, &mailbox).await?;
             println!(
                 "{}: {} messages, {} unseen, UIDVALIDITY {}, UIDNEXT {}",
-                mailbox.name, mailbox.messages, mailbox.unseen, mailbox.uid_validity, mailbox.uid_next
+                mailbox.name,
+                mailbox.messages,
+                mailbox.unseen,
+                mailbox.uid_validity,
+                mailbox.uid_next
             );
             for m in store.list_messages(mailbox.id).await? {
                 println!(
@@ -250,7 +258,11 @@ async fn mail(store: &dyn Store, action: MailAction) -> anyhow::Result<()> {
                 );
             }
         }
-        MailAction::Cat { address, uid, mailbox } => {
+        MailAction::Cat {
+            address,
+            uid,
+            mailbox,
+        } => {
             let mailbox = find_mailbox(store, &address, &mailbox).await?;
             let data = store.read_message(mailbox.id, uid).await?;
             use std::io::Write;
@@ -270,7 +282,11 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
                 println!("queue is empty");
             }
             for entry in entries {
-                let sender = if entry.sender.is_empty() { "<>" } else { &entry.sender };
+                let sender = if entry.sender.is_empty() {
+                    "<>"
+                } else {
+                    &entry.sender
+                };
                 println!(
                     "{} from {sender} ({} bytes, queued {})",
                     entry.id,

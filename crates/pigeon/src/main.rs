@@ -12,7 +12,11 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "pigeon", version, about = "A complete mail system: SMTP, store and admin in one binary")]
+#[command(
+    name = "pigeon",
+    version,
+    about = "A complete mail system: SMTP, store and admin in one binary"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, built-in defaults are used.
     #[arg(long, global = true, env = "PIGEON_CONFIG")]

@@ -45,9 +45,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut bound: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for listener in config.effective_listeners() {
-        let socket = TcpListener::bind(listener.bind)
-            .await
-            .with_context(|| format!("bind {} listener on {}", listener.protocol.name(), listener.bind))?;
+        let socket = TcpListener::bind(listener.bind).await.with_context(|| {
+            format!(
+                "bind {} listener on {}",
+                listener.protocol.name(),
+                listener.bind
+            )
+        })?;
         let address = socket.local_addr()?;
         info!(protocol = listener.protocol.name(), %address, "listening");
         bound

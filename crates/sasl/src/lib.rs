@@ -40,7 +40,10 @@ mod tests {
     #[test]
     fn hash_and_verify() {
         let hash = hash_password("correct horse", &[7; SALT_LEN]).unwrap();
-        assert!(hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{hash}");
+        assert!(
+            hash.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"),
+            "{hash}"
+        );
         assert!(verify_password("correct horse", &hash));
         assert!(!verify_password("wrong", &hash));
         assert!(!verify_password("correct horse", "not a hash"));

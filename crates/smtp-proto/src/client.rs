@@ -74,7 +74,9 @@ impl ReplyParser {
             if bytes.len() < 3 || !bytes[..3].iter().all(u8::is_ascii_digit) {
                 return Err(ReplyError::Malformed(line.into()));
             }
-            let code: u16 = line[..3].parse().map_err(|_| ReplyError::Malformed(line.into()))?;
+            let code: u16 = line[..3]
+                .parse()
+                .map_err(|_| ReplyError::Malformed(line.into()))?;
             let (more, text) = match bytes.get(3) {
                 None => (false, ""),
                 Some(b' ') => (false, &line[4..]),

@@ -87,7 +87,11 @@ pub mod replies {
         Reply::new(452, "4.5.3", "Too many recipients")
     }
     pub fn message_too_big() -> Reply {
-        Reply::new(552, "5.3.4", "Message size exceeds fixed maximum message size")
+        Reply::new(
+            552,
+            "5.3.4",
+            "Message size exceeds fixed maximum message size",
+        )
     }
     pub fn bad_sequence(text: &'static str) -> Reply {
         Reply::new(503, "5.5.1", text)
@@ -120,6 +124,10 @@ pub mod replies {
         Reply::new(421, "4.3.2", format!("{host} Service shutting down"))
     }
     pub fn too_busy(host: &str) -> Reply {
-        Reply::new(421, "4.7.0", format!("{host} Too many connections, try again later"))
+        Reply::new(
+            421,
+            "4.7.0",
+            format!("{host} Too many connections, try again later"),
+        )
     }
 }

@@ -273,7 +273,10 @@ impl ServerMachine {
         self.errors += 1;
         self.send(reply);
         if self.errors >= self.config.max_errors {
-            let text = format!("{} Too many errors, closing connection", self.config.hostname);
+            let text = format!(
+                "{} Too many errors, closing connection",
+                self.config.hostname
+            );
             self.close_with(Reply::new(421, "4.7.0", text));
         }
     }
@@ -466,7 +469,10 @@ impl ServerMachine {
                 None
             }
             Request::Quit => {
-                let text = format!("{} Service closing transmission channel", self.config.hostname);
+                let text = format!(
+                    "{} Service closing transmission channel",
+                    self.config.hostname
+                );
                 self.close_with(Reply::new(221, "2.0.0", text));
                 None
             }
@@ -488,7 +494,11 @@ impl ServerMachine {
         self.reset_transaction();
         self.helo = Some(host.into_owned());
         self.esmtp = extended;
-        let greeting = format!("{} Hello {}", self.config.hostname, host_or_dash(&self.helo));
+        let greeting = format!(
+            "{} Hello {}",
+            self.config.hostname,
+            host_or_dash(&self.helo)
+        );
         if !extended {
             self.send(Reply::new(250, "", greeting));
             return;
@@ -522,7 +532,11 @@ impl ServerMachine {
         let smtputf8 = from.flags & smtp_codec::MAIL_SMTPUTF8 != 0;
         if !from.address.is_ascii() && !smtputf8 {
             // RFC 6531 §3.4: a non-ASCII address needs the SMTPUTF8 parameter.
-            self.error(Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+            self.error(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII address requires SMTPUTF8",
+            ));
             return None;
         }
         if from.size > self.config.max_message_size {
@@ -565,7 +579,11 @@ impl ServerMachine {
             return None;
         }
         if !to.address.is_ascii() && !self.smtputf8 {
-            self.error(Reply::new(553, "5.6.7", "Non-ASCII address requires SMTPUTF8"));
+            self.error(Reply::new(
+                553,
+                "5.6.7",
+                "Non-ASCII address requires SMTPUTF8",
+            ));
             return None;
         }
         self.tx.rcpt_seen += 1;

@@ -423,7 +423,10 @@ impl Store for SqliteStore {
         let address = address.clone();
         self.write(move |conn| {
             let n = conn
-                .execute("DELETE FROM accounts WHERE address = ?1", [address.as_str()])
+                .execute(
+                    "DELETE FROM accounts WHERE address = ?1",
+                    [address.as_str()],
+                )
                 .map_err(backend)?;
             if n == 0 {
                 return Err(StoreError::NotFound(format!("user {address}")));
@@ -441,7 +444,9 @@ impl Store for SqliteStore {
             clean.push(Address::parse(target)?.as_str().to_owned());
         }
         if clean.is_empty() {
-            return Err(StoreError::Invalid("an alias needs at least one target".into()));
+            return Err(StoreError::Invalid(
+                "an alias needs at least one target".into(),
+            ));
         }
         self.write(move |conn| {
             let known = conn
@@ -540,7 +545,10 @@ impl Store for SqliteStore {
             conn.prepare_cached(&format!(
                 "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account_id = ?1 AND m.name = ?2"
             ))
-            .and_then(|mut s| s.query_row(params![account, name], mailbox_from_row).optional())
+            .and_then(|mut s| {
+                s.query_row(params![account, name], mailbox_from_row)
+                    .optional()
+            })
             .map_err(backend)
         })
         .await
@@ -762,7 +770,9 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
 
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if integrity != "ok" {
-        report.problems.push(format!("sqlite integrity_check: {integrity}"));
+        report
+            .problems
+            .push(format!("sqlite integrity_check: {integrity}"));
     }
     let mut fk = conn.prepare("PRAGMA foreign_key_check")?;
     let fk_problems = fk.query_map([], |r| r.get::<_, String>(0))?.count();
@@ -775,23 +785,27 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         "SELECT COUNT(*) FROM messages m WHERE NOT EXISTS (SELECT 1 FROM blobs b WHERE b.id = m.blob_id)",
     )?;
     if dangling > 0 {
-        report.problems.push(format!("{dangling} messages have no stored bytes"));
+        report
+            .problems
+            .push(format!("{dangling} messages have no stored bytes"));
     }
     let bad_uids = count(
         "SELECT COUNT(*) FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \
          WHERE m.uid >= x.uidnext OR m.modseq > x.highestmodseq",
     )?;
     if bad_uids > 0 {
-        report
-            .problems
-            .push(format!("{bad_uids} messages have a UID or MODSEQ beyond their mailbox's counters"));
+        report.problems.push(format!(
+            "{bad_uids} messages have a UID or MODSEQ beyond their mailbox's counters"
+        ));
     }
     let bad_sizes = count(
         "SELECT COUNT(*) FROM messages m JOIN blobs b ON b.id = m.blob_id WHERE m.size != b.size \
          OR length(b.data) != b.size",
     )?;
     if bad_sizes > 0 {
-        report.problems.push(format!("{bad_sizes} messages have a wrong size"));
+        report
+            .problems
+            .push(format!("{bad_sizes} messages have a wrong size"));
     }
     let mut stmt = conn.prepare("SELECT id, data FROM blobs")?;
     let mut rows = stmt.query([])?;
@@ -799,7 +813,9 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
         let id: String = row.get(0)?;
         let data: Vec<u8> = row.get(1)?;
         if sha256_hex(&data) != id {
-            report.problems.push(format!("blob {id} does not match its hash"));
+            report
+                .problems
+                .push(format!("blob {id} does not match its hash"));
         }
     }
     Ok(report)
@@ -841,7 +857,9 @@ mod tests {
         let mut tasks = Vec::new();
         for _ in 0..20 {
             let store = store.clone();
-            tasks.push(tokio::spawn(async move { store.add_domain("race.test").await }));
+            tasks.push(tokio::spawn(
+                async move { store.add_domain("race.test").await },
+            ));
         }
         let mut ok = 0;
         for task in tasks {

@@ -27,7 +27,12 @@ impl Address {
             return Err(invalid("bad domain"));
         }
         if local.chars().any(|c| {
-            c.is_control() || c.is_whitespace() || matches!(c, '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']' | '@')
+            c.is_control()
+                || c.is_whitespace()
+                || matches!(
+                    c,
+                    '<' | '>' | '(' | ')' | ',' | ';' | ':' | '\\' | '"' | '[' | ']' | '@'
+                )
         }) {
             return Err(invalid("character not allowed in local part"));
         }
@@ -109,14 +114,26 @@ mod tests {
         assert_eq!(a.as_str(), "alice+news@example.com");
         assert_eq!(a.local(), "alice+news");
         assert_eq!(a.domain(), "example.com");
-        assert_eq!(a.without_subaddress().unwrap().as_str(), "alice@example.com");
+        assert_eq!(
+            a.without_subaddress().unwrap().as_str(),
+            "alice@example.com"
+        );
         let u = Address::parse("用户@例子.测试").unwrap();
         assert_eq!(u.domain(), "例子.测试");
     }
 
     #[test]
     fn rejects_malformed() {
-        for bad in ["", "no-at", "@x.test", "a@", "a@b..c", "a b@c.test", ".a@c.test", "a<@c.test"] {
+        for bad in [
+            "",
+            "no-at",
+            "@x.test",
+            "a@",
+            "a@b..c",
+            "a b@c.test",
+            ".a@c.test",
+            "a<@c.test",
+        ] {
             assert!(Address::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -27,12 +27,19 @@ pub async fn run(store: Arc<dyn Store>) {
     notifications(&*store).await;
     queue(&*store).await;
     let report = store.verify().await.expect("verify");
-    assert!(report.problems.is_empty(), "verify found problems: {:?}", report.problems);
+    assert!(
+        report.problems.is_empty(),
+        "verify found problems: {:?}",
+        report.problems
+    );
 }
 
 async fn domains(store: &dyn Store) {
     store.add_domain("D1.Test").await.expect("add domain");
-    assert!(store.has_domain("d1.test").await.unwrap(), "domains are case-insensitive");
+    assert!(
+        store.has_domain("d1.test").await.unwrap(),
+        "domains are case-insensitive"
+    );
     assert!(matches!(
         store.add_domain("d1.test").await,
         Err(StoreError::AlreadyExists(_))
@@ -41,17 +48,29 @@ async fn domains(store: &dyn Store) {
         store.add_domain("bad domain").await,
         Err(StoreError::Invalid(_))
     ));
-    assert!(store.list_domains().await.unwrap().contains(&"d1.test".to_string()));
+    assert!(
+        store
+            .list_domains()
+            .await
+            .unwrap()
+            .contains(&"d1.test".to_string())
+    );
     store
         .create_account(&addr("u@d1.test"), HASH)
         .await
         .expect("create account");
     assert!(
-        matches!(store.delete_domain("d1.test").await, Err(StoreError::InUse(_))),
+        matches!(
+            store.delete_domain("d1.test").await,
+            Err(StoreError::InUse(_))
+        ),
         "a domain with users cannot be deleted"
     );
     store.delete_account(&addr("u@d1.test")).await.unwrap();
-    store.delete_domain("d1.test").await.expect("delete empty domain");
+    store
+        .delete_domain("d1.test")
+        .await
+        .expect("delete empty domain");
     assert!(!store.has_domain("d1.test").await.unwrap());
     assert!(matches!(
         store.delete_domain("d1.test").await,
@@ -68,21 +87,36 @@ async fn accounts(store: &dyn Store) {
         "accounts need a known domain"
     );
     store.add_domain("d2.test").await.unwrap();
-    let id = store.create_account(&addr("Alice@D2.test"), HASH).await.unwrap();
+    let id = store
+        .create_account(&addr("Alice@D2.test"), HASH)
+        .await
+        .unwrap();
     assert!(matches!(
         store.create_account(&addr("alice@d2.test"), HASH).await,
         Err(StoreError::AlreadyExists(_))
     ));
-    let account = store.account(&addr("alice@d2.test")).await.unwrap().unwrap();
+    let account = store
+        .account(&addr("alice@d2.test"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(account.id, id);
     assert_eq!(account.address, "alice@d2.test");
     assert_eq!(
         store.credentials(&addr("ALICE@d2.test")).await.unwrap(),
         Some((id, HASH.to_string()))
     );
-    store.set_password(&addr("alice@d2.test"), "new-hash").await.unwrap();
+    store
+        .set_password(&addr("alice@d2.test"), "new-hash")
+        .await
+        .unwrap();
     assert_eq!(
-        store.credentials(&addr("alice@d2.test")).await.unwrap().unwrap().1,
+        store
+            .credentials(&addr("alice@d2.test"))
+            .await
+            .unwrap()
+            .unwrap()
+            .1,
         "new-hash"
     );
     assert!(matches!(
@@ -91,7 +125,10 @@ async fn accounts(store: &dyn Store) {
     ));
 
     let mailboxes = store.list_mailboxes(id).await.unwrap();
-    let inbox = mailboxes.iter().find(|m| m.name == "INBOX").expect("INBOX exists");
+    let inbox = mailboxes
+        .iter()
+        .find(|m| m.name == "INBOX")
+        .expect("INBOX exists");
     assert_eq!(inbox.special_use, None);
     assert_eq!(inbox.uid_next, 1);
     assert!(inbox.uid_validity > 0);
@@ -102,11 +139,21 @@ async fn accounts(store: &dyn Store) {
             .unwrap_or_else(|| panic!("{usage:?} mailbox exists"));
         assert_eq!(mailbox.name, usage.default_name());
     }
-    assert!(store.list_accounts().await.unwrap().iter().any(|a| a.id == id));
+    assert!(
+        store
+            .list_accounts()
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id == id)
+    );
 
     store.delete_account(&addr("alice@d2.test")).await.unwrap();
     assert_eq!(store.account(&addr("alice@d2.test")).await.unwrap(), None);
-    assert!(store.list_mailboxes(id).await.unwrap().is_empty(), "mailboxes go with the account");
+    assert!(
+        store.list_mailboxes(id).await.unwrap().is_empty(),
+        "mailboxes go with the account"
+    );
     assert!(matches!(
         store.delete_account(&addr("alice@d2.test")).await,
         Err(StoreError::NotFound(_))
@@ -115,12 +162,24 @@ async fn accounts(store: &dyn Store) {
 
 async fn aliases_and_routing(store: &dyn Store) {
     store.add_domain("d3.test").await.unwrap();
-    let bob = store.create_account(&addr("bob@d3.test"), HASH).await.unwrap();
-    let carol = store.create_account(&addr("carol@d3.test"), HASH).await.unwrap();
+    let bob = store
+        .create_account(&addr("bob@d3.test"), HASH)
+        .await
+        .unwrap();
+    let carol = store
+        .create_account(&addr("carol@d3.test"), HASH)
+        .await
+        .unwrap();
     let route = |s: &'static str| async move { resolve(store, &addr(s)).await.unwrap() };
 
-    assert_eq!(route("bob@d3.test").await, Resolution::Deliver(vec![Target::Local(bob)]));
-    assert_eq!(route("BOB@D3.TEST").await, Resolution::Deliver(vec![Target::Local(bob)]));
+    assert_eq!(
+        route("bob@d3.test").await,
+        Resolution::Deliver(vec![Target::Local(bob)])
+    );
+    assert_eq!(
+        route("BOB@D3.TEST").await,
+        Resolution::Deliver(vec![Target::Local(bob)])
+    );
     assert_eq!(
         route("bob+lists@d3.test").await,
         Resolution::Deliver(vec![Target::Local(bob)]),
@@ -130,7 +189,14 @@ async fn aliases_and_routing(store: &dyn Store) {
     assert_eq!(route("bob@elsewhere.test").await, Resolution::NotLocal);
 
     store
-        .add_alias("team@d3.test", &["bob@d3.test".into(), "carol@d3.test".into(), "x@remote.test".into()])
+        .add_alias(
+            "team@d3.test",
+            &[
+                "bob@d3.test".into(),
+                "carol@d3.test".into(),
+                "x@remote.test".into(),
+            ],
+        )
         .await
         .unwrap();
     assert_eq!(
@@ -142,13 +208,31 @@ async fn aliases_and_routing(store: &dyn Store) {
         ])
     );
     // An alias of an alias, and a loop that must terminate.
-    store.add_alias("all@d3.test", &["team@d3.test".into()]).await.unwrap();
+    store
+        .add_alias("all@d3.test", &["team@d3.test".into()])
+        .await
+        .unwrap();
     assert!(matches!(route("all@d3.test").await, Resolution::Deliver(t) if t.len() == 3));
-    store.add_alias("loop1@d3.test", &["loop2@d3.test".into()]).await.unwrap();
-    store.add_alias("loop2@d3.test", &["loop1@d3.test".into(), "bob@d3.test".into()]).await.unwrap();
-    assert_eq!(route("loop1@d3.test").await, Resolution::Deliver(vec![Target::Local(bob)]));
+    store
+        .add_alias("loop1@d3.test", &["loop2@d3.test".into()])
+        .await
+        .unwrap();
+    store
+        .add_alias(
+            "loop2@d3.test",
+            &["loop1@d3.test".into(), "bob@d3.test".into()],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        route("loop1@d3.test").await,
+        Resolution::Deliver(vec![Target::Local(bob)])
+    );
 
-    store.add_alias("@d3.test", &["carol@d3.test".into()]).await.unwrap();
+    store
+        .add_alias("@d3.test", &["carol@d3.test".into()])
+        .await
+        .unwrap();
     assert_eq!(
         route("anything@d3.test").await,
         Resolution::Deliver(vec![Target::Local(carol)]),
@@ -160,11 +244,16 @@ async fn aliases_and_routing(store: &dyn Store) {
         "a real user wins over the catch-all"
     );
     let aliases = store.list_aliases().await.unwrap();
-    let team = aliases.iter().find(|a| a.address == "team@d3.test").unwrap();
+    let team = aliases
+        .iter()
+        .find(|a| a.address == "team@d3.test")
+        .unwrap();
     assert_eq!(team.targets.len(), 3);
 
     assert!(matches!(
-        store.add_alias("x@unknown.test", &["bob@d3.test".into()]).await,
+        store
+            .add_alias("x@unknown.test", &["bob@d3.test".into()])
+            .await,
         Err(StoreError::Invalid(_))
     ));
     assert!(matches!(
@@ -181,8 +270,14 @@ async fn aliases_and_routing(store: &dyn Store) {
 
 async fn delivery(store: &dyn Store) {
     store.add_domain("d4.test").await.unwrap();
-    let dave = store.create_account(&addr("dave@d4.test"), HASH).await.unwrap();
-    let erin = store.create_account(&addr("erin@d4.test"), HASH).await.unwrap();
+    let dave = store
+        .create_account(&addr("dave@d4.test"), HASH)
+        .await
+        .unwrap();
+    let erin = store
+        .create_account(&addr("erin@d4.test"), HASH)
+        .await
+        .unwrap();
     let before = store.verify().await.unwrap().blobs;
 
     let data = b"Subject: one\r\n\r\nbody \xe4\xbd\xa0\xe5\xa5\xbd\r\n".to_vec();
@@ -237,7 +332,10 @@ async fn delivery(store: &dyn Store) {
 
 async fn concurrent_delivery(store: Arc<dyn Store>) {
     store.add_domain("d5.test").await.unwrap();
-    let fay = store.create_account(&addr("fay@d5.test"), HASH).await.unwrap();
+    let fay = store
+        .create_account(&addr("fay@d5.test"), HASH)
+        .await
+        .unwrap();
     let mut tasks = Vec::new();
     for i in 0..50 {
         let store = store.clone();
@@ -258,7 +356,11 @@ async fn concurrent_delivery(store: Arc<dyn Store>) {
         uids.push(task.await.unwrap());
     }
     uids.sort_unstable();
-    assert_eq!(uids, (1..=50).collect::<Vec<u32>>(), "UIDs are unique and dense");
+    assert_eq!(
+        uids,
+        (1..=50).collect::<Vec<u32>>(),
+        "UIDs are unique and dense"
+    );
     let inbox = store.mailbox(fay, "INBOX").await.unwrap().unwrap();
     let messages = store.list_messages(inbox.id).await.unwrap();
     let mut modseqs: Vec<u64> = messages.iter().map(|m| m.modseq).collect();
@@ -268,7 +370,10 @@ async fn concurrent_delivery(store: Arc<dyn Store>) {
 
 async fn notifications(store: &dyn Store) {
     store.add_domain("d6.test").await.unwrap();
-    let gus = store.create_account(&addr("gus@d6.test"), HASH).await.unwrap();
+    let gus = store
+        .create_account(&addr("gus@d6.test"), HASH)
+        .await
+        .unwrap();
     let mut changes = store.subscribe(gus);
     let delivered = store
         .deliver(Delivery {
@@ -302,5 +407,10 @@ async fn queue(store: &dyn Store) {
     assert_eq!(entry.sender, "hal@d6.test");
     assert_eq!(entry.size, 16);
     assert_eq!(entry.recipients.len(), 2);
-    assert!(entry.recipients.iter().all(|r| r.status == RecipientStatus::Pending && r.attempts == 0));
+    assert!(
+        entry
+            .recipients
+            .iter()
+            .all(|r| r.status == RecipientStatus::Pending && r.attempts == 0)
+    );
 }

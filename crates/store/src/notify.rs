@@ -30,11 +30,11 @@ impl Notifier {
     /// Publishes a change to the account's subscribers, if any.
     pub fn publish(&self, account: AccountId, change: Change) {
         let mut channels = self.channels.lock().expect("notifier lock poisoned");
-        if let Some(sender) = channels.get(&account) {
-            if sender.send(change).is_err() {
-                // Every receiver is gone: drop the channel so the map does not grow forever.
-                channels.remove(&account);
-            }
+        if let Some(sender) = channels.get(&account)
+            && sender.send(change).is_err()
+        {
+            // Every receiver is gone: drop the channel so the map does not grow forever.
+            channels.remove(&account);
         }
     }
 }

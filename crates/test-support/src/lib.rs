@@ -44,7 +44,8 @@ impl TestServer {
     pub fn new(exe: &Path, extra_config: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pigeon.toml");
-        std::fs::write(&config, format!("{LOOPBACK_LISTENERS}\n{extra_config}")).expect("write config");
+        std::fs::write(&config, format!("{LOOPBACK_LISTENERS}\n{extra_config}"))
+            .expect("write config");
         TestServer {
             exe: exe.to_owned(),
             dir,
@@ -126,7 +127,11 @@ impl TestServer {
                 self.listening = serde_json::from_str(&text).expect("listening.json");
                 break;
             }
-            assert!(start.elapsed() < Duration::from_secs(30), "server did not start: {}", self.log());
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "server did not start: {}",
+                self.log()
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
         self.child = Some(child);
@@ -199,7 +204,11 @@ impl Drop for TestServer {
 pub fn strip_trace(stored: &[u8]) -> &[u8] {
     let mut rest = stored;
     loop {
-        let line_end = rest.windows(2).position(|w| w == b"\r\n").map(|p| p + 2).unwrap_or(rest.len());
+        let line_end = rest
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|p| p + 2)
+            .unwrap_or(rest.len());
         let line = &rest[..line_end];
         let is_trace = line.starts_with(b"Return-Path:")
             || line.starts_with(b"Received:")

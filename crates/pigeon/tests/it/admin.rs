@@ -16,20 +16,32 @@ fn domains_users_aliases_and_their_errors() {
     let server = TestServer::new(exe(), "");
     let out = server.admin(&["user", "add", "a@nowhere.test", "--password", "x"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("unknown domain nowhere.test"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("unknown domain nowhere.test"),
+        "{}",
+        stderr(&out)
+    );
 
     server.admin_ok(&["domain", "add", "Example.TEST"]);
     let out = server.admin(&["domain", "add", "example.test"]);
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     let out = server.admin(&["domain", "add", "bad domain"]);
-    assert!(stderr(&out).contains("malformed domain"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("malformed domain"),
+        "{}",
+        stderr(&out)
+    );
 
     server.admin_ok(&["user", "add", "carol@example.test", "--password", "pw"]);
     let out = server.admin(&["user", "add", "Carol@example.test", "--password", "pw"]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     let out = server.admin(&["user", "add", "not-an-address", "--password", "pw"]);
-    assert!(stderr(&out).contains("malformed address"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("malformed address"),
+        "{}",
+        stderr(&out)
+    );
 
     // --password-stdin reads the first line.
     let mut child = Command::new(exe())
@@ -49,13 +61,29 @@ fn domains_users_aliases_and_their_errors() {
 
     let out = server.admin(&["domain", "del", "example.test"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("still has 2 user(s)"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("still has 2 user(s)"),
+        "{}",
+        stderr(&out)
+    );
 
-    server.admin_ok(&["alias", "add", "sales@example.test", "carol@example.test", "x@remote.test"]);
+    server.admin_ok(&[
+        "alias",
+        "add",
+        "sales@example.test",
+        "carol@example.test",
+        "x@remote.test",
+    ]);
     server.admin_ok(&["alias", "add", "@example.test", "dan@example.test"]);
     let aliases = String::from_utf8(server.admin_ok(&["alias", "list"])).unwrap();
-    assert!(aliases.contains("sales@example.test -> carol@example.test, x@remote.test"), "{aliases}");
-    assert!(aliases.contains("@example.test -> dan@example.test"), "{aliases}");
+    assert!(
+        aliases.contains("sales@example.test -> carol@example.test, x@remote.test"),
+        "{aliases}"
+    );
+    assert!(
+        aliases.contains("@example.test -> dan@example.test"),
+        "{aliases}"
+    );
     let out = server.admin(&["alias", "add", "x@unknown.test", "carol@example.test"]);
     assert!(stderr(&out).contains("unknown domain"), "{}", stderr(&out));
 
@@ -76,12 +104,21 @@ fn domains_users_aliases_and_their_errors() {
 fn passwords_are_hashed_with_argon2() {
     let server = TestServer::new(exe(), "");
     server.admin_ok(&["domain", "add", "localhost"]);
-    server.admin_ok(&["user", "add", "eve@localhost", "--password", "hunter2-unique"]);
+    server.admin_ok(&[
+        "user",
+        "add",
+        "eve@localhost",
+        "--password",
+        "hunter2-unique",
+    ]);
     let db = std::fs::read(server.data_dir().join("pigeon.db")).unwrap();
     let wal = std::fs::read(server.data_dir().join("pigeon.db-wal")).unwrap_or_default();
     let all = [db, wal].concat();
     let text = String::from_utf8_lossy(&all);
-    assert!(!text.contains("hunter2-unique"), "the password is stored in clear");
+    assert!(
+        !text.contains("hunter2-unique"),
+        "the password is stored in clear"
+    );
     assert!(text.contains("$argon2id$"), "an Argon2id hash is stored");
 }
 
@@ -89,7 +126,11 @@ fn passwords_are_hashed_with_argon2() {
 fn bad_config_reports_every_problem() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("bad.toml");
-    std::fs::write(&path, "domain = \"bad domain\"\n[smtp]\nmax_recipients = 0\nmax_line_length = 5\n").unwrap();
+    std::fs::write(
+        &path,
+        "domain = \"bad domain\"\n[smtp]\nmax_recipients = 0\nmax_line_length = 5\n",
+    )
+    .unwrap();
     let out = Command::new(exe())
         .arg("--config")
         .arg(&path)
@@ -105,6 +146,11 @@ fn bad_config_reports_every_problem() {
     assert!(err.contains("max_line_length"), "{err}");
 
     std::fs::write(&path, "domian = \"typo.test\"\n").unwrap();
-    let out = Command::new(exe()).arg("--config").arg(&path).arg("verify").output().unwrap();
+    let out = Command::new(exe())
+        .arg("--config")
+        .arg(&path)
+        .arg("verify")
+        .output()
+        .unwrap();
     assert!(stderr(&out).contains("unknown field"), "{}", stderr(&out));
 }

@@ -18,7 +18,10 @@ fn message(client: usize, n: usize) -> Vec<u8> {
     .into_bytes();
     // Sizes vary so that a torn write would show as a short message.
     for line in 0..(20 + (client * 31 + n * 17) % 400) {
-        m.extend_from_slice(format!("line {line} of message {client}-{n}: lorem ipsum dolor sit amet\r\n").as_bytes());
+        m.extend_from_slice(
+            format!("line {line} of message {client}-{n}: lorem ipsum dolor sit amet\r\n")
+                .as_bytes(),
+        );
     }
     m
 }
@@ -57,7 +60,10 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
                 let m = message(client, n);
                 match smtp.send("load@example.org", &["bob@localhost"], &m).await {
                     Ok(d) if d.reply.code == 250 => {
-                        acknowledged.lock().unwrap().insert(message_id(&m).unwrap(), m);
+                        acknowledged
+                            .lock()
+                            .unwrap()
+                            .insert(message_id(&m).unwrap(), m);
                     }
                     _ => return,
                 }
@@ -84,7 +90,11 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
     assert!(verify.ends_with("ok\n"), "{verify}");
 
     let store = store_sqlite::SqliteStore::open(server.data_dir()).unwrap();
-    let bob = store.account(&Address::parse("bob@localhost").unwrap()).await.unwrap().unwrap();
+    let bob = store
+        .account(&Address::parse("bob@localhost").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     let inbox = store.mailbox(bob.id, "INBOX").await.unwrap().unwrap();
     let mut stored_ids = HashMap::new();
     for meta in store.list_messages(inbox.id).await.unwrap() {
@@ -93,17 +103,38 @@ async fn sigkill_under_load_loses_no_acknowledged_message() {
         let body = strip_trace(&bytes);
         let id = message_id(body).expect("stored message has its Message-ID");
         // Nothing partial: every stored message is exactly one that was sent.
-        assert_eq!(Some(&body.to_vec()), sent_all.get(&id).map(|m| m), "stored {id} is not whole");
+        assert_eq!(
+            Some(&body.to_vec()),
+            sent_all.get(&id),
+            "stored {id} is not whole"
+        );
         stored_ids.insert(id, meta.uid);
     }
-    let lost: Vec<&String> = acknowledged.keys().filter(|id| !stored_ids.contains_key(*id)).collect();
-    assert!(lost.is_empty(), "{} acknowledged messages lost, e.g. {:?}", lost.len(), lost.first());
+    let lost: Vec<&String> = acknowledged
+        .keys()
+        .filter(|id| !stored_ids.contains_key(*id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged messages lost, e.g. {:?}",
+        lost.len(),
+        lost.first()
+    );
     // At most one unacknowledged message per connection can be stored (250 lost in the kill).
     assert!(stored_ids.len() <= acknowledged.len() + 8);
 
     // The restarted server accepts mail again.
-    let mut smtp = SmtpClient::connect(server.addr("smtp"), Duration::from_secs(10)).await.unwrap();
+    let mut smtp = SmtpClient::connect(server.addr("smtp"), Duration::from_secs(10))
+        .await
+        .unwrap();
     smtp.ehlo("again.test").await.unwrap();
-    let reply = smtp.send("a@example.org", &["bob@localhost"], b"Subject: after\r\n\r\nok\r\n").await.unwrap();
+    let reply = smtp
+        .send(
+            "a@example.org",
+            &["bob@localhost"],
+            b"Subject: after\r\n\r\nok\r\n",
+        )
+        .await
+        .unwrap();
     assert_eq!(reply.reply.code, 250);
 }

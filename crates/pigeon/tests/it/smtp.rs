@@ -67,7 +67,10 @@ async fn our_client_delivers_exact_bytes() {
         .unwrap();
     client.ehlo("client.test").await.unwrap();
     for (rcpt, message) in &sent {
-        let delivery = client.send("alice@example.org", &[rcpt], message).await.unwrap();
+        let delivery = client
+            .send("alice@example.org", &[rcpt], message)
+            .await
+            .unwrap();
         assert_eq!(delivery.reply.code, 250, "{}", delivery.reply);
     }
     // The same again over BDAT (RFC 3030), in odd-sized chunks.
@@ -98,7 +101,11 @@ fn python_smtplib_delivers_exact_bytes() {
     ));
     for (i, (rcpt, message)) in sent.iter().enumerate() {
         let path = write_temp(dir.path(), &format!("m{i}.eml"), message);
-        let options = if rcpt.is_ascii() { "[]" } else { "['SMTPUTF8']" };
+        let options = if rcpt.is_ascii() {
+            "[]"
+        } else {
+            "['SMTPUTF8']"
+        };
         script.push_str(&format!(
             "r = s.sendmail('alice@example.org', [{rcpt:?}], open({:?}, 'rb').read(), mail_options={options})\n\
              assert r == {{}}, r\n",
@@ -106,8 +113,16 @@ fn python_smtplib_delivers_exact_bytes() {
         ));
     }
     script.push_str("s.quit()\nprint('sent')\n");
-    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "python failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_stored(&server, &sent);
 }
 
@@ -123,12 +138,25 @@ fn curl_delivers_exact_bytes() {
         let path = write_temp(dir.path(), &format!("m{i}.eml"), message);
         let out = Command::new("curl")
             .args(["-sS", "--url"])
-            .arg(format!("smtp://127.0.0.1:{}/client.test", server.addr("smtp").port()))
-            .args(["--mail-from", "alice@example.org", "--mail-rcpt", rcpt, "--upload-file"])
+            .arg(format!(
+                "smtp://127.0.0.1:{}/client.test",
+                server.addr("smtp").port()
+            ))
+            .args([
+                "--mail-from",
+                "alice@example.org",
+                "--mail-rcpt",
+                rcpt,
+                "--upload-file",
+            ])
             .arg(&path)
             .output()
             .unwrap();
-        assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "curl failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_stored(&server, &sent);
 }
@@ -151,7 +179,14 @@ fn swaks_delivers_exact_bytes() {
         let out = Command::new("swaks")
             .args(["--server", "127.0.0.1", "--port"])
             .arg(server.addr("smtp").port().to_string())
-            .args(["--helo", "swaks.test", "--from", "alice@example.org", "--to", rcpt])
+            .args([
+                "--helo",
+                "swaks.test",
+                "--from",
+                "alice@example.org",
+                "--to",
+                rcpt,
+            ])
             .arg("--data")
             .arg(format!("@{}", path.display()))
             .output()
@@ -175,7 +210,9 @@ struct Raw {
 impl Raw {
     fn connect(server: &TestServer) -> Raw {
         let stream = TcpStream::connect(server.addr("smtp")).unwrap();
-        stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(20)))
+            .unwrap();
         Raw {
             reader: BufReader::new(stream.try_clone().unwrap()),
             writer: stream,
@@ -195,7 +232,9 @@ impl Raw {
     }
 
     fn send(&mut self, line: &str) -> String {
-        self.writer.write_all(format!("{line}\r\n").as_bytes()).unwrap();
+        self.writer
+            .write_all(format!("{line}\r\n").as_bytes())
+            .unwrap();
         self.reply()
     }
 
@@ -208,30 +247,57 @@ impl Raw {
 #[test]
 fn routing_and_error_replies_over_the_wire() {
     let server = server();
-    server.admin_ok(&["alias", "add", "team@localhost", BOB, "friend@remote.example"]);
+    server.admin_ok(&[
+        "alias",
+        "add",
+        "team@localhost",
+        BOB,
+        "friend@remote.example",
+    ]);
     let mut smtp = Raw::connect(&server);
     assert!(smtp.reply().starts_with("220 localhost"));
     assert!(smtp.send("EHLO c.test").starts_with("250 "));
-    assert_eq!(smtp.send("RCPT TO:<bob@localhost>"), "503 5.5.1 Need MAIL before RCPT");
-    assert!(smtp.send("MAIL FROM:<a@example.org>").starts_with("250 2.1.0"));
-    assert_eq!(smtp.send("RCPT TO:<nobody@localhost>"), "550 5.1.1 No such user here");
+    assert_eq!(
+        smtp.send("RCPT TO:<bob@localhost>"),
+        "503 5.5.1 Need MAIL before RCPT"
+    );
+    assert!(
+        smtp.send("MAIL FROM:<a@example.org>")
+            .starts_with("250 2.1.0")
+    );
+    assert_eq!(
+        smtp.send("RCPT TO:<nobody@localhost>"),
+        "550 5.1.1 No such user here"
+    );
     assert_eq!(
         smtp.send("RCPT TO:<victim@elsewhere.example>"),
         "550 5.7.1 Relaying denied: we do not serve this domain"
     );
-    assert!(smtp.send("RCPT TO:<Bob+Lists@LOCALHOST>").starts_with("250 2.1.5"));
-    assert!(smtp.send("RCPT TO:<team@localhost>").starts_with("250 2.1.5"));
+    assert!(
+        smtp.send("RCPT TO:<Bob+Lists@LOCALHOST>")
+            .starts_with("250 2.1.5")
+    );
+    assert!(
+        smtp.send("RCPT TO:<team@localhost>")
+            .starts_with("250 2.1.5")
+    );
     assert!(smtp.send("DATA").starts_with("354"));
     let reply = smtp.send("Subject: routed\r\n\r\nhi\r\n.");
     assert!(reply.starts_with("250 2.0.0"), "{reply}");
-    assert_eq!(smtp.send("QUIT"), "221 2.0.0 localhost Service closing transmission channel");
+    assert_eq!(
+        smtp.send("QUIT"),
+        "221 2.0.0 localhost Service closing transmission channel"
+    );
 
     // Bob got one copy although two recipients led to him; the remote alias target is queued.
     assert_eq!(server.uids(BOB), [1]);
     let queue = String::from_utf8(server.admin_ok(&["queue", "list"])).unwrap();
     assert!(queue.contains("friend@remote.example pending"), "{queue}");
     let stored = server.stored(BOB, 1);
-    assert!(!String::from_utf8_lossy(&stored).contains("\tfor <"), "no `for` with several recipients");
+    assert!(
+        !String::from_utf8_lossy(&stored).contains("\tfor <"),
+        "no `for` with several recipients"
+    );
 }
 
 #[test]
@@ -243,7 +309,9 @@ fn a_client_dropping_mid_data_leaves_nothing() {
     smtp.send("MAIL FROM:<a@example.org>");
     smtp.send("RCPT TO:<bob@localhost>");
     assert!(smtp.send("DATA").starts_with("354"));
-    smtp.writer.write_all(b"Subject: partial\r\n\r\nhalf a message").unwrap();
+    smtp.writer
+        .write_all(b"Subject: partial\r\n\r\nhalf a message")
+        .unwrap();
     drop(smtp);
     // A full message afterwards proves the server is fine and gives the store a commit.
     let mut smtp = Raw::connect(&server);
@@ -252,7 +320,10 @@ fn a_client_dropping_mid_data_leaves_nothing() {
     smtp.send("MAIL FROM:<a@example.org>");
     smtp.send("RCPT TO:<bob@localhost>");
     smtp.send("DATA");
-    assert!(smtp.send("Subject: whole\r\n\r\nbody\r\n.").starts_with("250"));
+    assert!(
+        smtp.send("Subject: whole\r\n\r\nbody\r\n.")
+            .starts_with("250")
+    );
     assert_eq!(server.uids(BOB), [1]);
     assert!(String::from_utf8_lossy(&server.stored(BOB, 1)).contains("Subject: whole"));
 }
@@ -267,7 +338,10 @@ fn connection_limit_per_ip_answers_421() {
     assert!(first.reply().starts_with("220"));
     assert!(second.reply().starts_with("220"));
     let mut third = Raw::connect(&server);
-    assert_eq!(third.reply(), "421 4.7.0 localhost Too many connections, try again later");
+    assert_eq!(
+        third.reply(),
+        "421 4.7.0 localhost Too many connections, try again later"
+    );
     assert!(third.at_eof());
     drop(first);
     // The freed slot is usable again.
@@ -285,7 +359,10 @@ fn idle_client_times_out_with_421() {
     smtp.reply();
     smtp.send("EHLO c.test");
     let started = std::time::Instant::now();
-    assert_eq!(smtp.reply(), "421 4.4.2 localhost Timeout, closing connection");
+    assert_eq!(
+        smtp.reply(),
+        "421 4.4.2 localhost Timeout, closing connection"
+    );
     assert!(started.elapsed() >= Duration::from_millis(900));
     assert!(smtp.at_eof());
 }
@@ -302,12 +379,18 @@ fn graceful_shutdown_finishes_the_transaction_in_flight() {
     busy.send("RCPT TO:<bob@localhost>");
 
     let pid = server.pid();
-    Command::new("kill").args(["-TERM", &pid.to_string()]).status().unwrap();
+    Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
     // The idle connection is told at once.
     assert_eq!(idle.reply(), "421 4.3.2 localhost Service shutting down");
     // The one in a transaction may finish it, then is told.
     assert!(busy.send("DATA").starts_with("354"));
-    assert!(busy.send("Subject: last\r\n\r\nmade it\r\n.").starts_with("250"));
+    assert!(
+        busy.send("Subject: last\r\n\r\nmade it\r\n.")
+            .starts_with("250")
+    );
     assert_eq!(busy.reply(), "421 4.3.2 localhost Service shutting down");
     let status = server.stop();
     assert!(status.success(), "clean exit after SIGTERM: {status}");

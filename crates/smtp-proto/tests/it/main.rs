@@ -207,7 +207,10 @@ fn timeout_and_shutdown_replies() {
     assert!(!machine.is_idle(), "a transaction is open");
     machine.timeout();
     let out = String::from_utf8(machine.take_output()).unwrap();
-    assert!(out.ends_with("421 4.4.2 mx.example Timeout, closing connection\r\n"), "{out}");
+    assert!(
+        out.ends_with("421 4.4.2 mx.example Timeout, closing connection\r\n"),
+        "{out}"
+    );
     assert_eq!(machine.next(), Some(Event::Close));
     machine.feed(b"NOOP\r\n");
     assert_eq!(machine.next(), None, "nothing is read after close");
