@@ -216,3 +216,8 @@ fn timeout_and_shutdown_replies() {
     assert_eq!(machine.next(), None, "nothing is read after close");
     assert!(!machine.has_output());
 }
+
+#[test]
+fn rfc5321_d3_relayed_mail() {
+    check("rfc5321_d3");
+}
