@@ -23,6 +23,9 @@ pub struct Config {
     #[serde(rename = "listener")]
     pub listeners: Vec<Listener>,
     pub smtp: Smtp,
+    pub submission: Submission,
+    pub tls: Tls,
+    pub auth: Auth,
     pub limits: Limits,
 }
 
@@ -34,6 +37,20 @@ pub struct Listener {
     pub protocol: Protocol,
     /// Address to bind; a port of 0 binds an ephemeral port (see `listening.json`).
     pub bind: SocketAddr,
+    /// `starttls` (offered on the plain connection, the default), `implicit` (TLS from the
+    /// first byte: 465, 993, 995) or `none`.
+    #[serde(default)]
+    pub tls: TlsMode,
+}
+
+/// How a listener uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    #[default]
+    Starttls,
+    Implicit,
+    None,
 }
 
 /// Protocols a listener can serve.
@@ -42,12 +59,80 @@ pub struct Listener {
 pub enum Protocol {
     /// SMTP from other mail servers (port 25 in production, 2525 by default).
     Smtp,
+    /// Mail submission from users' mail programs (RFC 6409: 587 and, with implicit TLS, 465).
+    Submission,
 }
 
 impl Protocol {
     pub fn name(self) -> &'static str {
         match self {
             Protocol::Smtp => "smtp",
+            Protocol::Submission => "submission",
+        }
+    }
+}
+
+/// Certificates. Without `cert` and `key`, a self-signed certificate for `hostname` is made on
+/// first start and kept in `<data_dir>/tls/`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Tls {
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: Option<PathBuf>,
+    /// PEM file with the private key.
+    pub key: Option<PathBuf>,
+}
+
+/// Authentication policy shared by every protocol.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Auth {
+    /// Allow password authentication without TLS on loopback connections (never elsewhere).
+    pub allow_plaintext_on_loopback: bool,
+    /// Failed attempts before logins from an IP or for an account are slowed down.
+    pub free_failures: u32,
+    /// Failed attempts after which an IP address is locked out.
+    pub lockout_after: u32,
+    /// How long a lockout lasts, in seconds.
+    pub lockout_secs: u64,
+    /// First delay after the free failures, in milliseconds; it doubles with each failure.
+    pub base_delay_ms: u64,
+    /// Longest delay before a failed attempt is answered, in milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl Default for Auth {
+    fn default() -> Self {
+        Auth {
+            allow_plaintext_on_loopback: false,
+            free_failures: 3,
+            lockout_after: 10,
+            lockout_secs: 900,
+            base_delay_ms: 500,
+            max_delay_ms: 8000,
+        }
+    }
+}
+
+/// Submission policy (RFC 6409).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Submission {
+    /// Messages one user may submit per hour; more get 451 4.7.1.
+    pub max_messages_per_hour: u32,
+    /// Recipients one user may address per hour; more get 452 4.5.3.
+    pub max_recipients_per_hour: u32,
+    /// Extra sender addresses per user, besides their own and aliases pointing to them.
+    /// `"@example.com"` allows any address in that domain.
+    pub allowed_senders: std::collections::BTreeMap<String, Vec<String>>,
+}
+
+impl Default for Submission {
+    fn default() -> Self {
+        Submission {
+            max_messages_per_hour: 1000,
+            max_recipients_per_hour: 5000,
+            allowed_senders: Default::default(),
         }
     }
 }
@@ -99,6 +184,9 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// How long shutdown waits for sessions in the middle of a transaction, in seconds.
     pub shutdown_grace_secs: u64,
+    /// New connections one IP address may open per minute; more are refused with the
+    /// protocol's "too busy" reply.
+    pub max_connection_rate_per_ip: u32,
 }
 
 impl Default for Limits {
@@ -107,6 +195,7 @@ impl Default for Limits {
             max_connections: 10_000,
             max_connections_per_ip: 100,
             shutdown_grace_secs: 10,
+            max_connection_rate_per_ip: 600,
         }
     }
 }
@@ -119,6 +208,9 @@ impl Default for Config {
             data_dir: PathBuf::from("./pigeon-data"),
             listeners: Vec::new(),
             smtp: Smtp::default(),
+            submission: Submission::default(),
+            tls: Tls::default(),
+            auth: Auth::default(),
             limits: Limits::default(),
         }
     }
@@ -163,10 +255,16 @@ impl Config {
 
     /// The listeners of DESIGN.md on unprivileged ports, used when the config names none.
     pub fn default_listeners() -> Vec<Listener> {
-        vec![Listener {
-            protocol: Protocol::Smtp,
-            bind: "0.0.0.0:2525".parse().expect("literal address"),
-        }]
+        let listener = |protocol, bind: &str, tls| Listener {
+            protocol,
+            bind: bind.parse().expect("literal address"),
+            tls,
+        };
+        vec![
+            listener(Protocol::Smtp, "0.0.0.0:2525", TlsMode::Starttls),
+            listener(Protocol::Submission, "0.0.0.0:2587", TlsMode::Starttls),
+            listener(Protocol::Submission, "0.0.0.0:2465", TlsMode::Implicit),
+        ]
     }
 
     /// The listeners to open: the configured ones, or the defaults.
@@ -203,6 +301,15 @@ impl Config {
             problems.push(
                 "limits.max_connections and max_connections_per_ip must be at least 1".into(),
             );
+        }
+        if self.tls.cert.is_some() != self.tls.key.is_some() {
+            problems.push("tls.cert and tls.key must be given together".into());
+        }
+        if self.limits.max_connection_rate_per_ip == 0 {
+            problems.push("limits.max_connection_rate_per_ip must be at least 1".into());
+        }
+        if self.auth.lockout_after == 0 {
+            problems.push("auth.lockout_after must be at least 1".into());
         }
         let mut seen = std::collections::HashSet::new();
         for listener in &self.listeners {

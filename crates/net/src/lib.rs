@@ -9,6 +9,13 @@
 //! timeout), hand the bytes to the session, and write everything it produced before reading
 //! again. On shutdown an idle session says goodbye at once; a session in the middle of a
 //! transaction gets `shutdown_grace` to finish it.
+//!
+//! TLS: a listener is plain, STARTTLS-capable or implicit TLS. On [`Flow::StartTls`] the driver
+//! writes the pending reply, then handshakes on the same socket; it keeps no read-ahead buffer,
+//! and the session's machine drops whatever plaintext followed the command, so no pipelined
+//! plaintext can reach the encrypted session (RFC 3207 §4.2, CVE-2011-0411).
+
+pub mod tls;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -17,7 +24,10 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
 use tracing::{Instrument, debug, info_span, warn};
@@ -29,6 +39,21 @@ pub enum Flow {
     Continue,
     /// Write the pending output, then close the connection.
     Close,
+    /// Write the pending output, then start TLS on this connection (STARTTLS/STLS).
+    StartTls,
+}
+
+pub use tls::{CertSource, Tls, TlsInfo};
+
+/// How a listener uses TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain text only.
+    None,
+    /// Plain text, with STARTTLS available.
+    StartTls,
+    /// TLS from the first byte.
+    Implicit,
 }
 
 /// Facts about a connection a session may need.
@@ -38,6 +63,8 @@ pub struct ConnInfo {
     pub id: u64,
     pub peer: SocketAddr,
     pub local: SocketAddr,
+    /// STARTTLS can be offered on this connection.
+    pub starttls_available: bool,
 }
 
 /// One protocol session. Implementations wrap a sans-IO machine and the `Store`.
@@ -54,6 +81,9 @@ pub trait Session: Send + 'static {
     fn is_idle(&self) -> bool;
     /// The server is stopping: write the protocol's goodbye.
     fn shutting_down(&mut self, out: &mut Vec<u8>);
+    /// TLS is now active (after the implicit-TLS handshake, before `greet`; or after a
+    /// STARTTLS handshake). The protocol state must restart as RFC 3207 §4.2 says.
+    fn tls_established(&mut self, info: TlsInfo);
 }
 
 /// A protocol served on a listener.
@@ -74,6 +104,54 @@ pub struct Limits {
     pub max_connections_per_ip: usize,
     /// How long shutdown waits for sessions in the middle of a transaction.
     pub shutdown_grace: Duration,
+    /// New connections per IP per minute.
+    pub max_connection_rate_per_ip: u32,
+}
+
+/// A connection's byte stream, before or after TLS.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
+        }
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s).poll_flush(cx),
+        }
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s).poll_shutdown(cx),
+        }
+    }
+}
+
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Connection attempts per IP within the current minute.
+#[derive(Debug, Default)]
+struct RateWindow {
+    started: Option<tokio::time::Instant>,
+    counts: HashMap<IpAddr, u32>,
 }
 
 /// State shared by every listener: limits, counters and the shutdown signal.
@@ -81,6 +159,8 @@ pub struct Server {
     limits: Limits,
     open: AtomicUsize,
     per_ip: Mutex<HashMap<IpAddr, usize>>,
+    rate: Mutex<RateWindow>,
+    tls: Option<Tls>,
     next_id: AtomicU64,
     all_closed: Notify,
     shutdown_tx: watch::Sender<bool>,
@@ -111,12 +191,15 @@ impl Drop for Slot {
 }
 
 impl Server {
-    pub fn new(limits: Limits) -> Arc<Server> {
+    /// A server; `tls` is needed by STARTTLS and implicit-TLS listeners.
+    pub fn new(limits: Limits, tls: Option<Tls>) -> Arc<Server> {
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
         Arc::new(Server {
             limits,
             open: AtomicUsize::new(0),
             per_ip: Mutex::new(HashMap::new()),
+            rate: Mutex::new(RateWindow::default()),
+            tls,
             next_id: AtomicU64::new(1),
             all_closed: Notify::new(),
             shutdown_tx,
@@ -129,8 +212,32 @@ impl Server {
         self.open.load(Ordering::Acquire)
     }
 
+    /// The TLS acceptor, for reloading certificates.
+    pub fn tls(&self) -> Option<&Tls> {
+        self.tls.as_ref()
+    }
+
+    /// Counts a connection attempt; false if `ip` exceeded its rate this minute.
+    fn within_rate(&self, ip: IpAddr) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut rate = self.rate.lock().expect("rate lock poisoned");
+        if rate
+            .started
+            .is_none_or(|started| now.duration_since(started) >= Duration::from_secs(60))
+        {
+            rate.started = Some(now);
+            rate.counts.clear();
+        }
+        let count = rate.counts.entry(ip).or_insert(0);
+        *count += 1;
+        *count <= self.limits.max_connection_rate_per_ip
+    }
+
     /// Takes a slot for a connection from `ip`, or `None` if a limit is reached.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Slot> {
+        if !self.within_rate(ip) {
+            return None;
+        }
         let mut per_ip = self.per_ip.lock().expect("per-ip lock poisoned");
         let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
         if from_ip >= self.limits.max_connections_per_ip
@@ -168,7 +275,7 @@ impl Server {
     }
 
     /// Accepts connections on `listener` until shutdown, one task per connection.
-    pub async fn serve<P: Protocol>(self: Arc<Self>, listener: TcpListener, protocol: Arc<P>) {
+    pub async fn serve<P: Protocol>(self: Arc<Self>, listener: TcpListener, protocol: Arc<P>, mode: TlsMode) {
         let mut shutdown = self.shutdown_rx.clone();
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -207,6 +314,7 @@ impl Server {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 peer,
                 local,
+                starttls_available: mode == TlsMode::StartTls && self.tls.is_some(),
             };
             let session = protocol.session(conn);
             let server = self.clone();
@@ -214,7 +322,7 @@ impl Server {
             tokio::spawn(
                 async move {
                     debug!("connected");
-                    if let Err(e) = server.drive(stream, session).await {
+                    if let Err(e) = server.drive(stream, session, mode).await {
                         debug!(error = %e, "connection ended with an error");
                     }
                     debug!("closed");
@@ -226,11 +334,15 @@ impl Server {
     }
 
     /// The per-connection loop.
-    async fn drive<S: Session>(
-        &self,
-        mut stream: TcpStream,
-        mut session: S,
-    ) -> std::io::Result<()> {
+    async fn drive<S: Session>(&self, tcp: TcpStream, mut session: S, mode: TlsMode) -> std::io::Result<()> {
+        let mut stream = match mode {
+            TlsMode::Implicit => {
+                let (stream, info) = self.handshake(tcp).await?;
+                session.tls_established(info);
+                stream
+            }
+            TlsMode::None | TlsMode::StartTls => Stream::Plain(tcp),
+        };
         let mut out = Vec::with_capacity(512);
         // Small at first so idle connections stay cheap; grows while the peer sends a lot.
         let mut buf = vec![0u8; 4096];
@@ -269,14 +381,41 @@ impl Server {
             };
             let flow = session.input(&buf[..n], &mut out).await;
             flush(&mut stream, &mut out).await?;
-            if flow == Flow::Close {
-                let _ = stream.shutdown().await;
-                return Ok(());
+            match flow {
+                Flow::Continue => {}
+                Flow::Close => {
+                    let _ = stream.shutdown().await;
+                    return Ok(());
+                }
+                Flow::StartTls => {
+                    let Stream::Plain(tcp) = stream else {
+                        // The session must refuse a second STARTTLS; never nest TLS.
+                        return Err(std::io::Error::other("STARTTLS inside TLS"));
+                    };
+                    let (tls, info) = self.handshake(tcp).await?;
+                    stream = tls;
+                    session.tls_established(info);
+                }
             }
             if n == buf.len() && buf.len() < 64 * 1024 {
                 buf.resize(buf.len() * 2, 0);
             }
         }
+    }
+}
+
+impl Server {
+    async fn handshake(&self, tcp: TcpStream) -> std::io::Result<(Stream, TlsInfo)> {
+        let tls = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| std::io::Error::other("TLS requested but not configured"))?;
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp))
+            .await
+            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+        let info = tls::info(stream.get_ref().1, tls.end_point());
+        debug!(version = %info.version, cipher = %info.cipher, "TLS established");
+        Ok((Stream::Tls(Box::new(stream)), info))
     }
 }
 
@@ -287,9 +426,10 @@ async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
     }
 }
 
-async fn flush(stream: &mut TcpStream, out: &mut Vec<u8>) -> std::io::Result<()> {
+async fn flush(stream: &mut Stream, out: &mut Vec<u8>) -> std::io::Result<()> {
     if !out.is_empty() {
         stream.write_all(out).await?;
+        stream.flush().await?;
         out.clear();
         if out.capacity() > 64 * 1024 {
             out.shrink_to(4096);

@@ -117,13 +117,25 @@ fn read_password(source: &PasswordSource) -> anyhow::Result<String> {
     Ok(password)
 }
 
-/// Argon2id hash with a fresh random salt.
-pub fn hash_password(password: &str) -> anyhow::Result<String> {
-    let mut salt = [0u8; sasl::SALT_LEN];
+/// Random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
+    let mut bytes = [0u8; N];
     std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut salt))
-        .context("read random salt")?;
-    Ok(sasl::hash_password(password, &salt)?)
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .context("read /dev/urandom")?;
+    Ok(bytes)
+}
+
+/// The stored secrets for a password: Argon2id and SCRAM-SHA-256 keys, each with its own salt.
+pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
+    let salt = random_bytes::<{ sasl::SALT_LEN }>()?;
+    let scram_salt = random_bytes::<16>()?;
+    Ok(store::Secrets {
+        password_hash: sasl::hash_password(password, &salt)?,
+        scram: Some(
+            sasl::ScramKeys::derive(password, &scram_salt, sasl::scram::DEFAULT_ITERATIONS).to_stored(),
+        ),
+    })
 }
 
 pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<ExitCode> {
@@ -175,8 +187,8 @@ async fn user(store: &dyn Store, action: UserAction) -> anyhow::Result<()> {
             if store.account(&address).await?.is_some() {
                 bail!("user {address} already exists");
             }
-            let hash = hash_password(&read_password(&password)?)?;
-            store.create_account(&address, &hash).await?;
+            let secrets = make_secrets(&read_password(&password)?)?;
+            store.create_account(&address, &secrets).await?;
             println!("added user {address}");
         }
         UserAction::List => {
@@ -189,8 +201,8 @@ async fn user(store: &dyn Store, action: UserAction) -> anyhow::Result<()> {
             if store.account(&address).await?.is_none() {
                 bail!("no such user {address}");
             }
-            let hash = hash_password(&read_password(&password)?)?;
-            store.set_password(&address, &hash).await?;
+            let secrets = make_secrets(&read_password(&password)?)?;
+            store.set_password(&address, &secrets).await?;
             println!("changed password of {address}");
         }
         UserAction::Del { address } => {

@@ -1,8 +1,17 @@
-//! Authentication: password hashing now, SASL mechanisms (PLAIN, LOGIN, SCRAM) as sans-IO
-//! exchanges as they land.
+//! Authentication without IO: password hashing (Argon2id), SCRAM keys, the SASL server
+//! mechanisms PLAIN (RFC 4616), LOGIN and SCRAM-SHA-256[-PLUS] (RFC 5802, RFC 7677) as sans-IO
+//! exchanges, and the failed-login throttle shared by every protocol.
 //!
-//! **Architecture invariant:** no IO, no clock, no RNG here. Salts are passed in by the caller
-//! (the binary reads them from the OS).
+//! **Architecture invariant:** no IO, no clock, no RNG here. Salts and nonces are passed in by
+//! the caller, and so is the time (`Instant`) for the throttle.
+
+pub mod exchange;
+pub mod scram;
+pub mod throttle;
+
+pub use exchange::{Mechanism, Outcome, ServerExchange};
+pub use scram::ScramKeys;
+pub use throttle::{Throttle, ThrottleConfig};
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 

@@ -28,6 +28,14 @@ pub struct ServerConfig {
     pub max_line_length: usize,
     /// Errors (syntax or sequence) tolerated before the connection is closed with 421.
     pub max_errors: usize,
+    /// Offer STARTTLS (RFC 3207) while the connection is plain.
+    pub starttls: bool,
+    /// SASL mechanisms to offer with AUTH (RFC 4954); empty means no AUTH.
+    pub auth_mechanisms: Vec<String>,
+    /// Offer AUTH only once TLS is active (RFC 4954 §4 and RFC 8314 practice).
+    pub auth_requires_tls: bool,
+    /// Submission: MAIL needs a successful AUTH first (530 5.7.0 otherwise).
+    pub require_auth: bool,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +46,10 @@ impl Default for ServerConfig {
             max_recipients: 100,
             max_line_length: 2048,
             max_errors: 20,
+            starttls: false,
+            auth_mechanisms: Vec::new(),
+            auth_requires_tls: true,
+            require_auth: false,
         }
     }
 }
@@ -84,6 +96,17 @@ pub enum Event {
     /// The whole message arrived (DATA ended or BDAT LAST): the session stores it and answers
     /// with [`ServerMachine::reply`]; a positive reply means "it is on stable storage".
     Message { data: Vec<u8> },
+    /// AUTH: start a SASL exchange. `initial` is the decoded initial response (SASL-IR);
+    /// answer with [`ServerMachine::auth_challenge`] or [`ServerMachine::auth_done`].
+    Auth {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
+    /// The client's (decoded) answer to the last AUTH challenge.
+    AuthResponse(Vec<u8>),
+    /// The 220 to STARTTLS is in the output: write it, run the TLS handshake, then call
+    /// [`ServerMachine::tls_started`]. Anything the client sent after STARTTLS was discarded.
+    StartTls,
     /// The connection must close once the output is written (QUIT, timeout, too many errors).
     Close,
 }
@@ -96,6 +119,8 @@ enum Phase {
     SkipLine,
     /// Reading DATA content.
     Data(DataReceiver),
+    /// Reading the client's answer to an AUTH challenge (one base64 line).
+    AuthLine,
     /// Reading a BDAT chunk; `discard` when the chunk is refused but must still be consumed.
     Chunk {
         remaining: usize,
@@ -112,6 +137,8 @@ enum Pending {
     Mail,
     Rcpt,
     Message,
+    Auth,
+    StartTls,
 }
 
 /// The transaction in progress (RFC 5321 §3.3).
@@ -146,7 +173,13 @@ pub struct ServerMachine {
     errors: usize,
     /// [`Event::Close`] has been returned.
     close_emitted: bool,
+    tls: bool,
+    /// The authenticated user, after a successful AUTH.
+    user: Option<String>,
 }
+
+/// RFC 4954 §4: an AUTH response line may be up to 12288 octets.
+const MAX_AUTH_LINE: usize = 12288;
 
 impl ServerMachine {
     pub fn new(config: ServerConfig) -> ServerMachine {
@@ -163,7 +196,63 @@ impl ServerMachine {
             data: Vec::new(),
             errors: 0,
             close_emitted: false,
+            tls: false,
+            user: None,
         }
+    }
+
+    /// TLS is active: implicit TLS before the greeting, or after STARTTLS. The session restarts
+    /// from scratch (RFC 3207 §4.2): no HELO, no transaction, no AUTH.
+    pub fn tls_started(&mut self) {
+        self.tls = true;
+        self.helo = None;
+        self.esmtp = false;
+        self.user = None;
+        self.reset_transaction();
+        self.input.clear();
+        if self.pending == Pending::StartTls {
+            self.pending = Pending::None;
+        }
+    }
+
+    /// True once TLS is active.
+    pub fn is_tls(&self) -> bool {
+        self.tls
+    }
+
+    /// The authenticated user, if any.
+    pub fn user(&self) -> Option<&str> {
+        self.user.as_deref()
+    }
+
+    fn auth_offered(&self) -> bool {
+        !self.config.auth_mechanisms.is_empty()
+            && (self.tls || !self.config.auth_requires_tls)
+            && self.user.is_none()
+    }
+
+    /// Answers [`Event::Auth`] or [`Event::AuthResponse`] with a `334` challenge.
+    pub fn auth_challenge(&mut self, challenge: &[u8]) {
+        debug_assert_eq!(self.pending, Pending::Auth);
+        self.pending = Pending::None;
+        let mut line = b"334 ".to_vec();
+        line.extend(base64_encode(challenge).into_bytes());
+        line.extend_from_slice(b"\r\n");
+        self.output.extend_from_slice(&line);
+        self.phase = Phase::AuthLine;
+    }
+
+    /// Ends the AUTH exchange: `Some(user)` with a 235 reply on success, `None` with the
+    /// failure reply (535, 501, 454...).
+    pub fn auth_done(&mut self, user: Option<String>, reply: Reply) {
+        debug_assert_eq!(self.pending, Pending::Auth);
+        self.pending = Pending::None;
+        self.phase = Phase::Command;
+        if user.is_none() {
+            self.errors += 1;
+        }
+        self.user = user;
+        self.send(reply);
     }
 
     /// Writes the 220 greeting.
@@ -194,12 +283,19 @@ impl ServerMachine {
         self.helo.as_deref()
     }
 
-    /// The `with` protocol name for a `Received:` header (RFC 3848).
+    /// The `with` protocol name for a `Received:` header (RFC 3848, RFC 6531 §3.7.3).
     pub fn protocol_name(&self) -> &'static str {
-        match (self.esmtp, self.smtputf8) {
-            (false, _) => "SMTP",
-            (true, false) => "ESMTP",
-            (true, true) => "UTF8SMTP",
+        match (self.esmtp, self.smtputf8, self.tls, self.user.is_some()) {
+            (false, _, false, _) => "SMTP",
+            (false, _, true, _) => "SMTPS",
+            (true, false, false, false) => "ESMTP",
+            (true, false, false, true) => "ESMTPA",
+            (true, false, true, false) => "ESMTPS",
+            (true, false, true, true) => "ESMTPSA",
+            (true, true, false, false) => "UTF8SMTP",
+            (true, true, false, true) => "UTF8SMTPA",
+            (true, true, true, false) => "UTF8SMTPS",
+            (true, true, true, true) => "UTF8SMTPSA",
         }
     }
 
@@ -259,6 +355,9 @@ impl ServerMachine {
                 }
             }
             Pending::Message => self.reset_transaction(),
+            Pending::Auth | Pending::StartTls => {
+                debug_assert!(false, "use auth_challenge/auth_done or tls_started")
+            }
         }
         self.pending = Pending::None;
         self.send(reply);
@@ -312,6 +411,36 @@ impl ServerMachine {
                     }
                     if let Some(event) = self.command(&line) {
                         return Some(event);
+                    }
+                }
+                Phase::AuthLine => {
+                    let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
+                        if self.input.len() > MAX_AUTH_LINE {
+                            self.input.clear();
+                            self.phase = Phase::SkipLine;
+                            self.error(replies::line_too_long());
+                        }
+                        return None;
+                    };
+                    let line: Vec<u8> = self.input.drain(..=pos).collect();
+                    let text = String::from_utf8_lossy(&line);
+                    let text = text.trim_end_matches(['\r', '\n']);
+                    self.phase = Phase::Command;
+                    if text == "*" {
+                        // RFC 4954 §4: the client cancelled.
+                        self.pending = Pending::None;
+                        self.error(Reply::new(501, "5.0.0", "Authentication cancelled"));
+                        continue;
+                    }
+                    match base64_decode(text) {
+                        Some(data) => {
+                            self.pending = Pending::Auth;
+                            return Some(Event::AuthResponse(data));
+                        }
+                        None => {
+                            self.error(Reply::new(501, "5.5.2", "Invalid base64 in AUTH response"));
+                            continue;
+                        }
                     }
                 }
                 Phase::SkipLine => match self.input.iter().position(|&b| b == b'\n') {
@@ -476,17 +605,79 @@ impl ServerMachine {
                 self.close_with(Reply::new(221, "2.0.0", text));
                 None
             }
+            Request::StartTls => self.starttls(),
+            Request::Auth {
+                mechanism,
+                initial_response,
+            } => self.auth(mechanism, &initial_response),
             Request::Expn { .. }
             | Request::Etrn { .. }
             | Request::Atrn { .. }
             | Request::Burl { .. }
-            | Request::Lhlo { .. }
-            | Request::StartTls
-            | Request::Auth { .. } => {
+            | Request::Lhlo { .. } => {
                 self.error(replies::not_implemented());
                 None
             }
         }
+    }
+
+    fn starttls(&mut self) -> Option<Event> {
+        if !self.config.starttls || self.tls {
+            self.error(replies::not_implemented());
+            return None;
+        }
+        if self.tx.active {
+            self.error(replies::bad_sequence("STARTTLS not allowed during a transaction"));
+            return None;
+        }
+        self.send(Reply::new(220, "2.0.0", "Ready to start TLS"));
+        // RFC 3207 §4.2: anything pipelined after STARTTLS is plaintext the client must not
+        // have sent; it is thrown away, never read inside TLS.
+        self.input.clear();
+        self.pending = Pending::StartTls;
+        Some(Event::StartTls)
+    }
+
+    fn auth(&mut self, mechanism: u64, initial: &str) -> Option<Event> {
+        if self.user.is_some() {
+            self.error(replies::bad_sequence("Already authenticated"));
+            return None;
+        }
+        if self.config.auth_mechanisms.is_empty() {
+            self.error(replies::not_implemented());
+            return None;
+        }
+        if !self.auth_offered() {
+            // RFC 4954 §6: 538 when the mechanism needs encryption.
+            self.error(Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+            return None;
+        }
+        if self.tx.active {
+            self.error(replies::bad_sequence("AUTH not allowed during a transaction"));
+            return None;
+        }
+        let name = mechanism_name(mechanism);
+        let Some(name) = name.filter(|n| self.config.auth_mechanisms.iter().any(|m| m == n)) else {
+            self.error(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+            return None;
+        };
+        let initial = match initial {
+            "" => None,
+            // RFC 4954 §4: "=" is an empty initial response.
+            "=" => Some(Vec::new()),
+            text => match base64_decode(text) {
+                Some(data) => Some(data),
+                None => {
+                    self.error(Reply::new(501, "5.5.2", "Invalid base64 in initial response"));
+                    return None;
+                }
+            },
+        };
+        self.pending = Pending::Auth;
+        Some(Event::Auth {
+            mechanism: name.to_string(),
+            initial,
+        })
     }
 
     fn hello(&mut self, host: Cow<'_, str>, extended: bool) {
@@ -503,7 +694,7 @@ impl ServerMachine {
             self.send(Reply::new(250, "", greeting));
             return;
         }
-        let lines: Vec<Cow<'static, str>> = vec![
+        let mut lines: Vec<Cow<'static, str>> = vec![
             greeting.into(),
             "PIPELINING".into(),
             format!("SIZE {}", self.config.max_message_size).into(),
@@ -513,6 +704,12 @@ impl ServerMachine {
             "CHUNKING".into(),
             "DSN".into(),
         ];
+        if self.config.starttls && !self.tls {
+            lines.push("STARTTLS".into());
+        }
+        if self.auth_offered() {
+            lines.push(format!("AUTH {}", self.config.auth_mechanisms.join(" ")).into());
+        }
         self.send(Reply::multiline(250, "", lines));
     }
 
@@ -523,6 +720,10 @@ impl ServerMachine {
         }
         if self.tx.active {
             self.error(replies::bad_sequence("Nested MAIL command"));
+            return None;
+        }
+        if self.config.require_auth && self.user.is_none() {
+            self.error(Reply::new(530, "5.7.0", "Authentication required"));
             return None;
         }
         if from.flags & smtp_codec::MAIL_BODY_BINARYMIME != 0 {
@@ -652,6 +853,63 @@ impl ServerMachine {
             discard,
         };
     }
+}
+
+fn mechanism_name(bits: u64) -> Option<&'static str> {
+    Some(match bits {
+        smtp_codec::AUTH_PLAIN => "PLAIN",
+        smtp_codec::AUTH_LOGIN => "LOGIN",
+        smtp_codec::AUTH_SCRAM_SHA_256 => "SCRAM-SHA-256",
+        smtp_codec::AUTH_SCRAM_SHA_256_PLUS => "SCRAM-SHA-256-PLUS",
+        _ => return None,
+    })
+}
+
+const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Standard base64 with padding (RFC 4648 §4), as SMTP AUTH uses.
+pub fn base64_encode(data: &[u8]) -> String {
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for chunk in data.chunks(3) {
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
+        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+/// Decodes standard base64; `None` on any malformed input.
+pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let bytes = text.as_bytes();
+    if bytes.len() % 4 != 0 {
+        return None;
+    }
+    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
+    for (index, chunk) in bytes.chunks(4).enumerate() {
+        let last = index == bytes.len() / 4 - 1;
+        let mut n = 0u32;
+        let mut pad = 0;
+        for (i, &c) in chunk.iter().enumerate() {
+            let v = match c {
+                b'=' if last && i >= 2 => {
+                    pad += 1;
+                    0
+                }
+                _ if pad > 0 => return None,
+                _ => B64.iter().position(|&x| x == c)? as u32,
+            };
+            n = (n << 6) | v;
+        }
+        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+        out.extend_from_slice(&decoded[..3 - pad]);
+    }
+    Some(out)
 }
 
 fn host_or_dash(helo: &Option<String>) -> &str {

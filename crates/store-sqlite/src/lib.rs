@@ -23,8 +23,8 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use store::{
-    Account, AccountId, Address, Alias, Change, Delivered, Delivery, Mailbox, MailboxId, Message,
-    Notifier, Outbound, QueueEntry, QueueRecipient, RecipientStatus, Result, SpecialUse, Store,
+    Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, Mailbox, MailboxId, Message,
+    Notifier, Outbound, QueueEntry, QueueRecipient, RecipientStatus, Result, Secrets, SpecialUse, Store,
     StoreError, VerifyReport, address::normalise_domain,
 };
 use tokio::sync::oneshot;
@@ -307,9 +307,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn create_account(&self, address: &Address, password_hash: &str) -> Result<AccountId> {
+    async fn create_account(&self, address: &Address, secrets: &Secrets) -> Result<AccountId> {
         let address = address.clone();
-        let hash = password_hash.to_owned();
+        let secrets = secrets.clone();
         self.write(move |conn| {
             let known = conn
                 .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
@@ -325,9 +325,9 @@ impl Store for SqliteStore {
             let created = now();
             let inserted = conn
                 .execute(
-                    "INSERT OR IGNORE INTO accounts (address, domain, password_hash, created) \
-                     VALUES (?1, ?2, ?3, ?4)",
-                    params![address.as_str(), address.domain(), hash, created],
+                    "INSERT OR IGNORE INTO accounts (address, domain, password_hash, scram, created) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                    params![address.as_str(), address.domain(), secrets.password_hash, secrets.scram, created],
                 )
                 .map_err(backend)?;
             if inserted == 0 {
@@ -388,27 +388,38 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn credentials(&self, address: &Address) -> Result<Option<(AccountId, String)>> {
+    async fn credentials(&self, address: &Address) -> Result<Option<Credentials>> {
         let address = address.as_str().to_owned();
         self.read(move |conn| {
-            conn.prepare_cached("SELECT id, password_hash FROM accounts WHERE address = ?1")
-                .and_then(|mut s| {
-                    s.query_row([address], |r| Ok((r.get(0)?, r.get(1)?)))
-                        .optional()
+            conn.prepare_cached(
+                "SELECT id, address, password_hash, scram FROM accounts WHERE address = ?1",
+            )
+            .and_then(|mut s| {
+                s.query_row([address], |r| {
+                    Ok(Credentials {
+                        account_id: r.get(0)?,
+                        address: r.get(1)?,
+                        secrets: Secrets {
+                            password_hash: r.get(2)?,
+                            scram: r.get(3)?,
+                        },
+                    })
                 })
-                .map_err(backend)
+                .optional()
+            })
+            .map_err(backend)
         })
         .await
     }
 
-    async fn set_password(&self, address: &Address, password_hash: &str) -> Result<()> {
+    async fn set_password(&self, address: &Address, secrets: &Secrets) -> Result<()> {
         let address = address.clone();
-        let hash = password_hash.to_owned();
+        let secrets = secrets.clone();
         self.write(move |conn| {
             let n = conn
                 .execute(
-                    "UPDATE accounts SET password_hash = ?1 WHERE address = ?2",
-                    params![hash, address.as_str()],
+                    "UPDATE accounts SET password_hash = ?1, scram = ?2 WHERE address = ?3",
+                    params![secrets.password_hash, secrets.scram, address.as_str()],
                 )
                 .map_err(backend)?;
             if n == 0 {
@@ -499,6 +510,19 @@ impl Store for SqliteStore {
                 .prepare_cached("SELECT target FROM aliases WHERE address = ?1 ORDER BY rowid")
                 .map_err(backend)?;
             let rows = stmt.query_map([address], |r| r.get(0)).map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
+    async fn alias_sources(&self, target: &str) -> Result<Vec<String>> {
+        let target = target.to_lowercase();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached("SELECT address FROM aliases WHERE target = ?1 ORDER BY address")
+                .map_err(backend)?;
+            let rows = stmt.query_map([target], |r| r.get(0)).map_err(backend)?;
             rows.collect::<rusqlite::Result<Vec<String>>>()
                 .map_err(backend)
         })
@@ -879,7 +903,13 @@ mod tests {
         let store = SqliteStore::open(dir.path()).unwrap();
         store.add_domain("v.test").await.unwrap();
         let id = store
-            .create_account(&Address::parse("v@v.test").unwrap(), "h")
+            .create_account(
+                &Address::parse("v@v.test").unwrap(),
+                &Secrets {
+                    password_hash: "h".into(),
+                    scram: None,
+                },
+            )
             .await
             .unwrap();
         store

@@ -79,6 +79,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         last_error TEXT
     );
     CREATE INDEX queue_recipients_due ON queue_recipients(status, next_attempt);",
+    // 2: SCRAM-SHA-256 keys beside the Argon2 hash; aliases looked up by target.
+    "ALTER TABLE accounts ADD COLUMN scram TEXT;
+    CREATE INDEX aliases_target ON aliases(target);",
 ];
 
 /// Brings the database up to the newest schema.

@@ -6,12 +6,17 @@
 use std::sync::Arc;
 
 use crate::{
-    Address, Change, Delivery, Outbound, RecipientStatus, Resolution, SpecialUse, Store,
+    Address, Change, Delivery, Outbound, RecipientStatus, Resolution, Secrets, SpecialUse, Store,
     StoreError, Target, flags, resolve,
 };
 
-/// A fixed Argon2 PHC string; the store treats hashes as opaque text.
-const HASH: &str = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ$aGFzaGhhc2hoYXNoaGFzaA";
+/// Fixed secrets; the store treats them as opaque text.
+fn secrets(tag: &str) -> Secrets {
+    Secrets {
+        password_hash: format!("$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHQ${tag}"),
+        scram: Some(format!("SCRAM-SHA-256$4096:c2FsdA==${tag}:{tag}")),
+    }
+}
 
 fn addr(s: &str) -> Address {
     Address::parse(s).expect("test address")
@@ -56,7 +61,7 @@ async fn domains(store: &dyn Store) {
             .contains(&"d1.test".to_string())
     );
     store
-        .create_account(&addr("u@d1.test"), HASH)
+        .create_account(&addr("u@d1.test"), &secrets("h"))
         .await
         .expect("create account");
     assert!(
@@ -81,18 +86,18 @@ async fn domains(store: &dyn Store) {
 async fn accounts(store: &dyn Store) {
     assert!(
         matches!(
-            store.create_account(&addr("a@unknown.test"), HASH).await,
+            store.create_account(&addr("a@unknown.test"), &secrets("h")).await,
             Err(StoreError::Invalid(_))
         ),
         "accounts need a known domain"
     );
     store.add_domain("d2.test").await.unwrap();
     let id = store
-        .create_account(&addr("Alice@D2.test"), HASH)
+        .create_account(&addr("Alice@D2.test"), &secrets("h"))
         .await
         .unwrap();
     assert!(matches!(
-        store.create_account(&addr("alice@d2.test"), HASH).await,
+        store.create_account(&addr("alice@d2.test"), &secrets("h")).await,
         Err(StoreError::AlreadyExists(_))
     ));
     let account = store
@@ -102,27 +107,20 @@ async fn accounts(store: &dyn Store) {
         .unwrap();
     assert_eq!(account.id, id);
     assert_eq!(account.address, "alice@d2.test");
+    let credentials = store.credentials(&addr("ALICE@d2.test")).await.unwrap().unwrap();
+    assert_eq!(credentials.account_id, id);
+    assert_eq!(credentials.address, "alice@d2.test");
+    assert_eq!(credentials.secrets, secrets("h"));
+    store.set_password(&addr("alice@d2.test"), &secrets("new")).await.unwrap();
     assert_eq!(
-        store.credentials(&addr("ALICE@d2.test")).await.unwrap(),
-        Some((id, HASH.to_string()))
-    );
-    store
-        .set_password(&addr("alice@d2.test"), "new-hash")
-        .await
-        .unwrap();
-    assert_eq!(
-        store
-            .credentials(&addr("alice@d2.test"))
-            .await
-            .unwrap()
-            .unwrap()
-            .1,
-        "new-hash"
+        store.credentials(&addr("alice@d2.test")).await.unwrap().unwrap().secrets,
+        secrets("new")
     );
     assert!(matches!(
-        store.set_password(&addr("nobody@d2.test"), "x").await,
+        store.set_password(&addr("nobody@d2.test"), &secrets("x")).await,
         Err(StoreError::NotFound(_))
     ));
+    assert_eq!(store.credentials(&addr("nobody@d2.test")).await.unwrap(), None);
 
     let mailboxes = store.list_mailboxes(id).await.unwrap();
     let inbox = mailboxes
@@ -163,11 +161,11 @@ async fn accounts(store: &dyn Store) {
 async fn aliases_and_routing(store: &dyn Store) {
     store.add_domain("d3.test").await.unwrap();
     let bob = store
-        .create_account(&addr("bob@d3.test"), HASH)
+        .create_account(&addr("bob@d3.test"), &secrets("h"))
         .await
         .unwrap();
     let carol = store
-        .create_account(&addr("carol@d3.test"), HASH)
+        .create_account(&addr("carol@d3.test"), &secrets("h"))
         .await
         .unwrap();
     let route = |s: &'static str| async move { resolve(store, &addr(s)).await.unwrap() };
@@ -243,6 +241,9 @@ async fn aliases_and_routing(store: &dyn Store) {
         Resolution::Deliver(vec![Target::Local(bob)]),
         "a real user wins over the catch-all"
     );
+    let mut sources = store.alias_sources("bob@d3.test").await.unwrap();
+    sources.sort();
+    assert_eq!(sources, ["loop2@d3.test", "team@d3.test"]);
     let aliases = store.list_aliases().await.unwrap();
     let team = aliases
         .iter()
@@ -271,11 +272,11 @@ async fn aliases_and_routing(store: &dyn Store) {
 async fn delivery(store: &dyn Store) {
     store.add_domain("d4.test").await.unwrap();
     let dave = store
-        .create_account(&addr("dave@d4.test"), HASH)
+        .create_account(&addr("dave@d4.test"), &secrets("h"))
         .await
         .unwrap();
     let erin = store
-        .create_account(&addr("erin@d4.test"), HASH)
+        .create_account(&addr("erin@d4.test"), &secrets("h"))
         .await
         .unwrap();
     let before = store.verify().await.unwrap().blobs;
@@ -333,7 +334,7 @@ async fn delivery(store: &dyn Store) {
 async fn concurrent_delivery(store: Arc<dyn Store>) {
     store.add_domain("d5.test").await.unwrap();
     let fay = store
-        .create_account(&addr("fay@d5.test"), HASH)
+        .create_account(&addr("fay@d5.test"), &secrets("h"))
         .await
         .unwrap();
     let mut tasks = Vec::new();
@@ -371,7 +372,7 @@ async fn concurrent_delivery(store: Arc<dyn Store>) {
 async fn notifications(store: &dyn Store) {
     store.add_domain("d6.test").await.unwrap();
     let gus = store
-        .create_account(&addr("gus@d6.test"), HASH)
+        .create_account(&addr("gus@d6.test"), &secrets("h"))
         .await
         .unwrap();
     let mut changes = store.subscribe(gus);

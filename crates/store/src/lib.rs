@@ -53,6 +53,29 @@ pub struct Account {
     pub created: i64,
 }
 
+/// What the store keeps to check a password: an Argon2id PHC string, and SCRAM-SHA-256 keys
+/// (in `sasl::ScramKeys::to_stored` form) derived from the same password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secrets {
+    pub password_hash: String,
+    pub scram: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets(..)")
+    }
+}
+
+/// An account's login data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub account_id: AccountId,
+    /// The account's address (its canonical login name).
+    pub address: String,
+    pub secrets: Secrets,
+}
+
 /// An alias: mail to `address` goes to each target. `address` may be `@domain` (catch-all).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Alias {
@@ -267,13 +290,12 @@ pub trait Store: Send + Sync + 'static {
 
     // --- accounts ---
     /// Creates an account with its default mailboxes (INBOX and the special-use ones).
-    /// `password_hash` is a PHC string from `sasl::hash_password`.
-    async fn create_account(&self, address: &Address, password_hash: &str) -> Result<AccountId>;
+    async fn create_account(&self, address: &Address, secrets: &Secrets) -> Result<AccountId>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
     async fn account(&self, address: &Address) -> Result<Option<Account>>;
-    /// The account id and password hash for a login name.
-    async fn credentials(&self, address: &Address) -> Result<Option<(AccountId, String)>>;
-    async fn set_password(&self, address: &Address, password_hash: &str) -> Result<()>;
+    /// The login data of an account.
+    async fn credentials(&self, address: &Address) -> Result<Option<Credentials>>;
+    async fn set_password(&self, address: &Address, secrets: &Secrets) -> Result<()>;
     /// Deletes the account, its mailboxes and messages.
     async fn delete_account(&self, address: &Address) -> Result<()>;
 
@@ -283,6 +305,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_aliases(&self) -> Result<Vec<Alias>>;
     /// The targets of an alias, empty if there is none.
     async fn alias_targets(&self, address: &str) -> Result<Vec<String>>;
+    /// The aliases that list `target` among their targets (addresses a user may send as).
+    async fn alias_sources(&self, target: &str) -> Result<Vec<String>>;
     async fn delete_alias(&self, address: &str) -> Result<()>;
 
     // --- mailboxes and messages ---

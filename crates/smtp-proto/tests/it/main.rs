@@ -8,13 +8,24 @@
 //!
 //! The session policy here is a small stand-in for `smtp-server`: senders containing `reject`
 //! are refused, recipients `green@`/`unknown@` do not exist, `@other.example` is not ours.
+//! A transcript whose first line is `# mode: submission` runs with STARTTLS and AUTH offered
+//! and required; `STARTTLS` is a sync point (the harness "handshakes" there, and splits never
+//! cross it, as a real client waits for the handshake). The only login is alice/secret.
 
 use smtp_proto::{Event, Reply, ServerConfig, ServerMachine};
 
 struct Transcript {
-    client: Vec<u8>,
+    /// Client bytes, cut after each STARTTLS line.
+    segments: Vec<Vec<u8>>,
     server: Vec<u8>,
     messages: Vec<Vec<u8>>,
+    submission: bool,
+}
+
+impl Transcript {
+    fn client(&self) -> Vec<u8> {
+        self.segments.concat()
+    }
 }
 
 fn unescape(text: &str) -> Vec<u8> {
@@ -45,9 +56,10 @@ fn unescape(text: &str) -> Vec<u8> {
 
 fn load(text: &str) -> Transcript {
     let mut t = Transcript {
-        client: Vec::new(),
+        segments: vec![Vec::new()],
         server: Vec::new(),
         messages: Vec::new(),
+        submission: text.starts_with("# mode: submission"),
     };
     for line in text.lines() {
         if line.is_empty() || line.starts_with('#') {
@@ -57,10 +69,14 @@ fn load(text: &str) -> Transcript {
         let rest = rest.strip_prefix(' ').unwrap_or(rest);
         match kind {
             "C:" => {
-                t.client.extend(unescape(rest));
-                t.client.extend_from_slice(b"\r\n");
+                let segment = t.segments.last_mut().unwrap();
+                segment.extend(unescape(rest));
+                segment.extend_from_slice(b"\r\n");
+                if rest.eq_ignore_ascii_case("STARTTLS") {
+                    t.segments.push(Vec::new());
+                }
             }
-            "c:" => t.client.extend(unescape(rest)),
+            "c:" => t.segments.last_mut().unwrap().extend(unescape(rest)),
             "S:" => {
                 t.server.extend(unescape(rest));
                 t.server.extend_from_slice(b"\r\n");
@@ -79,12 +95,24 @@ fn config() -> ServerConfig {
         max_recipients: 3,
         max_line_length: 512,
         max_errors: 10,
+        ..ServerConfig::default()
+    }
+}
+
+fn submission_config() -> ServerConfig {
+    ServerConfig {
+        starttls: true,
+        auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
+        auth_requires_tls: true,
+        require_auth: true,
+        ..config()
     }
 }
 
 /// Drives a machine over `chunks`, answering events with the test policy.
-fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
-    let mut machine = ServerMachine::new(config());
+fn run_with(config: ServerConfig, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
+    let mut machine = ServerMachine::new(config);
+    let mut exchange: Option<sasl::ServerExchange> = None;
     machine.greet();
     let mut output = machine.take_output();
     let mut messages = Vec::new();
@@ -116,11 +144,45 @@ fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
                     machine.reply(Reply::new(250, "2.0.0", "Message accepted"));
                 }
                 Event::Close => closed = true,
+                Event::StartTls => {
+                    // The handshake would happen here; what follows in later chunks is "TLS".
+                    output.extend(machine.take_output());
+                    machine.tls_started();
+                }
+                Event::Auth { mechanism, initial } => {
+                    let mechanism = sasl::Mechanism::parse(&mechanism).unwrap();
+                    let mut ex = sasl::ServerExchange::new(mechanism, Default::default(), false, b"0123456789abcdefgh");
+                    let outcome = ex.start(initial.as_deref());
+                    exchange = Some(ex);
+                    answer_auth(&mut machine, &mut exchange, outcome);
+                }
+                Event::AuthResponse(data) => {
+                    let outcome = exchange.as_mut().unwrap().step(&data);
+                    answer_auth(&mut machine, &mut exchange, outcome);
+                }
             }
         }
         output.extend(machine.take_output());
     }
     (output, messages)
+}
+
+fn answer_auth(machine: &mut ServerMachine, exchange: &mut Option<sasl::ServerExchange>, outcome: sasl::Outcome) {
+    let outcome = match outcome {
+        sasl::Outcome::CheckPassword { username, password, .. } => {
+            exchange.as_mut().unwrap().password_checked(username == "alice" && password == "secret")
+        }
+        other => other,
+    };
+    match outcome {
+        sasl::Outcome::Challenge(c) => machine.auth_challenge(&c),
+        sasl::Outcome::Success { username, .. } => {
+            machine.auth_done(Some(username), Reply::new(235, "2.7.0", "Authentication successful"))
+        }
+        sasl::Outcome::Failure => machine.auth_done(None, Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+        sasl::Outcome::Malformed(why) => machine.auth_done(None, Reply::new(501, "5.5.2", why)),
+        sasl::Outcome::CheckPassword { .. } | sasl::Outcome::NeedScramKeys { .. } => unreachable!(),
+    }
 }
 
 #[track_caller]
@@ -129,20 +191,29 @@ fn check(name: &str) {
     let text = std::fs::read_to_string(&path).unwrap();
     let t = load(&text);
     let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let cfg = || if t.submission { submission_config() } else { config() };
 
-    let (out, messages) = run(&[&t.client]);
+    let whole: Vec<&[u8]> = t.segments.iter().map(|s| &s[..]).collect();
+    let (out, messages) = run_with(cfg(), &whole);
     assert_eq!(show(&out), show(&t.server), "{name}: fed whole");
     assert_eq!(messages, t.messages, "{name}: messages, fed whole");
 
-    for split in 1..t.client.len() {
-        let (a, b) = t.client.split_at(split);
-        let (out, messages) = run(&[a, b]);
-        assert_eq!(show(&out), show(&t.server), "{name}: split at {split}");
-        assert_eq!(messages, t.messages, "{name}: messages, split at {split}");
+    for (i, segment) in t.segments.iter().enumerate() {
+        for split in 1..segment.len() {
+            let (a, b) = segment.split_at(split);
+            let mut chunks: Vec<&[u8]> = whole[..i].to_vec();
+            chunks.push(a);
+            chunks.push(b);
+            chunks.extend_from_slice(&whole[i + 1..]);
+            let (out, messages) = run_with(cfg(), &chunks);
+            assert_eq!(show(&out), show(&t.server), "{name}: segment {i} split at {split}");
+            assert_eq!(messages, t.messages, "{name}: messages, segment {i} split at {split}");
+        }
     }
 
-    let bytes: Vec<&[u8]> = t.client.chunks(1).collect();
-    let (out, messages) = run(&bytes);
+    let client = t.client();
+    let bytes: Vec<&[u8]> = client.chunks(1).collect();
+    let (out, messages) = run_with(cfg(), &bytes);
     assert_eq!(show(&out), show(&t.server), "{name}: byte by byte");
     assert_eq!(messages, t.messages, "{name}: messages, byte by byte");
 }
@@ -220,4 +291,87 @@ fn timeout_and_shutdown_replies() {
 #[test]
 fn rfc5321_d3_relayed_mail() {
     check("rfc5321_d3");
+}
+
+#[test]
+fn submission_starttls_and_auth_plain() {
+    check("submission_plain");
+}
+
+#[test]
+fn submission_auth_login_cancel_and_plain_continuation() {
+    check("submission_login");
+}
+
+/// RFC 3207 §4.2 / CVE-2011-0411: commands pipelined after STARTTLS in the same packet are
+/// plaintext an attacker may have injected; they must never be executed inside TLS.
+#[test]
+fn starttls_discards_pipelined_plaintext() {
+    let mut machine = ServerMachine::new(submission_config());
+    machine.greet();
+    machine.take_output();
+    machine.feed(b"EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<evil@x>\r\n");
+    assert_eq!(machine.next(), Some(Event::StartTls));
+    let out = String::from_utf8(machine.take_output()).unwrap();
+    assert!(out.ends_with("250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"), "{out}");
+    // Bytes that were in flight arrive before the handshake: also plaintext, also dropped.
+    machine.feed(b"RCPT TO:<victim@x>\r\n");
+    machine.tls_started();
+    assert_eq!(machine.next(), None);
+    assert!(!machine.has_output(), "nothing of the injected commands was answered");
+    machine.feed(b"MAIL FROM:<alice@x>\r\n");
+    assert_eq!(machine.next(), None);
+    assert_eq!(
+        String::from_utf8(machine.take_output()).unwrap(),
+        "503 5.5.1 Send EHLO or HELO first\r\n",
+        "the session restarted: no EHLO, no AUTH carried over"
+    );
+    assert_eq!(machine.user(), None);
+}
+
+/// SCRAM-SHA-256 through the machine, with the client side computed here.
+#[test]
+fn auth_scram_sha256_success_and_failure() {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD as B64;
+
+    let keys = sasl::ScramKeys::derive("secret", b"0123456789abcdef", 4096);
+    let run_scram = |password: &str| -> String {
+        let mut machine = ServerMachine::new(ServerConfig {
+            auth_mechanisms: vec!["SCRAM-SHA-256".into()],
+            auth_requires_tls: false,
+            ..submission_config()
+        });
+        machine.greet();
+        machine.feed(b"EHLO x\r\n");
+        assert_eq!(machine.next(), None);
+        let first = "n,,n=alice,r=clientnonce123";
+        machine.feed(format!("AUTH SCRAM-SHA-256 {}\r\n", B64.encode(first)).as_bytes());
+        let Some(Event::Auth { initial, .. }) = machine.next() else { panic!("auth event") };
+        let mut ex = sasl::ServerExchange::new(sasl::Mechanism::ScramSha256, Default::default(), false, b"servernonce-servernonce");
+        assert!(matches!(ex.start(initial.as_deref()), sasl::Outcome::NeedScramKeys { .. }));
+        let sasl::Outcome::Challenge(server_first) = ex.scram_keys(Some(keys.clone())) else { panic!() };
+        machine.auth_challenge(&server_first);
+        let server_first = String::from_utf8(server_first).unwrap();
+        let nonce = &server_first[2..server_first.find(',').unwrap()];
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("n=alice,r=clientnonce123,{server_first},{without_proof}");
+        let (proof, _) = sasl::scram::client_proof(password, b"0123456789abcdef", 4096, auth_message.as_bytes());
+        let final_msg = format!("{without_proof},p={}", B64.encode(proof));
+        machine.feed(format!("{}\r\n", B64.encode(final_msg)).as_bytes());
+        let Some(Event::AuthResponse(data)) = machine.next() else { panic!("response event") };
+        match ex.step(&data) {
+            sasl::Outcome::Success { username, final_data } => {
+                let v = String::from_utf8(final_data.unwrap()).unwrap();
+                assert!(v.starts_with("v="));
+                machine.auth_done(Some(username), Reply::new(235, "2.7.0", "Authentication successful"));
+            }
+            sasl::Outcome::Failure => machine.auth_done(None, Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+            other => panic!("{other:?}"),
+        }
+        let out = String::from_utf8(machine.take_output()).unwrap();
+        out.lines().last().unwrap().to_string()
+    };
+    assert_eq!(run_scram("secret"), "235 2.7.0 Authentication successful");
+    assert_eq!(run_scram("wrong"), "535 5.7.8 Authentication credentials invalid");
 }
