@@ -1,5 +1,7 @@
 //! Mail protocol clients used by the user agent, the queue, the tests and the benchmark.
 //!
-//! Only SMTP so far: [`smtp::SmtpClient`].
+//! [`smtp::SmtpClient`] speaks SMTP over plain TCP or TLS (implicit or STARTTLS) with AUTH;
+//! [`tls`] builds the rustls client configurations.
 
 pub mod smtp;
+pub mod tls;

@@ -5,7 +5,13 @@
 //! one, which is why this client exists). Pipelining (RFC 2920) is used when offered.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+use rustls_pki_types::ServerName;
+use tokio_rustls::client::TlsStream;
 
 use smtp_proto::client::{ReplyError, ReplyParser, ServerReply};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -25,6 +31,12 @@ pub enum Error {
     /// The server answered, but not with what the step needed.
     #[error("server said: {0}")]
     Rejected(ServerReply),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("the server offers no usable authentication mechanism")]
+    NoMechanism,
+    #[error("the server's SCRAM signature is wrong: it does not know the password")]
+    BadServerSignature,
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
@@ -49,7 +61,188 @@ impl SmtpClient<TcpStream> {
     }
 }
 
+impl SmtpClient<TlsStream<TcpStream>> {
+    /// Connects with implicit TLS (port 465) and reads the greeting.
+    pub async fn connect_tls(
+        addr: SocketAddr,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+        timeout: Duration,
+    ) -> Result<SmtpClient<TlsStream<TcpStream>>> {
+        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
+            .await
+            .map_err(|_| Error::Timeout(timeout))??;
+        stream.set_nodelay(true)?;
+        let tls = handshake(stream, server_name, config, timeout).await?;
+        SmtpClient::start(tls, timeout).await
+    }
+}
+
+async fn handshake(
+    stream: TcpStream,
+    server_name: &str,
+    config: Arc<rustls::ClientConfig>,
+    timeout: Duration,
+) -> Result<TlsStream<TcpStream>> {
+    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls(e.to_string()))?;
+    let connector = tokio_rustls::TlsConnector::from(config);
+    tokio::time::timeout(timeout, connector.connect(name, stream))
+        .await
+        .map_err(|_| Error::Timeout(timeout))?
+        .map_err(|e| Error::Tls(e.to_string()))
+}
+
+impl SmtpClient<TlsStream<TcpStream>> {
+    /// The server's certificate (DER), leaf first.
+    pub fn peer_certificate(&self) -> Option<Vec<u8>> {
+        let (_, conn) = self.stream.get_ref();
+        conn.peer_certificates()?.first().map(|c| c.as_ref().to_vec())
+    }
+
+    /// The negotiated TLS version, e.g. `TLSv1_3`.
+    pub fn tls_version(&self) -> Option<String> {
+        let (_, conn) = self.stream.get_ref();
+        conn.protocol_version().map(|v| format!("{v:?}"))
+    }
+}
+
+impl SmtpClient<TcpStream> {
+    /// STARTTLS (RFC 3207): upgrades the connection; EHLO must be sent again afterwards.
+    pub async fn starttls(
+        mut self,
+        server_name: &str,
+        config: Arc<rustls::ClientConfig>,
+    ) -> Result<SmtpClient<TlsStream<TcpStream>>> {
+        let reply = self.command("STARTTLS").await?;
+        if reply.code != 220 {
+            return Err(Error::Rejected(reply));
+        }
+        let timeout = self.timeout;
+        let tls = handshake(self.stream, server_name, config, timeout).await?;
+        Ok(SmtpClient {
+            stream: tls,
+            parser: ReplyParser::default(),
+            buf: self.buf,
+            timeout,
+            extensions: Vec::new(),
+        })
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
+    /// The mechanisms the server offers with AUTH.
+    pub fn auth_mechanisms(&self) -> Vec<String> {
+        self.extensions
+            .iter()
+            .find_map(|l| l.strip_prefix("AUTH "))
+            .map(|m| m.split_whitespace().map(String::from).collect())
+            .unwrap_or_default()
+    }
+
+    /// AUTH with the best mechanism offered: SCRAM-SHA-256, else PLAIN (with an initial
+    /// response), else LOGIN.
+    pub async fn authenticate(&mut self, username: &str, password: &str) -> Result<()> {
+        let offered = self.auth_mechanisms();
+        if offered.iter().any(|m| m == "SCRAM-SHA-256") {
+            self.auth_scram(username, password).await
+        } else if offered.iter().any(|m| m == "PLAIN") {
+            self.auth_plain(username, password).await
+        } else if offered.iter().any(|m| m == "LOGIN") {
+            self.auth_login(username, password).await
+        } else {
+            Err(Error::NoMechanism)
+        }
+    }
+
+    /// AUTH PLAIN with an initial response (RFC 4616, RFC 4954).
+    pub async fn auth_plain(&mut self, username: &str, password: &str) -> Result<()> {
+        let token = B64.encode(format!("\0{username}\0{password}"));
+        let reply = self.command(&format!("AUTH PLAIN {token}")).await?;
+        if reply.code != 235 {
+            return Err(Error::Rejected(reply));
+        }
+        Ok(())
+    }
+
+    /// AUTH LOGIN.
+    pub async fn auth_login(&mut self, username: &str, password: &str) -> Result<()> {
+        let reply = self.command("AUTH LOGIN").await?;
+        if reply.code != 334 {
+            return Err(Error::Rejected(reply));
+        }
+        let reply = self.command(&B64.encode(username)).await?;
+        if reply.code != 334 {
+            return Err(Error::Rejected(reply));
+        }
+        let reply = self.command(&B64.encode(password)).await?;
+        if reply.code != 235 {
+            return Err(Error::Rejected(reply));
+        }
+        Ok(())
+    }
+
+    /// AUTH SCRAM-SHA-256 (RFC 7677), checking the server's signature too.
+    pub async fn auth_scram(&mut self, username: &str, password: &str) -> Result<()> {
+        use ring::rand::SecureRandom;
+        let mut nonce = [0u8; 18];
+        ring::rand::SystemRandom::new()
+            .fill(&mut nonce)
+            .map_err(|_| Error::Tls("no randomness".into()))?;
+        let client_nonce = base64::engine::general_purpose::STANDARD_NO_PAD.encode(nonce);
+        let name = username.replace('=', "=3D").replace(',', "=2C");
+        let first_bare = format!("n={name},r={client_nonce}");
+        let reply = self
+            .command(&format!("AUTH SCRAM-SHA-256 {}", B64.encode(format!("n,,{first_bare}"))))
+            .await?;
+        if reply.code != 334 {
+            return Err(Error::Rejected(reply));
+        }
+        let server_first = B64
+            .decode(reply.lines[0].trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| Error::Rejected(reply.clone()))?;
+        let mut nonce = None;
+        let mut salt = None;
+        let mut iterations = None;
+        for attribute in server_first.split(',') {
+            if let Some(v) = attribute.strip_prefix("r=") {
+                nonce = Some(v.to_string());
+            } else if let Some(v) = attribute.strip_prefix("s=") {
+                salt = B64.decode(v).ok();
+            } else if let Some(v) = attribute.strip_prefix("i=") {
+                iterations = v.parse::<u32>().ok();
+            }
+        }
+        let (Some(nonce), Some(salt), Some(iterations)) = (nonce, salt, iterations) else {
+            return Err(Error::Rejected(reply));
+        };
+        if !nonce.starts_with(&client_nonce) {
+            return Err(Error::BadServerSignature);
+        }
+        let without_proof = format!("c=biws,r={nonce}");
+        let auth_message = format!("{first_bare},{server_first},{without_proof}");
+        let (proof, server_signature) = sasl::scram::client_proof(password, &salt, iterations, auth_message.as_bytes());
+        let reply = self
+            .command(&B64.encode(format!("{without_proof},p={}", B64.encode(proof))))
+            .await?;
+        if reply.code != 334 {
+            return Err(Error::Rejected(reply));
+        }
+        let expected = format!("v={}", B64.encode(server_signature));
+        let got = B64.decode(reply.lines[0].trim()).unwrap_or_default();
+        if got != expected.as_bytes() {
+            // Abort: never confirm to a server that could not prove it knows the keys.
+            let _ = self.command("*").await;
+            return Err(Error::BadServerSignature);
+        }
+        let reply = self.command("").await?;
+        if reply.code != 235 {
+            return Err(Error::Rejected(reply));
+        }
+        Ok(())
+    }
+
     /// Reads the greeting on an already connected stream.
     pub async fn start(stream: S, timeout: Duration) -> Result<SmtpClient<S>> {
         let mut client = SmtpClient {

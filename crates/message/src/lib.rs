@@ -4,4 +4,5 @@
 //! **Architecture invariant:** pure code: no IO, no clock (callers pass the time in).
 
 pub mod date;
+pub mod headers;
 pub mod trace;

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use config::{Config, Protocol};
+use config::{Config, Protocol, TlsMode};
 use tokio::net::TcpListener;
 use tracing::info;
 
@@ -22,27 +22,77 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let listening_path = config.data_dir.join("listening.json");
     let _ = std::fs::remove_file(&listening_path);
 
-    let server = net::Server::new(net::Limits {
-        max_connections: config.limits.max_connections,
-        max_connections_per_ip: config.limits.max_connections_per_ip,
-        shutdown_grace: std::time::Duration::from_secs(config.limits.shutdown_grace_secs),
-    });
+    let tls_source = match (&config.tls.cert, &config.tls.key) {
+        (Some(cert), Some(key)) => net::CertSource::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        },
+        _ => net::CertSource::SelfSigned {
+            dir: config.data_dir.join("tls"),
+            hostname: config.hostname.clone(),
+        },
+    };
+    let tls = net::Tls::new(tls_source).context("set up TLS")?;
+    let server = net::Server::new(
+        net::Limits {
+            max_connections: config.limits.max_connections,
+            max_connections_per_ip: config.limits.max_connections_per_ip,
+            shutdown_grace: std::time::Duration::from_secs(config.limits.shutdown_grace_secs),
+            max_connection_rate_per_ip: config.limits.max_connection_rate_per_ip,
+        },
+        Some(tls),
+    );
+    let authenticator = Arc::new(auth::Authenticator::new(
+        store.clone(),
+        sasl::ThrottleConfig {
+            free_failures: config.auth.free_failures,
+            base_delay: std::time::Duration::from_millis(config.auth.base_delay_ms),
+            max_delay: std::time::Duration::from_millis(config.auth.max_delay_ms),
+            lockout_after: config.auth.lockout_after,
+            lockout: std::time::Duration::from_secs(config.auth.lockout_secs),
+        },
+        crate::admin::random_bytes::<32>()?,
+    ));
+    let sending_limits = Arc::new(smtp_server::SendingLimits::default());
+    let smtp_settings = |mode| smtp_server::Settings {
+        machine: smtp_proto::ServerConfig {
+            hostname: config.hostname.clone(),
+            max_message_size: config.smtp.max_message_size,
+            max_recipients: config.smtp.max_recipients,
+            max_line_length: config.smtp.max_line_length,
+            ..smtp_proto::ServerConfig::default()
+        },
+        command_timeout: config.smtp.command_timeout(),
+        data_timeout: config.smtp.data_timeout(),
+        mode,
+        submission: smtp_server::SubmissionPolicy {
+            allowed_senders: config
+                .submission
+                .allowed_senders
+                .iter()
+                .map(|(user, list)| {
+                    (user.to_lowercase(), list.iter().map(|a| a.to_lowercase()).collect())
+                })
+                .collect(),
+            max_messages_per_hour: config.submission.max_messages_per_hour,
+            max_recipients_per_hour: config.submission.max_recipients_per_hour,
+            allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
+        },
+    };
     let smtp = Arc::new(smtp_server::Smtp::new(
         store.clone(),
-        smtp_server::Settings {
-            machine: smtp_proto::ServerConfig {
-                hostname: config.hostname.clone(),
-                max_message_size: config.smtp.max_message_size,
-                max_recipients: config.smtp.max_recipients,
-                max_line_length: config.smtp.max_line_length,
-                ..smtp_proto::ServerConfig::default()
-            },
-            command_timeout: config.smtp.command_timeout(),
-            data_timeout: config.smtp.data_timeout(),
-        },
+        authenticator.clone(),
+        sending_limits.clone(),
+        smtp_settings(smtp_server::Mode::Mx),
+    ));
+    let submission = Arc::new(smtp_server::Smtp::new(
+        store.clone(),
+        authenticator.clone(),
+        sending_limits.clone(),
+        smtp_settings(smtp_server::Mode::Submission),
     ));
 
-    let mut bound: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    let mut bound: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for listener in config.effective_listeners() {
         let socket = TcpListener::bind(listener.bind).await.with_context(|| {
@@ -54,13 +104,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         })?;
         let address = socket.local_addr()?;
         info!(protocol = listener.protocol.name(), %address, "listening");
-        bound
-            .entry(listener.protocol.name())
-            .or_default()
-            .push(address.to_string());
+        // Keyed by protocol, with `+tls` for implicit-TLS listeners (`submission+tls`).
+        let key = match listener.tls {
+            TlsMode::Implicit => format!("{}+tls", listener.protocol.name()),
+            _ => listener.protocol.name().to_string(),
+        };
+        bound.entry(key).or_default().push(address.to_string());
         let server = server.clone();
+        let mode = match listener.tls {
+            TlsMode::Starttls => net::TlsMode::StartTls,
+            TlsMode::Implicit => net::TlsMode::Implicit,
+            TlsMode::None => net::TlsMode::None,
+        };
         tasks.push(match listener.protocol {
-            Protocol::Smtp => tokio::spawn(server.serve(socket, smtp.clone())),
+            Protocol::Smtp => tokio::spawn(server.serve(socket, smtp.clone(), mode)),
+            Protocol::Submission => tokio::spawn(server.serve(socket, submission.clone(), mode)),
         });
     }
     // Written last and atomically: when the file exists, every listener accepts connections.
@@ -69,7 +127,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &listening_path)?;
 
-    wait_for_signal().await?;
+    wait_for_signal(&server).await?;
     info!("shutting down");
     server.shutdown().await;
     for task in tasks {
@@ -79,15 +137,26 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
+/// Waits for SIGTERM or SIGINT; SIGHUP reloads the TLS certificate meanwhile.
+async fn wait_for_signal(server: &net::Server) -> anyhow::Result<()> {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => return Ok(()),
+            _ = int.recv() => return Ok(()),
+            _ = hup.recv() => {
+                if let Some(tls) = server.tls() {
+                    match tls.reload() {
+                        Ok(()) => info!("reloaded TLS certificate"),
+                        Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the old certificate"),
+                    }
+                }
+            }
+        }
     }
-    Ok(())
 }
 
 fn init_logging() {

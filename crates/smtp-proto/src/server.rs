@@ -915,3 +915,4 @@ pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
 fn host_or_dash(helo: &Option<String>) -> &str {
     helo.as_deref().unwrap_or("-")
 }
+

@@ -1,41 +1,81 @@
-//! SMTP sessions: the inbound (MX) service on port 25 (2525 by default).
+//! SMTP sessions: the inbound MX service (port 25, 2525 by default) and submission (RFC 6409:
+//! 587 with STARTTLS, 465 with implicit TLS; 2587 and 2465 by default).
 //!
-//! A session wraps the sans-IO [`smtp_proto::ServerMachine`] and answers its events with the
-//! [`store::Store`]: recipients are resolved through aliases, subaddresses and catch-alls;
-//! the message is stored, with `Return-Path:` and `Received:` in front, in every local
-//! recipient's INBOX and queued for remote alias targets. 250 after DATA is sent only when the
-//! store has committed (fsync) both.
+//! A session wraps the sans-IO [`smtp_proto::ServerMachine`] and answers its events:
+//! - MX: any sender; recipients must be ours (aliases, subaddresses and catch-alls resolved),
+//!   otherwise 550 5.1.1 / 550 5.7.1 (never an open relay).
+//! - Submission: AUTH first (only inside TLS unless configured for loopback); the envelope
+//!   sender and every `From:` address must belong to the user (553 5.7.1); local recipients
+//!   are delivered, remote ones queued; `Message-ID:` and `Date:` are added when missing;
+//!   hourly sending limits give 451/452.
+//!
+//! Either way the message gets `Return-Path:` and `Received:` in front and `250` is sent only
+//! when the store has committed it (fsync).
 //!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
+mod limits;
+mod sasl_flow;
+
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use auth::{Authenticated, Authenticator};
 use message::trace::{Received, trace_headers};
-use net::{ConnInfo, Flow};
+use net::{ConnInfo, Flow, TlsInfo};
 use smtp_proto::{Event, Reply, ServerConfig, ServerMachine, replies};
 use store::{AccountId, Address, Delivery, Outbound, Resolution, Store, Target};
 use tracing::{error, info, warn};
 
-/// Settings of the SMTP service.
+pub use limits::SendingLimits;
+
+/// Which service a listener runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Mail from other servers, for our domains only.
+    Mx,
+    /// Mail from our users, authenticated.
+    Submission,
+}
+
+/// Submission policy.
+#[derive(Debug, Clone, Default)]
+pub struct SubmissionPolicy {
+    /// Extra sender addresses per user (lowercase); `@domain` allows a whole domain.
+    pub allowed_senders: std::collections::BTreeMap<String, Vec<String>>,
+    pub max_messages_per_hour: u32,
+    pub max_recipients_per_hour: u32,
+    /// Accept AUTH without TLS from loopback addresses.
+    pub allow_plaintext_on_loopback: bool,
+}
+
+/// Settings of one SMTP service.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub machine: ServerConfig,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
+    pub mode: Mode,
+    pub submission: SubmissionPolicy,
 }
 
-/// The inbound SMTP service, one per listener.
+/// An SMTP service, one per listener.
 pub struct Smtp {
     store: Arc<dyn Store>,
+    auth: Arc<Authenticator>,
+    limits: Arc<SendingLimits>,
     settings: Arc<Settings>,
 }
 
 impl Smtp {
-    pub fn new(store: Arc<dyn Store>, settings: Settings) -> Smtp {
+    /// `limits` is shared by all submission listeners so that a user's hourly budget is one.
+    pub fn new(store: Arc<dyn Store>, auth: Arc<Authenticator>, limits: Arc<SendingLimits>, settings: Settings) -> Smtp {
         Smtp {
             store,
+            auth,
+            limits,
             settings: Arc::new(settings),
         }
     }
@@ -45,11 +85,32 @@ impl net::Protocol for Smtp {
     type Session = Session;
 
     fn session(&self, conn: ConnInfo) -> Session {
+        let mut config = self.settings.machine.clone();
+        config.starttls = conn.starttls_available;
+        match self.settings.mode {
+            Mode::Mx => {
+                config.auth_mechanisms.clear();
+                config.require_auth = false;
+            }
+            Mode::Submission => {
+                config.auth_mechanisms = ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"]
+                    .map(String::from)
+                    .to_vec();
+                config.require_auth = true;
+                config.auth_requires_tls =
+                    !(self.settings.submission.allow_plaintext_on_loopback && conn.peer.ip().is_loopback());
+            }
+        }
         Session {
-            machine: ServerMachine::new(self.settings.machine.clone()),
+            machine: ServerMachine::new(config),
             store: self.store.clone(),
+            auth: self.auth.clone(),
+            limits: self.limits.clone(),
             settings: self.settings.clone(),
             conn,
+            tls: None,
+            user: None,
+            sasl: None,
             tx: Transaction::default(),
         }
     }
@@ -59,7 +120,10 @@ impl net::Protocol for Smtp {
     }
 
     fn name(&self) -> &'static str {
-        "smtp"
+        match self.settings.mode {
+            Mode::Mx => "smtp",
+            Mode::Submission => "submission",
+        }
     }
 }
 
@@ -77,8 +141,13 @@ struct Transaction {
 pub struct Session {
     machine: ServerMachine,
     store: Arc<dyn Store>,
+    auth: Arc<Authenticator>,
+    limits: Arc<SendingLimits>,
     settings: Arc<Settings>,
     conn: ConnInfo,
+    tls: Option<TlsInfo>,
+    user: Option<Authenticated>,
+    sasl: Option<sasl_flow::Flow>,
     tx: Transaction,
 }
 
@@ -100,54 +169,134 @@ fn transaction_id() -> String {
     format!("{micros:x}{n:04x}")
 }
 
+fn not_owned() -> Reply {
+    Reply::new(553, "5.7.1", "Sender address not owned by the authenticated user")
+}
+
 impl Session {
+    fn peer_ip(&self) -> IpAddr {
+        self.conn.peer.ip()
+    }
+
+    /// True if the authenticated user may send as `address`.
+    async fn owns(&self, user: &Authenticated, address: &str) -> Result<bool, store::StoreError> {
+        let address = address.to_lowercase();
+        if address == user.address {
+            return Ok(true);
+        }
+        if let Some(extra) = self.settings.submission.allowed_senders.get(&user.address) {
+            let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            if extra.iter().any(|a| *a == address || a.strip_prefix('@') == Some(domain)) {
+                return Ok(true);
+            }
+        }
+        Ok(self.store.alias_sources(&user.address).await?.contains(&address))
+    }
+
+    async fn mail(&mut self, from: String) -> Reply {
+        self.tx = Transaction {
+            from,
+            ..Transaction::default()
+        };
+        let Some(user) = self.user.clone() else {
+            return replies::sender_ok();
+        };
+        match self.owns(&user, &self.tx.from).await {
+            Ok(true) => {}
+            Ok(false) => {
+                warn!(user = %user.address, from = %self.tx.from, "sender not owned");
+                return not_owned();
+            }
+            Err(e) => {
+                error!(error = %e, "sender lookup failed");
+                return replies::local_error();
+            }
+        }
+        if !self.limits.take_message(user.account_id, self.settings.submission.max_messages_per_hour) {
+            return Reply::new(451, "4.7.1", "Hourly sending limit reached, try again later");
+        }
+        replies::sender_ok()
+    }
+
     async fn rcpt(&mut self, to: String) -> Reply {
         let address = match Address::parse(&to) {
             Ok(address) => address,
             Err(_) => return Reply::new(501, "5.1.3", "Bad recipient address syntax"),
         };
-        match store::resolve(&*self.store, &address).await {
-            Ok(Resolution::Deliver(targets)) => {
-                for target in targets {
-                    match target {
-                        Target::Local(id) if !self.tx.local.contains(&id) => self.tx.local.push(id),
-                        Target::Remote(addr) if !self.tx.remote.contains(&addr) => {
-                            self.tx.remote.push(addr)
-                        }
-                        _ => {}
-                    }
-                }
-                self.tx.accepted.push(to);
-                replies::recipient_ok()
-            }
-            Ok(Resolution::NoSuchUser) => replies::unknown_user(),
-            Ok(Resolution::NotLocal) => replies::relay_denied(),
+        let resolution = match store::resolve(&*self.store, &address).await {
+            Ok(r) => r,
             Err(e) => {
                 error!(error = %e, "recipient lookup failed");
-                replies::local_error()
+                return replies::local_error();
+            }
+        };
+        let targets = match (resolution, &self.user) {
+            (Resolution::Deliver(targets), _) => targets,
+            (Resolution::NoSuchUser, _) => return replies::unknown_user(),
+            (Resolution::NotLocal, None) => return replies::relay_denied(),
+            // An authenticated user may send anywhere: the queue takes it out.
+            (Resolution::NotLocal, Some(_)) => vec![Target::Remote(address.as_str().to_owned())],
+        };
+        if let Some(user) = &self.user
+            && !self.limits.take_recipient(user.account_id, self.settings.submission.max_recipients_per_hour)
+        {
+            return Reply::new(452, "4.5.3", "Hourly recipient limit reached, try again later");
+        }
+        for target in targets {
+            match target {
+                Target::Local(id) if !self.tx.local.contains(&id) => self.tx.local.push(id),
+                Target::Remote(addr) if !self.tx.remote.contains(&addr) => self.tx.remote.push(addr),
+                _ => {}
             }
         }
+        self.tx.accepted.push(to);
+        replies::recipient_ok()
     }
 
     async fn message(&mut self, data: Vec<u8>) -> Reply {
         let tx = std::mem::take(&mut self.tx);
         let id = transaction_id();
         let now = unix_now();
+        let mut added = Vec::new();
+        if let Some(user) = self.user.clone() {
+            let summary = message::headers::summarize(&data);
+            for from in &summary.from {
+                match self.owns(&user, from).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        warn!(user = %user.address, from = %from, "From: header not owned");
+                        return not_owned();
+                    }
+                    Err(e) => {
+                        error!(error = %e, "sender lookup failed");
+                        return replies::local_error();
+                    }
+                }
+            }
+            // RFC 6409 §8.3, §8.4: a submission server may add what the client left out.
+            if !summary.has_date {
+                added.extend_from_slice(format!("Date: {}\r\n", message::date::format_rfc5322(now)).as_bytes());
+            }
+            if !summary.has_message_id {
+                added.extend_from_slice(format!("Message-ID: <{id}.{}@{}>\r\n", random_hex(), self.settings.machine.hostname).as_bytes());
+            }
+        }
         let for_recipient = (tx.accepted.len() == 1).then(|| tx.accepted[0].as_str());
-        let trace = trace_headers(
+        let tls = self.tls.as_ref().map(TlsInfo::describe);
+        let mut stored = trace_headers(
             &tx.from,
             &Received {
                 helo: self.machine.helo().unwrap_or("unknown"),
-                peer: self.conn.peer.ip(),
+                peer: self.peer_ip(),
                 by: &self.settings.machine.hostname,
                 with: self.machine.protocol_name(),
-                tls: None,
+                tls: tls.as_deref(),
                 id: &id,
                 for_recipient,
                 date: now,
             },
         );
-        let mut stored = trace;
+        stored.extend_from_slice(&added);
         stored.extend_from_slice(&data);
         drop(data);
         let size = stored.len();
@@ -178,6 +327,7 @@ impl Session {
         info!(
             id,
             from = %tx.from,
+            user = self.user.as_ref().map(|u| u.address.as_str()).unwrap_or("-"),
             local = tx.local.len(),
             remote = tx.remote.len(),
             size,
@@ -185,6 +335,25 @@ impl Session {
         );
         Reply::new(250, "2.0.0", format!("OK queued as {id}"))
     }
+}
+
+/// 16 random bytes as hex, for Message-IDs and SASL nonces.
+pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; N];
+    // The system RNG failing is not survivable for crypto anyway; fall back to the clock so a
+    // Message-ID is still unique.
+    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
+        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (nanos >> ((i % 16) * 8)) as u8;
+        }
+    }
+    bytes
+}
+
+fn random_hex() -> String {
+    random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 impl net::Session for Session {
@@ -201,11 +370,8 @@ impl net::Session for Session {
             };
             match event {
                 Event::Mail { from, .. } => {
-                    self.tx = Transaction {
-                        from,
-                        ..Transaction::default()
-                    };
-                    self.machine.reply(replies::sender_ok());
+                    let reply = self.mail(from).await;
+                    self.machine.reply(reply);
                 }
                 Event::Rcpt { to, .. } => {
                     let reply = self.rcpt(to).await;
@@ -215,6 +381,9 @@ impl net::Session for Session {
                     let reply = self.message(data).await;
                     self.machine.reply(reply);
                 }
+                Event::Auth { mechanism, initial } => self.auth_start(&mechanism, initial).await,
+                Event::AuthResponse(data) => self.auth_step(&data).await,
+                Event::StartTls => break Flow::StartTls,
                 Event::Close => break Flow::Close,
             }
         };
@@ -243,5 +412,13 @@ impl net::Session for Session {
     fn shutting_down(&mut self, out: &mut Vec<u8>) {
         self.machine.shutdown();
         out.extend(self.machine.take_output());
+    }
+
+    fn tls_established(&mut self, info: TlsInfo) {
+        self.machine.tls_started();
+        self.user = None;
+        self.sasl = None;
+        self.tx = Transaction::default();
+        self.tls = Some(info);
     }
 }

@@ -36,7 +36,9 @@ pub struct TestServer {
 }
 
 /// Listener block binding every implemented protocol to an ephemeral loopback port.
-pub const LOOPBACK_LISTENERS: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n";
+pub const LOOPBACK_LISTENERS: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
+    [[listener]]\nprotocol = \"submission\"\nbind = \"127.0.0.1:0\"\n\n\
+    [[listener]]\nprotocol = \"submission\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n";
 
 impl TestServer {
     /// A new data directory with `extra_config` appended to the loopback listeners; the server
@@ -57,7 +59,12 @@ impl TestServer {
 
     /// A started server with domain `localhost` and the given users (all with `password`).
     pub fn with_users(exe: &Path, users: &[&str], password: &str) -> TestServer {
-        let mut server = TestServer::new(exe, "");
+        TestServer::with_config(exe, "", users, password)
+    }
+
+    /// Like [`TestServer::with_users`], with `extra_config` appended to the config file.
+    pub fn with_config(exe: &Path, extra_config: &str, users: &[&str], password: &str) -> TestServer {
+        let mut server = TestServer::new(exe, extra_config);
         server.admin_ok(&["domain", "add", "localhost"]);
         for user in users {
             server.admin_ok(&["user", "add", user, "--password", password]);
@@ -135,6 +142,20 @@ impl TestServer {
             std::thread::sleep(Duration::from_millis(10));
         }
         self.child = Some(child);
+    }
+
+    /// The PEM file of the server's self-signed certificate (for clients to trust).
+    pub fn cert_pem(&self) -> PathBuf {
+        self.dir.path().join("tls").join("cert.pem")
+    }
+
+    /// Sends a signal (`HUP`, `TERM`...) to the server.
+    pub fn signal(&self, name: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{name}"), &self.pid().to_string()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
     }
 
     /// The server's log so far.

@@ -5,6 +5,7 @@ mod admin;
 mod crash;
 mod fixtures;
 mod smtp;
+mod submission;
 
 use std::path::Path;
 
