@@ -8,7 +8,10 @@
 //! Argon2 verification is deliberately slow (tens of milliseconds), so it runs on the blocking
 //! pool, and a successful check is remembered for [`CACHE_TTL`] as a keyed SHA-256 of the
 //! password bound to the stored hash: a repeated login costs a hash, and a password change
-//! (a new stored hash) invalidates the entry at once. Passwords are never logged.
+//! (a new stored hash) invalidates the entry at once. At most one Argon2 check per CPU runs at
+//! a time (each takes ~19 MiB), so a login storm cannot exhaust memory; a check that waited
+//! looks at the cache again first, so a burst of logins for one user costs one Argon2 run.
+//! Passwords are never logged.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -41,17 +44,27 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     throttle: Mutex<Throttle>,
     cache: Mutex<HashMap<AccountId, CacheEntry>>,
+    argon2_permits: tokio::sync::Semaphore,
     /// Random key for the cache digests, so a memory dump does not reveal plain SHA-256s.
     cache_key: [u8; 32],
 }
 
 impl Authenticator {
     /// `cache_key` must be random bytes (the binary reads them from the OS).
-    pub fn new(store: Arc<dyn Store>, throttle: ThrottleConfig, cache_key: [u8; 32]) -> Authenticator {
+    pub fn new(
+        store: Arc<dyn Store>,
+        throttle: ThrottleConfig,
+        cache_key: [u8; 32],
+    ) -> Authenticator {
         Authenticator {
             store,
             throttle: Mutex::new(Throttle::new(throttle)),
             cache: Mutex::new(HashMap::new()),
+            argon2_permits: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism()
+                    .map(|n| n.get())
+                    .unwrap_or(2),
+            ),
             cache_key,
         }
     }
@@ -70,11 +83,11 @@ impl Authenticator {
     /// Waits out the throttle's delay for this attempt; returns false if the attempt must fail
     /// whatever its credentials (lockout).
     pub async fn gate(&self, ip: IpAddr, username: &str) -> bool {
-        let verdict = self
-            .throttle
-            .lock()
-            .expect("throttle lock poisoned")
-            .check(ip, username, Instant::now());
+        let verdict = self.throttle.lock().expect("throttle lock poisoned").check(
+            ip,
+            username,
+            Instant::now(),
+        );
         if !verdict.delay.is_zero() {
             tokio::time::sleep(verdict.delay).await;
         }
@@ -95,7 +108,12 @@ impl Authenticator {
 
     /// PLAIN, LOGIN, IMAP LOGIN, POP3 USER/PASS, webmail: checks a password, with throttling.
     /// `Ok(None)` means the credentials are wrong (or the IP is locked out).
-    pub async fn check_password(&self, ip: IpAddr, username: &str, password: &str) -> Result<Option<Authenticated>, StoreError> {
+    pub async fn check_password(
+        &self,
+        ip: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Authenticated>, StoreError> {
         if !self.gate(ip, username).await {
             warn!(%ip, user = %username, "login refused: locked out");
             return Ok(None);
@@ -105,7 +123,11 @@ impl Authenticator {
         Ok(verified)
     }
 
-    async fn verify(&self, username: &str, password: &str) -> Result<Option<Authenticated>, StoreError> {
+    async fn verify(
+        &self,
+        username: &str,
+        password: &str,
+    ) -> Result<Option<Authenticated>, StoreError> {
         let Ok(address) = Address::parse(username) else {
             return Ok(None);
         };
@@ -118,15 +140,16 @@ impl Authenticator {
             account_id: credentials.account_id,
             address: credentials.address,
         };
-        {
-            let cache = self.cache.lock().expect("cache lock poisoned");
-            if let Some(entry) = cache.get(&user.account_id)
-                && entry.stored_hash == stored
-                && entry.digest == digest
-                && entry.expires > Instant::now()
-            {
-                return Ok(Some(user));
-            }
+        if self.cached(user.account_id, &stored, &digest) {
+            return Ok(Some(user));
+        }
+        let _permit = self
+            .argon2_permits
+            .acquire()
+            .await
+            .map_err(|e| StoreError::Backend(Box::new(e)))?;
+        if self.cached(user.account_id, &stored, &digest) {
+            return Ok(Some(user));
         }
         let password = password.to_owned();
         let hash = stored.clone();
@@ -152,16 +175,31 @@ impl Authenticator {
         Ok(Some(user))
     }
 
+    fn cached(&self, account: AccountId, stored: &str, digest: &[u8; 32]) -> bool {
+        let cache = self.cache.lock().expect("cache lock poisoned");
+        cache.get(&account).is_some_and(|entry| {
+            entry.stored_hash == stored && entry.digest == *digest && entry.expires > Instant::now()
+        })
+    }
+
     /// SCRAM: the stored keys and the account, or `None` for an unknown user (the exchange
     /// then fails without telling).
-    pub async fn scram_keys(&self, username: &str) -> Result<Option<(ScramKeys, Authenticated)>, StoreError> {
+    pub async fn scram_keys(
+        &self,
+        username: &str,
+    ) -> Result<Option<(ScramKeys, Authenticated)>, StoreError> {
         let Ok(address) = Address::parse(username) else {
             return Ok(None);
         };
         let Some(credentials) = self.store.credentials(&address).await? else {
             return Ok(None);
         };
-        let Some(keys) = credentials.secrets.scram.as_deref().and_then(ScramKeys::from_stored) else {
+        let Some(keys) = credentials
+            .secrets
+            .scram
+            .as_deref()
+            .and_then(ScramKeys::from_stored)
+        else {
             return Ok(None);
         };
         Ok(Some((
@@ -187,7 +225,10 @@ mod tests {
             password_hash: sasl::hash_password("right", &[1; 16]).unwrap(),
             scram: Some(ScramKeys::derive("right", b"salt", 4096).to_stored()),
         };
-        store.create_account(&Address::parse("u@a.test").unwrap(), &secrets).await.unwrap();
+        store
+            .create_account(&Address::parse("u@a.test").unwrap(), &secrets)
+            .await
+            .unwrap();
         (dir, Authenticator::new(store, throttle, [9; 32]))
     }
 
@@ -202,17 +243,51 @@ mod tests {
         };
         let (_dir, auth) = setup(config).await;
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
-        let ok = auth.check_password(ip, "U@A.test", "right").await.unwrap().unwrap();
+        let ok = auth
+            .check_password(ip, "U@A.test", "right")
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(ok.address, "u@a.test");
         // Second time from the cache: same answer.
-        assert!(auth.check_password(ip, "u@a.test", "right").await.unwrap().is_some());
-        assert!(auth.check_password(ip, "u@a.test", "wrong").await.unwrap().is_none());
-        assert!(auth.check_password(ip, "nobody@a.test", "x").await.unwrap().is_none());
-        assert!(auth.check_password(ip, "not an address", "x").await.unwrap().is_none());
+        assert!(
+            auth.check_password(ip, "u@a.test", "right")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        assert!(
+            auth.check_password(ip, "u@a.test", "wrong")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            auth.check_password(ip, "nobody@a.test", "x")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            auth.check_password(ip, "not an address", "x")
+                .await
+                .unwrap()
+                .is_none()
+        );
         // Three failures from this IP: locked out, even with the right password.
-        assert!(auth.check_password(ip, "u@a.test", "right").await.unwrap().is_none());
+        assert!(
+            auth.check_password(ip, "u@a.test", "right")
+                .await
+                .unwrap()
+                .is_none()
+        );
         let other: IpAddr = "192.0.2.8".parse().unwrap();
-        assert!(auth.check_password(other, "u@a.test", "right").await.unwrap().is_some());
+        assert!(
+            auth.check_password(other, "u@a.test", "right")
+                .await
+                .unwrap()
+                .is_some()
+        );
         assert!(auth.scram_keys("u@a.test").await.unwrap().is_some());
         assert!(auth.scram_keys("nobody@a.test").await.unwrap().is_none());
     }

@@ -5,6 +5,7 @@
 
 mod server;
 mod smtp;
+mod submission;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -16,11 +17,14 @@ pub use server::BenchServer;
 pub enum Kind {
     /// SMTP ingest on the MX port: durable deliveries per second.
     Smtp(smtp::Options),
+    /// Submission: new TLS connection + AUTH + one message each time.
+    Submission(submission::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
     match kind {
         Kind::Smtp(options) => smtp::run(options, exe).await,
+        Kind::Submission(options) => submission::run(options, exe).await,
     }
 }
 

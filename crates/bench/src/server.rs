@@ -16,20 +16,33 @@ pub struct BenchServer {
 }
 
 impl BenchServer {
-    /// Creates `users` (with password `password`) and starts the server with `extra_config`.
+    /// Creates `users` (with password `password`) and starts the server with `extra_config`,
+    /// which may start with `[[listener]]` blocks; without them an SMTP listener on an
+    /// ephemeral loopback port is used.
     pub fn start(
         exe: &Path,
         users: &[&str],
         password: &str,
         extra_config: &str,
     ) -> anyhow::Result<BenchServer> {
+        let (listeners, rest) = if extra_config.starts_with("[[listener]]") {
+            let end = extra_config
+                .find("\n[submission]")
+                .unwrap_or(extra_config.len());
+            (&extra_config[..end], &extra_config[end..])
+        } else {
+            (
+                "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n",
+                extra_config,
+            )
+        };
         let dir = tempfile::tempdir().context("create a temporary data directory")?;
         let config = dir.path().join("pigeon.toml");
         std::fs::write(
             &config,
             format!(
-                "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
-                 [limits]\nmax_connections_per_ip = 100000\n\n{extra_config}"
+                "{listeners}\n[limits]\nmax_connections_per_ip = 100000\n\
+                 max_connection_rate_per_ip = 100000000\n\n{rest}"
             ),
         )?;
         let admin = |args: &[&str]| -> anyhow::Result<()> {

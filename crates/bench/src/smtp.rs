@@ -25,7 +25,7 @@ pub struct Options {
     size: usize,
 }
 
-fn make_message(size: usize, n: usize) -> Vec<u8> {
+pub(crate) fn make_message(size: usize, n: usize) -> Vec<u8> {
     let mut message = format!(
         "From: bench@localhost\r\nTo: sink@localhost\r\nSubject: bench {n}\r\n\
          Message-ID: <bench-{n}@localhost>\r\n\r\n"

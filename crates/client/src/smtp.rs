@@ -84,7 +84,8 @@ async fn handshake(
     config: Arc<rustls::ClientConfig>,
     timeout: Duration,
 ) -> Result<TlsStream<TcpStream>> {
-    let name = ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls(e.to_string()))?;
+    let name =
+        ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls(e.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(config);
     tokio::time::timeout(timeout, connector.connect(name, stream))
         .await
@@ -96,7 +97,9 @@ impl SmtpClient<TlsStream<TcpStream>> {
     /// The server's certificate (DER), leaf first.
     pub fn peer_certificate(&self) -> Option<Vec<u8>> {
         let (_, conn) = self.stream.get_ref();
-        conn.peer_certificates()?.first().map(|c| c.as_ref().to_vec())
+        conn.peer_certificates()?
+            .first()
+            .map(|c| c.as_ref().to_vec())
     }
 
     /// The negotiated TLS version, e.g. `TLSv1_3`.
@@ -192,7 +195,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         let name = username.replace('=', "=3D").replace(',', "=2C");
         let first_bare = format!("n={name},r={client_nonce}");
         let reply = self
-            .command(&format!("AUTH SCRAM-SHA-256 {}", B64.encode(format!("n,,{first_bare}"))))
+            .command(&format!(
+                "AUTH SCRAM-SHA-256 {}",
+                B64.encode(format!("n,,{first_bare}"))
+            ))
             .await?;
         if reply.code != 334 {
             return Err(Error::Rejected(reply));
@@ -222,7 +228,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         }
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("{first_bare},{server_first},{without_proof}");
-        let (proof, server_signature) = sasl::scram::client_proof(password, &salt, iterations, auth_message.as_bytes());
+        let (proof, server_signature) =
+            sasl::scram::client_proof(password, &salt, iterations, auth_message.as_bytes());
         let reply = self
             .command(&B64.encode(format!("{without_proof},p={}", B64.encode(proof))))
             .await?;

@@ -64,6 +64,9 @@ mod tests {
         assert_eq!(s.from, ["zhang@example.org"]);
         assert!(s.has_message_id && s.has_date);
         assert_eq!(header_len(raw), raw.len());
-        assert_eq!(summarize(b"garbage without headers"), HeaderSummary::default());
+        assert_eq!(
+            summarize(b"garbage without headers"),
+            HeaderSummary::default()
+        );
     }
 }

@@ -115,7 +115,11 @@ enum Stream {
 }
 
 impl AsyncRead for Stream {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_read(cx, buf),
@@ -124,7 +128,11 @@ impl AsyncRead for Stream {
 }
 
 impl AsyncWrite for Stream {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         match self.get_mut() {
             Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Tls(s) => Pin::new(s).poll_write(cx, buf),
@@ -275,7 +283,12 @@ impl Server {
     }
 
     /// Accepts connections on `listener` until shutdown, one task per connection.
-    pub async fn serve<P: Protocol>(self: Arc<Self>, listener: TcpListener, protocol: Arc<P>, mode: TlsMode) {
+    pub async fn serve<P: Protocol>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        protocol: Arc<P>,
+        mode: TlsMode,
+    ) {
         let mut shutdown = self.shutdown_rx.clone();
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -334,7 +347,12 @@ impl Server {
     }
 
     /// The per-connection loop.
-    async fn drive<S: Session>(&self, tcp: TcpStream, mut session: S, mode: TlsMode) -> std::io::Result<()> {
+    async fn drive<S: Session>(
+        &self,
+        tcp: TcpStream,
+        mut session: S,
+        mode: TlsMode,
+    ) -> std::io::Result<()> {
         let mut stream = match mode {
             TlsMode::Implicit => {
                 let (stream, info) = self.handshake(tcp).await?;
@@ -412,7 +430,9 @@ impl Server {
             .ok_or_else(|| std::io::Error::other("TLS requested but not configured"))?;
         let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls.acceptor().accept(tcp))
             .await
-            .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out"))??;
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake timed out")
+            })??;
         let info = tls::info(stream.get_ref().1, tls.end_point());
         debug!(version = %info.version, cipher = %info.cipher, "TLS established");
         Ok((Stream::Tls(Box::new(stream)), info))

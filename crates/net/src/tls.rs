@@ -97,7 +97,8 @@ fn load(source: &CertSource) -> Result<Loaded, TlsError> {
             read_pem(&cert, &key)?
         }
     };
-    let signing = provider::sign::any_supported_type(&key).map_err(|e| err("unusable private key", e))?;
+    let signing =
+        provider::sign::any_supported_type(&key).map_err(|e| err("unusable private key", e))?;
     let end_point = ring::digest::digest(&ring::digest::SHA256, certs[0].as_ref())
         .as_ref()
         .to_vec();
@@ -107,7 +108,10 @@ fn load(source: &CertSource) -> Result<Loaded, TlsError> {
     })
 }
 
-fn read_pem(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
+fn read_pem(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), TlsError> {
     let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
         .map_err(|e| err(&format!("read {}", cert.display()), e))?
         .collect::<Result<_, _>>()
@@ -115,7 +119,8 @@ fn read_pem(cert: &Path, key: &Path) -> Result<(Vec<CertificateDer<'static>>, Pr
     if certs.is_empty() {
         return Err(TlsError(format!("{} holds no certificate", cert.display())));
     }
-    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| err(&format!("read {}", key.display()), e))?;
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| err(&format!("read {}", key.display()), e))?;
     Ok((certs, key))
 }
 
@@ -140,7 +145,8 @@ fn write_private(path: &Path, data: &[u8]) -> Result<(), TlsError> {
         .mode(0o600)
         .open(path)
         .map_err(|e| err("write private key", e))?;
-    file.write_all(data).map_err(|e| err("write private key", e))
+    file.write_all(data)
+        .map_err(|e| err("write private key", e))
 }
 
 impl Tls {
@@ -150,11 +156,12 @@ impl Tls {
         let resolver = Arc::new(Resolver {
             current: RwLock::new(Arc::new(loaded)),
         });
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
-            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
-            .map_err(|e| err("TLS versions", e))?
-            .with_no_client_auth()
-            .with_cert_resolver(resolver.clone());
+        let config =
+            rustls::ServerConfig::builder_with_provider(Arc::new(provider::default_provider()))
+                .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+                .map_err(|e| err("TLS versions", e))?
+                .with_no_client_auth()
+                .with_cert_resolver(resolver.clone());
         Ok(Tls {
             source,
             resolver,
@@ -174,7 +181,12 @@ impl Tls {
     }
 
     pub(crate) fn end_point(&self) -> Vec<u8> {
-        self.resolver.current.read().expect("cert lock poisoned").end_point.clone()
+        self.resolver
+            .current
+            .read()
+            .expect("cert lock poisoned")
+            .end_point
+            .clone()
     }
 }
 

@@ -133,7 +133,8 @@ pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
     Ok(store::Secrets {
         password_hash: sasl::hash_password(password, &salt)?,
         scram: Some(
-            sasl::ScramKeys::derive(password, &scram_salt, sasl::scram::DEFAULT_ITERATIONS).to_stored(),
+            sasl::ScramKeys::derive(password, &scram_salt, sasl::scram::DEFAULT_ITERATIONS)
+                .to_stored(),
         ),
     })
 }

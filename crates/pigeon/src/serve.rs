@@ -71,7 +71,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .allowed_senders
                 .iter()
                 .map(|(user, list)| {
-                    (user.to_lowercase(), list.iter().map(|a| a.to_lowercase()).collect())
+                    (
+                        user.to_lowercase(),
+                        list.iter().map(|a| a.to_lowercase()).collect(),
+                    )
                 })
                 .collect(),
             max_messages_per_hour: config.submission.max_messages_per_hour,

@@ -134,7 +134,12 @@ fn decode_saslname(s: &str) -> Option<String> {
 impl ServerExchange {
     /// A new exchange. `nonce` must be fresh random bytes (at least 18); `plus_offered` says
     /// whether SCRAM-SHA-256-PLUS was advertised on this connection.
-    pub fn new(mechanism: Mechanism, bindings: ChannelBindings, plus_offered: bool, nonce: &[u8]) -> ServerExchange {
+    pub fn new(
+        mechanism: Mechanism,
+        bindings: ChannelBindings,
+        plus_offered: bool,
+        nonce: &[u8],
+    ) -> ServerExchange {
         ServerExchange {
             mechanism,
             bindings,
@@ -206,7 +211,9 @@ impl ServerExchange {
         let [authzid, authcid, password] = parts[..] else {
             return Outcome::Malformed("PLAIN needs authzid NUL authcid NUL password");
         };
-        let (Some(authzid), Some(username), Some(password)) = (utf8(authzid), utf8(authcid), utf8(password)) else {
+        let (Some(authzid), Some(username), Some(password)) =
+            (utf8(authzid), utf8(authcid), utf8(password))
+        else {
             return Outcome::Malformed("PLAIN fields must be UTF-8");
         };
         if username.is_empty() {
@@ -240,7 +247,8 @@ impl ServerExchange {
         };
         // gs2-header = gs2-cbind-flag "," [authzid] ","
         let mut parts = text.splitn(3, ',');
-        let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(flag), Some(authzid), Some(bare)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Outcome::Malformed("bad SCRAM client-first message");
         };
         if !authzid.is_empty() && !authzid.starts_with("a=") {
@@ -251,9 +259,14 @@ impl ServerExchange {
                 Some(b) => Some(b.clone()),
                 None => return Outcome::Malformed("channel binding tls-exporter unavailable"),
             },
-            (Mechanism::ScramSha256Plus, "p=tls-server-end-point") => match &self.bindings.tls_server_end_point {
+            (Mechanism::ScramSha256Plus, "p=tls-server-end-point") => match &self
+                .bindings
+                .tls_server_end_point
+            {
                 Some(b) => Some(b.clone()),
-                None => return Outcome::Malformed("channel binding tls-server-end-point unavailable"),
+                None => {
+                    return Outcome::Malformed("channel binding tls-server-end-point unavailable");
+                }
             },
             (Mechanism::ScramSha256Plus, _) => {
                 return Outcome::Malformed("SCRAM-SHA-256-PLUS needs a supported channel binding");
@@ -302,15 +315,24 @@ impl ServerExchange {
         };
         let (salt, iterations) = match &keys {
             Some(k) => (k.salt.clone(), k.iterations),
-            None => (sha256(pending.username.as_bytes())[..16].to_vec(), crate::scram::DEFAULT_ITERATIONS),
+            None => (
+                sha256(pending.username.as_bytes())[..16].to_vec(),
+                crate::scram::DEFAULT_ITERATIONS,
+            ),
         };
-        pending.server_first = format!("r={},s={},i={iterations}", pending.nonce, B64.encode(&salt));
+        pending.server_first =
+            format!("r={},s={},i={iterations}", pending.nonce, B64.encode(&salt));
         let challenge = pending.server_first.clone().into_bytes();
         self.state = State::ScramFinal(pending, keys);
         Outcome::Challenge(challenge)
     }
 
-    fn scram_final(&mut self, pending: ScramPending, keys: Option<ScramKeys>, data: &[u8]) -> Outcome {
+    fn scram_final(
+        &mut self,
+        pending: ScramPending,
+        keys: Option<ScramKeys>,
+        data: &[u8],
+    ) -> Outcome {
         let Some(text) = utf8(data) else {
             return Outcome::Malformed("SCRAM message is not UTF-8");
         };
@@ -376,7 +398,12 @@ mod tests {
     use super::*;
 
     fn plain(data: &[u8]) -> Outcome {
-        let mut ex = ServerExchange::new(Mechanism::Plain, ChannelBindings::default(), false, b"nonce-nonce-nonce!");
+        let mut ex = ServerExchange::new(
+            Mechanism::Plain,
+            ChannelBindings::default(),
+            false,
+            b"nonce-nonce-nonce!",
+        );
         ex.start(Some(data))
     }
 
@@ -390,13 +417,17 @@ mod tests {
                 password: "tanstaaftanstaaf".into()
             }
         );
-        assert!(matches!(plain(b"Ursel\0Kurt\0xipj3plmq"), Outcome::CheckPassword { authzid: Some(a), .. } if a == "Ursel"));
+        assert!(
+            matches!(plain(b"Ursel\0Kurt\0xipj3plmq"), Outcome::CheckPassword { authzid: Some(a), .. } if a == "Ursel")
+        );
         assert!(matches!(plain(b"no nuls"), Outcome::Malformed(_)));
         assert!(matches!(plain(b"\0\0pw"), Outcome::Malformed(_)));
         let mut ex = ServerExchange::new(Mechanism::Plain, ChannelBindings::default(), false, b"n");
         assert_eq!(ex.start(None), Outcome::Challenge(Vec::new()));
         assert!(matches!(ex.step(b"\0u\0p"), Outcome::CheckPassword { .. }));
-        assert!(matches!(ex.password_checked(true), Outcome::Success { username, .. } if username == "u"));
+        assert!(
+            matches!(ex.password_checked(true), Outcome::Success { username, .. } if username == "u")
+        );
         let mut ex = ServerExchange::new(Mechanism::Plain, ChannelBindings::default(), false, b"n");
         ex.start(Some(b"\0u\0p"));
         assert_eq!(ex.password_checked(false), Outcome::Failure);
@@ -407,7 +438,9 @@ mod tests {
         let mut ex = ServerExchange::new(Mechanism::Login, ChannelBindings::default(), false, b"n");
         assert_eq!(ex.start(None), Outcome::Challenge(b"Username:".to_vec()));
         assert_eq!(ex.step(b"bob"), Outcome::Challenge(b"Password:".to_vec()));
-        assert!(matches!(ex.step(b"pw"), Outcome::CheckPassword { username, password, .. } if username == "bob" && password == "pw"));
+        assert!(
+            matches!(ex.step(b"pw"), Outcome::CheckPassword { username, password, .. } if username == "bob" && password == "pw")
+        );
         assert!(matches!(ex.password_checked(true), Outcome::Success { .. }));
     }
 
@@ -418,12 +451,19 @@ mod tests {
         let server_nonce_tail = "%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
         let salt = B64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap();
         let keys = ScramKeys::derive("pencil", &salt, 4096);
-        let mut ex = ServerExchange::new(Mechanism::ScramSha256, ChannelBindings::default(), false, b"");
+        let mut ex = ServerExchange::new(
+            Mechanism::ScramSha256,
+            ChannelBindings::default(),
+            false,
+            b"",
+        );
         // The RFC's server nonce is not base64 of anything; set it directly.
         ex.server_nonce = server_nonce_tail.to_string();
         assert_eq!(
             ex.start(Some(format!("n,,n=user,r={client_nonce}").as_bytes())),
-            Outcome::NeedScramKeys { username: "user".into() }
+            Outcome::NeedScramKeys {
+                username: "user".into()
+            }
         );
         assert_eq!(
             ex.scram_keys(Some(keys)),
@@ -443,7 +483,14 @@ mod tests {
         );
     }
 
-    fn scram_run(password: &str, stored: Option<ScramKeys>, bindings: ChannelBindings, mech: Mechanism, flag: &str, cbind: &[u8]) -> Outcome {
+    fn scram_run(
+        password: &str,
+        stored: Option<ScramKeys>,
+        bindings: ChannelBindings,
+        mech: Mechanism,
+        flag: &str,
+        cbind: &[u8],
+    ) -> Outcome {
         let mut ex = ServerExchange::new(mech, bindings, true, b"0123456789abcdefgh");
         let first_bare = "n=alice,r=clientnonce";
         let gs2 = format!("{flag},,");
@@ -451,10 +498,26 @@ mod tests {
             Outcome::NeedScramKeys { .. } => {}
             other => return other,
         }
-        let Outcome::Challenge(server_first) = ex.scram_keys(stored) else { panic!() };
+        let Outcome::Challenge(server_first) = ex.scram_keys(stored) else {
+            panic!()
+        };
         let server_first = String::from_utf8(server_first).unwrap();
-        let nonce = server_first.split(',').next().unwrap().strip_prefix("r=").unwrap();
-        let salt = B64.decode(server_first.split(',').nth(1).unwrap().strip_prefix("s=").unwrap()).unwrap();
+        let nonce = server_first
+            .split(',')
+            .next()
+            .unwrap()
+            .strip_prefix("r=")
+            .unwrap();
+        let salt = B64
+            .decode(
+                server_first
+                    .split(',')
+                    .nth(1)
+                    .unwrap()
+                    .strip_prefix("s=")
+                    .unwrap(),
+            )
+            .unwrap();
         let channel = B64.encode([gs2.as_bytes(), cbind].concat());
         let without_proof = format!("c={channel},r={nonce}");
         let auth_message = format!("{first_bare},{server_first},{without_proof}");
@@ -466,31 +529,99 @@ mod tests {
     fn scram_success_failure_unknown_user_and_binding() {
         let keys = ScramKeys::derive("secret", b"salt-salt-salt!!", 4096);
         let none = ChannelBindings::default();
-        assert!(matches!(scram_run("secret", Some(keys.clone()), none.clone(), Mechanism::ScramSha256, "n", b""), Outcome::Success { .. }));
-        assert_eq!(scram_run("wrong", Some(keys.clone()), none.clone(), Mechanism::ScramSha256, "n", b""), Outcome::Failure);
-        assert_eq!(scram_run("secret", None, none.clone(), Mechanism::ScramSha256, "n", b""), Outcome::Failure);
+        assert!(matches!(
+            scram_run(
+                "secret",
+                Some(keys.clone()),
+                none.clone(),
+                Mechanism::ScramSha256,
+                "n",
+                b""
+            ),
+            Outcome::Success { .. }
+        ));
+        assert_eq!(
+            scram_run(
+                "wrong",
+                Some(keys.clone()),
+                none.clone(),
+                Mechanism::ScramSha256,
+                "n",
+                b""
+            ),
+            Outcome::Failure
+        );
+        assert_eq!(
+            scram_run(
+                "secret",
+                None,
+                none.clone(),
+                Mechanism::ScramSha256,
+                "n",
+                b""
+            ),
+            Outcome::Failure
+        );
         // "y" while PLUS was offered: a downgrade.
-        assert_eq!(scram_run("secret", Some(keys.clone()), none.clone(), Mechanism::ScramSha256, "y", b""), Outcome::Failure);
+        assert_eq!(
+            scram_run(
+                "secret",
+                Some(keys.clone()),
+                none.clone(),
+                Mechanism::ScramSha256,
+                "y",
+                b""
+            ),
+            Outcome::Failure
+        );
 
         let bound = ChannelBindings {
             tls_exporter: Some(b"exporter-bytes".to_vec()),
             tls_server_end_point: Some(b"cert-hash".to_vec()),
         };
         assert!(matches!(
-            scram_run("secret", Some(keys.clone()), bound.clone(), Mechanism::ScramSha256Plus, "p=tls-exporter", b"exporter-bytes"),
+            scram_run(
+                "secret",
+                Some(keys.clone()),
+                bound.clone(),
+                Mechanism::ScramSha256Plus,
+                "p=tls-exporter",
+                b"exporter-bytes"
+            ),
             Outcome::Success { .. }
         ));
         assert!(matches!(
-            scram_run("secret", Some(keys.clone()), bound.clone(), Mechanism::ScramSha256Plus, "p=tls-server-end-point", b"cert-hash"),
+            scram_run(
+                "secret",
+                Some(keys.clone()),
+                bound.clone(),
+                Mechanism::ScramSha256Plus,
+                "p=tls-server-end-point",
+                b"cert-hash"
+            ),
             Outcome::Success { .. }
         ));
         // The client's channel is another one (a man in the middle): fails.
         assert_eq!(
-            scram_run("secret", Some(keys.clone()), bound.clone(), Mechanism::ScramSha256Plus, "p=tls-exporter", b"other-channel"),
+            scram_run(
+                "secret",
+                Some(keys.clone()),
+                bound.clone(),
+                Mechanism::ScramSha256Plus,
+                "p=tls-exporter",
+                b"other-channel"
+            ),
             Outcome::Failure
         );
         assert!(matches!(
-            scram_run("secret", Some(keys), bound, Mechanism::ScramSha256Plus, "n", b""),
+            scram_run(
+                "secret",
+                Some(keys),
+                bound,
+                Mechanism::ScramSha256Plus,
+                "n",
+                b""
+            ),
             Outcome::Malformed(_)
         ));
     }

@@ -90,7 +90,12 @@ impl ScramKeys {
 
 /// Client side of the proof, for our own client and the tests: returns (proof, expected server
 /// signature) for an auth message.
-pub fn client_proof(password: &str, salt: &[u8], iterations: u32, auth_message: &[u8]) -> ([u8; 32], [u8; 32]) {
+pub fn client_proof(
+    password: &str,
+    salt: &[u8],
+    iterations: u32,
+    auth_message: &[u8],
+) -> ([u8; 32], [u8; 32]) {
     let mut salted = [0u8; 32];
     pbkdf2::derive(
         pbkdf2::PBKDF2_HMAC_SHA256,

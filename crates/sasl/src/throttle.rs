@@ -60,16 +60,27 @@ struct Counters<K> {
 impl<K: Hash + Eq + Clone> Counters<K> {
     fn verdict(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Verdict {
         let Some(entry) = self.entries.get(key).copied() else {
-            return Verdict { delay: Duration::ZERO, locked: false };
+            return Verdict {
+                delay: Duration::ZERO,
+                locked: false,
+            };
         };
-        if now.duration_since(entry.last) >= config.lockout && entry.locked_until.is_none_or(|t| now >= t) {
+        if now.duration_since(entry.last) >= config.lockout
+            && entry.locked_until.is_none_or(|t| now >= t)
+        {
             self.entries.remove(key);
-            return Verdict { delay: Duration::ZERO, locked: false };
+            return Verdict {
+                delay: Duration::ZERO,
+                locked: false,
+            };
         }
         if let Some(until) = entry.locked_until
             && now < until
         {
-            return Verdict { delay: config.max_delay, locked: true };
+            return Verdict {
+                delay: config.max_delay,
+                locked: true,
+            };
         }
         let over = entry.failures.saturating_sub(config.free_failures);
         let delay = if over == 0 {
@@ -80,7 +91,10 @@ impl<K: Hash + Eq + Clone> Counters<K> {
                 .saturating_mul(1u32 << (over - 1).min(16))
                 .min(config.max_delay)
         };
-        Verdict { delay, locked: false }
+        Verdict {
+            delay,
+            locked: false,
+        }
     }
 
     fn failure(&mut self, key: K, now: Instant, config: &ThrottleConfig, may_lock: bool) {
@@ -125,8 +139,12 @@ impl Throttle {
     pub fn new(config: ThrottleConfig) -> Throttle {
         Throttle {
             config,
-            by_ip: Counters { entries: HashMap::new() },
-            by_account: Counters { entries: HashMap::new() },
+            by_ip: Counters {
+                entries: HashMap::new(),
+            },
+            by_account: Counters {
+                entries: HashMap::new(),
+            },
             attempts: 0,
         }
     }
@@ -134,7 +152,7 @@ impl Throttle {
     /// What an attempt from `ip` for `account` must do; the stricter of the two keys wins.
     pub fn check(&mut self, ip: IpAddr, account: &str, now: Instant) -> Verdict {
         self.attempts += 1;
-        if self.attempts % 1024 == 0 {
+        if self.attempts.is_multiple_of(1024) {
             self.by_ip.forget_old(now, &self.config);
             self.by_account.forget_old(now, &self.config);
         }
@@ -149,7 +167,8 @@ impl Throttle {
 
     pub fn failure(&mut self, ip: IpAddr, account: &str, now: Instant) {
         self.by_ip.failure(ip, now, &self.config, true);
-        self.by_account.failure(account.to_lowercase(), now, &self.config, false);
+        self.by_account
+            .failure(account.to_lowercase(), now, &self.config, false);
     }
 
     pub fn success(&mut self, ip: IpAddr, account: &str) {
@@ -177,19 +196,46 @@ mod tests {
                 t.failure(ip, "bob", at);
             }
         }
-        assert_eq!(delays[0], Verdict { delay: Duration::ZERO, locked: false });
+        assert_eq!(
+            delays[0],
+            Verdict {
+                delay: Duration::ZERO,
+                locked: false
+            }
+        );
         assert_eq!(delays[3].delay, Duration::ZERO, "three free failures");
         assert_eq!(delays[4].delay, Duration::from_millis(500));
         assert_eq!(delays[5].delay, Duration::from_secs(1));
         assert_eq!(delays[9].delay, Duration::from_secs(8), "capped");
-        assert!(delays[10].locked && delays[19].locked, "locked after ten failures");
+        assert!(
+            delays[10].locked && delays[19].locked,
+            "locked after ten failures"
+        );
 
         // Another IP is not locked out, not even for the attacked account, but is slowed.
         let other: IpAddr = "192.0.2.2".parse().unwrap();
-        assert_eq!(t.check(other, "carol", now + Duration::from_secs(30)), Verdict { delay: Duration::ZERO, locked: false });
-        assert_eq!(t.check(other, "BOB", now + Duration::from_secs(30)), Verdict { delay: Duration::from_secs(8), locked: false });
+        assert_eq!(
+            t.check(other, "carol", now + Duration::from_secs(30)),
+            Verdict {
+                delay: Duration::ZERO,
+                locked: false
+            }
+        );
+        assert_eq!(
+            t.check(other, "BOB", now + Duration::from_secs(30)),
+            Verdict {
+                delay: Duration::from_secs(8),
+                locked: false
+            }
+        );
         let later = now + Duration::from_secs(10) + config.lockout + Duration::from_secs(1);
-        assert_eq!(t.check(ip, "bob", later), Verdict { delay: Duration::ZERO, locked: false });
+        assert_eq!(
+            t.check(ip, "bob", later),
+            Verdict {
+                delay: Duration::ZERO,
+                locked: false
+            }
+        );
     }
 
     #[test]

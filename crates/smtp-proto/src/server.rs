@@ -627,7 +627,9 @@ impl ServerMachine {
             return None;
         }
         if self.tx.active {
-            self.error(replies::bad_sequence("STARTTLS not allowed during a transaction"));
+            self.error(replies::bad_sequence(
+                "STARTTLS not allowed during a transaction",
+            ));
             return None;
         }
         self.send(Reply::new(220, "2.0.0", "Ready to start TLS"));
@@ -649,11 +651,17 @@ impl ServerMachine {
         }
         if !self.auth_offered() {
             // RFC 4954 §6: 538 when the mechanism needs encryption.
-            self.error(Reply::new(538, "5.7.11", "Encryption required for requested authentication mechanism"));
+            self.error(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
             return None;
         }
         if self.tx.active {
-            self.error(replies::bad_sequence("AUTH not allowed during a transaction"));
+            self.error(replies::bad_sequence(
+                "AUTH not allowed during a transaction",
+            ));
             return None;
         }
         let name = mechanism_name(mechanism);
@@ -668,7 +676,11 @@ impl ServerMachine {
             text => match base64_decode(text) {
                 Some(data) => Some(data),
                 None => {
-                    self.error(Reply::new(501, "5.5.2", "Invalid base64 in initial response"));
+                    self.error(Reply::new(
+                        501,
+                        "5.5.2",
+                        "Invalid base64 in initial response",
+                    ));
                     return None;
                 }
             },
@@ -865,54 +877,18 @@ fn mechanism_name(bits: u64) -> Option<&'static str> {
     })
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding (RFC 4648 §4), as SMTP AUTH uses.
 pub fn base64_encode(data: &[u8]) -> String {
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(B64[(n >> (18 - 6 * i)) as usize & 63] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// Decodes standard base64; `None` on any malformed input.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
-    let bytes = text.as_bytes();
-    if bytes.len() % 4 != 0 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(bytes.len() / 4 * 3);
-    for (index, chunk) in bytes.chunks(4).enumerate() {
-        let last = index == bytes.len() / 4 - 1;
-        let mut n = 0u32;
-        let mut pad = 0;
-        for (i, &c) in chunk.iter().enumerate() {
-            let v = match c {
-                b'=' if last && i >= 2 => {
-                    pad += 1;
-                    0
-                }
-                _ if pad > 0 => return None,
-                _ => B64.iter().position(|&x| x == c)? as u32,
-            };
-            n = (n << 6) | v;
-        }
-        let decoded = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
-        out.extend_from_slice(&decoded[..3 - pad]);
-    }
-    Some(out)
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
 }
 
 fn host_or_dash(helo: &Option<String>) -> &str {
     helo.as_deref().unwrap_or("-")
 }
-

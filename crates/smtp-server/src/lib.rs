@@ -71,7 +71,12 @@ pub struct Smtp {
 
 impl Smtp {
     /// `limits` is shared by all submission listeners so that a user's hourly budget is one.
-    pub fn new(store: Arc<dyn Store>, auth: Arc<Authenticator>, limits: Arc<SendingLimits>, settings: Settings) -> Smtp {
+    pub fn new(
+        store: Arc<dyn Store>,
+        auth: Arc<Authenticator>,
+        limits: Arc<SendingLimits>,
+        settings: Settings,
+    ) -> Smtp {
         Smtp {
             store,
             auth,
@@ -97,8 +102,8 @@ impl net::Protocol for Smtp {
                     .map(String::from)
                     .to_vec();
                 config.require_auth = true;
-                config.auth_requires_tls =
-                    !(self.settings.submission.allow_plaintext_on_loopback && conn.peer.ip().is_loopback());
+                config.auth_requires_tls = !(self.settings.submission.allow_plaintext_on_loopback
+                    && conn.peer.ip().is_loopback());
             }
         }
         Session {
@@ -170,7 +175,11 @@ fn transaction_id() -> String {
 }
 
 fn not_owned() -> Reply {
-    Reply::new(553, "5.7.1", "Sender address not owned by the authenticated user")
+    Reply::new(
+        553,
+        "5.7.1",
+        "Sender address not owned by the authenticated user",
+    )
 }
 
 impl Session {
@@ -186,11 +195,18 @@ impl Session {
         }
         if let Some(extra) = self.settings.submission.allowed_senders.get(&user.address) {
             let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            if extra.iter().any(|a| *a == address || a.strip_prefix('@') == Some(domain)) {
+            if extra
+                .iter()
+                .any(|a| *a == address || a.strip_prefix('@') == Some(domain))
+            {
                 return Ok(true);
             }
         }
-        Ok(self.store.alias_sources(&user.address).await?.contains(&address))
+        Ok(self
+            .store
+            .alias_sources(&user.address)
+            .await?
+            .contains(&address))
     }
 
     async fn mail(&mut self, from: String) -> Reply {
@@ -212,8 +228,15 @@ impl Session {
                 return replies::local_error();
             }
         }
-        if !self.limits.take_message(user.account_id, self.settings.submission.max_messages_per_hour) {
-            return Reply::new(451, "4.7.1", "Hourly sending limit reached, try again later");
+        if !self.limits.take_message(
+            user.account_id,
+            self.settings.submission.max_messages_per_hour,
+        ) {
+            return Reply::new(
+                451,
+                "4.7.1",
+                "Hourly sending limit reached, try again later",
+            );
         }
         replies::sender_ok()
     }
@@ -238,14 +261,23 @@ impl Session {
             (Resolution::NotLocal, Some(_)) => vec![Target::Remote(address.as_str().to_owned())],
         };
         if let Some(user) = &self.user
-            && !self.limits.take_recipient(user.account_id, self.settings.submission.max_recipients_per_hour)
+            && !self.limits.take_recipient(
+                user.account_id,
+                self.settings.submission.max_recipients_per_hour,
+            )
         {
-            return Reply::new(452, "4.5.3", "Hourly recipient limit reached, try again later");
+            return Reply::new(
+                452,
+                "4.5.3",
+                "Hourly recipient limit reached, try again later",
+            );
         }
         for target in targets {
             match target {
                 Target::Local(id) if !self.tx.local.contains(&id) => self.tx.local.push(id),
-                Target::Remote(addr) if !self.tx.remote.contains(&addr) => self.tx.remote.push(addr),
+                Target::Remote(addr) if !self.tx.remote.contains(&addr) => {
+                    self.tx.remote.push(addr)
+                }
                 _ => {}
             }
         }
@@ -275,10 +307,19 @@ impl Session {
             }
             // RFC 6409 §8.3, §8.4: a submission server may add what the client left out.
             if !summary.has_date {
-                added.extend_from_slice(format!("Date: {}\r\n", message::date::format_rfc5322(now)).as_bytes());
+                added.extend_from_slice(
+                    format!("Date: {}\r\n", message::date::format_rfc5322(now)).as_bytes(),
+                );
             }
             if !summary.has_message_id {
-                added.extend_from_slice(format!("Message-ID: <{id}.{}@{}>\r\n", random_hex(), self.settings.machine.hostname).as_bytes());
+                added.extend_from_slice(
+                    format!(
+                        "Message-ID: <{id}.{}@{}>\r\n",
+                        random_hex(),
+                        self.settings.machine.hostname
+                    )
+                    .as_bytes(),
+                );
             }
         }
         let for_recipient = (tx.accepted.len() == 1).then(|| tx.accepted[0].as_str());
@@ -344,7 +385,10 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     // The system RNG failing is not survivable for crypto anyway; fall back to the clock so a
     // Message-ID is still unique.
     if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0);
         for (i, b) in bytes.iter_mut().enumerate() {
             *b = (nanos >> ((i % 16) * 8)) as u8;
         }
@@ -353,7 +397,10 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
 }
 
 fn random_hex() -> String {
-    random_bytes::<8>().iter().map(|b| format!("{b:02x}")).collect()
+    random_bytes::<8>()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 impl net::Session for Session {

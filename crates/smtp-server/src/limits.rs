@@ -66,7 +66,10 @@ mod tests {
         assert!(limits.take_message(1, 2));
         assert!(limits.take_message(1, 2));
         assert!(!limits.take_message(1, 2));
-        assert!(limits.take_message(2, 2), "other accounts have their own budget");
+        assert!(
+            limits.take_message(2, 2),
+            "other accounts have their own budget"
+        );
         assert!(limits.take_recipient(1, 1));
         assert!(!limits.take_recipient(1, 1));
     }

@@ -26,7 +26,10 @@ fn invalid() -> Reply {
 impl Session {
     pub(crate) async fn auth_start(&mut self, mechanism: &str, initial: Option<Vec<u8>>) {
         let Some(mechanism) = Mechanism::parse(mechanism) else {
-            self.machine.auth_done(None, Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+            self.machine.auth_done(
+                None,
+                Reply::new(504, "5.5.4", "Unrecognized authentication type"),
+            );
             return;
         };
         let bindings = self
@@ -40,7 +43,12 @@ impl Session {
         // -PLUS is advertised whenever TLS is active, so a client that could bind but says "y"
         // was downgraded (RFC 5802 §6).
         let plus_offered = self.tls.is_some();
-        let mut exchange = ServerExchange::new(mechanism, bindings, plus_offered, &crate::random_bytes::<18>());
+        let mut exchange = ServerExchange::new(
+            mechanism,
+            bindings,
+            plus_offered,
+            &crate::random_bytes::<18>(),
+        );
         let outcome = exchange.start(initial.as_deref());
         self.sasl = Some(Flow {
             exchange,
@@ -53,7 +61,8 @@ impl Session {
 
     pub(crate) async fn auth_step(&mut self, data: &[u8]) {
         let Some(flow) = self.sasl.as_mut() else {
-            self.machine.auth_done(None, Reply::new(503, "5.5.1", "No AUTH in progress"));
+            self.machine
+                .auth_done(None, Reply::new(503, "5.5.1", "No AUTH in progress"));
             return;
         };
         if let Some(user) = flow.success.take() {
@@ -81,13 +90,17 @@ impl Session {
     async fn auth_answer(&mut self, mut outcome: Outcome) {
         let ip = self.peer_ip();
         loop {
-            let Some(flow) = self.sasl.as_mut() else { return };
+            let Some(flow) = self.sasl.as_mut() else {
+                return;
+            };
             outcome = match outcome {
                 Outcome::Challenge(challenge) => {
                     self.machine.auth_challenge(&challenge);
                     return;
                 }
-                Outcome::CheckPassword { username, password, .. } => {
+                Outcome::CheckPassword {
+                    username, password, ..
+                } => {
                     flow.username = username.clone();
                     match self.auth.check_password(ip, &username, &password).await {
                         Ok(Some(user)) => {
@@ -101,7 +114,10 @@ impl Session {
                         Err(e) => {
                             error!(error = %e, "credential lookup failed");
                             self.sasl = None;
-                            self.machine.auth_done(None, Reply::new(454, "4.7.0", "Temporary authentication failure"));
+                            self.machine.auth_done(
+                                None,
+                                Reply::new(454, "4.7.0", "Temporary authentication failure"),
+                            );
                         }
                     }
                     return;
@@ -115,7 +131,10 @@ impl Session {
                             Err(e) => {
                                 error!(error = %e, "credential lookup failed");
                                 self.sasl = None;
-                                self.machine.auth_done(None, Reply::new(454, "4.7.0", "Temporary authentication failure"));
+                                self.machine.auth_done(
+                                    None,
+                                    Reply::new(454, "4.7.0", "Temporary authentication failure"),
+                                );
                                 return;
                             }
                         }

@@ -23,9 +23,9 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use store::{
-    Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, Mailbox, MailboxId, Message,
-    Notifier, Outbound, QueueEntry, QueueRecipient, RecipientStatus, Result, Secrets, SpecialUse, Store,
-    StoreError, VerifyReport, address::normalise_domain,
+    Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, Mailbox,
+    MailboxId, Message, Notifier, Outbound, QueueEntry, QueueRecipient, RecipientStatus, Result,
+    Secrets, SpecialUse, Store, StoreError, VerifyReport, address::normalise_domain,
 };
 use tokio::sync::oneshot;
 

@@ -86,7 +86,9 @@ async fn domains(store: &dyn Store) {
 async fn accounts(store: &dyn Store) {
     assert!(
         matches!(
-            store.create_account(&addr("a@unknown.test"), &secrets("h")).await,
+            store
+                .create_account(&addr("a@unknown.test"), &secrets("h"))
+                .await,
             Err(StoreError::Invalid(_))
         ),
         "accounts need a known domain"
@@ -97,7 +99,9 @@ async fn accounts(store: &dyn Store) {
         .await
         .unwrap();
     assert!(matches!(
-        store.create_account(&addr("alice@d2.test"), &secrets("h")).await,
+        store
+            .create_account(&addr("alice@d2.test"), &secrets("h"))
+            .await,
         Err(StoreError::AlreadyExists(_))
     ));
     let account = store
@@ -107,20 +111,37 @@ async fn accounts(store: &dyn Store) {
         .unwrap();
     assert_eq!(account.id, id);
     assert_eq!(account.address, "alice@d2.test");
-    let credentials = store.credentials(&addr("ALICE@d2.test")).await.unwrap().unwrap();
+    let credentials = store
+        .credentials(&addr("ALICE@d2.test"))
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(credentials.account_id, id);
     assert_eq!(credentials.address, "alice@d2.test");
     assert_eq!(credentials.secrets, secrets("h"));
-    store.set_password(&addr("alice@d2.test"), &secrets("new")).await.unwrap();
+    store
+        .set_password(&addr("alice@d2.test"), &secrets("new"))
+        .await
+        .unwrap();
     assert_eq!(
-        store.credentials(&addr("alice@d2.test")).await.unwrap().unwrap().secrets,
+        store
+            .credentials(&addr("alice@d2.test"))
+            .await
+            .unwrap()
+            .unwrap()
+            .secrets,
         secrets("new")
     );
     assert!(matches!(
-        store.set_password(&addr("nobody@d2.test"), &secrets("x")).await,
+        store
+            .set_password(&addr("nobody@d2.test"), &secrets("x"))
+            .await,
         Err(StoreError::NotFound(_))
     ));
-    assert_eq!(store.credentials(&addr("nobody@d2.test")).await.unwrap(), None);
+    assert_eq!(
+        store.credentials(&addr("nobody@d2.test")).await.unwrap(),
+        None
+    );
 
     let mailboxes = store.list_mailboxes(id).await.unwrap();
     let inbox = mailboxes

@@ -63,7 +63,12 @@ impl TestServer {
     }
 
     /// Like [`TestServer::with_users`], with `extra_config` appended to the config file.
-    pub fn with_config(exe: &Path, extra_config: &str, users: &[&str], password: &str) -> TestServer {
+    pub fn with_config(
+        exe: &Path,
+        extra_config: &str,
+        users: &[&str],
+        password: &str,
+    ) -> TestServer {
         let mut server = TestServer::new(exe, extra_config);
         server.admin_ok(&["domain", "add", "localhost"]);
         for user in users {

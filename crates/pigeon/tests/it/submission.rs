@@ -25,15 +25,24 @@ fn trust(server: &TestServer) -> std::sync::Arc<rustls::ClientConfig> {
     client_config(&Trust::PemFile(server.cert_pem())).unwrap()
 }
 
-async fn starttls_client(server: &TestServer) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
-    let mut smtp = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20)).await.unwrap();
+async fn starttls_client(
+    server: &TestServer,
+) -> SmtpClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let mut smtp = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20))
+        .await
+        .unwrap();
     let ehlo = smtp.ehlo("laptop.test").await.unwrap();
     assert!(ehlo.lines.iter().any(|l| l == "STARTTLS"), "{ehlo}");
-    assert!(!ehlo.lines.iter().any(|l| l.starts_with("AUTH")), "no AUTH before TLS: {ehlo}");
+    assert!(
+        !ehlo.lines.iter().any(|l| l.starts_with("AUTH")),
+        "no AUTH before TLS: {ehlo}"
+    );
     let mut smtp = smtp.starttls("localhost", trust(server)).await.unwrap();
     let ehlo = smtp.ehlo("laptop.test").await.unwrap();
     assert!(
-        ehlo.lines.iter().any(|l| l == "AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN LOGIN"),
+        ehlo.lines
+            .iter()
+            .any(|l| l == "AUTH SCRAM-SHA-256-PLUS SCRAM-SHA-256 PLAIN LOGIN"),
         "{ehlo}"
     );
     assert!(!ehlo.lines.iter().any(|l| l == "STARTTLS"));
@@ -60,7 +69,11 @@ async fn starttls_and_every_mechanism_then_local_and_remote_delivery() {
             _ => smtp.auth_login(BOB, PW).await.unwrap(),
         }
         let reply = smtp
-            .send(BOB, &[CAROL, "friend@remote.example"], &message(BOB, CAROL, mechanism))
+            .send(
+                BOB,
+                &[CAROL, "friend@remote.example"],
+                &message(BOB, CAROL, mechanism),
+            )
             .await
             .unwrap();
         assert_eq!(reply.reply.code, 250);
@@ -71,19 +84,30 @@ async fn starttls_and_every_mechanism_then_local_and_remote_delivery() {
     assert!(stored.contains("with ESMTPSA"), "{stored}");
     assert!(stored.contains("(using TLSv1.3 with cipher"), "{stored}");
     let queue = String::from_utf8(server.admin_ok(&["queue", "list"])).unwrap();
-    assert_eq!(queue.matches("friend@remote.example pending").count(), 3, "{queue}");
+    assert_eq!(
+        queue.matches("friend@remote.example pending").count(),
+        3,
+        "{queue}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn implicit_tls_on_the_465_listener() {
     let server = server("");
-    let mut smtp = SmtpClient::connect_tls(server.addr("submission+tls"), "localhost", trust(&server), Duration::from_secs(20))
-        .await
-        .unwrap();
+    let mut smtp = SmtpClient::connect_tls(
+        server.addr("submission+tls"),
+        "localhost",
+        trust(&server),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
     let ehlo = smtp.ehlo("laptop.test").await.unwrap();
     assert!(!ehlo.lines.iter().any(|l| l == "STARTTLS"));
     smtp.authenticate(BOB, PW).await.unwrap();
-    smtp.send(BOB, &[CAROL], &message(BOB, CAROL, "implicit")).await.unwrap();
+    smtp.send(BOB, &[CAROL], &message(BOB, CAROL, "implicit"))
+        .await
+        .unwrap();
     assert_eq!(server.uids(CAROL), [1]);
 }
 
@@ -91,40 +115,74 @@ async fn implicit_tls_on_the_465_listener() {
 async fn policy_refusals() {
     let server = server("[submission]\nmax_messages_per_hour = 3\nmax_recipients_per_hour = 4\n");
     // No TLS: AUTH is refused and MAIL needs AUTH.
-    let mut plain = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20)).await.unwrap();
+    let mut plain = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20))
+        .await
+        .unwrap();
     plain.ehlo("laptop.test").await.unwrap();
-    let reply = plain.command("AUTH PLAIN AGJvYkBsb2NhbGhvc3QAY29ycmVjdCBob3JzZQ==").await.unwrap();
-    assert_eq!(reply.to_string(), "538 5.7.11 Encryption required for requested authentication mechanism");
+    let reply = plain
+        .command("AUTH PLAIN AGJvYkBsb2NhbGhvc3QAY29ycmVjdCBob3JzZQ==")
+        .await
+        .unwrap();
+    assert_eq!(
+        reply.to_string(),
+        "538 5.7.11 Encryption required for requested authentication mechanism"
+    );
     let reply = plain.command("MAIL FROM:<bob@localhost>").await.unwrap();
     assert_eq!(reply.to_string(), "530 5.7.0 Authentication required");
 
     let mut smtp = starttls_client(&server).await;
-    assert!(matches!(smtp.auth_plain(BOB, "wrong").await, Err(Error::Rejected(r)) if r.to_string() == "535 5.7.8 Authentication credentials invalid"));
-    assert!(matches!(smtp.auth_scram(BOB, "wrong").await, Err(Error::Rejected(r)) if r.code == 535));
+    assert!(
+        matches!(smtp.auth_plain(BOB, "wrong").await, Err(Error::Rejected(r)) if r.to_string() == "535 5.7.8 Authentication credentials invalid")
+    );
+    assert!(
+        matches!(smtp.auth_scram(BOB, "wrong").await, Err(Error::Rejected(r)) if r.code == 535)
+    );
     let reply = smtp.command("MAIL FROM:<bob@localhost>").await.unwrap();
     assert_eq!(reply.code, 530);
     smtp.authenticate(BOB, PW).await.unwrap();
 
     // Envelope sender not owned.
     let reply = smtp.command("MAIL FROM:<carol@localhost>").await.unwrap();
-    assert_eq!(reply.to_string(), "553 5.7.1 Sender address not owned by the authenticated user");
+    assert_eq!(
+        reply.to_string(),
+        "553 5.7.1 Sender address not owned by the authenticated user"
+    );
     let reply = smtp.command("MAIL FROM:<>").await.unwrap();
     assert_eq!(reply.code, 553);
     // From: header not owned, envelope fine: refused at the end of data.
-    let err = smtp.send(BOB, &[CAROL], &message(CAROL, CAROL, "spoof")).await.unwrap_err();
-    assert!(matches!(err, Error::Rejected(ref r) if r.code == 553), "{err}");
-    // An alias pointing to bob is his; no Date or Message-ID: the server adds them.
-    smtp.send("sales@localhost", &[CAROL], b"From: Sales <sales@localhost>\r\nSubject: no ids\r\n\r\nhi\r\n")
+    let err = smtp
+        .send(BOB, &[CAROL], &message(CAROL, CAROL, "spoof"))
         .await
-        .unwrap();
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Rejected(ref r) if r.code == 553),
+        "{err}"
+    );
+    // An alias pointing to bob is his; no Date or Message-ID: the server adds them.
+    smtp.send(
+        "sales@localhost",
+        &[CAROL],
+        b"From: Sales <sales@localhost>\r\nSubject: no ids\r\n\r\nhi\r\n",
+    )
+    .await
+    .unwrap();
     let stored = String::from_utf8(server.stored(CAROL, 1)).unwrap();
     assert!(stored.contains("\r\nDate: "), "{stored}");
     assert!(stored.contains("\r\nMessage-ID: <"), "{stored}");
     assert!(stored.ends_with("From: Sales <sales@localhost>\r\nSubject: no ids\r\n\r\nhi\r\n"));
     // Hourly limits: 3 messages (two used: the spoof attempt counted at MAIL), 4 recipients.
-    smtp.send(BOB, &[CAROL, "a@remote.example"], &message(BOB, CAROL, "third")).await.unwrap();
+    smtp.send(
+        BOB,
+        &[CAROL, "a@remote.example"],
+        &message(BOB, CAROL, "third"),
+    )
+    .await
+    .unwrap();
     let reply = smtp.command("MAIL FROM:<bob@localhost>").await.unwrap();
-    assert_eq!(reply.to_string(), "451 4.7.1 Hourly sending limit reached, try again later");
+    assert_eq!(
+        reply.to_string(),
+        "451 4.7.1 Hourly sending limit reached, try again later"
+    );
     assert_eq!(server.uids(CAROL), [1, 2]);
 }
 
@@ -133,11 +191,32 @@ async fn recipient_limit_gives_452() {
     let server = server("[submission]\nmax_recipients_per_hour = 2\n");
     let mut smtp = starttls_client(&server).await;
     smtp.authenticate(BOB, PW).await.unwrap();
-    assert_eq!(smtp.command("MAIL FROM:<bob@localhost>").await.unwrap().code, 250);
-    assert_eq!(smtp.command("RCPT TO:<carol@localhost>").await.unwrap().code, 250);
-    assert_eq!(smtp.command("RCPT TO:<x@remote.example>").await.unwrap().code, 250);
+    assert_eq!(
+        smtp.command("MAIL FROM:<bob@localhost>")
+            .await
+            .unwrap()
+            .code,
+        250
+    );
+    assert_eq!(
+        smtp.command("RCPT TO:<carol@localhost>")
+            .await
+            .unwrap()
+            .code,
+        250
+    );
+    assert_eq!(
+        smtp.command("RCPT TO:<x@remote.example>")
+            .await
+            .unwrap()
+            .code,
+        250
+    );
     let reply = smtp.command("RCPT TO:<y@remote.example>").await.unwrap();
-    assert_eq!(reply.to_string(), "452 4.5.3 Hourly recipient limit reached, try again later");
+    assert_eq!(
+        reply.to_string(),
+        "452 4.5.3 Hourly recipient limit reached, try again later"
+    );
 }
 
 #[test]
@@ -175,8 +254,17 @@ print('ok')
         carol = CAROL,
         pw = PW,
     );
-    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(server.uids(CAROL), [1, 2]);
 }
 
@@ -199,20 +287,46 @@ fn curl_ssl_reqd_and_smtps() {
             .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
             .arg("--url")
             .arg(format!("{scheme}://localhost:{port}/curl.test"))
-            .args(["--user", &format!("{BOB}:{PW}"), "--mail-from", BOB, "--mail-rcpt", CAROL, "--upload-file"])
+            .args([
+                "--user",
+                &format!("{BOB}:{PW}"),
+                "--mail-from",
+                BOB,
+                "--mail-rcpt",
+                CAROL,
+                "--upload-file",
+            ])
             .arg(&mail)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{scheme}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{scheme}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     // Wrong password: curl fails, nothing is stored.
     let out = Command::new("curl")
         .args(["-sS", "--ssl-reqd", "--cacert"])
         .arg(server.cert_pem())
-        .args(["--resolve", &format!("localhost:{0}:127.0.0.1", server.addr("submission").port())])
+        .args([
+            "--resolve",
+            &format!("localhost:{0}:127.0.0.1", server.addr("submission").port()),
+        ])
         .arg("--url")
-        .arg(format!("smtp://localhost:{}/curl.test", server.addr("submission").port()))
-        .args(["--user", &format!("{BOB}:nope"), "--mail-from", BOB, "--mail-rcpt", CAROL, "--upload-file"])
+        .arg(format!(
+            "smtp://localhost:{}/curl.test",
+            server.addr("submission").port()
+        ))
+        .args([
+            "--user",
+            &format!("{BOB}:nope"),
+            "--mail-from",
+            BOB,
+            "--mail-rcpt",
+            CAROL,
+            "--upload-file",
+        ])
         .arg(&mail)
         .output()
         .unwrap();
@@ -231,12 +345,30 @@ fn swaks_tls_auth() {
         (server.addr("submission+tls").port(), "--tls-on-connect"),
     ] {
         let out = Command::new("swaks")
-            .args(["--server", "127.0.0.1", "--port", &port.to_string(), tls_flag])
+            .args([
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &port.to_string(),
+                tls_flag,
+            ])
             .args(["--auth", "PLAIN", "--auth-user", BOB, "--auth-password", PW])
-            .args(["--from", BOB, "--to", CAROL, "--header", "From: bob@localhost"])
+            .args([
+                "--from",
+                BOB,
+                "--to",
+                CAROL,
+                "--header",
+                "From: bob@localhost",
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     assert_eq!(server.uids(CAROL), [1, 2]);
 }
@@ -252,7 +384,12 @@ fn openssl(args: &[&str], input: &str) -> String {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
@@ -268,13 +405,28 @@ fn openssl_s_client_starttls_and_implicit() {
                    MAIL FROM:<bob@localhost>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\n\
                    From: bob@localhost\r\nSubject: openssl\r\n\r\nhi\r\n.\r\nQUIT\r\n";
     let starttls = openssl(
-        &["-starttls", "smtp", "-connect", &server.addr("submission").to_string(), "-CAfile", server.cert_pem().to_str().unwrap()],
+        &[
+            "-starttls",
+            "smtp",
+            "-connect",
+            &server.addr("submission").to_string(),
+            "-CAfile",
+            server.cert_pem().to_str().unwrap(),
+        ],
         session,
     );
-    assert!(starttls.contains("235 2.7.0 Authentication successful"), "{starttls}");
+    assert!(
+        starttls.contains("235 2.7.0 Authentication successful"),
+        "{starttls}"
+    );
     assert!(starttls.contains("250 2.0.0 OK queued as"), "{starttls}");
     let implicit = openssl(
-        &["-connect", &server.addr("submission+tls").to_string(), "-CAfile", server.cert_pem().to_str().unwrap()],
+        &[
+            "-connect",
+            &server.addr("submission+tls").to_string(),
+            "-CAfile",
+            server.cert_pem().to_str().unwrap(),
+        ],
         session,
     );
     assert!(implicit.contains("220 localhost ESMTP"), "{implicit}");
@@ -289,11 +441,21 @@ fn port_25_offers_starttls_but_not_auth() {
     }
     let server = server("");
     let out = openssl(
-        &["-starttls", "smtp", "-connect", &server.addr("smtp").to_string(), "-CAfile", server.cert_pem().to_str().unwrap()],
+        &[
+            "-starttls",
+            "smtp",
+            "-connect",
+            &server.addr("smtp").to_string(),
+            "-CAfile",
+            server.cert_pem().to_str().unwrap(),
+        ],
         "EHLO mx.test\r\nAUTH PLAIN AGJvYkBsb2NhbGhvc3QAY29ycmVjdCBob3JzZQ==\r\nMAIL FROM:<x@remote.example>\r\nRCPT TO:<carol@localhost>\r\nDATA\r\nSubject: over tls\r\n\r\nhi\r\n.\r\nQUIT\r\n",
     );
     assert!(!out.contains("AUTH PLAIN"), "{out}");
-    assert!(out.contains("502 5.5.1"), "AUTH is not a port 25 command: {out}");
+    assert!(
+        out.contains("502 5.5.1"),
+        "AUTH is not a port 25 command: {out}"
+    );
     assert!(out.contains("250 2.0.0 OK queued"), "{out}");
     let stored = String::from_utf8(server.stored(CAROL, 1)).unwrap();
     assert!(stored.contains("with ESMTPS"), "{stored}");
@@ -333,8 +495,16 @@ print(json.dumps({{"results": results, "after": after, "other": other}}))
         bob = BOB,
         pw = PW,
     );
-    let out = Command::new("python3").arg("-c").arg(&script).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let results = report["results"].as_array().unwrap();
     assert!(results.iter().all(|r| r[0] == false), "every guess failed");
@@ -342,13 +512,27 @@ print(json.dumps({{"results": results, "after": after, "other": other}}))
     // Every unlocked attempt costs one Argon2 check; the throttle's delay comes on top.
     let base = took(0).min(took(1)).min(took(2));
     // Three failures are free; the attempt after them waits 100 ms, then 200, then 400 (cap).
-    assert!(took(4) >= base + 0.08, "slowed after the free failures: {} vs {base}", took(4));
-    assert!(took(6) >= base + 0.3, "the delay grows: {} vs {base}", took(6));
+    assert!(
+        took(4) >= base + 0.08,
+        "slowed after the free failures: {} vs {base}",
+        took(4)
+    );
+    assert!(
+        took(6) >= base + 0.3,
+        "the delay grows: {} vs {base}",
+        took(6)
+    );
     assert!(took(15) >= 0.35, "locked out attempts wait too");
-    assert_eq!(report["after"][0], false, "the right password fails while this IP is locked out");
+    assert_eq!(
+        report["after"][0], false,
+        "the right password fails while this IP is locked out"
+    );
     assert_eq!(report["other"][0], true, "another IP still logs in");
     assert!(server.log().contains("failed login"));
-    assert!(!server.log().contains("guess1"), "passwords never reach the log");
+    assert!(
+        !server.log().contains("guess1"),
+        "passwords never reach the log"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -359,8 +543,23 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let certs = tempfile::tempdir().unwrap();
     let make = |name: &str| {
         let status = Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2"])
-            .args(["-subj", &format!("/CN={name}"), "-addext", "subjectAltName=DNS:localhost"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:P-256",
+                "-nodes",
+                "-days",
+                "2",
+            ])
+            .args([
+                "-subj",
+                &format!("/CN={name}"),
+                "-addext",
+                "subjectAltName=DNS:localhost",
+            ])
             .arg("-keyout")
             .arg(certs.path().join(format!("{name}.key")))
             .arg("-out")
@@ -376,12 +575,21 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     let live_key = certs.path().join("live.key");
     std::fs::copy(certs.path().join("first.pem"), &live_cert).unwrap();
     std::fs::copy(certs.path().join("first.key"), &live_key).unwrap();
-    let server = server(&format!("[tls]\ncert = {:?}\nkey = {:?}\n", live_cert.display().to_string(), live_key.display().to_string()));
+    let server = server(&format!(
+        "[tls]\ncert = {:?}\nkey = {:?}\n",
+        live_cert.display().to_string(),
+        live_key.display().to_string()
+    ));
 
     let trust_all = client_config(&Trust::Insecure).unwrap();
-    let mut before = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20)).await.unwrap();
+    let mut before = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20))
+        .await
+        .unwrap();
     before.ehlo("a.test").await.unwrap();
-    let mut before = before.starttls("localhost", trust_all.clone()).await.unwrap();
+    let mut before = before
+        .starttls("localhost", trust_all.clone())
+        .await
+        .unwrap();
     let first_der = before.peer_certificate().unwrap();
 
     std::fs::copy(certs.path().join("second.pem"), &live_cert).unwrap();
@@ -389,19 +597,30 @@ async fn sighup_reloads_the_certificate_without_dropping_connections() {
     server.signal("HUP");
     let deadline = Instant::now() + Duration::from_secs(10);
     let second_der = loop {
-        let mut after = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20)).await.unwrap();
+        let mut after = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20))
+            .await
+            .unwrap();
         after.ehlo("b.test").await.unwrap();
-        let after = after.starttls("localhost", trust_all.clone()).await.unwrap();
+        let after = after
+            .starttls("localhost", trust_all.clone())
+            .await
+            .unwrap();
         let der = after.peer_certificate().unwrap();
         if der != first_der || Instant::now() > deadline {
             break der;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     };
-    assert_ne!(first_der, second_der, "new connections get the new certificate");
+    assert_ne!(
+        first_der, second_der,
+        "new connections get the new certificate"
+    );
     // The connection made before the reload still works.
     before.ehlo("a.test").await.unwrap();
     before.authenticate(BOB, PW).await.unwrap();
-    before.send(BOB, &[CAROL], &message(BOB, CAROL, "still-here")).await.unwrap();
+    before
+        .send(BOB, &[CAROL], &message(BOB, CAROL, "still-here"))
+        .await
+        .unwrap();
     assert_eq!(server.uids(CAROL), [1]);
 }

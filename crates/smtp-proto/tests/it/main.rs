@@ -151,7 +151,12 @@ fn run_with(config: ServerConfig, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
                 }
                 Event::Auth { mechanism, initial } => {
                     let mechanism = sasl::Mechanism::parse(&mechanism).unwrap();
-                    let mut ex = sasl::ServerExchange::new(mechanism, Default::default(), false, b"0123456789abcdefgh");
+                    let mut ex = sasl::ServerExchange::new(
+                        mechanism,
+                        Default::default(),
+                        false,
+                        b"0123456789abcdefgh",
+                    );
                     let outcome = ex.start(initial.as_deref());
                     exchange = Some(ex);
                     answer_auth(&mut machine, &mut exchange, outcome);
@@ -167,19 +172,30 @@ fn run_with(config: ServerConfig, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
     (output, messages)
 }
 
-fn answer_auth(machine: &mut ServerMachine, exchange: &mut Option<sasl::ServerExchange>, outcome: sasl::Outcome) {
+fn answer_auth(
+    machine: &mut ServerMachine,
+    exchange: &mut Option<sasl::ServerExchange>,
+    outcome: sasl::Outcome,
+) {
     let outcome = match outcome {
-        sasl::Outcome::CheckPassword { username, password, .. } => {
-            exchange.as_mut().unwrap().password_checked(username == "alice" && password == "secret")
-        }
+        sasl::Outcome::CheckPassword {
+            username, password, ..
+        } => exchange
+            .as_mut()
+            .unwrap()
+            .password_checked(username == "alice" && password == "secret"),
         other => other,
     };
     match outcome {
         sasl::Outcome::Challenge(c) => machine.auth_challenge(&c),
-        sasl::Outcome::Success { username, .. } => {
-            machine.auth_done(Some(username), Reply::new(235, "2.7.0", "Authentication successful"))
-        }
-        sasl::Outcome::Failure => machine.auth_done(None, Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+        sasl::Outcome::Success { username, .. } => machine.auth_done(
+            Some(username),
+            Reply::new(235, "2.7.0", "Authentication successful"),
+        ),
+        sasl::Outcome::Failure => machine.auth_done(
+            None,
+            Reply::new(535, "5.7.8", "Authentication credentials invalid"),
+        ),
         sasl::Outcome::Malformed(why) => machine.auth_done(None, Reply::new(501, "5.5.2", why)),
         sasl::Outcome::CheckPassword { .. } | sasl::Outcome::NeedScramKeys { .. } => unreachable!(),
     }
@@ -191,7 +207,13 @@ fn check(name: &str) {
     let text = std::fs::read_to_string(&path).unwrap();
     let t = load(&text);
     let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let cfg = || if t.submission { submission_config() } else { config() };
+    let cfg = || {
+        if t.submission {
+            submission_config()
+        } else {
+            config()
+        }
+    };
 
     let whole: Vec<&[u8]> = t.segments.iter().map(|s| &s[..]).collect();
     let (out, messages) = run_with(cfg(), &whole);
@@ -206,8 +228,15 @@ fn check(name: &str) {
             chunks.push(b);
             chunks.extend_from_slice(&whole[i + 1..]);
             let (out, messages) = run_with(cfg(), &chunks);
-            assert_eq!(show(&out), show(&t.server), "{name}: segment {i} split at {split}");
-            assert_eq!(messages, t.messages, "{name}: messages, segment {i} split at {split}");
+            assert_eq!(
+                show(&out),
+                show(&t.server),
+                "{name}: segment {i} split at {split}"
+            );
+            assert_eq!(
+                messages, t.messages,
+                "{name}: messages, segment {i} split at {split}"
+            );
         }
     }
 
@@ -310,15 +339,22 @@ fn starttls_discards_pipelined_plaintext() {
     let mut machine = ServerMachine::new(submission_config());
     machine.greet();
     machine.take_output();
-    machine.feed(b"EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<evil@x>\r\n");
+    machine
+        .feed(b"EHLO x\r\nSTARTTLS\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\nMAIL FROM:<evil@x>\r\n");
     assert_eq!(machine.next(), Some(Event::StartTls));
     let out = String::from_utf8(machine.take_output()).unwrap();
-    assert!(out.ends_with("250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"), "{out}");
+    assert!(
+        out.ends_with("250 STARTTLS\r\n220 2.0.0 Ready to start TLS\r\n"),
+        "{out}"
+    );
     // Bytes that were in flight arrive before the handshake: also plaintext, also dropped.
     machine.feed(b"RCPT TO:<victim@x>\r\n");
     machine.tls_started();
     assert_eq!(machine.next(), None);
-    assert!(!machine.has_output(), "nothing of the injected commands was answered");
+    assert!(
+        !machine.has_output(),
+        "nothing of the injected commands was answered"
+    );
     machine.feed(b"MAIL FROM:<alice@x>\r\n");
     assert_eq!(machine.next(), None);
     assert_eq!(
@@ -347,31 +383,58 @@ fn auth_scram_sha256_success_and_failure() {
         assert_eq!(machine.next(), None);
         let first = "n,,n=alice,r=clientnonce123";
         machine.feed(format!("AUTH SCRAM-SHA-256 {}\r\n", B64.encode(first)).as_bytes());
-        let Some(Event::Auth { initial, .. }) = machine.next() else { panic!("auth event") };
-        let mut ex = sasl::ServerExchange::new(sasl::Mechanism::ScramSha256, Default::default(), false, b"servernonce-servernonce");
-        assert!(matches!(ex.start(initial.as_deref()), sasl::Outcome::NeedScramKeys { .. }));
-        let sasl::Outcome::Challenge(server_first) = ex.scram_keys(Some(keys.clone())) else { panic!() };
+        let Some(Event::Auth { initial, .. }) = machine.next() else {
+            panic!("auth event")
+        };
+        let mut ex = sasl::ServerExchange::new(
+            sasl::Mechanism::ScramSha256,
+            Default::default(),
+            false,
+            b"servernonce-servernonce",
+        );
+        assert!(matches!(
+            ex.start(initial.as_deref()),
+            sasl::Outcome::NeedScramKeys { .. }
+        ));
+        let sasl::Outcome::Challenge(server_first) = ex.scram_keys(Some(keys.clone())) else {
+            panic!()
+        };
         machine.auth_challenge(&server_first);
         let server_first = String::from_utf8(server_first).unwrap();
         let nonce = &server_first[2..server_first.find(',').unwrap()];
         let without_proof = format!("c=biws,r={nonce}");
         let auth_message = format!("n=alice,r=clientnonce123,{server_first},{without_proof}");
-        let (proof, _) = sasl::scram::client_proof(password, b"0123456789abcdef", 4096, auth_message.as_bytes());
+        let (proof, _) =
+            sasl::scram::client_proof(password, b"0123456789abcdef", 4096, auth_message.as_bytes());
         let final_msg = format!("{without_proof},p={}", B64.encode(proof));
         machine.feed(format!("{}\r\n", B64.encode(final_msg)).as_bytes());
-        let Some(Event::AuthResponse(data)) = machine.next() else { panic!("response event") };
+        let Some(Event::AuthResponse(data)) = machine.next() else {
+            panic!("response event")
+        };
         match ex.step(&data) {
-            sasl::Outcome::Success { username, final_data } => {
+            sasl::Outcome::Success {
+                username,
+                final_data,
+            } => {
                 let v = String::from_utf8(final_data.unwrap()).unwrap();
                 assert!(v.starts_with("v="));
-                machine.auth_done(Some(username), Reply::new(235, "2.7.0", "Authentication successful"));
+                machine.auth_done(
+                    Some(username),
+                    Reply::new(235, "2.7.0", "Authentication successful"),
+                );
             }
-            sasl::Outcome::Failure => machine.auth_done(None, Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+            sasl::Outcome::Failure => machine.auth_done(
+                None,
+                Reply::new(535, "5.7.8", "Authentication credentials invalid"),
+            ),
             other => panic!("{other:?}"),
         }
         let out = String::from_utf8(machine.take_output()).unwrap();
         out.lines().last().unwrap().to_string()
     };
     assert_eq!(run_scram("secret"), "235 2.7.0 Authentication successful");
-    assert_eq!(run_scram("wrong"), "535 5.7.8 Authentication credentials invalid");
+    assert_eq!(
+        run_scram("wrong"),
+        "535 5.7.8 Authentication credentials invalid"
+    );
 }
