@@ -89,6 +89,7 @@ impl Authenticator {
             Instant::now(),
         );
         if !verdict.delay.is_zero() {
+            tracing::debug!(%ip, user = %username, delay_ms = verdict.delay.as_millis() as u64, locked = verdict.locked, "login attempt throttled");
             tokio::time::sleep(verdict.delay).await;
         }
         !verdict.locked

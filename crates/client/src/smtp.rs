@@ -102,6 +102,24 @@ impl SmtpClient<TlsStream<TcpStream>> {
             .map(|c| c.as_ref().to_vec())
     }
 
+    /// AUTH SCRAM-SHA-256-PLUS with `tls-exporter` channel binding (RFC 9266): proves that no
+    /// one sits between us and the server that knows our keys.
+    pub async fn auth_scram_plus(&mut self, username: &str, password: &str) -> Result<()> {
+        let binding = {
+            let (_, conn) = self.stream.get_ref();
+            conn.export_keying_material([0u8; 32], b"EXPORTER-Channel-Binding", None)
+                .map_err(|e| Error::Tls(e.to_string()))?
+        };
+        self.scram(
+            "SCRAM-SHA-256-PLUS",
+            "p=tls-exporter,,",
+            &binding,
+            username,
+            password,
+        )
+        .await
+    }
+
     /// The negotiated TLS version, e.g. `TLSv1_3`.
     pub fn tls_version(&self) -> Option<String> {
         let (_, conn) = self.stream.get_ref();
@@ -186,6 +204,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// AUTH SCRAM-SHA-256 (RFC 7677), checking the server's signature too.
     pub async fn auth_scram(&mut self, username: &str, password: &str) -> Result<()> {
+        self.scram("SCRAM-SHA-256", "n,,", &[], username, password)
+            .await
+    }
+
+    async fn scram(
+        &mut self,
+        mechanism: &str,
+        gs2_header: &str,
+        cbind: &[u8],
+        username: &str,
+        password: &str,
+    ) -> Result<()> {
         use ring::rand::SecureRandom;
         let mut nonce = [0u8; 18];
         ring::rand::SystemRandom::new()
@@ -196,8 +226,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         let first_bare = format!("n={name},r={client_nonce}");
         let reply = self
             .command(&format!(
-                "AUTH SCRAM-SHA-256 {}",
-                B64.encode(format!("n,,{first_bare}"))
+                "AUTH {mechanism} {}",
+                B64.encode(format!("{gs2_header}{first_bare}"))
             ))
             .await?;
         if reply.code != 334 {
@@ -226,7 +256,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         if !nonce.starts_with(&client_nonce) {
             return Err(Error::BadServerSignature);
         }
-        let without_proof = format!("c=biws,r={nonce}");
+        let channel = B64.encode([gs2_header.as_bytes(), cbind].concat());
+        let without_proof = format!("c={channel},r={nonce}");
         let auth_message = format!("{first_bare},{server_first},{without_proof}");
         let (proof, server_signature) =
             sasl::scram::client_proof(password, &salt, iterations, auth_message.as_bytes());

@@ -60,10 +60,11 @@ fn message(from: &str, to: &str, subject: &str) -> Vec<u8> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn starttls_and_every_mechanism_then_local_and_remote_delivery() {
     let server = server("");
-    for mechanism in ["SCRAM-SHA-256", "PLAIN", "LOGIN"] {
+    for mechanism in ["SCRAM-SHA-256-PLUS", "SCRAM-SHA-256", "PLAIN", "LOGIN"] {
         let mut smtp = starttls_client(&server).await;
         assert_eq!(smtp.tls_version().as_deref(), Some("TLSv1_3"));
         match mechanism {
+            "SCRAM-SHA-256-PLUS" => smtp.auth_scram_plus(BOB, PW).await.unwrap(),
             "SCRAM-SHA-256" => smtp.auth_scram(BOB, PW).await.unwrap(),
             "PLAIN" => smtp.auth_plain(BOB, PW).await.unwrap(),
             _ => smtp.auth_login(BOB, PW).await.unwrap(),
@@ -79,14 +80,14 @@ async fn starttls_and_every_mechanism_then_local_and_remote_delivery() {
         assert_eq!(reply.reply.code, 250);
         smtp.quit().await.unwrap();
     }
-    assert_eq!(server.uids(CAROL), [1, 2, 3]);
+    assert_eq!(server.uids(CAROL), [1, 2, 3, 4]);
     let stored = String::from_utf8(server.stored(CAROL, 1)).unwrap();
     assert!(stored.contains("with ESMTPSA"), "{stored}");
     assert!(stored.contains("(using TLSv1.3 with cipher"), "{stored}");
     let queue = String::from_utf8(server.admin_ok(&["queue", "list"])).unwrap();
     assert_eq!(
         queue.matches("friend@remote.example pending").count(),
-        3,
+        4,
         "{queue}"
     );
 }
