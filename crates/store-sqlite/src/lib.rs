@@ -582,7 +582,7 @@ impl Store for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
-                    "SELECT uid, modseq, flags, keywords, internal_date, size, blob_id \
+                    "SELECT uid, modseq, flags, keywords, internal_date, size, blob_id, crlf_size \
                      FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
                 )
                 .map_err(backend)?;
@@ -602,6 +602,7 @@ impl Store for SqliteStore {
                         internal_date: r.get(4)?,
                         size: r.get::<_, i64>(5)? as u64,
                         blob_id: r.get(6)?,
+                        crlf_size: r.get::<_, i64>(7)? as u64,
                     })
                 })
                 .map_err(backend)?;
@@ -634,6 +635,7 @@ impl Store for SqliteStore {
         // Hashing happens here, on the caller's task, so the writer thread only writes.
         let blob_id = sha256_hex(&data);
         let size = data.len() as i64;
+        let crlf_size = store::crlf_size(&data) as i64;
         let delivered = self
             .write(move |conn| {
                 conn.prepare_cached(
@@ -657,11 +659,11 @@ impl Store for SqliteStore {
                         .map_err(backend)?
                         .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
                     conn.prepare_cached(
-                        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, internal_date, size) \
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        "INSERT INTO messages (mailbox_id, uid, blob_id, modseq, internal_date, size, crlf_size) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                     )
                     .and_then(|mut s| {
-                        s.execute(params![mailbox, uid, blob_id, modseq, internal_date, size])
+                        s.execute(params![mailbox, uid, blob_id, modseq, internal_date, size, crlf_size])
                     })
                     .map_err(backend)?;
                     delivered.push((account, mailbox, uid, modseq));
@@ -687,6 +689,101 @@ impl Store for SqliteStore {
                 }
             })
             .collect())
+    }
+
+    async fn set_flags(&self, mailbox: MailboxId, uids: &[u32], add: u32, remove: u32) -> Result<Vec<(u32, u64, u32)>> {
+        let uids = uids.to_vec();
+        let (account, changed) = self
+            .write(move |conn| {
+                let account: AccountId = conn
+                    .query_row("SELECT account_id FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let mut changed = Vec::new();
+                for uid in uids {
+                    let flags: Option<u32> = conn
+                        .prepare_cached("SELECT flags FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+                        .and_then(|mut s| s.query_row(params![mailbox, uid], |r| r.get(0)).optional())
+                        .map_err(backend)?;
+                    let Some(flags) = flags else { continue };
+                    let new = (flags | add) & !remove;
+                    if new == flags {
+                        continue;
+                    }
+                    let modseq: i64 = conn
+                        .prepare_cached(
+                            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 \
+                             RETURNING highestmodseq",
+                        )
+                        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
+                        .map_err(backend)?;
+                    conn.prepare_cached("UPDATE messages SET flags = ?1, modseq = ?2 WHERE mailbox_id = ?3 AND uid = ?4")
+                        .and_then(|mut s| s.execute(params![new, modseq, mailbox, uid]))
+                        .map_err(backend)?;
+                    changed.push((uid, modseq as u64, new));
+                }
+                Ok((account, changed))
+            })
+            .await?;
+        for &(uid, modseq, flags) in &changed {
+            self.notifier.publish(account, Change::FlagsChanged { mailbox_id: mailbox, uid, modseq, flags });
+        }
+        Ok(changed)
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+        let uids = uids.to_vec();
+        let (account, removed, modseq) = self
+            .write(move |conn| {
+                let account: AccountId = conn
+                    .query_row("SELECT account_id FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
+                    .optional()
+                    .map_err(backend)?
+                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+                let modseq: i64 = conn
+                    .prepare_cached(
+                        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 \
+                         RETURNING highestmodseq",
+                    )
+                    .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
+                    .map_err(backend)?;
+                let mut removed = Vec::new();
+                for uid in uids {
+                    let n = conn
+                        .prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+                        .and_then(|mut s| s.execute(params![mailbox, uid]))
+                        .map_err(backend)?;
+                    if n > 0 {
+                        conn.prepare_cached(
+                            "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
+                        )
+                        .and_then(|mut s| s.execute(params![mailbox, uid, modseq]))
+                        .map_err(backend)?;
+                        removed.push(uid);
+                    }
+                }
+                if removed.is_empty() {
+                    // Nothing changed: give the MODSEQ back so it does not move for nothing.
+                    conn.execute("UPDATE mailboxes SET highestmodseq = highestmodseq - 1 WHERE id = ?1", [mailbox])
+                        .map_err(backend)?;
+                } else {
+                    collect_garbage(conn).map_err(backend)?;
+                }
+                Ok((account, removed, modseq as u64))
+            })
+            .await?;
+        if !removed.is_empty() {
+            self.notifier.publish(
+                account,
+                Change::Expunged {
+                    mailbox_id: mailbox,
+                    uids: removed.clone(),
+                    modseq,
+                },
+            );
+        }
+        Ok(removed)
     }
 
     async fn enqueue(&self, message: Outbound) -> Result<i64> {

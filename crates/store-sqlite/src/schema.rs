@@ -82,6 +82,9 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 2: SCRAM-SHA-256 keys beside the Argon2 hash; aliases looked up by target.
     "ALTER TABLE accounts ADD COLUMN scram TEXT;
     CREATE INDEX aliases_target ON aliases(target);",
+    // 3: the CRLF-normalised size POP3 reports.
+    "ALTER TABLE messages ADD COLUMN crlf_size INTEGER NOT NULL DEFAULT 0;
+    UPDATE messages SET crlf_size = size;",
 ];
 
 /// Brings the database up to the newest schema.

@@ -30,6 +30,7 @@ pub async fn run(store: Arc<dyn Store>) {
     delivery(&*store).await;
     concurrent_delivery(store.clone()).await;
     notifications(&*store).await;
+    flags_and_expunge(&*store).await;
     queue(&*store).await;
     let report = store.verify().await.expect("verify");
     assert!(
@@ -412,6 +413,62 @@ async fn notifications(store: &dyn Store) {
     assert!(
         matches!(change, Change::MessageAdded { mailbox_id, uid: 1, .. } if mailbox_id == delivered[0].mailbox_id)
     );
+}
+
+async fn flags_and_expunge(store: &dyn Store) {
+    store.add_domain("d7.test").await.unwrap();
+    let ida = store.create_account(&addr("ida@d7.test"), &secrets("h")).await.unwrap();
+    for i in 0..3 {
+        store
+            .deliver(Delivery {
+                data: format!("Subject: {i}\r\n\r\nbare\nlf").into_bytes(),
+                recipients: vec![ida],
+                internal_date: i,
+            })
+            .await
+            .unwrap();
+    }
+    let inbox = store.mailbox(ida, "INBOX").await.unwrap().unwrap();
+    let messages = store.list_messages(inbox.id).await.unwrap();
+    assert_eq!(messages[0].size, 21);
+    assert_eq!(messages[0].crlf_size, 21 + 1 + 2, "bare LF and the missing final CRLF are counted");
+    let mut changes = store.subscribe(ida);
+
+    let changed = store.set_flags(inbox.id, &[1, 2, 99], flags::SEEN | flags::FLAGGED, 0).await.unwrap();
+    assert_eq!(changed.len(), 2, "unknown UIDs are skipped");
+    assert!(changed[0].1 > inbox.highest_modseq && changed[1].1 > changed[0].1);
+    assert_eq!(changed[0].2, flags::SEEN | flags::FLAGGED);
+    assert!(store.set_flags(inbox.id, &[1], flags::SEEN, 0).await.unwrap().is_empty(), "no change, no MODSEQ");
+    let changed = store.set_flags(inbox.id, &[1], 0, flags::FLAGGED).await.unwrap();
+    assert_eq!(changed[0].2, flags::SEEN);
+    let after = store.mailbox(ida, "INBOX").await.unwrap().unwrap();
+    assert_eq!(after.unseen, 1);
+    assert!(matches!(changes.recv().await.unwrap(), Change::FlagsChanged { uid: 1, .. }));
+
+    let removed = store.expunge(inbox.id, &[2, 3, 42]).await.unwrap();
+    assert_eq!(removed, [2, 3]);
+    let left = store.list_messages(inbox.id).await.unwrap();
+    assert_eq!(left.iter().map(|m| m.uid).collect::<Vec<_>>(), [1]);
+    assert!(store.expunge(inbox.id, &[2]).await.unwrap().is_empty());
+    loop {
+        match changes.recv().await.unwrap() {
+            Change::Expunged { uids, .. } => {
+                assert_eq!(uids, [2, 3]);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // UIDs are never reused after an expunge.
+    let next = store
+        .deliver(Delivery {
+            data: b"Subject: again\r\n\r\n".to_vec(),
+            recipients: vec![ida],
+            internal_date: 9,
+        })
+        .await
+        .unwrap();
+    assert_eq!(next[0].uid, 4);
 }
 
 async fn queue(store: &dyn Store) {

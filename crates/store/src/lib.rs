@@ -171,6 +171,9 @@ pub struct Message {
     pub internal_date: i64,
     /// Exact size in octets of the stored bytes.
     pub size: u64,
+    /// Size when sent with CRLF line ends and a final CRLF (every bare LF becomes CRLF), the
+    /// octets POP3 counts (RFC 1939 §11). Equal to `size` for well-formed mail.
+    pub crlf_size: u64,
     /// Content address (SHA-256, hex) of the bytes; one copy however many mailboxes hold it.
     pub blob_id: String,
 }
@@ -264,6 +267,36 @@ pub enum Change {
         uid: u32,
         modseq: u64,
     },
+    /// A message's flags changed.
+    FlagsChanged {
+        mailbox_id: MailboxId,
+        uid: u32,
+        modseq: u64,
+        flags: u32,
+    },
+    /// Messages were removed from a mailbox.
+    Expunged {
+        mailbox_id: MailboxId,
+        uids: Vec<u32>,
+        modseq: u64,
+    },
+}
+
+/// The size of `data` once every bare LF is a CRLF and it ends with CRLF (see
+/// [`Message::crlf_size`]).
+pub fn crlf_size(data: &[u8]) -> u64 {
+    let mut size = data.len() as u64;
+    let mut previous = 0u8;
+    for &b in data {
+        if b == b'\n' && previous != b'\r' {
+            size += 1;
+        }
+        previous = b;
+    }
+    if !data.is_empty() && !data.ends_with(b"\n") {
+        size += 2;
+    }
+    size
 }
 
 /// The result of [`Store::verify`].
@@ -318,6 +351,11 @@ pub trait Store: Send + Sync + 'static {
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Stores a message once and adds it to each recipient's INBOX, durably.
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
+    /// Adds and removes [`flags`] bits on messages; returns each changed message's UID, new
+    /// MODSEQ and flags. Unknown UIDs are skipped.
+    async fn set_flags(&self, mailbox: MailboxId, uids: &[u32], add: u32, remove: u32) -> Result<Vec<(u32, u64, u32)>>;
+    /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs removed.
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
 
     // --- outbound queue ---
     /// Queues a message for remote recipients, durably.
