@@ -13,6 +13,10 @@
 //! looks at the cache again first, so a burst of logins for one user costs one Argon2 run.
 //! Passwords are never logged.
 
+mod sasl_session;
+
+pub use sasl_session::{SaslSession, SaslStep};
+
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};

@@ -152,7 +152,7 @@ pub struct Session {
     conn: ConnInfo,
     tls: Option<TlsInfo>,
     user: Option<Authenticated>,
-    sasl: Option<sasl_flow::Flow>,
+    sasl: Option<auth::SaslSession>,
     tx: Transaction,
 }
 
