@@ -40,7 +40,13 @@ pub struct SaslSession {
 
 impl SaslSession {
     /// `None` if the mechanism is unknown. `plus_offered`: SCRAM-SHA-256-PLUS was advertised.
-    pub fn new(mechanism: &str, ip: IpAddr, bindings: ChannelBindings, plus_offered: bool, nonce: &[u8]) -> Option<SaslSession> {
+    pub fn new(
+        mechanism: &str,
+        ip: IpAddr,
+        bindings: ChannelBindings,
+        plus_offered: bool,
+        nonce: &[u8],
+    ) -> Option<SaslSession> {
         let mechanism = Mechanism::parse(mechanism)?;
         Some(SaslSession {
             exchange: ServerExchange::new(mechanism, bindings, plus_offered, nonce),
@@ -60,7 +66,11 @@ impl SaslSession {
     /// Feeds the client's answer to the last challenge.
     pub async fn step(&mut self, auth: &Authenticator, data: &[u8]) -> SaslStep {
         if let Some(user) = self.confirmed.take() {
-            return if data.is_empty() { SaslStep::Success(user) } else { SaslStep::Invalid };
+            return if data.is_empty() {
+                SaslStep::Success(user)
+            } else {
+                SaslStep::Invalid
+            };
         }
         let outcome = self.exchange.step(data);
         self.drive(auth, outcome).await
@@ -70,7 +80,9 @@ impl SaslSession {
         loop {
             outcome = match outcome {
                 Outcome::Challenge(challenge) => return SaslStep::Challenge(challenge),
-                Outcome::CheckPassword { username, password, .. } => {
+                Outcome::CheckPassword {
+                    username, password, ..
+                } => {
                     self.username = username.clone();
                     return match auth.check_password(self.ip, &username, &password).await {
                         Ok(Some(user)) => SaslStep::Success(user),

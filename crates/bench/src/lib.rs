@@ -3,6 +3,7 @@
 //!
 //! Timings live here and nowhere else: tests assert behaviour, benchmarks measure it.
 
+mod pop3;
 mod server;
 mod smtp;
 mod submission;
@@ -19,12 +20,15 @@ pub enum Kind {
     Smtp(smtp::Options),
     /// Submission: new TLS connection + AUTH + one message each time.
     Submission(submission::Options),
+    /// POP3: LIST/UIDL time and RETR rate on a big maildrop; memory per idle connection.
+    Pop3(pop3::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
     match kind {
         Kind::Smtp(options) => smtp::run(options, exe).await,
         Kind::Submission(options) => submission::run(options, exe).await,
+        Kind::Pop3(options) => pop3::run(options, exe).await,
     }
 }
 

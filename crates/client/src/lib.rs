@@ -3,5 +3,6 @@
 //! [`smtp::SmtpClient`] speaks SMTP over plain TCP or TLS (implicit or STARTTLS) with AUTH;
 //! [`tls`] builds the rustls client configurations.
 
+pub mod pop3;
 pub mod smtp;
 pub mod tls;

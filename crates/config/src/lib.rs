@@ -24,6 +24,7 @@ pub struct Config {
     pub listeners: Vec<Listener>,
     pub smtp: Smtp,
     pub submission: Submission,
+    pub pop3: Pop3,
     pub tls: Tls,
     pub auth: Auth,
     pub limits: Limits,
@@ -61,6 +62,8 @@ pub enum Protocol {
     Smtp,
     /// Mail submission from users' mail programs (RFC 6409: 587 and, with implicit TLS, 465).
     Submission,
+    /// POP3 (RFC 1939: 110 and, with implicit TLS, 995).
+    Pop3,
 }
 
 impl Protocol {
@@ -68,6 +71,29 @@ impl Protocol {
         match self {
             Protocol::Smtp => "smtp",
             Protocol::Submission => "submission",
+            Protocol::Pop3 => "pop3",
+        }
+    }
+}
+
+/// POP3 settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Pop3 {
+    /// Idle timeout in seconds (RFC 1939 §3: at least 600).
+    pub timeout_secs: u64,
+    /// Delete INBOX messages older than this many days at login, advertised as EXPIRE.
+    pub expire_days: Option<u32>,
+    /// Minimum seconds between two logins of one user, advertised as LOGIN-DELAY.
+    pub login_delay_secs: Option<u32>,
+}
+
+impl Default for Pop3 {
+    fn default() -> Self {
+        Pop3 {
+            timeout_secs: 600,
+            expire_days: None,
+            login_delay_secs: None,
         }
     }
 }
@@ -209,6 +235,7 @@ impl Default for Config {
             listeners: Vec::new(),
             smtp: Smtp::default(),
             submission: Submission::default(),
+            pop3: Pop3::default(),
             tls: Tls::default(),
             auth: Auth::default(),
             limits: Limits::default(),
@@ -264,6 +291,8 @@ impl Config {
             listener(Protocol::Smtp, "0.0.0.0:2525", TlsMode::Starttls),
             listener(Protocol::Submission, "0.0.0.0:2587", TlsMode::Starttls),
             listener(Protocol::Submission, "0.0.0.0:2465", TlsMode::Implicit),
+            listener(Protocol::Pop3, "0.0.0.0:2110", TlsMode::Starttls),
+            listener(Protocol::Pop3, "0.0.0.0:2995", TlsMode::Implicit),
         ]
     }
 
@@ -307,6 +336,9 @@ impl Config {
         }
         if self.limits.max_connection_rate_per_ip == 0 {
             problems.push("limits.max_connection_rate_per_ip must be at least 1".into());
+        }
+        if self.pop3.timeout_secs < 600 {
+            problems.push("pop3.timeout_secs must be at least 600 (RFC 1939 §3)".into());
         }
         if self.auth.lockout_after == 0 {
             problems.push("auth.lockout_after must be at least 1".into());

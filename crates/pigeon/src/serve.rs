@@ -95,6 +95,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         smtp_settings(smtp_server::Mode::Submission),
     ));
 
+    let pop3 = Arc::new(pop3_server::Pop3::new(
+        store.clone(),
+        authenticator.clone(),
+        pop3_server::Settings {
+            timeout: std::time::Duration::from_secs(config.pop3.timeout_secs),
+            expire_days: config.pop3.expire_days,
+            login_delay_secs: config.pop3.login_delay_secs,
+            allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
+        },
+    ));
+
     let mut bound: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for listener in config.effective_listeners() {
@@ -122,6 +133,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         tasks.push(match listener.protocol {
             Protocol::Smtp => tokio::spawn(server.serve(socket, smtp.clone(), mode)),
             Protocol::Submission => tokio::spawn(server.serve(socket, submission.clone(), mode)),
+            Protocol::Pop3 => tokio::spawn(server.serve(socket, pop3.clone(), mode)),
         });
     }
     // Written last and atomically: when the file exists, every listener accepts connections.

@@ -64,7 +64,10 @@ pub enum Event {
     Login { user: String, password: String },
     /// AUTH (RFC 5034): start a SASL exchange; answer with [`Machine::auth_challenge`] or end
     /// it with `login_ok` / `login_failed`.
-    Auth { mechanism: String, initial: Option<Vec<u8>> },
+    Auth {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
     /// The client's decoded answer to the last challenge.
     AuthResponse(Vec<u8>),
     /// Send message `uid`: answer with [`Machine::message`] (whole, or only the header and
@@ -172,8 +175,10 @@ impl Machine {
     }
 
     fn push_text(&mut self, text: &str) {
-        self.output
-            .extend(text.bytes().map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }));
+        self.output.extend(
+            text.bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
         self.output.extend_from_slice(b"\r\n");
     }
 
@@ -268,42 +273,40 @@ impl Machine {
     /// last line is terminated, and lines starting with "." are byte-stuffed.
     pub fn message(&mut self, data: &[u8], top: Option<u32>) {
         self.pending = Pending::None;
-        let size = crlf_len(data);
-        self.ok(&match top {
-            None => format!("{size} octets"),
-            Some(_) => "top of message follows".to_string(),
-        });
-        let mut line_start = true;
+        match top {
+            None => {
+                let size = crlf_len(data);
+                self.ok(&format!("{size} octets"));
+            }
+            Some(_) => self.ok("top of message follows"),
+        }
+        self.output.reserve(data.len() + data.len() / 32 + 8);
+        let limit = top.unwrap_or(u32::MAX);
         let mut in_body = false;
         let mut body_lines = 0u32;
-        let mut previous = 0u8;
-        let limit = top.unwrap_or(u32::MAX);
-        for &b in data {
-            if in_body && line_start && body_lines >= limit {
+        let mut rest = data;
+        // Line by line, copying slices: far faster than byte by byte on big messages.
+        while !rest.is_empty() {
+            if in_body && body_lines >= limit {
                 break;
             }
-            if line_start && b == b'.' {
+            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
+                Some(pos) => (&rest[..pos], &rest[pos + 1..]),
+                None => (rest, &rest[rest.len()..]),
+            };
+            let content = line.strip_suffix(b"\r").unwrap_or(line);
+            if content.first() == Some(&b'.') {
                 self.output.push(b'.');
             }
-            if b == b'\n' && previous != b'\r' {
-                self.output.push(b'\r');
-            }
-            self.output.push(b);
-            if b == b'\n' {
-                if in_body {
-                    body_lines += 1;
-                } else if line_start {
-                    // An empty line ends the header.
-                    in_body = true;
-                }
-                line_start = true;
-            } else if !(b == b'\r' && line_start) {
-                line_start = false;
-            }
-            previous = b;
-        }
-        if !self.output.ends_with(b"\r\n") {
+            self.output.extend_from_slice(content);
             self.output.extend_from_slice(b"\r\n");
+            if in_body {
+                body_lines += 1;
+            } else if content.is_empty() {
+                // The empty line ends the header.
+                in_body = true;
+            }
+            rest = next;
         }
         self.output.extend_from_slice(b".\r\n");
     }
@@ -313,7 +316,10 @@ impl Machine {
         self.pending = Pending::None;
         let left = self.deleted.iter().filter(|d| !**d).count();
         if ok {
-            self.close(&format!("pigeon POP3 server signing off ({left} messages left)"), true);
+            self.close(
+                &format!("pigeon POP3 server signing off ({left} messages left)"),
+                true,
+            );
         } else {
             // RFC 1939 §6: -ERR if some deleted messages were not removed.
             self.close("[SYS/TEMP] some deleted messages not removed", false);
@@ -333,7 +339,11 @@ impl Machine {
                 self.close_emitted = true;
                 return Some(Event::Close);
             }
-            let limit = if self.state == State::Auth { MAX_AUTH_LINE } else { self.config.max_line };
+            let limit = if self.state == State::Auth {
+                MAX_AUTH_LINE
+            } else {
+                self.config.max_line
+            };
             let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
                 if self.input.len() > limit {
                     self.input.clear();
@@ -584,7 +594,13 @@ impl Machine {
 
     fn capa(&mut self) {
         self.ok("Capability list follows");
-        let mut lines: Vec<String> = vec!["TOP".into(), "UIDL".into(), "RESP-CODES".into(), "AUTH-RESP-CODE".into(), "PIPELINING".into()];
+        let mut lines: Vec<String> = vec![
+            "TOP".into(),
+            "UIDL".into(),
+            "RESP-CODES".into(),
+            "AUTH-RESP-CODE".into(),
+            "PIPELINING".into(),
+        ];
         if self.state != State::Transaction && self.login_allowed() {
             lines.push("USER".into());
             if !self.config.mechanisms.is_empty() {
@@ -645,7 +661,9 @@ impl Machine {
                 let mut text = Vec::new();
                 for (i, (entry, deleted)) in self.maildrop.iter().zip(&self.deleted).enumerate() {
                     if !deleted {
-                        text.extend_from_slice(format!("{} {}\r\n", i + 1, value(entry)).as_bytes());
+                        text.extend_from_slice(
+                            format!("{} {}\r\n", i + 1, value(entry)).as_bytes(),
+                        );
                     }
                 }
                 self.output.extend_from_slice(&text);
@@ -690,16 +708,31 @@ mod tests {
 
     #[test]
     fn retr_normalises_and_stuffs() {
-        assert_eq!(retr(b"A: b\r\n\r\n.dot\r\nend\r\n", None), "+OK 19 octets\r\nA: b\r\n\r\n..dot\r\nend\r\n.\r\n");
-        assert_eq!(retr(b"A: b\n\nbare lf", None), "+OK 17 octets\r\nA: b\r\n\r\nbare lf\r\n.\r\n");
+        assert_eq!(
+            retr(b"A: b\r\n\r\n.dot\r\nend\r\n", None),
+            "+OK 19 octets\r\nA: b\r\n\r\n..dot\r\nend\r\n.\r\n"
+        );
+        assert_eq!(
+            retr(b"A: b\n\nbare lf", None),
+            "+OK 17 octets\r\nA: b\r\n\r\nbare lf\r\n.\r\n"
+        );
         assert_eq!(crlf_len(b"A: b\n\nbare lf"), 17);
     }
 
     #[test]
     fn top_sends_header_and_n_lines() {
         let msg = b"A: 1\r\nB: 2\r\n\r\nl1\r\n.l2\r\nl3\r\n";
-        assert_eq!(retr(msg, Some(0)), "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\n.\r\n");
-        assert_eq!(retr(msg, Some(2)), "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\nl1\r\n..l2\r\n.\r\n");
-        assert_eq!(retr(msg, Some(99)), "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\nl1\r\n..l2\r\nl3\r\n.\r\n");
+        assert_eq!(
+            retr(msg, Some(0)),
+            "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\n.\r\n"
+        );
+        assert_eq!(
+            retr(msg, Some(2)),
+            "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\nl1\r\n..l2\r\n.\r\n"
+        );
+        assert_eq!(
+            retr(msg, Some(99)),
+            "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\nl1\r\n..l2\r\nl3\r\n.\r\n"
+        );
     }
 }

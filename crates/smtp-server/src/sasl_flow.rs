@@ -19,8 +19,17 @@ impl Session {
         // -PLUS is advertised whenever TLS is active, so a client that could bind but says "y"
         // was downgraded (RFC 5802 §6).
         let plus_offered = self.tls.is_some();
-        let Some(mut session) = SaslSession::new(mechanism, self.peer_ip(), bindings, plus_offered, &crate::random_bytes::<18>()) else {
-            self.machine.auth_done(None, Reply::new(504, "5.5.4", "Unrecognized authentication type"));
+        let Some(mut session) = SaslSession::new(
+            mechanism,
+            self.peer_ip(),
+            bindings,
+            plus_offered,
+            &crate::random_bytes::<18>(),
+        ) else {
+            self.machine.auth_done(
+                None,
+                Reply::new(504, "5.5.4", "Unrecognized authentication type"),
+            );
             return;
         };
         let step = session.start(&self.auth, initial.as_deref()).await;
@@ -30,7 +39,8 @@ impl Session {
 
     pub(crate) async fn auth_step(&mut self, data: &[u8]) {
         let Some(session) = self.sasl.as_mut() else {
-            self.machine.auth_done(None, Reply::new(503, "5.5.1", "No AUTH in progress"));
+            self.machine
+                .auth_done(None, Reply::new(503, "5.5.1", "No AUTH in progress"));
             return;
         };
         let step = session.step(&self.auth, data).await;
@@ -44,17 +54,21 @@ impl Session {
         match step {
             SaslStep::Challenge(challenge) => self.machine.auth_challenge(&challenge),
             SaslStep::Success(user) => {
-                self.machine
-                    .auth_done(Some(user.address.clone()), Reply::new(235, "2.7.0", "Authentication successful"));
+                self.machine.auth_done(
+                    Some(user.address.clone()),
+                    Reply::new(235, "2.7.0", "Authentication successful"),
+                );
                 self.user = Some(user);
             }
-            SaslStep::Invalid => self
-                .machine
-                .auth_done(None, Reply::new(535, "5.7.8", "Authentication credentials invalid")),
+            SaslStep::Invalid => self.machine.auth_done(
+                None,
+                Reply::new(535, "5.7.8", "Authentication credentials invalid"),
+            ),
             SaslStep::Malformed(why) => self.machine.auth_done(None, Reply::new(501, "5.5.2", why)),
-            SaslStep::Temporary => self
-                .machine
-                .auth_done(None, Reply::new(454, "4.7.0", "Temporary authentication failure")),
+            SaslStep::Temporary => self.machine.auth_done(
+                None,
+                Reply::new(454, "4.7.0", "Temporary authentication failure"),
+            ),
         }
     }
 }

@@ -691,7 +691,13 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn set_flags(&self, mailbox: MailboxId, uids: &[u32], add: u32, remove: u32) -> Result<Vec<(u32, u64, u32)>> {
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        add: u32,
+        remove: u32,
+    ) -> Result<Vec<(u32, u64, u32)>> {
         let uids = uids.to_vec();
         let (account, changed) = self
             .write(move |conn| {
@@ -727,7 +733,15 @@ impl Store for SqliteStore {
             })
             .await?;
         for &(uid, modseq, flags) in &changed {
-            self.notifier.publish(account, Change::FlagsChanged { mailbox_id: mailbox, uid, modseq, flags });
+            self.notifier.publish(
+                account,
+                Change::FlagsChanged {
+                    mailbox_id: mailbox,
+                    uid,
+                    modseq,
+                    flags,
+                },
+            );
         }
         Ok(changed)
     }

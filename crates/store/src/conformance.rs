@@ -417,7 +417,10 @@ async fn notifications(store: &dyn Store) {
 
 async fn flags_and_expunge(store: &dyn Store) {
     store.add_domain("d7.test").await.unwrap();
-    let ida = store.create_account(&addr("ida@d7.test"), &secrets("h")).await.unwrap();
+    let ida = store
+        .create_account(&addr("ida@d7.test"), &secrets("h"))
+        .await
+        .unwrap();
     for i in 0..3 {
         store
             .deliver(Delivery {
@@ -431,19 +434,39 @@ async fn flags_and_expunge(store: &dyn Store) {
     let inbox = store.mailbox(ida, "INBOX").await.unwrap().unwrap();
     let messages = store.list_messages(inbox.id).await.unwrap();
     assert_eq!(messages[0].size, 21);
-    assert_eq!(messages[0].crlf_size, 21 + 1 + 2, "bare LF and the missing final CRLF are counted");
+    assert_eq!(
+        messages[0].crlf_size,
+        21 + 1 + 2,
+        "bare LF and the missing final CRLF are counted"
+    );
     let mut changes = store.subscribe(ida);
 
-    let changed = store.set_flags(inbox.id, &[1, 2, 99], flags::SEEN | flags::FLAGGED, 0).await.unwrap();
+    let changed = store
+        .set_flags(inbox.id, &[1, 2, 99], flags::SEEN | flags::FLAGGED, 0)
+        .await
+        .unwrap();
     assert_eq!(changed.len(), 2, "unknown UIDs are skipped");
     assert!(changed[0].1 > inbox.highest_modseq && changed[1].1 > changed[0].1);
     assert_eq!(changed[0].2, flags::SEEN | flags::FLAGGED);
-    assert!(store.set_flags(inbox.id, &[1], flags::SEEN, 0).await.unwrap().is_empty(), "no change, no MODSEQ");
-    let changed = store.set_flags(inbox.id, &[1], 0, flags::FLAGGED).await.unwrap();
+    assert!(
+        store
+            .set_flags(inbox.id, &[1], flags::SEEN, 0)
+            .await
+            .unwrap()
+            .is_empty(),
+        "no change, no MODSEQ"
+    );
+    let changed = store
+        .set_flags(inbox.id, &[1], 0, flags::FLAGGED)
+        .await
+        .unwrap();
     assert_eq!(changed[0].2, flags::SEEN);
     let after = store.mailbox(ida, "INBOX").await.unwrap().unwrap();
     assert_eq!(after.unseen, 1);
-    assert!(matches!(changes.recv().await.unwrap(), Change::FlagsChanged { uid: 1, .. }));
+    assert!(matches!(
+        changes.recv().await.unwrap(),
+        Change::FlagsChanged { uid: 1, .. }
+    ));
 
     let removed = store.expunge(inbox.id, &[2, 3, 42]).await.unwrap();
     assert_eq!(removed, [2, 3]);

@@ -353,7 +353,13 @@ pub trait Store: Send + Sync + 'static {
     async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
     /// Adds and removes [`flags`] bits on messages; returns each changed message's UID, new
     /// MODSEQ and flags. Unknown UIDs are skipped.
-    async fn set_flags(&self, mailbox: MailboxId, uids: &[u32], add: u32, remove: u32) -> Result<Vec<(u32, u64, u32)>>;
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        add: u32,
+        remove: u32,
+    ) -> Result<Vec<(u32, u64, u32)>>;
     /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
 

@@ -12,7 +12,10 @@ const MESSAGE_1: &[u8] = b"Subject: one\r\n\r\nfirst message\r\n.hidden dot\r\n"
 const MESSAGE_2: &[u8] = b"Subject: two\r\nFrom: x@y\r\n\r\nline 1\r\nline 2\r\nline 3\r\n";
 
 fn unescape(text: &str) -> Vec<u8> {
-    text.replace("\\r", "\r").replace("\\n", "\n").replace("\\\\", "\\").into_bytes()
+    text.replace("\\r", "\r")
+        .replace("\\n", "\n")
+        .replace("\\\\", "\\")
+        .into_bytes()
 }
 
 fn config(tls_required: bool) -> Config {
@@ -26,8 +29,16 @@ fn config(tls_required: bool) -> Config {
 
 fn maildrop() -> Vec<Entry> {
     vec![
-        Entry { uid: 7, size: MESSAGE_1.len() as u64, uidl: "1700000000.7".into() },
-        Entry { uid: 9, size: MESSAGE_2.len() as u64, uidl: "1700000000.9".into() },
+        Entry {
+            uid: 7,
+            size: MESSAGE_1.len() as u64,
+            uidl: "1700000000.7".into(),
+        },
+        Entry {
+            uid: 9,
+            size: MESSAGE_2.len() as u64,
+            uidl: "1700000000.9".into(),
+        },
     ]
 }
 
@@ -39,9 +50,15 @@ fn check_login(machine: &mut Machine, user: &str, password: &str) {
     }
 }
 
-fn answer(machine: &mut Machine, exchange: &mut Option<sasl::ServerExchange>, outcome: sasl::Outcome) {
+fn answer(
+    machine: &mut Machine,
+    exchange: &mut Option<sasl::ServerExchange>,
+    outcome: sasl::Outcome,
+) {
     let outcome = match outcome {
-        sasl::Outcome::CheckPassword { username, password, .. } => {
+        sasl::Outcome::CheckPassword {
+            username, password, ..
+        } => {
             let ok = username == "mrose" && password == "secret";
             exchange.as_mut().unwrap().password_checked(ok)
         }
@@ -66,7 +83,12 @@ fn run(tls_required: bool, chunks: &[&[u8]]) -> (String, Vec<Vec<u32>>) {
             match event {
                 Event::Login { user, password } => check_login(&mut machine, &user, &password),
                 Event::Auth { mechanism, initial } => {
-                    let mut ex = sasl::ServerExchange::new(sasl::Mechanism::parse(&mechanism).unwrap(), Default::default(), false, b"n");
+                    let mut ex = sasl::ServerExchange::new(
+                        sasl::Mechanism::parse(&mechanism).unwrap(),
+                        Default::default(),
+                        false,
+                        b"n",
+                    );
                     let outcome = ex.start(initial.as_deref());
                     exchange = Some(ex);
                     answer(&mut machine, &mut exchange, outcome);
@@ -100,7 +122,11 @@ fn run(tls_required: bool, chunks: &[&[u8]]) -> (String, Vec<Vec<u32>>) {
 
 #[track_caller]
 fn check(name: &str, expected_updates: &[&[u32]]) {
-    let text = std::fs::read_to_string(format!("{}/tests/data/{name}.txt", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let text = std::fs::read_to_string(format!(
+        "{}/tests/data/{name}.txt",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .unwrap();
     let tls_required = text.starts_with("# mode: tls-required");
     let mut segments: Vec<Vec<u8>> = vec![Vec::new()];
     let mut server = Vec::new();
@@ -130,7 +156,11 @@ fn check(name: &str, expected_updates: &[&[u32]]) {
     let server = String::from_utf8(server).unwrap();
     let updates: Vec<Vec<u32>> = expected_updates.iter().map(|u| u.to_vec()).collect();
     let whole: Vec<&[u8]> = segments.iter().map(|s| &s[..]).collect();
-    assert_eq!(run(tls_required, &whole), (server.clone(), updates.clone()), "{name}: whole");
+    assert_eq!(
+        run(tls_required, &whole),
+        (server.clone(), updates.clone()),
+        "{name}: whole"
+    );
     for (i, segment) in segments.iter().enumerate() {
         for split in 1..segment.len() {
             let (a, b) = segment.split_at(split);
@@ -138,12 +168,20 @@ fn check(name: &str, expected_updates: &[&[u32]]) {
             chunks.push(a);
             chunks.push(b);
             chunks.extend_from_slice(&whole[i + 1..]);
-            assert_eq!(run(tls_required, &chunks), (server.clone(), updates.clone()), "{name}: segment {i} split at {split}");
+            assert_eq!(
+                run(tls_required, &chunks),
+                (server.clone(), updates.clone()),
+                "{name}: segment {i} split at {split}"
+            );
         }
     }
     let all = segments.concat();
     let bytes: Vec<&[u8]> = all.chunks(1).collect();
-    assert_eq!(run(tls_required, &bytes), (server, updates), "{name}: byte by byte");
+    assert_eq!(
+        run(tls_required, &bytes),
+        (server, updates),
+        "{name}: byte by byte"
+    );
 }
 
 #[test]
@@ -186,10 +224,17 @@ fn stls_discards_pipelined_plaintext() {
     assert_eq!(m.next(), Some(Event::StartTls));
     m.tls_started();
     assert_eq!(m.next(), None);
-    assert_eq!(String::from_utf8(m.take_output()).unwrap(), "+OK pigeon POP3 server ready\r\n".replace("pigeon POP3 server ready", "begin TLS negotiation"));
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        "+OK pigeon POP3 server ready\r\n"
+            .replace("pigeon POP3 server ready", "begin TLS negotiation")
+    );
     m.feed(b"PASS secret\r\n");
     assert_eq!(m.next(), None);
-    assert_eq!(String::from_utf8(m.take_output()).unwrap(), "-ERR USER first\r\n");
+    assert_eq!(
+        String::from_utf8(m.take_output()).unwrap(),
+        "-ERR USER first\r\n"
+    );
 }
 
 #[test]
@@ -197,11 +242,21 @@ fn timeout_closes_without_update() {
     let mut m = Machine::new(config(false));
     m.greet();
     m.feed(b"USER mrose\r\nPASS secret\r\n");
-    let Some(Event::Login { .. }) = m.next() else { panic!() };
+    let Some(Event::Login { .. }) = m.next() else {
+        panic!()
+    };
     m.login_ok(maildrop());
     m.feed(b"DELE 1\r\n");
     assert_eq!(m.next(), None);
     m.timeout();
-    assert_eq!(m.next(), Some(Event::Close), "no Update: a dropped session deletes nothing");
-    assert!(String::from_utf8(m.take_output()).unwrap().ends_with("-ERR autologout: idle too long\r\n"));
+    assert_eq!(
+        m.next(),
+        Some(Event::Close),
+        "no Update: a dropped session deletes nothing"
+    );
+    assert!(
+        String::from_utf8(m.take_output())
+            .unwrap()
+            .ends_with("-ERR autologout: idle too long\r\n")
+    );
 }
