@@ -23,9 +23,10 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use store::{
-    Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, Mailbox,
-    MailboxId, Message, Notifier, Outbound, QueueEntry, QueueRecipient, RecipientStatus, Result,
-    Secrets, SpecialUse, Store, StoreError, VerifyReport, address::normalise_domain,
+    Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, FlagMode,
+    FlagsUpdated, Mailbox, MailboxId, Message, Notifier, Outbound, QueueEntry, QueueRecipient,
+    RecipientStatus, Result, Secrets, SpecialUse, Store, StoreError, VerifyReport,
+    address::normalise_domain,
 };
 use tokio::sync::oneshot;
 
@@ -214,13 +215,66 @@ fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
         subscribed: row.get(7)?,
         messages: row.get(8)?,
         unseen: row.get(9)?,
+        deleted: row.get(10)?,
+        size: row.get::<_, i64>(11)? as u64,
     })
 }
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
      m.uidnext, m.highestmodseq, m.subscribed, \
      (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id), \
-     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND (flags & 1) = 0)";
+     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND (flags & 1) = 0), \
+     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND (flags & 8) != 0), \
+     (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = m.id)";
+
+fn parse_keywords(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+/// The account a mailbox belongs to, or NotFound.
+fn mailbox_account(conn: &Connection, mailbox: MailboxId) -> Result<AccountId> {
+    conn.prepare_cached("SELECT account_id FROM mailboxes WHERE id = ?1")
+        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)).optional())
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// Takes the next UID and MODSEQ of a mailbox.
+fn allocate_uid(conn: &Connection, mailbox: MailboxId) -> Result<(u32, i64)> {
+    conn.prepare_cached(
+        "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+         WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
+    )
+    .and_then(|mut s| {
+        s.query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    })
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+fn bump_modseq(conn: &Connection, mailbox: MailboxId) -> Result<i64> {
+    conn.prepare_cached("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq")
+        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
+        .map_err(backend)
+}
+
+fn valid_mailbox_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.contains("//")
+        || name.chars().any(|c| c.is_control() || c == '*' || c == '%')
+    {
+        return Err(StoreError::Invalid(format!(
+            "invalid mailbox name {name:?}"
+        )));
+    }
+    Ok(())
+}
 
 /// Deletes blobs that no message or queue entry references any more.
 fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
@@ -594,11 +648,7 @@ impl Store for SqliteStore {
                         uid: r.get(0)?,
                         modseq: r.get::<_, i64>(1)? as u64,
                         flags: r.get(2)?,
-                        keywords: keywords
-                            .split(' ')
-                            .filter(|k| !k.is_empty())
-                            .map(String::from)
-                            .collect(),
+                        keywords: parse_keywords(&keywords),
                         internal_date: r.get(4)?,
                         size: r.get::<_, i64>(5)? as u64,
                         blob_id: r.get(6)?,
@@ -698,52 +748,373 @@ impl Store for SqliteStore {
         add: u32,
         remove: u32,
     ) -> Result<Vec<(u32, u64, u32)>> {
+        let mut changed = Vec::new();
+        if add != 0 {
+            changed.extend(
+                self.store_flags(mailbox, uids, FlagMode::Add, add, &[], None)
+                    .await?
+                    .0,
+            );
+        }
+        if remove != 0 {
+            changed.extend(
+                self.store_flags(mailbox, uids, FlagMode::Remove, remove, &[], None)
+                    .await?
+                    .0,
+            );
+        }
+        Ok(changed
+            .into_iter()
+            .map(|u| (u.uid, u.modseq, u.flags))
+            .collect())
+    }
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: u32,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<FlagsUpdated>, Vec<u32>)> {
         let uids = uids.to_vec();
-        let (account, changed) = self
+        let keywords = keywords.to_vec();
+        let (account, updated, failed) = self
             .write(move |conn| {
-                let account: AccountId = conn
-                    .query_row("SELECT account_id FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
-                    .optional()
-                    .map_err(backend)?
-                    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
-                let mut changed = Vec::new();
+                let account = mailbox_account(conn, mailbox)?;
+                let mut updated = Vec::new();
+                let mut failed = Vec::new();
                 for uid in uids {
-                    let flags: Option<u32> = conn
-                        .prepare_cached("SELECT flags FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
-                        .and_then(|mut s| s.query_row(params![mailbox, uid], |r| r.get(0)).optional())
+                    let row: Option<(u32, String, i64)> = conn
+                        .prepare_cached("SELECT flags, keywords, modseq FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+                        .and_then(|mut s| s.query_row(params![mailbox, uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional())
                         .map_err(backend)?;
-                    let Some(flags) = flags else { continue };
-                    let new = (flags | add) & !remove;
-                    if new == flags {
+                    let Some((old_flags, old_keywords, modseq)) = row else { continue };
+                    if unchanged_since.is_some_and(|since| modseq as u64 > since) {
+                        failed.push(uid);
                         continue;
                     }
-                    let modseq: i64 = conn
-                        .prepare_cached(
-                            "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 \
-                             RETURNING highestmodseq",
-                        )
-                        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
+                    let old_keywords = parse_keywords(&old_keywords);
+                    let (new_flags, new_keywords) = match mode {
+                        FlagMode::Replace => (flags, keywords.clone()),
+                        FlagMode::Add => {
+                            let mut k = old_keywords.clone();
+                            for kw in &keywords {
+                                if !k.iter().any(|x| x.eq_ignore_ascii_case(kw)) {
+                                    k.push(kw.clone());
+                                }
+                            }
+                            (old_flags | flags, k)
+                        }
+                        FlagMode::Remove => (
+                            old_flags & !flags,
+                            old_keywords
+                                .iter()
+                                .filter(|x| !keywords.iter().any(|kw| kw.eq_ignore_ascii_case(x)))
+                                .cloned()
+                                .collect(),
+                        ),
+                    };
+                    if new_flags == old_flags && new_keywords == old_keywords {
+                        continue;
+                    }
+                    let modseq = bump_modseq(conn, mailbox)?;
+                    conn.prepare_cached("UPDATE messages SET flags = ?1, keywords = ?2, modseq = ?3 WHERE mailbox_id = ?4 AND uid = ?5")
+                        .and_then(|mut s| s.execute(params![new_flags, new_keywords.join(" "), modseq, mailbox, uid]))
                         .map_err(backend)?;
-                    conn.prepare_cached("UPDATE messages SET flags = ?1, modseq = ?2 WHERE mailbox_id = ?3 AND uid = ?4")
-                        .and_then(|mut s| s.execute(params![new, modseq, mailbox, uid]))
-                        .map_err(backend)?;
-                    changed.push((uid, modseq as u64, new));
+                    updated.push(FlagsUpdated {
+                        uid,
+                        modseq: modseq as u64,
+                        flags: new_flags,
+                        keywords: new_keywords,
+                    });
                 }
-                Ok((account, changed))
+                Ok((account, updated, failed))
             })
             .await?;
-        for &(uid, modseq, flags) in &changed {
+        for u in &updated {
             self.notifier.publish(
                 account,
                 Change::FlagsChanged {
                     mailbox_id: mailbox,
-                    uid,
-                    modseq,
-                    flags,
+                    uid: u.uid,
+                    modseq: u.modseq,
+                    flags: u.flags,
+                    keywords: u.keywords.clone(),
                 },
             );
         }
-        Ok(changed)
+        Ok((updated, failed))
+    }
+
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        data: Vec<u8>,
+        flags: u32,
+        keywords: Vec<String>,
+        internal_date: i64,
+    ) -> Result<u32> {
+        let blob_id = sha256_hex(&data);
+        let size = data.len() as i64;
+        let crlf_size = store::crlf_size(&data) as i64;
+        let (account, uid, modseq) = self
+            .write(move |conn| {
+                let account = mailbox_account(conn, mailbox)?;
+                conn.prepare_cached("INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)")
+                    .and_then(|mut s| s.execute(params![blob_id, data, size]))
+                    .map_err(backend)?;
+                let (uid, modseq) = allocate_uid(conn, mailbox)?;
+                conn.prepare_cached(
+                    "INSERT INTO messages (mailbox_id, uid, blob_id, flags, keywords, modseq, internal_date, size, crlf_size) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                )
+                .and_then(|mut s| s.execute(params![mailbox, uid, blob_id, flags, keywords.join(" "), modseq, internal_date, size, crlf_size]))
+                .map_err(backend)?;
+                Ok((account, uid, modseq))
+            })
+            .await?;
+        self.notifier.publish(
+            account,
+            Change::MessageAdded {
+                mailbox_id: mailbox,
+                uid,
+                modseq: modseq as u64,
+            },
+        );
+        Ok(uid)
+    }
+
+    async fn copy(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+        move_them: bool,
+    ) -> Result<Vec<(u32, u32)>> {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        let (account, pairs, added, expunge_modseq) = self
+            .write(move |conn| {
+                let account = mailbox_account(conn, from)?;
+                if mailbox_account(conn, to)? != account {
+                    return Err(StoreError::Invalid("copy across accounts".into()));
+                }
+                let mut pairs = Vec::new();
+                let mut added = Vec::new();
+                for uid in uids {
+                    let row: Option<(String, u32, String, i64, i64, i64)> = conn
+                        .prepare_cached(
+                            "SELECT blob_id, flags, keywords, internal_date, size, crlf_size FROM messages \
+                             WHERE mailbox_id = ?1 AND uid = ?2",
+                        )
+                        .and_then(|mut s| {
+                            s.query_row(params![from, uid], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)))
+                                .optional()
+                        })
+                        .map_err(backend)?;
+                    let Some((blob, flags, keywords, date, size, crlf_size)) = row else { continue };
+                    let (new_uid, modseq) = allocate_uid(conn, to)?;
+                    conn.prepare_cached(
+                        "INSERT INTO messages (mailbox_id, uid, blob_id, flags, keywords, modseq, internal_date, size, crlf_size) \
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                    )
+                    .and_then(|mut s| s.execute(params![to, new_uid, blob, flags, keywords, modseq, date, size, crlf_size]))
+                    .map_err(backend)?;
+                    pairs.push((uid, new_uid));
+                    added.push((new_uid, modseq as u64));
+                }
+                let mut expunge_modseq = None;
+                if move_them && !pairs.is_empty() {
+                    let modseq = bump_modseq(conn, from)?;
+                    for (uid, _) in &pairs {
+                        conn.prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
+                            .and_then(|mut s| s.execute(params![from, uid]))
+                            .map_err(backend)?;
+                        conn.prepare_cached("INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)")
+                            .and_then(|mut s| s.execute(params![from, uid, modseq]))
+                            .map_err(backend)?;
+                    }
+                    expunge_modseq = Some(modseq as u64);
+                }
+                Ok((account, pairs, added, expunge_modseq))
+            })
+            .await?;
+        for (uid, modseq) in added {
+            self.notifier.publish(
+                account,
+                Change::MessageAdded {
+                    mailbox_id: to,
+                    uid,
+                    modseq,
+                },
+            );
+        }
+        if let Some(modseq) = expunge_modseq {
+            self.notifier.publish(
+                account,
+                Change::Expunged {
+                    mailbox_id: from,
+                    uids: pairs.iter().map(|p| p.0).collect(),
+                    modseq,
+                },
+            );
+        }
+        Ok(pairs)
+    }
+
+    async fn mailbox_by_id(&self, mailbox: MailboxId) -> Result<Option<Mailbox>> {
+        self.read(move |conn| {
+            conn.prepare_cached(&format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.id = ?1"
+            ))
+            .and_then(|mut s| s.query_row([mailbox], mailbox_from_row).optional())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<MailboxId> {
+        valid_mailbox_name(name)?;
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+        }
+        let name = name.to_owned();
+        let id = self
+            .write(move |conn| {
+                let uid_validity = next_uid_validity(conn).map_err(backend)?;
+                let n = conn
+                    .execute(
+                        "INSERT OR IGNORE INTO mailboxes (account_id, name, special_use, uidvalidity, subscribed) \
+                         VALUES (?1, ?2, ?3, ?4, 0)",
+                        params![account, name, special_use_name(special_use), uid_validity],
+                    )
+                    .map_err(backend)?;
+                if n == 0 {
+                    return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+                }
+                Ok(conn.last_insert_rowid())
+            })
+            .await?;
+        self.notifier.publish(account, Change::MailboxesChanged);
+        Ok(id)
+    }
+
+    async fn delete_mailbox(&self, mailbox: MailboxId) -> Result<()> {
+        let account = self
+            .write(move |conn| {
+                let account = mailbox_account(conn, mailbox)?;
+                let name: String = conn
+                    .query_row("SELECT name FROM mailboxes WHERE id = ?1", [mailbox], |r| {
+                        r.get(0)
+                    })
+                    .map_err(backend)?;
+                if name == "INBOX" {
+                    return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+                }
+                conn.execute("DELETE FROM mailboxes WHERE id = ?1", [mailbox])
+                    .map_err(backend)?;
+                collect_garbage(conn).map_err(backend)?;
+                Ok(account)
+            })
+            .await?;
+        self.notifier.publish(account, Change::MailboxesChanged);
+        Ok(())
+    }
+
+    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
+        valid_mailbox_name(new_name)?;
+        if new_name.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+        }
+        let new_name = new_name.to_owned();
+        let account = self
+            .write(move |conn| {
+                let account = mailbox_account(conn, mailbox)?;
+                let old: String = conn
+                    .query_row("SELECT name FROM mailboxes WHERE id = ?1", [mailbox], |r| r.get(0))
+                    .map_err(backend)?;
+                let exists = conn
+                    .prepare_cached("SELECT 1 FROM mailboxes WHERE account_id = ?1 AND name = ?2")
+                    .and_then(|mut s| s.exists(params![account, new_name]))
+                    .map_err(backend)?;
+                if exists {
+                    return Err(StoreError::AlreadyExists(format!("mailbox {new_name}")));
+                }
+                if old == "INBOX" {
+                    // RFC 9051 §6.3.6: the messages move to a new mailbox; INBOX stays, empty.
+                    let uid_validity = next_uid_validity(conn).map_err(backend)?;
+                    conn.execute(
+                        "INSERT INTO mailboxes (account_id, name, uidvalidity, subscribed) VALUES (?1, ?2, ?3, 0)",
+                        params![account, new_name, uid_validity],
+                    )
+                    .map_err(backend)?;
+                    let target = conn.last_insert_rowid();
+                    let uids: Vec<u32> = conn
+                        .prepare("SELECT uid FROM messages WHERE mailbox_id = ?1 ORDER BY uid")
+                        .and_then(|mut s| s.query_map([mailbox], |r| r.get(0))?.collect())
+                        .map_err(backend)?;
+                    let modseq = bump_modseq(conn, mailbox)?;
+                    for uid in uids {
+                        let (new_uid, new_modseq) = allocate_uid(conn, target)?;
+                        conn.execute(
+                            "UPDATE messages SET mailbox_id = ?1, uid = ?2, modseq = ?3 WHERE mailbox_id = ?4 AND uid = ?5",
+                            params![target, new_uid, new_modseq, mailbox, uid],
+                        )
+                        .map_err(backend)?;
+                        conn.execute(
+                            "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
+                            params![mailbox, uid, modseq],
+                        )
+                        .map_err(backend)?;
+                    }
+                } else {
+                    // Children move along: "a" -> "b" renames "a/x" to "b/x".
+                    let mut stmt = conn
+                        .prepare("SELECT id, name FROM mailboxes WHERE account_id = ?1")
+                        .map_err(backend)?;
+                    let children: Vec<(i64, String)> = stmt
+                        .query_map([account], |r| Ok((r.get(0)?, r.get(1)?)))
+                        .and_then(|rows| rows.collect())
+                        .map_err(backend)?;
+                    let prefix = format!("{old}/");
+                    for (id, name) in children {
+                        if let Some(rest) = name.strip_prefix(&prefix) {
+                            conn.execute("UPDATE mailboxes SET name = ?1 WHERE id = ?2", params![format!("{new_name}/{rest}"), id])
+                                .map_err(backend)?;
+                        }
+                    }
+                    conn.execute("UPDATE mailboxes SET name = ?1 WHERE id = ?2", params![new_name, mailbox])
+                        .map_err(backend)?;
+                }
+                Ok(account)
+            })
+            .await?;
+        self.notifier.publish(account, Change::MailboxesChanged);
+        Ok(())
+    }
+
+    async fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<()> {
+        self.write(move |conn| {
+            let n = conn
+                .execute(
+                    "UPDATE mailboxes SET subscribed = ?1 WHERE id = ?2",
+                    params![subscribed, mailbox],
+                )
+                .map_err(backend)?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("mailbox {mailbox}")));
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {

@@ -147,6 +147,10 @@ pub struct Mailbox {
     pub messages: u32,
     /// Messages without `\Seen`.
     pub unseen: u32,
+    /// Messages with `\Deleted`.
+    pub deleted: u32,
+    /// Total octets of its messages (STATUS SIZE, RFC 8438).
+    pub size: u64,
 }
 
 /// System flags as bits; keywords are kept separately.
@@ -176,6 +180,23 @@ pub struct Message {
     pub crlf_size: u64,
     /// Content address (SHA-256, hex) of the bytes; one copy however many mailboxes hold it.
     pub blob_id: String,
+}
+
+/// How [`Store::store_flags`] changes flags (IMAP STORE's `FLAGS`, `+FLAGS`, `-FLAGS`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlagMode {
+    Replace,
+    Add,
+    Remove,
+}
+
+/// The new state of a message after a flag change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlagsUpdated {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: u32,
+    pub keywords: Vec<String>,
 }
 
 /// A message to put into local INBOXes.
@@ -273,7 +294,10 @@ pub enum Change {
         uid: u32,
         modseq: u64,
         flags: u32,
+        keywords: Vec<String>,
     },
+    /// Mailboxes were created, deleted or renamed.
+    MailboxesChanged,
     /// Messages were removed from a mailbox.
     Expunged {
         mailbox_id: MailboxId,
@@ -362,6 +386,51 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(u32, u64, u32)>>;
     /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    /// Changes system flags and keywords (IMAP STORE). Messages whose MODSEQ is above
+    /// `unchanged_since` are left alone and returned in the second list (RFC 7162
+    /// UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ.
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: u32,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<FlagsUpdated>, Vec<u32>)>;
+    /// Adds a message to a mailbox (IMAP APPEND); returns its UID.
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        data: Vec<u8>,
+        flags: u32,
+        keywords: Vec<String>,
+        internal_date: i64,
+    ) -> Result<u32>;
+    /// Copies messages (their bytes are shared, not duplicated) to another mailbox of the same
+    /// account, in UID order; with `move_them` they leave the source (RFC 6851, atomically).
+    /// Returns (source UID, new UID) pairs.
+    async fn copy(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+        move_them: bool,
+    ) -> Result<Vec<(u32, u32)>>;
+    async fn mailbox_by_id(&self, mailbox: MailboxId) -> Result<Option<Mailbox>>;
+    /// Creates a mailbox; its UIDVALIDITY is new.
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<MailboxId>;
+    /// Deletes a mailbox and its messages. INBOX cannot be deleted.
+    async fn delete_mailbox(&self, mailbox: MailboxId) -> Result<()>;
+    /// Renames a mailbox. Renaming INBOX moves its messages to a new mailbox with the new name
+    /// and leaves INBOX empty (RFC 9051 §6.3.6).
+    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()>;
+    async fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<()>;
 
     // --- outbound queue ---
     /// Queues a message for remote recipients, durably.
