@@ -5,4 +5,5 @@
 
 pub mod date;
 pub mod headers;
+pub mod imap;
 pub mod trace;
