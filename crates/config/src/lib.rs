@@ -25,6 +25,7 @@ pub struct Config {
     pub smtp: Smtp,
     pub submission: Submission,
     pub pop3: Pop3,
+    pub imap: Imap,
     pub tls: Tls,
     pub auth: Auth,
     pub limits: Limits,
@@ -64,6 +65,8 @@ pub enum Protocol {
     Submission,
     /// POP3 (RFC 1939: 110 and, with implicit TLS, 995).
     Pop3,
+    /// IMAP (RFC 9051: 143 and, with implicit TLS, 993).
+    Imap,
 }
 
 impl Protocol {
@@ -72,6 +75,7 @@ impl Protocol {
             Protocol::Smtp => "smtp",
             Protocol::Submission => "submission",
             Protocol::Pop3 => "pop3",
+            Protocol::Imap => "imap",
         }
     }
 }
@@ -94,6 +98,28 @@ impl Default for Pop3 {
             timeout_secs: 600,
             expire_days: None,
             login_delay_secs: None,
+        }
+    }
+}
+
+/// IMAP settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Imap {
+    /// Autologout after this many idle seconds once logged in (RFC 9051 §5.4: at least 1800).
+    pub idle_timeout_secs: u64,
+    /// Autologout before login, in seconds.
+    pub preauth_timeout_secs: u64,
+    /// Largest APPEND in bytes (advertised as APPENDLIMIT).
+    pub max_append: usize,
+}
+
+impl Default for Imap {
+    fn default() -> Self {
+        Imap {
+            idle_timeout_secs: 1800,
+            preauth_timeout_secs: 60,
+            max_append: 50 * 1024 * 1024,
         }
     }
 }
@@ -236,6 +262,7 @@ impl Default for Config {
             smtp: Smtp::default(),
             submission: Submission::default(),
             pop3: Pop3::default(),
+            imap: Imap::default(),
             tls: Tls::default(),
             auth: Auth::default(),
             limits: Limits::default(),
@@ -293,6 +320,8 @@ impl Config {
             listener(Protocol::Submission, "0.0.0.0:2465", TlsMode::Implicit),
             listener(Protocol::Pop3, "0.0.0.0:2110", TlsMode::Starttls),
             listener(Protocol::Pop3, "0.0.0.0:2995", TlsMode::Implicit),
+            listener(Protocol::Imap, "0.0.0.0:2143", TlsMode::Starttls),
+            listener(Protocol::Imap, "0.0.0.0:2993", TlsMode::Implicit),
         ]
     }
 
@@ -339,6 +368,12 @@ impl Config {
         }
         if self.pop3.timeout_secs < 600 {
             problems.push("pop3.timeout_secs must be at least 600 (RFC 1939 §3)".into());
+        }
+        if self.imap.idle_timeout_secs < 1800 {
+            problems.push("imap.idle_timeout_secs must be at least 1800 (RFC 9051 §5.4)".into());
+        }
+        if self.imap.preauth_timeout_secs == 0 {
+            problems.push("imap.preauth_timeout_secs must be at least 1".into());
         }
         if self.auth.lockout_after == 0 {
             problems.push("auth.lockout_after must be at least 1".into());

@@ -138,13 +138,22 @@ impl Section {
 pub enum SearchKey {
     All,
     /// A system flag bit that must be set (`SEEN`) or clear (`UNSEEN`).
-    Flag { flag: u32, set: bool },
-    Keyword { keyword: String, set: bool },
+    Flag {
+        flag: u32,
+        set: bool,
+    },
+    Keyword {
+        keyword: String,
+        set: bool,
+    },
     New,
     Old,
     Recent,
     /// Header substring: FROM, TO, CC, BCC, SUBJECT, or HEADER name value.
-    Header { name: String, value: String },
+    Header {
+        name: String,
+        value: String,
+    },
     Body(String),
     Text(String),
     /// Internal date comparisons, as days since the epoch.
@@ -214,28 +223,85 @@ pub enum CommandBody {
     Noop,
     Logout,
     StartTls,
-    Authenticate { mechanism: String, initial: Option<Vec<u8>> },
-    Login { user: String, password: String },
+    Authenticate {
+        mechanism: String,
+        initial: Option<Vec<u8>>,
+    },
+    Login {
+        user: String,
+        password: String,
+    },
     Enable(Vec<String>),
-    Select { mailbox: String, read_only: bool, condstore: bool },
-    Create { mailbox: String, special_use: Option<String> },
-    Delete { mailbox: String },
-    Rename { from: String, to: String },
-    Subscribe { mailbox: String },
-    Unsubscribe { mailbox: String },
-    List { reference: String, patterns: Vec<String>, options: ListOptions },
+    Select {
+        mailbox: String,
+        read_only: bool,
+        condstore: bool,
+    },
+    Create {
+        mailbox: String,
+        special_use: Option<String>,
+    },
+    Delete {
+        mailbox: String,
+    },
+    Rename {
+        from: String,
+        to: String,
+    },
+    Subscribe {
+        mailbox: String,
+    },
+    Unsubscribe {
+        mailbox: String,
+    },
+    List {
+        reference: String,
+        patterns: Vec<String>,
+        options: ListOptions,
+    },
     Namespace,
-    Status { mailbox: String, items: Vec<StatusItem> },
-    Append { mailbox: String, flags: Vec<String>, date: Option<String>, message: Vec<u8> },
+    Status {
+        mailbox: String,
+        items: Vec<StatusItem>,
+    },
+    Append {
+        mailbox: String,
+        flags: Vec<String>,
+        date: Option<String>,
+        message: Vec<u8>,
+    },
     Idle,
     Check,
     Close,
     Unselect,
-    Expunge { uids: Option<SequenceSet> },
-    Search { uid: bool, key: SearchKey, ret: Option<SearchReturn> },
-    Fetch { uid: bool, set: SequenceSet, items: Vec<FetchItem>, changed_since: Option<u64> },
-    Store { uid: bool, set: SequenceSet, mode: StoreMode, silent: bool, flags: Vec<String>, unchanged_since: Option<u64> },
-    Copy { uid: bool, set: SequenceSet, mailbox: String, move_them: bool },
+    Expunge {
+        uids: Option<SequenceSet>,
+    },
+    Search {
+        uid: bool,
+        key: SearchKey,
+        ret: Option<SearchReturn>,
+    },
+    Fetch {
+        uid: bool,
+        set: SequenceSet,
+        items: Vec<FetchItem>,
+        changed_since: Option<u64>,
+    },
+    Store {
+        uid: bool,
+        set: SequenceSet,
+        mode: StoreMode,
+        silent: bool,
+        flags: Vec<String>,
+        unchanged_since: Option<u64>,
+    },
+    Copy {
+        uid: bool,
+        set: SequenceSet,
+        mailbox: String,
+        move_them: bool,
+    },
     Id,
 }
 
@@ -264,7 +330,9 @@ impl Args {
     }
     fn astring(&mut self, what: &str) -> Result<String, ParseError> {
         match self.next() {
-            Some(t) => t.as_astring().ok_or_else(|| ParseError(format!("{what} must be a string"))),
+            Some(t) => t
+                .as_astring()
+                .ok_or_else(|| ParseError(format!("{what} must be a string"))),
             None => err(format!("missing {what}")),
         }
     }
@@ -326,7 +394,9 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
                 None => None,
                 Some(Token::Atom(a)) if a == "=" => Some(Vec::new()),
                 Some(t) => {
-                    let text = t.as_astring().ok_or_else(|| ParseError("bad initial response".into()))?;
+                    let text = t
+                        .as_astring()
+                        .ok_or_else(|| ParseError("bad initial response".into()))?;
                     use base64::Engine;
                     Some(
                         base64::engine::general_purpose::STANDARD
@@ -344,7 +414,11 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
         (false, "ENABLE") => {
             let mut caps = Vec::new();
             while let Some(t) = args.next() {
-                caps.push(t.as_astring().ok_or_else(|| ParseError("bad capability".into()))?.to_ascii_uppercase());
+                caps.push(
+                    t.as_astring()
+                        .ok_or_else(|| ParseError("bad capability".into()))?
+                        .to_ascii_uppercase(),
+                );
             }
             if caps.is_empty() {
                 return err("ENABLE needs capabilities");
@@ -376,14 +450,19 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
                 let mut it = params.into_iter();
                 while let Some(t) = it.next() {
                     match (t, it.next()) {
-                        (Token::Atom(a), Some(Token::List(uses))) if a.eq_ignore_ascii_case("USE") => {
+                        (Token::Atom(a), Some(Token::List(uses)))
+                            if a.eq_ignore_ascii_case("USE") =>
+                        {
                             special_use = uses.first().and_then(Token::as_astring);
                         }
                         _ => return err("unsupported CREATE parameter"),
                     }
                 }
             }
-            CommandBody::Create { mailbox, special_use }
+            CommandBody::Create {
+                mailbox,
+                special_use,
+            }
         }
         (false, "DELETE") => CommandBody::Delete {
             mailbox: mailbox_name(args.astring("mailbox")?),
@@ -461,8 +540,13 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
                 let mut it = modifiers.into_iter();
                 while let Some(t) = it.next() {
                     match (t, it.next()) {
-                        (Token::Atom(a), Some(Token::Atom(v))) if a.eq_ignore_ascii_case("CHANGEDSINCE") => {
-                            changed_since = Some(v.parse().map_err(|_| ParseError("bad CHANGEDSINCE".into()))?);
+                        (Token::Atom(a), Some(Token::Atom(v)))
+                            if a.eq_ignore_ascii_case("CHANGEDSINCE") =>
+                        {
+                            changed_since = Some(
+                                v.parse()
+                                    .map_err(|_| ParseError("bad CHANGEDSINCE".into()))?,
+                            );
                         }
                         _ => return err("unsupported FETCH modifier"),
                     }
@@ -481,8 +565,13 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
             let mut unchanged_since = None;
             if let Some(Token::List(modifiers)) = &next {
                 match &modifiers[..] {
-                    [Token::Atom(a), Token::Atom(v)] if a.eq_ignore_ascii_case("UNCHANGEDSINCE") => {
-                        unchanged_since = Some(v.parse().map_err(|_| ParseError("bad UNCHANGEDSINCE".into()))?);
+                    [Token::Atom(a), Token::Atom(v)]
+                        if a.eq_ignore_ascii_case("UNCHANGEDSINCE") =>
+                    {
+                        unchanged_since = Some(
+                            v.parse()
+                                .map_err(|_| ParseError("bad UNCHANGEDSINCE".into()))?,
+                        );
                     }
                     _ => return err("unsupported STORE modifier"),
                 }
@@ -561,7 +650,9 @@ fn parse_list(args: &mut Args, lsub: bool) -> Result<CommandBody, ParseError> {
         subscribed: lsub,
         ..ListOptions::default()
     };
-    let mut first = args.next().ok_or_else(|| ParseError("missing reference".into()))?;
+    let mut first = args
+        .next()
+        .ok_or_else(|| ParseError("missing reference".into()))?;
     if let Token::List(selection) = &first {
         for t in selection {
             match t.as_astring().map(|s| s.to_ascii_uppercase()).as_deref() {
@@ -571,12 +662,19 @@ fn parse_list(args: &mut Args, lsub: bool) -> Result<CommandBody, ParseError> {
                 _ => return err("unknown LIST selection option"),
             }
         }
-        first = args.next().ok_or_else(|| ParseError("missing reference".into()))?;
+        first = args
+            .next()
+            .ok_or_else(|| ParseError("missing reference".into()))?;
     }
-    let reference = first.as_astring().ok_or_else(|| ParseError("bad reference".into()))?;
+    let reference = first
+        .as_astring()
+        .ok_or_else(|| ParseError("bad reference".into()))?;
     let patterns = match args.next() {
         Some(Token::List(list)) => list.iter().filter_map(Token::as_astring).collect(),
-        Some(t) => vec![t.as_astring().ok_or_else(|| ParseError("bad pattern".into()))?],
+        Some(t) => vec![
+            t.as_astring()
+                .ok_or_else(|| ParseError("bad pattern".into()))?,
+        ],
         None => return err("missing mailbox pattern"),
     };
     if let Some(Token::Atom(a)) = args.next() {
@@ -610,9 +708,24 @@ fn parse_list(args: &mut Args, lsub: bool) -> Result<CommandBody, ParseError> {
 fn fetch_item(text: &str) -> Result<Vec<FetchItem>, ParseError> {
     let upper = text.to_ascii_uppercase();
     Ok(match upper.as_str() {
-        "ALL" => vec![FetchItem::Flags, FetchItem::InternalDate, FetchItem::Rfc822Size, FetchItem::Envelope],
-        "FAST" => vec![FetchItem::Flags, FetchItem::InternalDate, FetchItem::Rfc822Size],
-        "FULL" => vec![FetchItem::Flags, FetchItem::InternalDate, FetchItem::Rfc822Size, FetchItem::Envelope, FetchItem::Body],
+        "ALL" => vec![
+            FetchItem::Flags,
+            FetchItem::InternalDate,
+            FetchItem::Rfc822Size,
+            FetchItem::Envelope,
+        ],
+        "FAST" => vec![
+            FetchItem::Flags,
+            FetchItem::InternalDate,
+            FetchItem::Rfc822Size,
+        ],
+        "FULL" => vec![
+            FetchItem::Flags,
+            FetchItem::InternalDate,
+            FetchItem::Rfc822Size,
+            FetchItem::Envelope,
+            FetchItem::Body,
+        ],
         "UID" => vec![FetchItem::Uid],
         "FLAGS" => vec![FetchItem::Flags],
         "INTERNALDATE" => vec![FetchItem::InternalDate],
@@ -625,7 +738,9 @@ fn fetch_item(text: &str) -> Result<Vec<FetchItem>, ParseError> {
         "RFC822.HEADER" => vec![FetchItem::Rfc822(Some("HEADER"))],
         "RFC822.TEXT" => vec![FetchItem::Rfc822(Some("TEXT"))],
         _ => {
-            let (name, _) = upper.split_once('[').ok_or_else(|| ParseError(format!("unknown fetch item {text}")))?;
+            let (name, _) = upper
+                .split_once('[')
+                .ok_or_else(|| ParseError(format!("unknown fetch item {text}")))?;
             let (peek, binary, size) = match name {
                 "BODY" => (false, false, false),
                 "BODY.PEEK" => (true, false, false),
@@ -636,7 +751,9 @@ fn fetch_item(text: &str) -> Result<Vec<FetchItem>, ParseError> {
             };
             // Keep the original case of header field names.
             let original_rest = &text[name.len() + 1..];
-            let close = original_rest.rfind(']').ok_or_else(|| ParseError("missing ]".into()))?;
+            let close = original_rest
+                .rfind(']')
+                .ok_or_else(|| ParseError("missing ]".into()))?;
             let section = parse_section(&original_rest[..close])?;
             let after = &original_rest[close + 1..];
             let partial = if after.is_empty() {
@@ -646,9 +763,13 @@ fn fetch_item(text: &str) -> Result<Vec<FetchItem>, ParseError> {
                     .strip_prefix('<')
                     .and_then(|s| s.strip_suffix('>'))
                     .ok_or_else(|| ParseError("bad partial".into()))?;
-                let (start, len) = inner.split_once('.').ok_or_else(|| ParseError("bad partial".into()))?;
+                let (start, len) = inner
+                    .split_once('.')
+                    .ok_or_else(|| ParseError("bad partial".into()))?;
                 Some((
-                    start.parse().map_err(|_| ParseError("bad partial".into()))?,
+                    start
+                        .parse()
+                        .map_err(|_| ParseError("bad partial".into()))?,
                     len.parse().map_err(|_| ParseError("bad partial".into()))?,
                 ))
             };
@@ -680,7 +801,9 @@ fn parse_section(text: &str) -> Result<Section, ParseError> {
             break;
         }
         let end = rest.find('.').unwrap_or(rest.len());
-        let n: u32 = rest[..end].parse().map_err(|_| ParseError("bad section part".into()))?;
+        let n: u32 = rest[..end]
+            .parse()
+            .map_err(|_| ParseError("bad section part".into()))?;
         if n == 0 {
             return err("section parts start at 1");
         }
@@ -695,9 +818,16 @@ fn parse_section(text: &str) -> Result<Section, ParseError> {
         "MIME" if !section.part.is_empty() => SectionText::Mime,
         _ if upper.starts_with("HEADER.FIELDS") => {
             let not = upper.starts_with("HEADER.FIELDS.NOT");
-            let open = rest.find('(').ok_or_else(|| ParseError("HEADER.FIELDS needs a list".into()))?;
-            let close = rest.rfind(')').ok_or_else(|| ParseError("HEADER.FIELDS needs a list".into()))?;
-            let fields: Vec<String> = rest[open + 1..close].split_whitespace().map(|f| f.trim_matches('"').to_string()).collect();
+            let open = rest
+                .find('(')
+                .ok_or_else(|| ParseError("HEADER.FIELDS needs a list".into()))?;
+            let close = rest
+                .rfind(')')
+                .ok_or_else(|| ParseError("HEADER.FIELDS needs a list".into()))?;
+            let fields: Vec<String> = rest[open + 1..close]
+                .split_whitespace()
+                .map(|f| f.trim_matches('"').to_string())
+                .collect();
             if fields.is_empty() {
                 return err("HEADER.FIELDS needs field names");
             }
@@ -734,7 +864,9 @@ fn parse_search(args: &mut Args, uid: bool) -> Result<CommandBody, ParseError> {
     }
     if matches!(tokens.first(), Some(Token::Atom(a)) if a.eq_ignore_ascii_case("CHARSET")) {
         tokens.remove(0);
-        let charset = (!tokens.is_empty()).then(|| tokens.remove(0)).and_then(|t| t.as_astring());
+        let charset = (!tokens.is_empty())
+            .then(|| tokens.remove(0))
+            .and_then(|t| t.as_astring());
         match charset.as_deref().map(str::to_ascii_uppercase).as_deref() {
             Some("UTF-8") | Some("US-ASCII") => {}
             _ => return err("[BADCHARSET (UTF-8)] unsupported charset"),
@@ -748,7 +880,11 @@ fn parse_search(args: &mut Args, uid: bool) -> Result<CommandBody, ParseError> {
     if keys.is_empty() {
         return err("SEARCH needs search keys");
     }
-    let key = if keys.len() == 1 { keys.remove(0) } else { SearchKey::And(keys) };
+    let key = if keys.len() == 1 {
+        keys.remove(0)
+    } else {
+        SearchKey::And(keys)
+    };
     Ok(CommandBody::Search { uid, key, ret })
 }
 
@@ -758,7 +894,9 @@ pub fn parse_date(text: &str) -> Option<i64> {
     let day: i64 = parts.next()?.parse().ok()?;
     let month = parts.next()?.to_ascii_lowercase();
     let year: i64 = parts.next()?.parse().ok()?;
-    let months = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"];
+    let months = [
+        "jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec",
+    ];
     let month = months.iter().position(|m| *m == month)? as i64 + 1;
     if !(1..=31).contains(&day) {
         return None;
@@ -812,8 +950,14 @@ fn search_key(it: &mut std::vec::IntoIter<Token>) -> Result<Option<SearchKey>, P
         "NEW" => SearchKey::New,
         "OLD" => SearchKey::Old,
         "RECENT" => SearchKey::Recent,
-        "KEYWORD" => SearchKey::Keyword { keyword: string("KEYWORD")?, set: true },
-        "UNKEYWORD" => SearchKey::Keyword { keyword: string("UNKEYWORD")?, set: false },
+        "KEYWORD" => SearchKey::Keyword {
+            keyword: string("KEYWORD")?,
+            set: true,
+        },
+        "UNKEYWORD" => SearchKey::Keyword {
+            keyword: string("UNKEYWORD")?,
+            set: false,
+        },
         "FROM" | "TO" | "CC" | "BCC" | "SUBJECT" => SearchKey::Header {
             name: upper.clone(),
             value: string(&upper)?,
@@ -835,11 +979,27 @@ fn search_key(it: &mut std::vec::IntoIter<Token>) -> Result<Option<SearchKey>, P
                 _ => SearchKey::SentSince(day),
             }
         }
-        "LARGER" => SearchKey::Larger(string("LARGER")?.parse().map_err(|_| ParseError("bad number".into()))?),
-        "SMALLER" => SearchKey::Smaller(string("SMALLER")?.parse().map_err(|_| ParseError("bad number".into()))?),
-        "UID" => SearchKey::Uid(SequenceSet::parse(&string("UID")?).ok_or_else(|| ParseError("bad UID set".into()))?),
-        "MODSEQ" => SearchKey::ModSeq(string("MODSEQ")?.parse().map_err(|_| ParseError("bad MODSEQ".into()))?),
-        "NOT" => SearchKey::Not(Box::new(search_key(it)?.ok_or_else(|| ParseError("NOT needs a key".into()))?)),
+        "LARGER" => SearchKey::Larger(
+            string("LARGER")?
+                .parse()
+                .map_err(|_| ParseError("bad number".into()))?,
+        ),
+        "SMALLER" => SearchKey::Smaller(
+            string("SMALLER")?
+                .parse()
+                .map_err(|_| ParseError("bad number".into()))?,
+        ),
+        "UID" => SearchKey::Uid(
+            SequenceSet::parse(&string("UID")?).ok_or_else(|| ParseError("bad UID set".into()))?,
+        ),
+        "MODSEQ" => SearchKey::ModSeq(
+            string("MODSEQ")?
+                .parse()
+                .map_err(|_| ParseError("bad MODSEQ".into()))?,
+        ),
+        "NOT" => SearchKey::Not(Box::new(
+            search_key(it)?.ok_or_else(|| ParseError("NOT needs a key".into()))?,
+        )),
         "OR" => {
             let a = search_key(it)?.ok_or_else(|| ParseError("OR needs two keys".into()))?;
             let b = search_key(it)?.ok_or_else(|| ParseError("OR needs two keys".into()))?;
@@ -874,7 +1034,10 @@ mod tests {
             FetchItem::Section {
                 section: Section {
                     part: vec![],
-                    text: SectionText::HeaderFields { not: false, fields: vec!["From".into(), "Subject".into()] }
+                    text: SectionText::HeaderFields {
+                        not: false,
+                        fields: vec!["From".into(), "Subject".into()]
+                    }
                 },
                 partial: Some((0, 100)),
                 peek: true,
@@ -887,11 +1050,29 @@ mod tests {
 
     #[test]
     fn search_keys() {
-        let CommandBody::Search { key, ret, .. } = p("SEARCH", "RETURN (MIN COUNT) CHARSET UTF-8 OR FROM \"bob\" NOT SEEN SINCE 1-Feb-2020 1:5").unwrap() else { panic!() };
-        assert_eq!(ret.unwrap(), SearchReturn { min: true, count: true, ..Default::default() });
+        let CommandBody::Search { key, ret, .. } = p(
+            "SEARCH",
+            "RETURN (MIN COUNT) CHARSET UTF-8 OR FROM \"bob\" NOT SEEN SINCE 1-Feb-2020 1:5",
+        )
+        .unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            ret.unwrap(),
+            SearchReturn {
+                min: true,
+                count: true,
+                ..Default::default()
+            }
+        );
         let SearchKey::And(keys) = key else { panic!() };
         assert_eq!(keys.len(), 3);
-        assert!(p("SEARCH", "CHARSET KOI8-R ALL").unwrap_err().0.contains("BADCHARSET"));
+        assert!(
+            p("SEARCH", "CHARSET KOI8-R ALL")
+                .unwrap_err()
+                .0
+                .contains("BADCHARSET")
+        );
         assert_eq!(parse_date("1-Jan-1970"), Some(0));
         assert_eq!(parse_date("29-Feb-2000"), Some(11016));
     }
@@ -902,13 +1083,20 @@ mod tests {
         assert!(s.contains(2, 20) && s.contains(7, 20) && s.contains(15, 20) && !s.contains(5, 20));
         assert!(SequenceSet::parse("0").is_none());
         assert!(SequenceSet::parse("1:").is_none());
-        assert!(SequenceSet::parse("*:4").unwrap().contains(5, 9), "ranges work either way round");
+        assert!(
+            SequenceSet::parse("*:4").unwrap().contains(5, 9),
+            "ranges work either way round"
+        );
     }
 
     #[test]
     fn store_and_list() {
-        assert!(matches!(p("STORE", "1:2 +FLAGS.SILENT (\\Seen $Junk)").unwrap(), CommandBody::Store { mode: StoreMode::Add, silent: true, ref flags, .. } if flags.len() == 2));
-        assert!(matches!(p("LIST", "(SUBSCRIBED) \"\" * RETURN (CHILDREN STATUS (MESSAGES))").unwrap(), CommandBody::List { options, .. } if options.subscribed && options.return_children && options.return_status == [StatusItem::Messages]));
+        assert!(
+            matches!(p("STORE", "1:2 +FLAGS.SILENT (\\Seen $Junk)").unwrap(), CommandBody::Store { mode: StoreMode::Add, silent: true, ref flags, .. } if flags.len() == 2)
+        );
+        assert!(
+            matches!(p("LIST", "(SUBSCRIBED) \"\" * RETURN (CHILDREN STATUS (MESSAGES))").unwrap(), CommandBody::List { options, .. } if options.subscribed && options.return_children && options.return_status == [StatusItem::Messages])
+        );
         assert!(p("LOGIN", "a").is_err());
         assert!(p("NOOP", "extra").is_err());
     }

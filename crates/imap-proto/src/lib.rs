@@ -15,6 +15,7 @@
 
 pub mod command;
 pub mod token;
+pub mod utf7;
 pub mod write;
 
 use base64::Engine;
@@ -95,7 +96,9 @@ enum Phase {
     /// Reading command lines.
     Line,
     /// Reading `remaining` literal octets of the current command.
-    Literal { remaining: usize },
+    Literal {
+        remaining: usize,
+    },
     /// Discarding up to the end of an overlong line.
     Skip,
     /// In IDLE: waiting for DONE.
@@ -220,7 +223,8 @@ impl Machine {
 
     /// Writes `* BYE text` and stops reading.
     pub fn bye(&mut self, text: &str) {
-        self.output.extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
+        self.output
+            .extend_from_slice(format!("* BYE {text}\r\n").as_bytes());
         self.close();
     }
 
@@ -232,7 +236,8 @@ impl Machine {
 
     fn bad(&mut self, tag: Option<&str>, text: &str) {
         let tag = tag.unwrap_or("*");
-        self.output.extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
+        self.output
+            .extend_from_slice(format!("{tag} BAD {text}\r\n").as_bytes());
         self.errors += 1;
         if self.errors >= self.config.max_errors {
             self.bye("Too many errors");
@@ -331,7 +336,11 @@ impl Machine {
                     if let Some((len, sync)) = literal_at_end(&line) {
                         let is_append = head(&self.command)
                             .is_some_and(|(_, name, _)| name.eq_ignore_ascii_case("APPEND"));
-                        let limit = if is_append { self.config.max_literal } else { self.config.max_small_literal };
+                        let limit = if is_append {
+                            self.config.max_literal
+                        } else {
+                            self.config.max_small_literal
+                        };
                         self.literal_total += len;
                         if self.literal_total > limit {
                             let tag = head(&self.command).map(|h| h.0);
@@ -340,7 +349,9 @@ impl Machine {
                             if sync {
                                 // RFC 7888 §4: refuse before the client sends the literal.
                                 let tag = tag.unwrap_or_else(|| "*".into());
-                                self.output.extend_from_slice(format!("{tag} NO [TOOBIG] Literal too large\r\n").as_bytes());
+                                self.output.extend_from_slice(
+                                    format!("{tag} NO [TOOBIG] Literal too large\r\n").as_bytes(),
+                                );
                                 continue;
                             }
                             // A non-synchronizing literal is already on its way.
@@ -348,7 +359,8 @@ impl Machine {
                             continue;
                         }
                         if sync {
-                            self.output.extend_from_slice(b"+ Ready for literal data\r\n");
+                            self.output
+                                .extend_from_slice(b"+ Ready for literal data\r\n");
                         }
                         self.phase = Phase::Literal { remaining: len };
                         continue;
@@ -419,14 +431,18 @@ mod tests {
             events,
             vec![Event::Command(Command {
                 tag: "a1".into(),
-                body: CommandBody::Login { user: "bob".into(), password: "secret".into() }
+                body: CommandBody::Login {
+                    user: "bob".into(),
+                    password: "secret".into()
+                }
             })]
         );
     }
 
     #[test]
     fn bad_commands_get_bad() {
-        let (events, out) = run(&[b"\r\nnotag\r\na2 FROB x\r\na3 LOGIN\r\n+tag NOOP\r\na4 NOOP\r\n"]);
+        let (events, out) =
+            run(&[b"\r\nnotag\r\na2 FROB x\r\na3 LOGIN\r\n+tag NOOP\r\na4 NOOP\r\n"]);
         assert_eq!(events.len(), 1);
         assert_eq!(
             out,

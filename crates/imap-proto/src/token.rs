@@ -55,7 +55,11 @@ fn list_items(c: &mut Cursor<'_>, nested: bool) -> Result<Vec<Token>, TokenError
         }
         match c.peek() {
             None => {
-                return if nested { Err(TokenError("unclosed parenthesis")) } else { Ok(items) };
+                return if nested {
+                    Err(TokenError("unclosed parenthesis"))
+                } else {
+                    Ok(items)
+                };
             }
             Some(b'\r') | Some(b'\n') => {
                 c.pos += 1;
@@ -83,7 +87,9 @@ fn quoted(c: &mut Cursor<'_>) -> Result<Token, TokenError> {
     let mut out = Vec::new();
     loop {
         match c.peek() {
-            None | Some(b'\r') | Some(b'\n') => return Err(TokenError("unterminated quoted string")),
+            None | Some(b'\r') | Some(b'\n') => {
+                return Err(TokenError("unterminated quoted string"));
+            }
             Some(b'"') => {
                 c.pos += 1;
                 return Ok(Token::String(out));
@@ -112,9 +118,15 @@ fn literal(c: &mut Cursor<'_>) -> Result<Token, TokenError> {
         c.pos += 1;
     }
     let rest = &c.data[c.pos..];
-    let close = rest.iter().position(|&b| b == b'}').ok_or(TokenError("bad literal"))?;
+    let close = rest
+        .iter()
+        .position(|&b| b == b'}')
+        .ok_or(TokenError("bad literal"))?;
     let spec = std::str::from_utf8(&rest[1..close]).map_err(|_| TokenError("bad literal"))?;
-    let len: usize = spec.trim_end_matches(['+', '-']).parse().map_err(|_| TokenError("bad literal length"))?;
+    let len: usize = spec
+        .trim_end_matches(['+', '-'])
+        .parse()
+        .map_err(|_| TokenError("bad literal length"))?;
     let mut pos = c.pos + close + 1;
     if c.data.get(pos..pos + 2) == Some(b"\r\n") {
         pos += 2;
@@ -123,7 +135,10 @@ fn literal(c: &mut Cursor<'_>) -> Result<Token, TokenError> {
     } else {
         return Err(TokenError("literal must end the line"));
     }
-    let bytes = c.data.get(pos..pos + len).ok_or(TokenError("short literal"))?;
+    let bytes = c
+        .data
+        .get(pos..pos + len)
+        .ok_or(TokenError("short literal"))?;
     c.pos = pos + len;
     Ok(Token::String(bytes.to_vec()))
 }
@@ -143,7 +158,8 @@ fn atom(c: &mut Cursor<'_>) -> Result<Token, TokenError> {
         c.pos += 1;
     }
     // A partial `<n.m>` after a section belongs to the atom.
-    let text = std::str::from_utf8(&c.data[start..c.pos]).map_err(|_| TokenError("atom is not UTF-8"))?;
+    let text =
+        std::str::from_utf8(&c.data[start..c.pos]).map_err(|_| TokenError("atom is not UTF-8"))?;
     if text.is_empty() {
         return Err(TokenError("empty atom"));
     }
@@ -159,7 +175,10 @@ mod tests {
 
     #[test]
     fn tokens() {
-        let t = tokenize(b"\"a \\\"b\\\"\" {3}\r\nx y (FLAGS BODY.PEEK[HEADER.FIELDS (From To)]<0.10>) NIL atom").unwrap();
+        let t = tokenize(
+            b"\"a \\\"b\\\"\" {3}\r\nx y (FLAGS BODY.PEEK[HEADER.FIELDS (From To)]<0.10>) NIL atom",
+        )
+        .unwrap();
         assert_eq!(
             t,
             vec![

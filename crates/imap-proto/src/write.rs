@@ -6,7 +6,8 @@ use crate::flags;
 /// otherwise (RFC 9051 §4.3). `utf8` allows 8-bit text in quoted strings (IMAP4rev2/UTF8=ACCEPT).
 pub fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     let quotable = s.len() < 1024
-        && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0 && (utf8 || b < 0x80));
+        && s.iter()
+            .all(|&b| b != b'\r' && b != b'\n' && b != 0 && (utf8 || b < 0x80));
     if quotable {
         out.push(b'"');
         for &b in s {
@@ -55,7 +56,9 @@ pub fn flag_list(out: &mut Vec<u8>, bits: u32, keywords: &[String]) {
 
 /// An INTERNALDATE: `"27-Nov-2026 21:11:26 +0000"`.
 pub fn internal_date(unix: i64) -> String {
-    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
     let days = unix.div_euclid(86_400);
     let secs = unix.rem_euclid(86_400);
     let z = days + 719_468;

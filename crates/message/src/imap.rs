@@ -7,7 +7,9 @@
 use mail_parser::{HeaderName, Message, MessageParser, MessagePart, PartType};
 
 fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
-    let quotable = s.len() < 1024 && s.iter().all(|&b| b != b'\r' && b != b'\n' && b != 0 && (utf8 || b < 0x80));
+    let quotable = s.len() < 1024
+        && s.iter()
+            .all(|&b| b != b'\r' && b != b'\n' && b != 0 && (utf8 || b < 0x80));
     if quotable {
         out.push(b'"');
         for &b in s {
@@ -38,8 +40,15 @@ fn unfold(raw: &[u8]) -> Vec<u8> {
             out.push(b);
         }
     }
-    let start = out.iter().position(|b| !b.is_ascii_whitespace()).unwrap_or(out.len());
-    let end = out.iter().rposition(|b| !b.is_ascii_whitespace()).map(|p| p + 1).unwrap_or(start);
+    let start = out
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(out.len());
+    let end = out
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map(|p| p + 1)
+        .unwrap_or(start);
     out[start..end].to_vec()
 }
 
@@ -58,7 +67,9 @@ fn addresses(out: &mut Vec<u8>, message: &Message<'_>, name: HeaderName<'_>, utf
     let mut any = false;
     out.push(b'(');
     for addr in list.iter() {
-        let Some(address) = addr.address.as_deref() else { continue };
+        let Some(address) = addr.address.as_deref() else {
+            continue;
+        };
         let (mailbox, host) = address.rsplit_once('@').unwrap_or((address, ""));
         out.push(b'(');
         nstring(out, addr.name.as_deref().map(str::as_bytes), utf8);
@@ -85,9 +96,17 @@ fn addresses(out: &mut Vec<u8>, message: &Message<'_>, name: HeaderName<'_>, utf
 fn write_envelope(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, utf8: bool) {
     let root = message.root_part();
     out.push(b'(');
-    nstring(out, raw_header(raw, root, HeaderName::Date).as_deref(), utf8);
+    nstring(
+        out,
+        raw_header(raw, root, HeaderName::Date).as_deref(),
+        utf8,
+    );
     out.push(b' ');
-    nstring(out, raw_header(raw, root, HeaderName::Subject).as_deref(), utf8);
+    nstring(
+        out,
+        raw_header(raw, root, HeaderName::Subject).as_deref(),
+        utf8,
+    );
     out.push(b' ');
     let mut from = Vec::new();
     addresses(&mut from, message, HeaderName::From, utf8);
@@ -107,9 +126,17 @@ fn write_envelope(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, utf8: bo
         addresses(out, message, name, utf8);
     }
     out.push(b' ');
-    nstring(out, raw_header(raw, root, HeaderName::InReplyTo).as_deref(), utf8);
+    nstring(
+        out,
+        raw_header(raw, root, HeaderName::InReplyTo).as_deref(),
+        utf8,
+    );
     out.push(b' ');
-    nstring(out, raw_header(raw, root, HeaderName::MessageId).as_deref(), utf8);
+    nstring(
+        out,
+        raw_header(raw, root, HeaderName::MessageId).as_deref(),
+        utf8,
+    );
     out.push(b')');
 }
 
@@ -183,7 +210,14 @@ fn disposition(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
     }
 }
 
-fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &MessagePart<'_>, extensible: bool, utf8: bool) {
+fn part_structure(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    message: &Message<'_>,
+    part: &MessagePart<'_>,
+    extensible: bool,
+    utf8: bool,
+) {
     let content_type = part
         .headers
         .iter()
@@ -197,7 +231,10 @@ fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &M
             }
         }
         out.push(b' ');
-        upper_quoted(out, content_type.and_then(|c| c.subtype()).unwrap_or("MIXED"));
+        upper_quoted(
+            out,
+            content_type.and_then(|c| c.subtype()).unwrap_or("MIXED"),
+        );
         if extensible {
             out.push(b' ');
             params(out, part, utf8);
@@ -209,10 +246,15 @@ fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &M
         return;
     }
     let (ctype, subtype) = match content_type {
-        Some(ct) => (ct.c_type.to_string(), ct.subtype().unwrap_or("PLAIN").to_string()),
+        Some(ct) => (
+            ct.c_type.to_string(),
+            ct.subtype().unwrap_or("PLAIN").to_string(),
+        ),
         None => ("TEXT".to_string(), "PLAIN".to_string()),
     };
-    let body = raw.get(part.offset_body as usize..part.offset_end as usize).unwrap_or_default();
+    let body = raw
+        .get(part.offset_body as usize..part.offset_end as usize)
+        .unwrap_or_default();
     out.push(b'(');
     upper_quoted(out, &ctype);
     out.push(b' ');
@@ -224,9 +266,17 @@ fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &M
         params(out, part, utf8);
     }
     out.push(b' ');
-    nstring(out, raw_header(raw, part, HeaderName::ContentId).as_deref(), utf8);
+    nstring(
+        out,
+        raw_header(raw, part, HeaderName::ContentId).as_deref(),
+        utf8,
+    );
     out.push(b' ');
-    nstring(out, raw_header(raw, part, HeaderName::ContentDescription).as_deref(), utf8);
+    nstring(
+        out,
+        raw_header(raw, part, HeaderName::ContentDescription).as_deref(),
+        utf8,
+    );
     out.push(b' ');
     let encoding = raw_header(raw, part, HeaderName::ContentTransferEncoding)
         .map(|e| String::from_utf8_lossy(&e).to_ascii_uppercase())
@@ -234,7 +284,8 @@ fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &M
     string(out, encoding.as_bytes(), false);
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
     // Lines of the body; a last line without a line end counts too.
-    let lines = body.iter().filter(|&&b| b == b'\n').count() + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
+    let lines = body.iter().filter(|&&b| b == b'\n').count()
+        + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
     match &part.body {
         PartType::Message(nested) if ctype.eq_ignore_ascii_case("message") => {
             // mail-parser's offsets in a nested message are positions in the outer raw bytes.
@@ -244,7 +295,9 @@ fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &M
             part_structure(out, raw, nested, nested.root_part(), extensible, utf8);
             out.extend_from_slice(format!(" {lines}").as_bytes());
         }
-        _ if ctype.eq_ignore_ascii_case("text") => out.extend_from_slice(format!(" {lines}").as_bytes()),
+        _ if ctype.eq_ignore_ascii_case("text") => {
+            out.extend_from_slice(format!(" {lines}").as_bytes())
+        }
         _ => {}
     }
     if extensible {
@@ -259,8 +312,17 @@ fn part_structure(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, part: &M
 pub fn body_structure(raw: &[u8], extensible: bool, utf8: bool) -> Vec<u8> {
     let mut out = Vec::new();
     match MessageParser::default().parse(raw) {
-        Some(message) => part_structure(&mut out, raw, &message, message.root_part(), extensible, utf8),
-        None => out.extend_from_slice(b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)"),
+        Some(message) => part_structure(
+            &mut out,
+            raw,
+            &message,
+            message.root_part(),
+            extensible,
+            utf8,
+        ),
+        None => out.extend_from_slice(
+            b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)",
+        ),
     }
     out
 }
@@ -295,7 +357,9 @@ fn locate(raw: &[u8], base: usize, message: &Message<'_>, path: &[u32]) -> Optio
         });
     };
     let part = match &root.body {
-        PartType::Multipart(children) => message.parts.get(*children.get(first as usize - 1)? as usize)?,
+        PartType::Multipart(children) => message
+            .parts
+            .get(*children.get(first as usize - 1)? as usize)?,
         // A single-part message has one part, number 1.
         _ if first == 1 => root,
         _ => return None,
@@ -310,8 +374,10 @@ fn locate(raw: &[u8], base: usize, message: &Message<'_>, path: &[u32]) -> Optio
         }
         let nested_root = nested.root_part();
         let inner = Some((
-            (nested_base + nested_root.offset_header as usize)..(nested_base + nested_root.offset_body as usize),
-            (nested_base + nested_root.offset_body as usize)..(nested_base + nested_root.offset_end as usize),
+            (nested_base + nested_root.offset_header as usize)
+                ..(nested_base + nested_root.offset_body as usize),
+            (nested_base + nested_root.offset_body as usize)
+                ..(nested_base + nested_root.offset_end as usize),
         ));
         return Some(PartRange {
             header: range(part.offset_header, part.offset_body),
@@ -332,7 +398,11 @@ fn locate(raw: &[u8], base: usize, message: &Message<'_>, path: &[u32]) -> Optio
 }
 
 /// Walks down multipart children for the remaining path; stops at a nested message.
-fn descend<'m, 'x>(message: &'m Message<'x>, mut part: &'m MessagePart<'x>, mut path: &'m [u32]) -> Option<(&'m MessagePart<'x>, &'m [u32], bool)> {
+fn descend<'m, 'x>(
+    message: &'m Message<'x>,
+    mut part: &'m MessagePart<'x>,
+    mut path: &'m [u32],
+) -> Option<(&'m MessagePart<'x>, &'m [u32], bool)> {
     loop {
         if matches!(part.body, PartType::Message(_)) {
             return Some((part, path, false));
@@ -397,9 +467,15 @@ Content-Disposition: attachment; filename=\"x.bin\"\r\n\r\nAAEC\r\n--b--\r\n";
     fn structure_and_sections() {
         let bs = String::from_utf8(body_structure(MULTI, true, false)).unwrap();
         // RFC 2046 §5.1.1: the CRLF before a boundary belongs to the boundary, not the part.
-        assert!(bs.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 5 1"), "{bs}");
+        assert!(
+            bs.starts_with("((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"utf-8\") NIL NIL \"7BIT\" 5 1"),
+            "{bs}"
+        );
         assert!(bs.contains("(\"APPLICATION\" \"OCTET-STREAM\" (\"NAME\" \"x.bin\") NIL NIL \"BASE64\" 4 NIL (\"ATTACHMENT\" (\"FILENAME\" \"x.bin\")) NIL NIL)"), "{bs}");
-        assert!(bs.ends_with(" \"MIXED\" (\"BOUNDARY\" \"b\") NIL NIL NIL)"), "{bs}");
+        assert!(
+            bs.ends_with(" \"MIXED\" (\"BOUNDARY\" \"b\") NIL NIL NIL)"),
+            "{bs}"
+        );
         let part2 = part_range(MULTI, &[2]).unwrap();
         assert_eq!(&MULTI[part2.body.clone()], b"AAEC");
         assert_eq!(part2.decoded, [0, 1, 2]);
@@ -407,8 +483,15 @@ Content-Disposition: attachment; filename=\"x.bin\"\r\n\r\nAAEC\r\n--b--\r\n";
         assert_eq!(&MULTI[part1.body], b"hello");
         assert!(part_range(MULTI, &[3]).is_none());
         let whole = part_range(MULTI, &[]).unwrap();
-        let fields = header_fields(&MULTI[whole.header], &["subject".into(), "To".into()], false);
-        assert_eq!(fields, b"To: bob@b.test\r\nSubject: =?UTF-8?B?5L2g5aW9?=\r\n\r\n");
+        let fields = header_fields(
+            &MULTI[whole.header],
+            &["subject".into(), "To".into()],
+            false,
+        );
+        assert_eq!(
+            fields,
+            b"To: bob@b.test\r\nSubject: =?UTF-8?B?5L2g5aW9?=\r\n\r\n"
+        );
     }
 
     #[test]

@@ -6,4 +6,5 @@
 pub mod date;
 pub mod headers;
 pub mod imap;
+pub mod search;
 pub mod trace;

@@ -84,6 +84,23 @@ pub trait Session: Send + 'static {
     /// TLS is now active (after the implicit-TLS handshake, before `greet`; or after a
     /// STARTTLS handshake). The protocol state must restart as RFC 3207 §4.2 says.
     fn tls_established(&mut self, info: TlsInfo);
+    /// Resolves when the session has something to tell the peer unasked (IMAP IDLE: new
+    /// mail, expunges). Must be cancel-safe; the default never resolves.
+    fn wait_notification(&mut self) -> impl Future<Output = ()> + Send {
+        std::future::pending()
+    }
+    /// Writes what `wait_notification` announced.
+    fn notification(&mut self, out: &mut Vec<u8>) -> impl Future<Output = Flow> + Send {
+        let _ = out;
+        async { Flow::Continue }
+    }
+}
+
+/// What woke the connection loop.
+enum Wake {
+    Read(Result<std::io::Result<usize>, tokio::time::error::Elapsed>),
+    Notified,
+    Shutdown,
 }
 
 /// A protocol served on a listener.
@@ -382,10 +399,24 @@ impl Server {
                 }
             }
             let timeout = session.idle_timeout();
-            let read = tokio::select! {
-                read = tokio::time::timeout(timeout, stream.read(&mut buf)) => read,
-                _ = shutdown.changed(), if grace_deadline.is_none() => continue,
-                _ = sleep_until_opt(grace_deadline) => continue,
+            let wake = tokio::select! {
+                read = tokio::time::timeout(timeout, stream.read(&mut buf)) => Wake::Read(read),
+                _ = session.wait_notification() => Wake::Notified,
+                _ = shutdown.changed(), if grace_deadline.is_none() => Wake::Shutdown,
+                _ = sleep_until_opt(grace_deadline) => Wake::Shutdown,
+            };
+            let read = match wake {
+                Wake::Read(read) => read,
+                Wake::Shutdown => continue,
+                Wake::Notified => {
+                    let flow = session.notification(&mut out).await;
+                    flush(&mut stream, &mut out).await?;
+                    if flow == Flow::Close {
+                        let _ = stream.shutdown().await;
+                        return Ok(());
+                    }
+                    continue;
+                }
             };
             let n = match read {
                 Err(_elapsed) => {

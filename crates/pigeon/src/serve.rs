@@ -106,6 +106,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     ));
 
+    let imap = Arc::new(imap_server::Imap::new(
+        store.clone(),
+        authenticator.clone(),
+        imap_server::Settings {
+            allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
+            max_append: config.imap.max_append,
+            idle_timeout: std::time::Duration::from_secs(config.imap.idle_timeout_secs),
+            preauth_timeout: std::time::Duration::from_secs(config.imap.preauth_timeout_secs),
+        },
+    ));
+
     let mut bound: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut tasks = Vec::new();
     for listener in config.effective_listeners() {
@@ -134,6 +145,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Protocol::Smtp => tokio::spawn(server.serve(socket, smtp.clone(), mode)),
             Protocol::Submission => tokio::spawn(server.serve(socket, submission.clone(), mode)),
             Protocol::Pop3 => tokio::spawn(server.serve(socket, pop3.clone(), mode)),
+            Protocol::Imap => tokio::spawn(server.serve(socket, imap.clone(), mode)),
         });
     }
     // Written last and atomically: when the file exists, every listener accepts connections.

@@ -633,15 +633,19 @@ impl Store for SqliteStore {
     }
 
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>> {
+        self.messages_after(mailbox, 0).await
+    }
+
+    async fn messages_after(&self, mailbox: MailboxId, after: u32) -> Result<Vec<Message>> {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
                     "SELECT uid, modseq, flags, keywords, internal_date, size, blob_id, crlf_size \
-                     FROM messages WHERE mailbox_id = ?1 ORDER BY uid",
+                     FROM messages WHERE mailbox_id = ?1 AND uid > ?2 ORDER BY uid",
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map([mailbox], |r| {
+                .query_map(params![mailbox, after], |r| {
                     let keywords: String = r.get(3)?;
                     Ok(Message {
                         mailbox_id: mailbox,

@@ -337,6 +337,8 @@ async fn delivery(store: &dyn Store) {
     assert_eq!(inbox.unseen, 2);
     let messages = store.list_messages(inbox.id).await.unwrap();
     assert_eq!(messages.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
+    let after = store.messages_after(inbox.id, 1).await.unwrap();
+    assert_eq!(after.iter().map(|m| m.uid).collect::<Vec<_>>(), [2]);
     assert!(messages[0].modseq < messages[1].modseq);
     assert!(inbox.highest_modseq >= messages[1].modseq);
     assert_eq!(messages[0].size, data.len() as u64);

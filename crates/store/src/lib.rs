@@ -371,6 +371,8 @@ pub trait Store: Send + Sync + 'static {
     async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
     /// Messages of a mailbox in UID order.
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>>;
+    /// Messages with a UID above `uid`, in UID order (new mail for an open session).
+    async fn messages_after(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<Message>>;
     /// The stored bytes of a message.
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Stores a message once and adds it to each recipient's INBOX, durably.

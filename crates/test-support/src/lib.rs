@@ -40,7 +40,9 @@ pub const LOOPBACK_LISTENERS: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = 
     [[listener]]\nprotocol = \"submission\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"submission\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n\n\
     [[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\n\n\
-    [[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n";
+    [[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n\n\
+    [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\n\n\
+    [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n";
 
 impl TestServer {
     /// A new data directory with `extra_config` appended to the loopback listeners; the server
