@@ -4,6 +4,7 @@
 mod admin;
 mod crash;
 mod fixtures;
+mod imap;
 mod pop3;
 mod smtp;
 mod submission;
