@@ -277,7 +277,7 @@ impl Session {
     }
 
     /// Mailbox name as the client writes it, to the stored UTF-8 name.
-    fn from_client(&self, name: &str) -> Result<String, Reply> {
+    fn name_from_client(&self, name: &str) -> Result<String, Reply> {
         if self.utf8 || name.eq_ignore_ascii_case("INBOX") {
             return Ok(name.to_string());
         }
@@ -286,7 +286,7 @@ impl Session {
     }
 
     /// Stored name to what the client expects.
-    fn to_client(&self, name: &str) -> String {
+    fn name_to_client(&self, name: &str) -> String {
         if self.utf8 {
             name.to_string()
         } else {
@@ -302,7 +302,7 @@ impl Session {
 
     async fn mailbox(&self, name: &str) -> Result<Mailbox, Reply> {
         let user = self.user.as_ref().ok_or_else(|| bad("not logged in"))?;
-        let name = self.from_client(name)?;
+        let name = self.name_from_client(name)?;
         self.store
             .mailbox(user.account_id, &name)
             .await
@@ -649,7 +649,7 @@ impl Session {
         if self.rev2 {
             let line = format!(
                 "* LIST () \"/\" {}\r\n",
-                list::quote_name(&self.to_client(&mailbox.name))
+                list::quote_name(&self.name_to_client(&mailbox.name))
             );
             self.machine.out().extend_from_slice(line.as_bytes());
         }
@@ -667,7 +667,7 @@ impl Session {
 
     async fn create(&mut self, name: &str, special_use: Option<&str>) -> Outcome {
         let user = self.user.clone().ok_or_else(|| bad("not logged in"))?;
-        let name = self.from_client(name)?;
+        let name = self.name_from_client(name)?;
         let name = name.trim_end_matches('/');
         let usage = match special_use {
             None => None,
@@ -708,7 +708,7 @@ impl Session {
 
     async fn rename(&mut self, from: &str, to: &str) -> Outcome {
         let mailbox = self.mailbox(from).await?;
-        let to = self.from_client(to)?;
+        let to = self.name_from_client(to)?;
         self.store
             .rename_mailbox(mailbox.id, &to)
             .await
@@ -733,7 +733,7 @@ impl Session {
         let mailbox = self.mailbox(name).await?;
         let line = format!(
             "* STATUS {} ({})\r\n",
-            list::quote_name(&self.to_client(&mailbox.name)),
+            list::quote_name(&self.name_to_client(&mailbox.name)),
             list::status_items(&mailbox, items)
         );
         self.machine.out().extend_from_slice(line.as_bytes());
@@ -1046,22 +1046,18 @@ impl net::Session for Session {
         let Some(changes) = self.changes.as_mut() else {
             return std::future::pending().await;
         };
-        loop {
-            match changes.recv().await {
-                Ok(change) => {
-                    if let Some(view) = self.selected.as_mut() {
-                        view.apply(change);
-                    }
-                    return;
+        match changes.recv().await {
+            Ok(change) => {
+                if let Some(view) = self.selected.as_mut() {
+                    view.apply(change);
                 }
-                Err(broadcast::error::RecvError::Lagged(_)) => {
-                    if let Some(view) = self.selected.as_mut() {
-                        let _ = view.resync(&*self.store).await;
-                    }
-                    return;
-                }
-                Err(broadcast::error::RecvError::Closed) => return std::future::pending().await,
             }
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                if let Some(view) = self.selected.as_mut() {
+                    let _ = view.resync(&*self.store).await;
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => std::future::pending().await,
         }
     }
 

@@ -71,10 +71,10 @@ impl Session {
                 .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
             return Ok(ok("LIST completed"));
         }
-        let reference = self.from_client(reference)?;
+        let reference = self.name_from_client(reference)?;
         let mut patterns_utf8 = Vec::new();
         for p in patterns {
-            patterns_utf8.push(format!("{reference}{}", self.from_client(p)?));
+            patterns_utf8.push(format!("{reference}{}", self.name_from_client(p)?));
         }
         let mailboxes = self
             .store
@@ -108,7 +108,7 @@ impl Session {
                     attributes.push("\\Subscribed");
                 }
             }
-            let name = quote_name(&self.to_client(&mailbox.name));
+            let name = quote_name(&self.name_to_client(&mailbox.name));
             out.extend_from_slice(
                 format!("* {command} ({}) \"/\" {name}\r\n", attributes.join(" ")).as_bytes(),
             );

@@ -410,7 +410,10 @@ print(json.dumps({{"bs": bs, "size": size, "mime": mime, "partial": partial}}))
         "{bs}"
     );
     assert!(bs.contains("\"MIXED\""), "{bs}");
-    assert_eq!(bs.matches("(\"").count() >= 2, true);
+    assert!(
+        bs.contains("BODYSTRUCTURE ((\"TEXT\"") && bs.matches(")(\"").count() == 1,
+        "exactly two parts: {bs}"
+    );
     assert_eq!(
         std::fs::read(dir.path().join("decoded")).unwrap(),
         attachment,
