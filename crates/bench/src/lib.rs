@@ -3,6 +3,7 @@
 //!
 //! Timings live here and nowhere else: tests assert behaviour, benchmarks measure it.
 
+mod imap;
 mod pop3;
 mod server;
 mod smtp;
@@ -22,6 +23,8 @@ pub enum Kind {
     Submission(submission::Options),
     /// POP3: LIST/UIDL time and RETR rate on a big maildrop; memory per idle connection.
     Pop3(pop3::Options),
+    /// IMAP: big-mailbox SELECT/FETCH/SEARCH, a mixed load, memory of IDLE connections.
+    Imap(imap::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
@@ -29,6 +32,7 @@ pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
         Kind::Smtp(options) => smtp::run(options, exe).await,
         Kind::Submission(options) => submission::run(options, exe).await,
         Kind::Pop3(options) => pop3::run(options, exe).await,
+        Kind::Imap(options) => imap::run(options, exe).await,
     }
 }
 

@@ -41,7 +41,7 @@ impl BenchServer {
         std::fs::write(
             &config,
             format!(
-                "{listeners}\n[limits]\nmax_connections_per_ip = 100000\n\
+                "{listeners}\n[limits]\nmax_connections = 100000\nmax_connections_per_ip = 100000\n\
                  max_connection_rate_per_ip = 100000000\n\n{rest}"
             ),
         )?;

@@ -276,7 +276,19 @@ fn valid_mailbox_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// Deletes blobs that no message or queue entry references any more.
+/// Deletes the blob `id` if no message or queue entry references it any more. Used on the
+/// hot path (expunge), where scanning every blob would stall the writer.
+fn drop_blob_if_unreferenced(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM blobs WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)",
+    )?
+    .execute([id])?;
+    Ok(())
+}
+
+/// Deletes every blob that no message or queue entry references any more (after deleting a
+/// whole account or mailbox; a full scan).
 fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
         "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id) \
@@ -1138,12 +1150,14 @@ impl Store for SqliteStore {
                     .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
                     .map_err(backend)?;
                 let mut removed = Vec::new();
+                let mut blobs = Vec::new();
                 for uid in uids {
-                    let n = conn
-                        .prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2")
-                        .and_then(|mut s| s.execute(params![mailbox, uid]))
+                    let blob: Option<String> = conn
+                        .prepare_cached("DELETE FROM messages WHERE mailbox_id = ?1 AND uid = ?2 RETURNING blob_id")
+                        .and_then(|mut s| s.query_row(params![mailbox, uid], |r| r.get(0)).optional())
                         .map_err(backend)?;
-                    if n > 0 {
+                    if let Some(blob) = blob {
+                        blobs.push(blob);
                         conn.prepare_cached(
                             "INSERT OR REPLACE INTO expunged (mailbox_id, uid, modseq) VALUES (?1, ?2, ?3)",
                         )
@@ -1156,8 +1170,11 @@ impl Store for SqliteStore {
                     // Nothing changed: give the MODSEQ back so it does not move for nothing.
                     conn.execute("UPDATE mailboxes SET highestmodseq = highestmodseq - 1 WHERE id = ?1", [mailbox])
                         .map_err(backend)?;
-                } else {
-                    collect_garbage(conn).map_err(backend)?;
+                }
+                blobs.sort_unstable();
+                blobs.dedup();
+                for blob in blobs {
+                    drop_blob_if_unreferenced(conn, &blob).map_err(backend)?;
                 }
                 Ok((account, removed, modseq as u64))
             })
