@@ -15,6 +15,17 @@ fn needs_body(item: &FetchItem) -> bool {
             | FetchItem::InternalDate
             | FetchItem::Rfc822Size
             | FetchItem::ModSeq
+            | FetchItem::Envelope
+            | FetchItem::Body
+            | FetchItem::BodyStructure
+    )
+}
+
+/// ENVELOPE, BODY and BODYSTRUCTURE come from the summary stored at delivery.
+fn needs_summary(item: &FetchItem) -> bool {
+    matches!(
+        item,
+        FetchItem::Envelope | FetchItem::Body | FetchItem::BodyStructure
     )
 }
 
@@ -72,7 +83,6 @@ impl Session {
                 items.push(FetchItem::ModSeq);
             }
         }
-        let utf8 = self.utf8;
         let view = self.selected.as_ref().expect("checked by the dispatcher");
         let mailbox = view.mailbox.id;
         let mut uids = view.resolve(set, uid, &self.saved);
@@ -111,12 +121,25 @@ impl Session {
         }
         let body_needed = items.iter().any(needs_body);
         let view = self.selected.as_ref().expect("selected");
+        let mut summaries: std::collections::HashMap<u32, store::MessageSummary> =
+            if items.iter().any(needs_summary) {
+                self.store
+                    .summaries(mailbox, &uids)
+                    .await
+                    .map_err(internal)?
+                    .into_iter()
+                    .collect()
+            } else {
+                Default::default()
+            };
         let mut out = Vec::new();
         for u in uids {
             let (Some(seq), Some(meta)) = (view.seq_of(u), view.meta(u)) else {
                 continue;
             };
-            let raw = if body_needed {
+            // A message stored without a summary (none should be) is summarised now.
+            let missing_summary = items.iter().any(needs_summary) && !summaries.contains_key(&u);
+            let raw = if body_needed || missing_summary {
                 match self.store.read_message(mailbox, u).await {
                     Ok(raw) => Some(raw),
                     // Expunged by another session, not reported yet: nothing to show.
@@ -127,6 +150,10 @@ impl Session {
                 None
             };
             let raw = raw.as_deref().unwrap_or_default();
+            if missing_summary {
+                summaries.insert(u, message::summary::summarize(raw));
+            }
+            let summary = summaries.get(&u);
             out.extend_from_slice(format!("* {seq} FETCH (").as_bytes());
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
@@ -150,15 +177,15 @@ impl Session {
                     }
                     FetchItem::Envelope => {
                         out.extend_from_slice(b"ENVELOPE ");
-                        out.extend(mime::envelope(raw, utf8));
+                        out.extend_from_slice(&summary.expect("summary loaded").envelope);
                     }
                     FetchItem::Body => {
                         out.extend_from_slice(b"BODY ");
-                        out.extend(mime::body_structure(raw, false, utf8));
+                        out.extend_from_slice(&summary.expect("summary loaded").body);
                     }
                     FetchItem::BodyStructure => {
                         out.extend_from_slice(b"BODYSTRUCTURE ");
-                        out.extend(mime::body_structure(raw, true, utf8));
+                        out.extend_from_slice(&summary.expect("summary loaded").body_structure);
                     }
                     FetchItem::Rfc822(part) => {
                         let header_end = message::headers::header_len(raw);

@@ -761,9 +761,10 @@ impl Session {
         if message.is_empty() {
             return Err(no(None, "empty message"));
         }
+        let summary = message::summary::summarize(&message);
         let uid = self
             .store
-            .append(mailbox.id, message, bits, keywords, date)
+            .append(mailbox.id, message, bits, keywords, date, Some(summary))
             .await
             .map_err(internal)?;
         Ok(ok_code(

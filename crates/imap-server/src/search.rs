@@ -1,25 +1,54 @@
 //! SEARCH (RFC 9051 §6.4.4) with ESEARCH (RFC 4731) and SEARCHRES (RFC 5182).
 
+use std::collections::{HashMap, HashSet};
+
 use imap_proto::command::{SearchKey, SearchReturn};
 use message::search::Searchable;
-use store::flags;
+use store::TextScope;
 
 use crate::view::Meta;
 use crate::{Outcome, Session, internal, ok};
 
-/// Whether a key needs the message's bytes.
-fn needs_content(key: &SearchKey) -> bool {
+/// What the store's indexes answered for the content keys of one SEARCH.
+#[derive(Default)]
+struct Prepared {
+    /// Full-text hits per (scope, needle).
+    hits: HashMap<(u8, String), HashSet<u32>>,
+    /// Header blocks of the messages header keys must look at.
+    headers: HashMap<u32, Vec<u8>>,
+}
+
+fn scope_key(scope: TextScope) -> u8 {
+    match scope {
+        TextScope::Headers => 0,
+        TextScope::Body => 1,
+        TextScope::All => 2,
+    }
+}
+
+/// Collects the full-text queries a key tree needs; `all_headers` is set when some key needs
+/// every message's header block (short header needles, SENT* dates).
+fn queries(key: &SearchKey, out: &mut Vec<(TextScope, String)>, all_headers: &mut bool) {
     match key {
-        SearchKey::Header { .. }
-        | SearchKey::Body(_)
-        | SearchKey::Text(_)
-        | SearchKey::SentBefore(_)
-        | SearchKey::SentOn(_)
-        | SearchKey::SentSince(_) => true,
-        SearchKey::Not(k) => needs_content(k),
-        SearchKey::Or(a, b) => needs_content(a) || needs_content(b),
-        SearchKey::And(keys) => keys.iter().any(needs_content),
-        _ => false,
+        SearchKey::Body(s) => out.push((TextScope::Body, s.clone())),
+        SearchKey::Text(s) => out.push((TextScope::All, s.clone())),
+        SearchKey::Header { value, .. } => {
+            if value.chars().count() >= 3 {
+                out.push((TextScope::Headers, value.clone()));
+            } else {
+                *all_headers = true;
+            }
+        }
+        SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => {
+            *all_headers = true
+        }
+        SearchKey::Not(k) => queries(k, out, all_headers),
+        SearchKey::Or(a, b) => {
+            queries(a, out, all_headers);
+            queries(b, out, all_headers);
+        }
+        SearchKey::And(keys) => keys.iter().for_each(|k| queries(k, out, all_headers)),
+        _ => {}
     }
 }
 
@@ -28,11 +57,28 @@ struct Candidate<'a> {
     max_seq: u32,
     max_uid: u32,
     meta: &'a Meta,
-    content: Option<Searchable<'a>>,
+    prepared: &'a Prepared,
+}
+
+impl Candidate<'_> {
+    fn hit(&self, scope: TextScope, needle: &str) -> bool {
+        self.prepared
+            .hits
+            .get(&(scope_key(scope), needle.to_string()))
+            .is_some_and(|set| set.contains(&self.meta.uid))
+    }
+
+    fn header(&self) -> Option<Searchable<'_>> {
+        self.prepared
+            .headers
+            .get(&self.meta.uid)
+            .map(|h| Searchable::new(h))
+    }
 }
 
 fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
     let day = c.meta.internal_date.div_euclid(86_400);
+    let sent_day = || c.header().and_then(|h| h.sent_day());
     match key {
         SearchKey::All => true,
         SearchKey::Flag { flag, set } => (c.meta.flags & flag != 0) == *set,
@@ -47,28 +93,17 @@ fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
         SearchKey::New | SearchKey::Recent => false,
         SearchKey::Old => true,
         SearchKey::Header { name, value } => {
-            c.content.as_ref().is_some_and(|s| s.header(name, value))
+            let indexed = value.chars().count() < 3 || c.hit(TextScope::Headers, value);
+            indexed && c.header().is_some_and(|h| h.header(name, value))
         }
-        SearchKey::Body(text) => c.content.as_ref().is_some_and(|s| s.body(text)),
-        SearchKey::Text(text) => c.content.as_ref().is_some_and(|s| s.text(text)),
+        SearchKey::Body(text) => c.hit(TextScope::Body, text),
+        SearchKey::Text(text) => c.hit(TextScope::All, text),
         SearchKey::Before(d) => day < *d,
         SearchKey::On(d) => day == *d,
         SearchKey::Since(d) => day >= *d,
-        SearchKey::SentBefore(d) => c
-            .content
-            .as_ref()
-            .and_then(Searchable::sent_day)
-            .is_some_and(|s| s < *d),
-        SearchKey::SentOn(d) => c
-            .content
-            .as_ref()
-            .and_then(Searchable::sent_day)
-            .is_some_and(|s| s == *d),
-        SearchKey::SentSince(d) => c
-            .content
-            .as_ref()
-            .and_then(Searchable::sent_day)
-            .is_some_and(|s| s >= *d),
+        SearchKey::SentBefore(d) => sent_day().is_some_and(|s| s < *d),
+        SearchKey::SentOn(d) => sent_day().is_some_and(|s| s == *d),
+        SearchKey::SentSince(d) => sent_day().is_some_and(|s| s >= *d),
         SearchKey::Larger(n) => c.meta.size > *n,
         SearchKey::Smaller(n) => c.meta.size < *n,
         SearchKey::Uid(set) => match set {
@@ -116,26 +151,58 @@ impl Session {
         ret: Option<&SearchReturn>,
     ) -> Outcome {
         let view = self.selected.as_ref().expect("checked by the dispatcher");
-        let content = needs_content(key);
+        let mailbox = view.mailbox.id;
+        // Content keys are answered by the store's full-text index and the stored header
+        // blocks, never by re-reading and re-parsing every message.
+        let mut wanted = Vec::new();
+        let mut all_headers = false;
+        queries(key, &mut wanted, &mut all_headers);
+        let mut prepared = Prepared::default();
+        let mut header_uids: HashSet<u32> = HashSet::new();
+        for (scope, needle) in wanted {
+            let slot = (scope_key(scope), needle.clone());
+            if prepared.hits.contains_key(&slot) {
+                continue;
+            }
+            let hits: HashSet<u32> = self
+                .store
+                .search_text(mailbox, &needle, scope)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .collect();
+            if scope == TextScope::Headers {
+                header_uids.extend(&hits);
+            }
+            prepared.hits.insert(slot, hits);
+        }
+        let header_list: Vec<u32> = if all_headers {
+            view.messages().iter().map(|m| m.uid).collect()
+        } else {
+            let mut list: Vec<u32> = header_uids.into_iter().collect();
+            list.sort_unstable();
+            list
+        };
+        if !header_list.is_empty() {
+            for (uid, summary) in self
+                .store
+                .summaries(mailbox, &header_list)
+                .await
+                .map_err(internal)?
+            {
+                prepared.headers.insert(uid, summary.header);
+            }
+        }
         let max_seq = view.len() as u32;
         let max_uid = view.max_uid();
         let mut found: Vec<(u32, u32)> = Vec::new();
         for (i, meta) in view.messages().iter().enumerate() {
-            let raw = if content {
-                match self.store.read_message(view.mailbox.id, meta.uid).await {
-                    Ok(raw) => Some(raw),
-                    Err(store::StoreError::NotFound(_)) => continue,
-                    Err(e) => return Err(internal(e)),
-                }
-            } else {
-                None
-            };
             let candidate = Candidate {
                 seq: i as u32 + 1,
                 max_seq,
                 max_uid,
                 meta,
-                content: raw.as_deref().map(Searchable::new),
+                prepared: &prepared,
             };
             if matches(key, &candidate, &self.saved) {
                 found.push((candidate.seq, meta.uid));
@@ -145,7 +212,6 @@ impl Session {
             .iter()
             .map(|&(seq, u)| if uid { u } else { seq })
             .collect();
-        let _ = flags::SEEN;
         let extended = ret.is_some() || self.rev2;
         let out = if extended {
             let ret = ret.cloned().unwrap_or(SearchReturn {

@@ -7,4 +7,5 @@ pub mod date;
 pub mod headers;
 pub mod imap;
 pub mod search;
+pub mod summary;
 pub mod trace;

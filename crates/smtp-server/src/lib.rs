@@ -355,10 +355,12 @@ impl Session {
             }
         }
         if !tx.local.is_empty() {
+            let summary = message::summary::summarize(&stored);
             let delivery = Delivery {
                 data: stored,
                 recipients: tx.local.clone(),
                 internal_date: now,
+                summary: Some(summary),
             };
             if let Err(e) = self.store.deliver(delivery).await {
                 error!(error = %e, "delivery failed");

@@ -24,9 +24,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use store::{
     Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, FlagMode,
-    FlagsUpdated, Mailbox, MailboxId, Message, Notifier, Outbound, QueueEntry, QueueRecipient,
-    RecipientStatus, Result, Secrets, SpecialUse, Store, StoreError, VerifyReport,
-    address::normalise_domain,
+    FlagsUpdated, Mailbox, MailboxId, Message, MessageSummary, Notifier, Outbound, QueueEntry,
+    QueueRecipient, RecipientStatus, Result, Secrets, SpecialUse, Store, StoreError, TextScope,
+    VerifyReport, address::normalise_domain,
 };
 use tokio::sync::oneshot;
 
@@ -276,14 +276,43 @@ fn valid_mailbox_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Stores a blob's summary and indexes its text, once per blob.
+fn put_summary(conn: &Connection, blob_id: &str, summary: &MessageSummary) -> Result<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO summaries (blob_id, envelope, body_structure, body, header) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| s.execute(params![blob_id, summary.envelope, summary.body_structure, summary.body, summary.header]))
+        .map_err(backend)?;
+    if inserted > 0 {
+        conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")
+            .and_then(|mut s| s.execute(params![blob_id, summary.header_text, summary.body_text]))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Removes the summary and index entry of a blob that is gone.
+fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached("DELETE FROM summaries WHERE blob_id = ?1")?
+        .execute([blob_id])?;
+    conn.prepare_cached("DELETE FROM search WHERE blob_id = ?1")?
+        .execute([blob_id])?;
+    Ok(())
+}
+
 /// Deletes the blob `id` if no message or queue entry references it any more. Used on the
 /// hot path (expunge), where scanning every blob would stall the writer.
 fn drop_blob_if_unreferenced(conn: &Connection, id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached(
-        "DELETE FROM blobs WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) \
-         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)",
-    )?
-    .execute([id])?;
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM blobs WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)",
+        )?
+        .execute([id])?;
+    if deleted > 0 {
+        drop_summary(conn, id)?;
+    }
     Ok(())
 }
 
@@ -293,6 +322,14 @@ fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
     conn.execute(
         "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id) \
          AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)",
+        [],
+    )?;
+    conn.execute(
+        "DELETE FROM summaries WHERE blob_id NOT IN (SELECT id FROM blobs)",
+        [],
+    )?;
+    conn.execute(
+        "DELETE FROM search WHERE blob_id NOT IN (SELECT id FROM blobs)",
         [],
     )?;
     Ok(())
@@ -695,6 +732,7 @@ impl Store for SqliteStore {
             data,
             mut recipients,
             internal_date,
+            summary,
         } = delivery;
         recipients.sort_unstable();
         recipients.dedup();
@@ -709,6 +747,9 @@ impl Store for SqliteStore {
                 )
                 .and_then(|mut s| s.execute(params![blob_id, data, size]))
                 .map_err(backend)?;
+                if let Some(summary) = &summary {
+                    put_summary(conn, &blob_id, summary)?;
+                }
                 let mut delivered = Vec::with_capacity(recipients.len());
                 for account in recipients {
                     let (mailbox, uid, modseq): (i64, u32, i64) = conn
@@ -871,6 +912,7 @@ impl Store for SqliteStore {
         flags: u32,
         keywords: Vec<String>,
         internal_date: i64,
+        summary: Option<MessageSummary>,
     ) -> Result<u32> {
         let blob_id = sha256_hex(&data);
         let size = data.len() as i64;
@@ -881,6 +923,9 @@ impl Store for SqliteStore {
                 conn.prepare_cached("INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)")
                     .and_then(|mut s| s.execute(params![blob_id, data, size]))
                     .map_err(backend)?;
+                if let Some(summary) = &summary {
+                    put_summary(conn, &blob_id, summary)?;
+                }
                 let (uid, modseq) = allocate_uid(conn, mailbox)?;
                 conn.prepare_cached(
                     "INSERT INTO messages (mailbox_id, uid, blob_id, flags, keywords, modseq, internal_date, size, crlf_size) \
@@ -979,6 +1024,93 @@ impl Store for SqliteStore {
             );
         }
         Ok(pairs)
+    }
+
+    async fn summaries(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, MessageSummary)>> {
+        let uids = uids.to_vec();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT s.envelope, s.body_structure, s.body, s.header FROM messages m \
+                     JOIN summaries s ON s.blob_id = m.blob_id WHERE m.mailbox_id = ?1 AND m.uid = ?2",
+                )
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(uids.len());
+            for uid in uids {
+                let row = stmt
+                    .query_row(params![mailbox, uid], |r| {
+                        Ok(MessageSummary {
+                            envelope: r.get(0)?,
+                            body_structure: r.get(1)?,
+                            body: r.get(2)?,
+                            header: r.get(3)?,
+                            header_text: String::new(),
+                            body_text: String::new(),
+                        })
+                    })
+                    .optional()
+                    .map_err(backend)?;
+                if let Some(summary) = row {
+                    out.push((uid, summary));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn search_text(
+        &self,
+        mailbox: MailboxId,
+        needle: &str,
+        scope: TextScope,
+    ) -> Result<Vec<u32>> {
+        let needle = needle.to_owned();
+        self.read(move |conn| {
+            // The trigram index answers MATCH for needles of three characters or more; shorter
+            // ones use LIKE, which the trigram table also serves (by scanning).
+            let (condition, pattern) = if needle.chars().count() >= 3 {
+                let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+                let query = match scope {
+                    TextScope::Headers => format!("headers : {phrase}"),
+                    TextScope::Body => format!("body : {phrase}"),
+                    TextScope::All => format!("{{headers body}} : {phrase}"),
+                };
+                ("search MATCH ?2", query)
+            } else {
+                let like = format!(
+                    "%{}%",
+                    needle
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_")
+                );
+                let condition = match scope {
+                    TextScope::Headers => "s.headers LIKE ?2 ESCAPE '\\'",
+                    TextScope::Body => "s.body LIKE ?2 ESCAPE '\\'",
+                    TextScope::All => {
+                        "(s.headers LIKE ?2 ESCAPE '\\' OR s.body LIKE ?2 ESCAPE '\\')"
+                    }
+                };
+                (condition, like)
+            };
+            let sql = format!(
+                "SELECT m.uid FROM search s JOIN messages m ON m.blob_id = s.blob_id \
+                 WHERE m.mailbox_id = ?1 AND {condition} ORDER BY m.uid"
+            );
+            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
+            let rows = stmt
+                .query_map(params![mailbox, pattern], |r| r.get(0))
+                .map_err(backend)?;
+            let mut uids: Vec<u32> = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
+            uids.dedup();
+            Ok(uids)
+        })
+        .await
     }
 
     async fn mailbox_by_id(&self, mailbox: MailboxId) -> Result<Option<Mailbox>> {
@@ -1420,6 +1552,7 @@ mod tests {
                 data: b"Subject: x\r\n\r\n".to_vec(),
                 recipients: vec![id],
                 internal_date: 0,
+                summary: None,
             })
             .await
             .unwrap();

@@ -85,6 +85,16 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     // 3: the CRLF-normalised size POP3 reports.
     "ALTER TABLE messages ADD COLUMN crlf_size INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET crlf_size = size;",
+    // 4: per-blob summaries (ENVELOPE, BODYSTRUCTURE, header block) and the full-text index
+    // (trigram: IMAP SEARCH is a case-insensitive substring match).
+    "CREATE TABLE summaries (
+        blob_id TEXT PRIMARY KEY,
+        envelope BLOB NOT NULL,
+        body_structure BLOB NOT NULL,
+        body BLOB NOT NULL,
+        header BLOB NOT NULL
+    ) WITHOUT ROWID;
+    CREATE VIRTUAL TABLE search USING fts5(blob_id UNINDEXED, headers, body, tokenize = 'trigram');",
 ];
 
 /// Brings the database up to the newest schema.

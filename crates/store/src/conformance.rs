@@ -6,8 +6,8 @@
 use std::sync::Arc;
 
 use crate::{
-    Address, Change, Delivery, FlagMode, Outbound, RecipientStatus, Resolution, Secrets,
-    SpecialUse, Store, StoreError, Target, flags, resolve,
+    Address, Change, Delivery, FlagMode, MessageSummary, Outbound, RecipientStatus, Resolution,
+    Secrets, SpecialUse, Store, StoreError, Target, TextScope, flags, resolve,
 };
 
 /// Fixed secrets; the store treats them as opaque text.
@@ -32,6 +32,7 @@ pub async fn run(store: Arc<dyn Store>) {
     notifications(&*store).await;
     flags_and_expunge(&*store).await;
     mailboxes_append_copy(&*store).await;
+    summaries_and_search(&*store).await;
     queue(&*store).await;
     let report = store.verify().await.expect("verify");
     assert!(
@@ -310,6 +311,7 @@ async fn delivery(store: &dyn Store) {
             data: data.clone(),
             recipients: vec![dave, erin, dave],
             internal_date: 1_700_000_000,
+            summary: None,
         })
         .await
         .unwrap();
@@ -326,6 +328,7 @@ async fn delivery(store: &dyn Store) {
             data: b"Subject: two\r\n\r\n".to_vec(),
             recipients: vec![dave],
             internal_date: 1_700_000_100,
+            summary: None,
         })
         .await
         .unwrap();
@@ -371,6 +374,7 @@ async fn concurrent_delivery(store: Arc<dyn Store>) {
                     data: format!("Subject: {i}\r\n\r\n{i}\r\n").into_bytes(),
                     recipients: vec![fay],
                     internal_date: 1_700_000_000 + i,
+                    summary: None,
                 })
                 .await
                 .unwrap()[0]
@@ -406,6 +410,7 @@ async fn notifications(store: &dyn Store) {
             data: b"Subject: hi\r\n\r\n".to_vec(),
             recipients: vec![gus],
             internal_date: 0,
+            summary: None,
         })
         .await
         .unwrap();
@@ -430,6 +435,7 @@ async fn flags_and_expunge(store: &dyn Store) {
                 data: format!("Subject: {i}\r\n\r\nbare\nlf").into_bytes(),
                 recipients: vec![ida],
                 internal_date: i,
+                summary: None,
             })
             .await
             .unwrap();
@@ -491,6 +497,7 @@ async fn flags_and_expunge(store: &dyn Store) {
             data: b"Subject: again\r\n\r\n".to_vec(),
             recipients: vec![ida],
             internal_date: 9,
+            summary: None,
         })
         .await
         .unwrap();
@@ -539,6 +546,7 @@ async fn mailboxes_append_copy(store: &dyn Store) {
             flags::SEEN | flags::DRAFT,
             vec!["$Forwarded".into()],
             1_600_000_000,
+            None,
         )
         .await
         .unwrap();
@@ -625,7 +633,7 @@ async fn mailboxes_append_copy(store: &dyn Store) {
         Err(StoreError::AlreadyExists(_))
     ));
     store
-        .append(inbox.id, data.clone(), 0, vec![], 0)
+        .append(inbox.id, data.clone(), 0, vec![], 0, None)
         .await
         .unwrap();
     store.rename_mailbox(inbox.id, "Old Inbox").await.unwrap();
@@ -644,6 +652,87 @@ async fn mailboxes_append_copy(store: &dyn Store) {
     assert!(store.mailbox_by_id(work).await.unwrap().is_none());
     let status = store.mailbox_by_id(child).await.unwrap().unwrap();
     assert_eq!((status.messages, status.size), (1, data.len() as u64));
+}
+
+async fn summaries_and_search(store: &dyn Store) {
+    store.add_domain("d9.test").await.unwrap();
+    let kim = store
+        .create_account(&addr("kim@d9.test"), &secrets("h"))
+        .await
+        .unwrap();
+    let summary = |subject: &str, body: &str| MessageSummary {
+        envelope: format!("(NIL \"{subject}\")").into_bytes(),
+        body_structure: b"(\"TEXT\" \"PLAIN\")".to_vec(),
+        body: b"(\"TEXT\")".to_vec(),
+        header: format!("Subject: {subject}\r\n\r\n").into_bytes(),
+        header_text: subject.to_string(),
+        body_text: body.to_string(),
+    };
+    for (subject, body) in [
+        ("Zebra crossing", "hello 世界 WORLD"),
+        ("Lunch", "zebras everywhere"),
+        ("x", "nothing"),
+    ] {
+        store
+            .deliver(Delivery {
+                data: format!("Subject: {subject}\r\n\r\n{body}\r\n").into_bytes(),
+                recipients: vec![kim],
+                internal_date: 0,
+                summary: Some(summary(subject, body)),
+            })
+            .await
+            .unwrap();
+    }
+    let inbox = store.mailbox(kim, "INBOX").await.unwrap().unwrap();
+    let got = store.summaries(inbox.id, &[1, 3, 9]).await.unwrap();
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[0].0, 1);
+    assert_eq!(got[0].1.envelope, b"(NIL \"Zebra crossing\")");
+    assert_eq!(got[0].1.header, b"Subject: Zebra crossing\r\n\r\n");
+    let search = |needle: &'static str, scope| async move {
+        store.search_text(inbox.id, needle, scope).await.unwrap()
+    };
+    assert_eq!(
+        search("world", TextScope::Body).await,
+        [1],
+        "case-insensitive"
+    );
+    assert_eq!(search("zebra", TextScope::Body).await, [2]);
+    assert_eq!(search("zebra", TextScope::Headers).await, [1]);
+    assert_eq!(search("ZEBRA", TextScope::All).await, [1, 2]);
+    assert_eq!(
+        search("世界", TextScope::Body).await,
+        [1],
+        "short needles work too"
+    );
+    assert!(search("absent", TextScope::All).await.is_empty());
+    assert_eq!(
+        search("a\"b", TextScope::All).await,
+        Vec::<u32>::new(),
+        "quotes are escaped"
+    );
+    // Copies share the summary; expunging the last copy drops it.
+    let other = store.create_mailbox(kim, "Other", None).await.unwrap();
+    store.copy(inbox.id, &[1], other, false).await.unwrap();
+    assert_eq!(
+        store
+            .search_text(other, "world", TextScope::Body)
+            .await
+            .unwrap(),
+        [1]
+    );
+    store.expunge(inbox.id, &[1]).await.unwrap();
+    assert_eq!(
+        store
+            .search_text(other, "world", TextScope::Body)
+            .await
+            .unwrap(),
+        [1]
+    );
+    store.expunge(other, &[1]).await.unwrap();
+    assert!(search("world", TextScope::Body).await.is_empty());
+    let report = store.verify().await.unwrap();
+    assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
 async fn queue(store: &dyn Store) {

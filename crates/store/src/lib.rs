@@ -199,6 +199,22 @@ pub struct FlagsUpdated {
     pub keywords: Vec<String>,
 }
 
+/// Views of a message computed once when it is stored (IMAP ENVELOPE/BODYSTRUCTURE/BODY, the
+/// header block, the decoded text the full-text index is built from), so readers never
+/// re-parse it. Computed by `message::summary::summarize`.
+pub use message::summary::Summary as MessageSummary;
+
+/// Where [`Store::search_text`] looks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TextScope {
+    /// Decoded header values.
+    Headers,
+    /// Decoded text parts (IMAP BODY).
+    Body,
+    /// Both (IMAP TEXT).
+    All,
+}
+
 /// A message to put into local INBOXes.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -208,6 +224,8 @@ pub struct Delivery {
     pub recipients: Vec<AccountId>,
     /// Unix seconds.
     pub internal_date: i64,
+    /// Precomputed views; without them FETCH and SEARCH fall back to parsing.
+    pub summary: Option<MessageSummary>,
 }
 
 /// Where one copy of a delivery landed.
@@ -408,7 +426,23 @@ pub trait Store: Send + Sync + 'static {
         flags: u32,
         keywords: Vec<String>,
         internal_date: i64,
+        summary: Option<MessageSummary>,
     ) -> Result<u32>;
+    /// The stored summaries of messages (those that have one; `header_text` and `body_text`
+    /// are left empty).
+    async fn summaries(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, MessageSummary)>>;
+    /// UIDs of messages whose decoded text contains `needle`, case-insensitively (the
+    /// full-text index; IMAP SEARCH BODY/TEXT).
+    async fn search_text(
+        &self,
+        mailbox: MailboxId,
+        needle: &str,
+        scope: TextScope,
+    ) -> Result<Vec<u32>>;
     /// Copies messages (their bytes are shared, not duplicated) to another mailbox of the same
     /// account, in UID order; with `move_them` they leave the source (RFC 6851, atomically).
     /// Returns (source UID, new UID) pairs.

@@ -1,0 +1,93 @@
+//! What the store keeps about a message besides its bytes, computed once at delivery so that
+//! IMAP FETCH ENVELOPE/BODYSTRUCTURE and SEARCH never re-parse the message (issue: "computed
+//! once at delivery and stored").
+
+use mail_parser::MessageParser;
+
+/// Precomputed views of one message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// IMAP ENVELOPE (7-bit form: non-ASCII strings as literals).
+    pub envelope: Vec<u8>,
+    /// IMAP BODYSTRUCTURE with extension data.
+    pub body_structure: Vec<u8>,
+    /// IMAP BODY (no extension data).
+    pub body: Vec<u8>,
+    /// The raw header block (for header searches and HEADER.FIELDS).
+    pub header: Vec<u8>,
+    /// Decoded header values, for full-text search (TEXT).
+    pub header_text: String,
+    /// Decoded text of the text/* parts, for full-text search (BODY, TEXT).
+    pub body_text: String,
+}
+
+/// Computes the summary of `raw`. Malformed messages give a best-effort result.
+pub fn summarize(raw: &[u8]) -> Summary {
+    let header_end = crate::headers::header_len(raw);
+    let mut header_text = String::new();
+    let mut body_text = String::new();
+    if let Some(message) = MessageParser::default().parse(raw) {
+        for header in message.root_part().headers.iter() {
+            if let Some(text) = header.value.as_text() {
+                header_text.push_str(text);
+                header_text.push('\n');
+            } else if let Some(list) = header.value.as_address() {
+                for addr in list.iter() {
+                    if let Some(name) = &addr.name {
+                        header_text.push_str(name);
+                        header_text.push(' ');
+                    }
+                    if let Some(address) = &addr.address {
+                        header_text.push_str(address);
+                    }
+                    header_text.push('\n');
+                }
+            }
+        }
+        for i in 0..message.text_body_count() {
+            if let Some(text) = message.body_text(i) {
+                body_text.push_str(&text);
+                body_text.push('\n');
+            }
+        }
+        for i in 0..message.html_body_count() {
+            if message.text_body_count() > 0 {
+                break;
+            }
+            if let Some(text) = message.body_html(i) {
+                body_text.push_str(&text);
+                body_text.push('\n');
+            }
+        }
+    }
+    Summary {
+        envelope: crate::imap::envelope(raw, false),
+        body_structure: crate::imap::body_structure(raw, true, false),
+        body: crate::imap::body_structure(raw, false, false),
+        header: raw[..header_end].to_vec(),
+        header_text,
+        body_text,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_of_a_simple_message() {
+        let raw = "Subject: =?UTF-8?B?5L2g5aW9?=\r\nFrom: Zoë <z@x.test>\r\n\r\nbody text\r\n";
+        let s = summarize(raw.as_bytes());
+        assert!(
+            s.header_text.contains("你好") && s.header_text.contains("Zoë z@x.test"),
+            "{}",
+            s.header_text
+        );
+        assert_eq!(s.body_text, "body text\r\n\n");
+        assert!(s.envelope.starts_with(b"(NIL \"=?UTF-8?B?5L2g5aW9?=\""));
+        assert_eq!(
+            s.header,
+            b"Subject: =?UTF-8?B?5L2g5aW9?=\r\nFrom: Zo\xc3\xab <z@x.test>\r\n\r\n"
+        );
+    }
+}
