@@ -147,17 +147,17 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
                     "SEARCH UNSEEN".to_string(),
                     format!("UID SEARCH SUBJECT \"bench {}\"", a),
                 ];
-                for command in &commands {
+                for (i, command) in commands.iter().enumerate() {
                     let t = Instant::now();
                     c.command(command).await?;
-                    latencies.push(t.elapsed());
+                    latencies.push((i, t.elapsed()));
                 }
                 let t = Instant::now();
                 c.append("INBOX", "\\Deleted", &message).await?;
-                latencies.push(t.elapsed());
+                latencies.push((6, t.elapsed()));
                 let t = Instant::now();
                 c.command("EXPUNGE").await?;
-                latencies.push(t.elapsed());
+                latencies.push((7, t.elapsed()));
             }
             anyhow::Ok(latencies)
         }));
@@ -165,13 +165,34 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     let started = Instant::now();
     tokio::time::sleep(Duration::from_secs(options.seconds)).await;
     stop.store(true, Ordering::Relaxed);
-    let mut latencies = Vec::new();
+    let mut tagged = Vec::new();
     for task in tasks {
-        latencies.extend(task.await.context("load task panicked")??);
+        tagged.extend(task.await.context("load task panicked")??);
     }
+    let elapsed = started.elapsed();
+    let names = [
+        "SELECT",
+        "FETCH envelopes",
+        "FETCH body",
+        "STORE",
+        "SEARCH UNSEEN",
+        "SEARCH SUBJECT",
+        "APPEND",
+        "EXPUNGE",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let these: Vec<Duration> = tagged
+            .iter()
+            .filter(|(k, _)| *k == i)
+            .map(|(_, d)| *d)
+            .collect();
+        let s = Summary::new(these, elapsed);
+        println!("  {name:<16} p50 {} p99 {}", ms(s.p50), ms(s.p99));
+    }
+    let latencies: Vec<Duration> = tagged.into_iter().map(|(_, d)| d).collect();
     println!(
         "mixed load: {}",
-        Summary::new(latencies, started.elapsed())
+        Summary::new(latencies, elapsed)
             .to_string()
             .replace("/s;", " commands/s;")
     );

@@ -16,6 +16,8 @@ struct Prepared {
     hits: HashMap<(u8, String), HashSet<u32>>,
     /// Header blocks of the messages header keys must look at.
     headers: HashMap<u32, Vec<u8>>,
+    /// Every message's header block was loaded (no index preselection).
+    scanned: bool,
 }
 
 fn scope_key(scope: TextScope) -> u8 {
@@ -26,14 +28,23 @@ fn scope_key(scope: TextScope) -> u8 {
     }
 }
 
+/// Mailboxes up to this size answer header keys by reading their stored header blocks; the
+/// full-text index is global, so for small mailboxes a direct scan is cheaper.
+const HEADER_SCAN_LIMIT: usize = 5000;
+
 /// Collects the full-text queries a key tree needs; `all_headers` is set when some key needs
-/// every message's header block (short header needles, SENT* dates).
-fn queries(key: &SearchKey, out: &mut Vec<(TextScope, String)>, all_headers: &mut bool) {
+/// every message's header block (short header needles, SENT* dates, small mailboxes).
+fn queries(
+    key: &SearchKey,
+    small: bool,
+    out: &mut Vec<(TextScope, String)>,
+    all_headers: &mut bool,
+) {
     match key {
         SearchKey::Body(s) => out.push((TextScope::Body, s.clone())),
         SearchKey::Text(s) => out.push((TextScope::All, s.clone())),
         SearchKey::Header { value, .. } => {
-            if value.chars().count() >= 3 {
+            if value.chars().count() >= 3 && !small {
                 out.push((TextScope::Headers, value.clone()));
             } else {
                 *all_headers = true;
@@ -42,12 +53,14 @@ fn queries(key: &SearchKey, out: &mut Vec<(TextScope, String)>, all_headers: &mu
         SearchKey::SentBefore(_) | SearchKey::SentOn(_) | SearchKey::SentSince(_) => {
             *all_headers = true
         }
-        SearchKey::Not(k) => queries(k, out, all_headers),
+        SearchKey::Not(k) => queries(k, small, out, all_headers),
         SearchKey::Or(a, b) => {
-            queries(a, out, all_headers);
-            queries(b, out, all_headers);
+            queries(a, small, out, all_headers);
+            queries(b, small, out, all_headers);
         }
-        SearchKey::And(keys) => keys.iter().for_each(|k| queries(k, out, all_headers)),
+        SearchKey::And(keys) => keys
+            .iter()
+            .for_each(|k| queries(k, small, out, all_headers)),
         _ => {}
     }
 }
@@ -93,8 +106,8 @@ fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
         SearchKey::New | SearchKey::Recent => false,
         SearchKey::Old => true,
         SearchKey::Header { name, value } => {
-            let indexed = value.chars().count() < 3 || c.hit(TextScope::Headers, value);
-            indexed && c.header().is_some_and(|h| h.header(name, value))
+            let candidate = c.prepared.scanned || c.hit(TextScope::Headers, value);
+            candidate && c.header().is_some_and(|h| h.header(name, value))
         }
         SearchKey::Body(text) => c.hit(TextScope::Body, text),
         SearchKey::Text(text) => c.hit(TextScope::All, text),
@@ -156,8 +169,16 @@ impl Session {
         // blocks, never by re-reading and re-parsing every message.
         let mut wanted = Vec::new();
         let mut all_headers = false;
-        queries(key, &mut wanted, &mut all_headers);
-        let mut prepared = Prepared::default();
+        queries(
+            key,
+            view.len() <= HEADER_SCAN_LIMIT,
+            &mut wanted,
+            &mut all_headers,
+        );
+        let mut prepared = Prepared {
+            scanned: all_headers,
+            ..Prepared::default()
+        };
         let mut header_uids: HashSet<u32> = HashSet::new();
         for (scope, needle) in wanted {
             let slot = (scope_key(scope), needle.clone());

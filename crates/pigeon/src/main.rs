@@ -94,8 +94,11 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let mut config = load_config(&cli)?;
+    // Store reads run on the blocking pool; a bounded pool keeps the number of threads (and
+    // their malloc arenas) small under load.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(16)
         .build()
         .context("start the async runtime")?;
     match cli.command {

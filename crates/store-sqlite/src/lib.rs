@@ -278,26 +278,45 @@ fn valid_mailbox_name(name: &str) -> Result<()> {
 
 /// Stores a blob's summary and indexes its text, once per blob.
 fn put_summary(conn: &Connection, blob_id: &str, summary: &MessageSummary) -> Result<()> {
-    let inserted = conn
-        .prepare_cached(
-            "INSERT OR IGNORE INTO summaries (blob_id, envelope, body_structure, body, header) VALUES (?1, ?2, ?3, ?4, ?5)",
-        )
-        .and_then(|mut s| s.execute(params![blob_id, summary.envelope, summary.body_structure, summary.body, summary.header]))
+    let exists = conn
+        .prepare_cached("SELECT 1 FROM summaries WHERE blob_id = ?1")
+        .and_then(|mut s| s.exists([blob_id]))
         .map_err(backend)?;
-    if inserted > 0 {
-        conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")
-            .and_then(|mut s| s.execute(params![blob_id, summary.header_text, summary.body_text]))
-            .map_err(backend)?;
+    if exists {
+        return Ok(());
     }
+    conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![blob_id, summary.header_text, summary.body_text]))
+        .map_err(backend)?;
+    let search_rowid = conn.last_insert_rowid();
+    conn.prepare_cached(
+        "INSERT INTO summaries (blob_id, envelope, body_structure, body, header, search_rowid) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            blob_id,
+            summary.envelope,
+            summary.body_structure,
+            summary.body,
+            summary.header,
+            search_rowid
+        ])
+    })
+    .map_err(backend)?;
     Ok(())
 }
 
 /// Removes the summary and index entry of a blob that is gone.
 fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
-    conn.prepare_cached("DELETE FROM summaries WHERE blob_id = ?1")?
-        .execute([blob_id])?;
-    conn.prepare_cached("DELETE FROM search WHERE blob_id = ?1")?
-        .execute([blob_id])?;
+    let rowid: Option<i64> = conn
+        .prepare_cached("DELETE FROM summaries WHERE blob_id = ?1 RETURNING search_rowid")?
+        .query_row([blob_id], |r| r.get(0))
+        .optional()?;
+    if let Some(rowid) = rowid {
+        conn.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+            .execute([rowid])?;
+    }
     Ok(())
 }
 
@@ -329,7 +348,7 @@ fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
         [],
     )?;
     conn.execute(
-        "DELETE FROM search WHERE blob_id NOT IN (SELECT id FROM blobs)",
+        "DELETE FROM search WHERE rowid NOT IN (SELECT search_rowid FROM summaries)",
         [],
     )?;
     Ok(())

@@ -86,13 +86,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "ALTER TABLE messages ADD COLUMN crlf_size INTEGER NOT NULL DEFAULT 0;
     UPDATE messages SET crlf_size = size;",
     // 4: per-blob summaries (ENVELOPE, BODYSTRUCTURE, header block) and the full-text index
-    // (trigram: IMAP SEARCH is a case-insensitive substring match).
+    // (trigram: IMAP SEARCH is a case-insensitive substring match). `search_rowid` finds a
+    // blob's index row without scanning the index.
     "CREATE TABLE summaries (
         blob_id TEXT PRIMARY KEY,
         envelope BLOB NOT NULL,
         body_structure BLOB NOT NULL,
         body BLOB NOT NULL,
-        header BLOB NOT NULL
+        header BLOB NOT NULL,
+        search_rowid INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE VIRTUAL TABLE search USING fts5(blob_id UNINDEXED, headers, body, tokenize = 'trigram');",
 ];
