@@ -90,7 +90,8 @@ async fn timed(client: &mut ImapClient, command: &str) -> anyhow::Result<(Durati
 pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     let big = "big@localhost";
     let load = "load@localhost";
-    let server = BenchServer::start(&exe, &[big, load], PASSWORD, CONFIG)?;
+    let idle = "idle@localhost";
+    let server = BenchServer::start(&exe, &[big, load, idle], PASSWORD, CONFIG)?;
     let smtp = server.addr("smtp")?;
     let imap = server.addr("imap")?;
     println!(
@@ -99,6 +100,7 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     );
     fill(smtp, big, options.messages, options.size, "filling").await?;
     fill(smtp, load, 1000, options.size, "filling load mailbox").await?;
+    fill(smtp, idle, 100, options.size, "filling idle mailbox").await?;
 
     // Big-mailbox figures on one connection.
     let mut c = ImapClient::connect(imap, Duration::from_secs(300)).await?;
@@ -207,7 +209,7 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     let mut idlers = Vec::with_capacity(options.idle);
     for _ in 0..options.idle {
         let mut c = ImapClient::connect(imap, Duration::from_secs(60)).await?;
-        c.login(load, PASSWORD).await?;
+        c.login(idle, PASSWORD).await?;
         c.command("SELECT INBOX").await?;
         let tag = c.idle().await?;
         idlers.push((c, tag));
@@ -217,7 +219,7 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let after = server.rss_bytes().unwrap_or(0);
     println!(
-        "{} IDLE connections: server RSS {:.1} MB -> {:.1} MB ({:.1} MB for the connections, {:.1} KB each)",
+        "{} IDLE connections (INBOX of 100 messages): server RSS {:.1} MB -> {:.1} MB ({:.1} MB for the connections, {:.1} KB each)",
         options.idle,
         before as f64 / 1_048_576.0,
         after as f64 / 1_048_576.0,

@@ -76,7 +76,8 @@ fn list_items(c: &mut Cursor<'_>, nested: bool) -> Result<Vec<Token>, TokenError
                 items.push(Token::List(list_items(c, true)?));
             }
             Some(b'"') => items.push(quoted(c)?),
-            Some(b'{') | Some(b'~') => items.push(literal(c)?),
+            Some(b'{') => items.push(literal(c)?),
+            Some(b'~') if c.data.get(c.pos + 1) == Some(&b'{') => items.push(literal(c)?),
             Some(_) => items.push(atom(c)?),
         }
     }

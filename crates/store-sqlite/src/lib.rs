@@ -221,11 +221,7 @@ fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
 }
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
-     m.uidnext, m.highestmodseq, m.subscribed, \
-     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id), \
-     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND (flags & 1) = 0), \
-     (SELECT COUNT(*) FROM messages WHERE mailbox_id = m.id AND (flags & 8) != 0), \
-     (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = m.id)";
+     m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
 
 fn parse_keywords(text: &str) -> Vec<String> {
     text.split(' ')
@@ -1474,6 +1470,18 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
     if bad_uids > 0 {
         report.problems.push(format!(
             "{bad_uids} messages have a UID or MODSEQ beyond their mailbox's counters"
+        ));
+    }
+    let bad_counters = count(
+        "SELECT COUNT(*) FROM mailboxes x WHERE \
+         x.total != (SELECT COUNT(*) FROM messages WHERE mailbox_id = x.id) \
+         OR x.unseen != (SELECT COUNT(*) FROM messages WHERE mailbox_id = x.id AND (flags & 1) = 0) \
+         OR x.deleted != (SELECT COUNT(*) FROM messages WHERE mailbox_id = x.id AND (flags & 8) != 0) \
+         OR x.total_size != (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = x.id)",
+    )?;
+    if bad_counters > 0 {
+        report.problems.push(format!(
+            "{bad_counters} mailboxes have wrong message counters"
         ));
     }
     let bad_sizes = count(

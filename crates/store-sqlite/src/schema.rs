@@ -97,6 +97,34 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         search_rowid INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE VIRTUAL TABLE search USING fts5(blob_id UNINDEXED, headers, body, tokenize = 'trigram');",
+    // 5: per-mailbox counters kept by triggers, so SELECT and STATUS never count rows.
+    "ALTER TABLE mailboxes ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN unseen INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN deleted INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE mailboxes ADD COLUMN total_size INTEGER NOT NULL DEFAULT 0;
+    UPDATE mailboxes SET
+        total = (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id),
+        unseen = (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id AND (flags & 1) = 0),
+        deleted = (SELECT COUNT(*) FROM messages WHERE mailbox_id = mailboxes.id AND (flags & 8) != 0),
+        total_size = (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = mailboxes.id);
+    CREATE TRIGGER messages_counters_insert AFTER INSERT ON messages BEGIN
+        UPDATE mailboxes SET total = total + 1, unseen = unseen + ((NEW.flags & 1) = 0),
+            deleted = deleted + ((NEW.flags & 8) != 0), total_size = total_size + NEW.size
+        WHERE id = NEW.mailbox_id;
+    END;
+    CREATE TRIGGER messages_counters_delete AFTER DELETE ON messages BEGIN
+        UPDATE mailboxes SET total = total - 1, unseen = unseen - ((OLD.flags & 1) = 0),
+            deleted = deleted - ((OLD.flags & 8) != 0), total_size = total_size - OLD.size
+        WHERE id = OLD.mailbox_id;
+    END;
+    CREATE TRIGGER messages_counters_update AFTER UPDATE OF flags, mailbox_id, size ON messages BEGIN
+        UPDATE mailboxes SET total = total - 1, unseen = unseen - ((OLD.flags & 1) = 0),
+            deleted = deleted - ((OLD.flags & 8) != 0), total_size = total_size - OLD.size
+        WHERE id = OLD.mailbox_id;
+        UPDATE mailboxes SET total = total + 1, unseen = unseen + ((NEW.flags & 1) = 0),
+            deleted = deleted + ((NEW.flags & 8) != 0), total_size = total_size + NEW.size
+        WHERE id = NEW.mailbox_id;
+    END;",
 ];
 
 /// Brings the database up to the newest schema.

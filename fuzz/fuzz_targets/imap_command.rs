@@ -1,0 +1,40 @@
+//! Arbitrary bytes into the IMAP framing and command parser: no panic, bounded buffers, and
+//! chunking does not change the events or the machine's output.
+#![no_main]
+
+use imap_proto::{CommandBody, Config, Event, Machine};
+use libfuzzer_sys::fuzz_target;
+
+fn run(chunks: &[&[u8]]) -> (Vec<String>, Vec<u8>) {
+    let mut machine = Machine::new(Config {
+        max_line: 4096,
+        max_literal: 8192,
+        max_small_literal: 1024,
+        max_errors: 50,
+    });
+    let mut events = Vec::new();
+    for chunk in chunks {
+        machine.feed(chunk);
+        while let Some(event) = machine.next() {
+            if let Event::Command(c) = &event {
+                match c.body {
+                    CommandBody::Idle => machine.start_idle(),
+                    CommandBody::Authenticate { .. } => machine.auth_continue(b""),
+                    _ => {}
+                }
+            }
+            events.push(format!("{event:?}"));
+        }
+    }
+    (events, machine.take_output())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let whole = run(&[data]);
+    if let Some((&first, rest)) = data.split_first() {
+        let split = usize::from(first) * rest.len() / 256;
+        let (a, b) = rest.split_at(split);
+        let with_first = [&data[..1], a].concat();
+        assert_eq!(run(&[&with_first, b]), whole);
+    }
+});
