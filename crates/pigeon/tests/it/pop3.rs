@@ -320,3 +320,40 @@ async fn maildrop_lock_and_update_only_at_quit() {
     );
     assert_eq!(server.uids(BOB), [1, 3]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expire_and_login_delay_when_configured() {
+    let (server, _) = server_with_mail("[auth]\nallow_plaintext_on_loopback = true\n[pop3]\nexpire_days = 0\nlogin_delay_secs = 3600\n").await;
+    let mut pop = Raw::connect(&server);
+    assert_eq!(pop.send("CAPA"), "+OK Capability list follows");
+    let mut caps = Vec::new();
+    loop {
+        let line = pop.line();
+        if line == "." {
+            break;
+        }
+        caps.push(line);
+    }
+    assert!(
+        caps.contains(&"EXPIRE 0".to_string()) && caps.contains(&"LOGIN-DELAY 3600".to_string()),
+        "{caps:?}"
+    );
+    pop.send(&format!("USER {BOB}"));
+    // EXPIRE 0: everything delivered before this login is removed at login.
+    std::thread::sleep(Duration::from_millis(1100));
+    assert_eq!(
+        pop.send(&format!("PASS {PW}")),
+        "+OK maildrop has 0 messages (0 octets)"
+    );
+    assert_eq!(
+        pop.send("QUIT"),
+        "+OK pigeon POP3 server signing off (0 messages left)"
+    );
+    assert!(server.uids(BOB).is_empty());
+    let mut again = Raw::connect(&server);
+    again.send(&format!("USER {BOB}"));
+    assert_eq!(
+        again.send(&format!("PASS {PW}")),
+        "-ERR [LOGIN-DELAY] minimum time between logins not reached"
+    );
+}
