@@ -154,14 +154,9 @@ fn upper_quoted(out: &mut Vec<u8>, s: &str) {
     string(out, s.to_ascii_uppercase().as_bytes(), false)
 }
 
-fn params(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
-    let attributes = part
-        .headers
-        .iter()
-        .find(|h| h.name == HeaderName::ContentType)
-        .and_then(|h| h.value.as_content_type())
-        .and_then(|ct| ct.attributes());
-    match attributes {
+/// `("NAME" "value" ...)` or `NIL` (body-fld-param).
+fn attribute_list(out: &mut Vec<u8>, list: Option<&[mail_parser::Attribute<'_>]>, utf8: bool) {
+    match list {
         Some(list) if !list.is_empty() => {
             out.push(b'(');
             for (i, attribute) in list.iter().enumerate() {
@@ -178,32 +173,32 @@ fn params(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
     }
 }
 
-fn disposition(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
-    let value = part
-        .headers
+/// A structured header (Content-Type, Content-Disposition) of a part.
+fn content_header<'p>(
+    part: &'p MessagePart<'_>,
+    name: HeaderName<'_>,
+) -> Option<&'p mail_parser::ContentType<'p>> {
+    part.headers
         .iter()
-        .find(|h| h.name == HeaderName::ContentDisposition)
-        .and_then(|h| h.value.as_content_type());
-    match value {
+        .find(|h| h.name == name)
+        .and_then(|h| h.value.as_content_type())
+}
+
+fn params(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
+    attribute_list(
+        out,
+        content_header(part, HeaderName::ContentType).and_then(|ct| ct.attributes()),
+        utf8,
+    );
+}
+
+fn disposition(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
+    match content_header(part, HeaderName::ContentDisposition) {
         Some(ct) => {
             out.push(b'(');
             upper_quoted(out, &ct.c_type);
             out.push(b' ');
-            match ct.attributes() {
-                Some(list) if !list.is_empty() => {
-                    out.push(b'(');
-                    for (i, attribute) in list.iter().enumerate() {
-                        if i > 0 {
-                            out.push(b' ');
-                        }
-                        upper_quoted(out, &attribute.name);
-                        out.push(b' ');
-                        string(out, attribute.value.as_bytes(), utf8);
-                    }
-                    out.push(b')');
-                }
-                _ => out.extend_from_slice(b"NIL"),
-            }
+            attribute_list(out, ct.attributes(), utf8);
             out.push(b')');
         }
         None => out.extend_from_slice(b"NIL"),
@@ -218,11 +213,7 @@ fn part_structure(
     extensible: bool,
     utf8: bool,
 ) {
-    let content_type = part
-        .headers
-        .iter()
-        .find(|h| h.name == HeaderName::ContentType)
-        .and_then(|h| h.value.as_content_type());
+    let content_type = content_header(part, HeaderName::ContentType);
     if let PartType::Multipart(children) = &part.body {
         out.push(b'(');
         for &child in children {
