@@ -216,6 +216,14 @@ pub struct ListOptions {
     pub lsub: bool,
 }
 
+/// SELECT's QRESYNC parameter (RFC 7162 §3.2.5).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Qresync {
+    pub uid_validity: u32,
+    pub modseq: u64,
+    pub known_uids: Option<SequenceSet>,
+}
+
 /// Parsed command bodies.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CommandBody {
@@ -236,6 +244,7 @@ pub enum CommandBody {
         mailbox: String,
         read_only: bool,
         condstore: bool,
+        qresync: Option<Qresync>,
     },
     Create {
         mailbox: String,
@@ -287,6 +296,7 @@ pub enum CommandBody {
         set: SequenceSet,
         items: Vec<FetchItem>,
         changed_since: Option<u64>,
+        vanished: bool,
     },
     Store {
         uid: bool,
@@ -428,10 +438,39 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
         (false, "SELECT" | "EXAMINE") => {
             let mailbox = mailbox_name(args.astring("mailbox")?);
             let mut condstore = false;
+            let mut qresync = None;
             if let Some(Token::List(params)) = args.next() {
-                for p in params {
+                let mut it = params.into_iter();
+                while let Some(p) = it.next() {
                     match p {
                         Token::Atom(a) if a.eq_ignore_ascii_case("CONDSTORE") => condstore = true,
+                        Token::Atom(a) if a.eq_ignore_ascii_case("QRESYNC") => {
+                            let Some(Token::List(values)) = it.next() else {
+                                return err("QRESYNC needs (uidvalidity modseq [known-uids])");
+                            };
+                            let number = |t: Option<&Token>| match t {
+                                Some(Token::Atom(a)) => a.parse::<u64>().ok(),
+                                _ => None,
+                            };
+                            let (Some(v), Some(m)) =
+                                (number(values.first()), number(values.get(1)))
+                            else {
+                                return err("QRESYNC needs (uidvalidity modseq [known-uids])");
+                            };
+                            let known_uids = match values.get(2) {
+                                Some(Token::Atom(a)) => Some(
+                                    SequenceSet::parse(a)
+                                        .ok_or_else(|| ParseError("bad known-uids".into()))?,
+                                ),
+                                _ => None,
+                            };
+                            qresync = Some(Qresync {
+                                uid_validity: u32::try_from(v)
+                                    .map_err(|_| ParseError("bad UIDVALIDITY".into()))?,
+                                modseq: m,
+                                known_uids,
+                            });
+                        }
                         _ => return err("unsupported SELECT parameter"),
                     }
                 }
@@ -440,6 +479,7 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
                 mailbox,
                 read_only: verb == "EXAMINE",
                 condstore,
+                qresync,
             }
         }
         (false, "CREATE") => {
@@ -536,13 +576,16 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
                 _ => return err("FETCH needs items"),
             };
             let mut changed_since = None;
+            let mut vanished = false;
             if let Some(Token::List(modifiers)) = args.next() {
                 let mut it = modifiers.into_iter();
                 while let Some(t) = it.next() {
-                    match (t, it.next()) {
-                        (Token::Atom(a), Some(Token::Atom(v)))
-                            if a.eq_ignore_ascii_case("CHANGEDSINCE") =>
-                        {
+                    match t {
+                        Token::Atom(a) if a.eq_ignore_ascii_case("VANISHED") => vanished = true,
+                        Token::Atom(a) if a.eq_ignore_ascii_case("CHANGEDSINCE") => {
+                            let Some(Token::Atom(v)) = it.next() else {
+                                return err("bad CHANGEDSINCE");
+                            };
                             changed_since = Some(
                                 v.parse()
                                     .map_err(|_| ParseError("bad CHANGEDSINCE".into()))?,
@@ -552,11 +595,16 @@ pub fn parse(name: &str, tokens: Vec<Token>) -> Result<CommandBody, ParseError> 
                     }
                 }
             }
+            if vanished && (!uid || changed_since.is_none()) {
+                // RFC 7162 §3.2.6: VANISHED only with UID FETCH and CHANGEDSINCE.
+                return err("VANISHED needs UID FETCH with CHANGEDSINCE");
+            }
             CommandBody::Fetch {
                 uid,
                 set,
                 items,
                 changed_since,
+                vanished,
             }
         }
         (_, "STORE") => {

@@ -72,6 +72,7 @@ impl Session {
         set: &SequenceSet,
         items: &[FetchItem],
         changed_since: Option<u64>,
+        vanished: bool,
     ) -> Outcome {
         let mut items = items.to_vec();
         if uid && !items.contains(&FetchItem::Uid) {
@@ -86,6 +87,26 @@ impl Session {
         let view = self.selected.as_ref().expect("checked by the dispatcher");
         let mailbox = view.mailbox.id;
         let mut uids = view.resolve(set, uid, &self.saved);
+        if vanished && let Some(since) = changed_since {
+            // RFC 7162 §3.2.6: UIDs in the set expunged since then, before the FETCH data.
+            let max = view.mailbox.uid_next.max(view.max_uid() + 1);
+            let gone: Vec<u32> = self
+                .store
+                .expunged_since(mailbox, since)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .filter(|u| set.contains(*u, max))
+                .collect();
+            if !gone.is_empty() {
+                let line = format!(
+                    "* VANISHED (EARLIER) {}\r\n",
+                    crate::search::compress(&gone)
+                );
+                self.machine.out().extend_from_slice(line.as_bytes());
+            }
+        }
+        let view = self.selected.as_ref().expect("checked by the dispatcher");
         if let Some(since) = changed_since {
             uids.retain(|u| view.meta(*u).is_some_and(|m| m.modseq > since));
         }

@@ -94,6 +94,7 @@ impl net::Protocol for Imap {
             rev2: false,
             utf8: false,
             condstore: false,
+            qresync: false,
             saved: Vec::new(),
         }
     }
@@ -126,6 +127,8 @@ pub struct Session {
     rev2: bool,
     utf8: bool,
     condstore: bool,
+    /// QRESYNC enabled (RFC 7162): VANISHED instead of EXPUNGE.
+    qresync: bool,
     /// SEARCHRES: UIDs saved by `SEARCH RETURN (SAVE)` (RFC 5182).
     saved: Vec<u32>,
 }
@@ -270,6 +273,7 @@ impl Session {
             "BINARY",
             "CONDSTORE",
             "UTF8=ACCEPT",
+            "QRESYNC",
         ]);
         let mut text = caps.join(" ");
         text.push_str(&format!(" APPENDLIMIT={}", self.settings.max_append));
@@ -338,13 +342,14 @@ impl Session {
                 view.apply(change);
             }
         }
-        let condstore = self.condstore;
+        let (condstore, qresync) = (self.condstore, self.qresync);
         if let Err(e) = view
             .flush(
                 &*self.store,
                 self.machine.out(),
                 expunges_allowed,
                 condstore,
+                qresync,
             )
             .await
         {
@@ -403,7 +408,12 @@ impl Session {
                 mailbox,
                 read_only,
                 condstore,
-            } => (true, self.select(&mailbox, read_only, condstore).await),
+                qresync,
+            } => (
+                true,
+                self.select(&mailbox, read_only, condstore, qresync.as_ref())
+                    .await,
+            ),
             CommandBody::Create {
                 mailbox,
                 special_use,
@@ -456,7 +466,11 @@ impl Session {
                 set,
                 items,
                 changed_since,
-            } => (uid, self.fetch(uid, &set, &items, changed_since).await),
+                vanished,
+            } => (
+                uid,
+                self.fetch(uid, &set, &items, changed_since, vanished).await,
+            ),
             CommandBody::Store {
                 uid,
                 set,
@@ -587,6 +601,12 @@ impl Session {
                     self.utf8 = true;
                     enabled.push("UTF8=ACCEPT");
                 }
+                "QRESYNC" if !self.qresync => {
+                    // RFC 7162 §3.2.3: QRESYNC implies CONDSTORE.
+                    self.qresync = true;
+                    self.condstore = true;
+                    enabled.push("QRESYNC");
+                }
                 "CONDSTORE" if !self.condstore => {
                     self.condstore = true;
                     enabled.push("CONDSTORE");
@@ -601,7 +621,16 @@ impl Session {
         ok("ENABLE completed")
     }
 
-    async fn select(&mut self, name: &str, read_only: bool, condstore: bool) -> Outcome {
+    async fn select(
+        &mut self,
+        name: &str,
+        read_only: bool,
+        condstore: bool,
+        qresync: Option<&imap_proto::command::Qresync>,
+    ) -> Outcome {
+        if qresync.is_some() && !self.qresync {
+            return Err(bad("ENABLE QRESYNC first"));
+        }
         // Selecting closes the previous mailbox without expunging (RFC 9051 §6.3.2).
         if self.selected.take().is_some() {
             self.machine
@@ -652,6 +681,36 @@ impl Session {
                 list::quote_name(&self.name_to_client(&mailbox.name))
             );
             self.machine.out().extend_from_slice(line.as_bytes());
+        }
+        if let Some(q) = qresync
+            && q.uid_validity == mailbox.uid_validity
+        {
+            // RFC 7162 §3.2.5.1: what vanished and what changed since the client's MODSEQ.
+            let mut vanished = self
+                .store
+                .expunged_since(mailbox.id, q.modseq)
+                .await
+                .map_err(internal)?;
+            if let Some(known) = &q.known_uids {
+                let max = mailbox.uid_next.saturating_sub(1);
+                vanished.retain(|u| known.contains(*u, max));
+            }
+            let mut out = Vec::new();
+            if !vanished.is_empty() {
+                out.extend_from_slice(
+                    format!("* VANISHED (EARLIER) {}\r\n", search::compress(&vanished)).as_bytes(),
+                );
+            }
+            for (i, m) in view.messages().iter().enumerate() {
+                if m.modseq > q.modseq {
+                    out.extend_from_slice(
+                        format!("* {} FETCH (UID {} FLAGS ", i + 1, m.uid).as_bytes(),
+                    );
+                    imap_proto::write::flag_list(&mut out, m.flags, &m.keywords);
+                    out.extend_from_slice(format!(" MODSEQ ({}))\r\n", m.modseq).as_bytes());
+                }
+            }
+            self.machine.out().extend_from_slice(&out);
         }
         self.selected = Some(view);
         let code = if read_only { "READ-ONLY" } else { "READ-WRITE" };

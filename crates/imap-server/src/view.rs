@@ -214,10 +214,26 @@ impl View {
         out: &mut Vec<u8>,
         expunges_allowed: bool,
         condstore: bool,
+        qresync: bool,
     ) -> Result<(), StoreError> {
         if expunges_allowed && !self.pending_expunge.is_empty() {
             let mut gone = std::mem::take(&mut self.pending_expunge);
             gone.sort_unstable();
+            if qresync {
+                // RFC 7162 §3.2.10: with QRESYNC enabled, VANISHED replaces EXPUNGE.
+                let present: Vec<u32> = gone
+                    .iter()
+                    .copied()
+                    .filter(|u| self.index(*u).is_some())
+                    .collect();
+                if !present.is_empty() {
+                    out.extend_from_slice(
+                        format!("* VANISHED {}\r\n", crate::search::compress(&present)).as_bytes(),
+                    );
+                }
+                self.messages
+                    .retain(|m| present.binary_search(&m.uid).is_err());
+            }
             // Highest first, so each number is still right when the client reads it.
             for uid in gone.into_iter().rev() {
                 if let Some(i) = self.index(uid) {

@@ -1041,6 +1041,22 @@ impl Store for SqliteStore {
         Ok(pairs)
     }
 
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT uid FROM expunged WHERE mailbox_id = ?1 AND modseq > ?2 ORDER BY uid",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![mailbox, modseq as i64], |r| r.get(0))
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<u32>>>()
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn summaries(
         &self,
         mailbox: MailboxId,

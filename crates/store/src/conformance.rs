@@ -477,8 +477,28 @@ async fn flags_and_expunge(store: &dyn Store) {
         Change::FlagsChanged { uid: 1, .. }
     ));
 
+    let before_expunge = store
+        .mailbox(ida, "INBOX")
+        .await
+        .unwrap()
+        .unwrap()
+        .highest_modseq;
     let removed = store.expunge(inbox.id, &[2, 3, 42]).await.unwrap();
     assert_eq!(removed, [2, 3]);
+    assert_eq!(
+        store
+            .expunged_since(inbox.id, before_expunge)
+            .await
+            .unwrap(),
+        [2, 3]
+    );
+    assert!(
+        store
+            .expunged_since(inbox.id, before_expunge + 1)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     let left = store.list_messages(inbox.id).await.unwrap();
     assert_eq!(left.iter().map(|m| m.uid).collect::<Vec<_>>(), [1]);
     assert!(store.expunge(inbox.id, &[2]).await.unwrap().is_empty());

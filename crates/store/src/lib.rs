@@ -406,6 +406,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<(u32, u64, u32)>>;
     /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    /// UIDs expunged (or moved away) with a MODSEQ above `modseq`, ascending (RFC 7162 VANISHED).
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>>;
     /// Changes system flags and keywords (IMAP STORE). Messages whose MODSEQ is above
     /// `unchanged_since` are left alone and returned in the second list (RFC 7162
     /// UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ.

@@ -615,3 +615,71 @@ async fn mbsync_two_way_sync() {
         "nothing changed on the server: {text}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn condstore_and_qresync() {
+    if !require_tool("python3") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    for tag in ["q1", "q2", "q3"] {
+        deliver(&server, BOB, &fixtures::ascii(BOB, tag)).await;
+    }
+    let script = preamble(&server)
+        + r#"
+r = {}
+a = connect()
+r['enable'] = a._simple_command('ENABLE', 'QRESYNC')[0]
+r['enabled'] = [x.decode() for x in a.untagged_responses.pop('ENABLED', [])]
+typ, data = a.select('INBOX')
+validity = int(a.untagged_responses['UIDVALIDITY'][0])
+modseq = int(a.untagged_responses['HIGHESTMODSEQ'][0])
+b = connect()
+b.select('INBOX')
+b.store('2', '+FLAGS', '\\Flagged')
+b.store('1', '+FLAGS', '\\Deleted')
+b.expunge()
+b.logout()
+typ, data = a.noop()
+r['vanished_noop'] = [x.decode() for x in a.untagged_responses.pop('VANISHED', [])]
+r['expunge_noop'] = [x.decode() for x in a.untagged_responses.pop('EXPUNGE', [])]
+a.logout()
+c = connect()
+c._simple_command('ENABLE', 'QRESYNC')
+typ, data = c._simple_command('SELECT', 'INBOX (QRESYNC (%d %d))' % (validity, modseq))
+r['select'] = typ
+c.state = 'SELECTED'
+r['vanished_select'] = [x.decode() for x in c.untagged_responses.pop('VANISHED', [])]
+r['fetch_select'] = [x.decode() if isinstance(x, bytes) else str(x) for x in c.untagged_responses.pop('FETCH', [])]
+typ, data = c._simple_command('UID', 'FETCH', '1:*', '(FLAGS)', '(CHANGEDSINCE %d VANISHED)' % modseq)
+r['vanished_fetch'] = [x.decode() for x in c.untagged_responses.pop('VANISHED', [])]
+r['fetch_changed'] = [x.decode() if isinstance(x, bytes) else str(x) for x in c.untagged_responses.pop('FETCH', [])]
+c.logout()
+print(json.dumps(r))
+"#;
+    let r = python(&script);
+    assert_eq!(r["enable"], "OK");
+    assert!(
+        r["enabled"].to_string().contains("QRESYNC"),
+        "{}",
+        r["enabled"]
+    );
+    assert_eq!(
+        r["vanished_noop"][0], "1",
+        "with QRESYNC the expunge shows as VANISHED: {r}"
+    );
+    assert!(r["expunge_noop"].as_array().unwrap().is_empty(), "{r}");
+    assert_eq!(r["select"], "OK");
+    assert_eq!(r["vanished_select"][0], "(EARLIER) 1", "{r}");
+    let changed = r["fetch_select"].to_string();
+    assert!(
+        changed.contains("UID 2 FLAGS (\\\\Flagged) MODSEQ"),
+        "{changed}"
+    );
+    assert!(
+        !changed.contains("UID 3 "),
+        "unchanged messages are not sent: {changed}"
+    );
+    assert_eq!(r["vanished_fetch"][0], "(EARLIER) 1", "{r}");
+    assert!(r["fetch_changed"].to_string().contains("UID 2"), "{r}");
+}
