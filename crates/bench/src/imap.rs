@@ -101,6 +101,15 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     fill(smtp, big, options.messages, options.size, "filling").await?;
     fill(smtp, load, 1000, options.size, "filling load mailbox").await?;
     fill(smtp, idle, 100, options.size, "filling idle mailbox").await?;
+    // The full-text index catches up when the server is idle; measure it caught up.
+    let started = Instant::now();
+    while server.index_backlog(&exe)? > 0 && started.elapsed() < Duration::from_secs(600) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "index caught up {:.1} s after the fill",
+        started.elapsed().as_secs_f64()
+    );
 
     // Big-mailbox figures on one connection.
     let mut c = ImapClient::connect(imap, Duration::from_secs(300)).await?;

@@ -140,6 +140,34 @@ fn write_envelope(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, utf8: bo
     out.push(b')');
 }
 
+/// ENVELOPE, BODY and BODYSTRUCTURE from one parse of the message.
+pub fn structures(raw: &[u8], message: Option<&Message<'_>>) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    let mut envelope = Vec::new();
+    let mut body = Vec::new();
+    let mut body_structure = Vec::new();
+    match message {
+        Some(message) => {
+            write_envelope(&mut envelope, raw, message, false);
+            part_structure(&mut body, raw, message, message.root_part(), false, false);
+            part_structure(
+                &mut body_structure,
+                raw,
+                message,
+                message.root_part(),
+                true,
+                false,
+            );
+        }
+        None => {
+            envelope.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
+            let plain = b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
+            body.extend_from_slice(plain);
+            body_structure.extend_from_slice(plain);
+        }
+    }
+    (envelope, body, body_structure)
+}
+
 /// The ENVELOPE structure of a message.
 pub fn envelope(raw: &[u8], utf8: bool) -> Vec<u8> {
     let mut out = Vec::new();

@@ -15,18 +15,36 @@ pub struct Summary {
     pub body: Vec<u8>,
     /// The raw header block (for header searches and HEADER.FIELDS).
     pub header: Vec<u8>,
-    /// Decoded header values, for full-text search (TEXT).
-    pub header_text: String,
-    /// Decoded text of the text/* parts, for full-text search (BODY, TEXT).
-    pub body_text: String,
 }
 
 /// Computes the summary of `raw`. Malformed messages give a best-effort result.
 pub fn summarize(raw: &[u8]) -> Summary {
     let header_end = crate::headers::header_len(raw);
+    // One parse serves every view.
+    let parsed = MessageParser::default().parse(raw);
+    let (envelope, body, body_structure) = crate::imap::structures(raw, parsed.as_ref());
+    Summary {
+        envelope,
+        body_structure,
+        body,
+        header: raw[..header_end].to_vec(),
+    }
+}
+
+/// The decoded header values and text-body text of `raw`, for the full-text index (computed
+/// when the store indexes, not at delivery).
+pub fn texts(raw: &[u8]) -> (String, String) {
+    MessageParser::default()
+        .parse(raw)
+        .as_ref()
+        .map(texts_of)
+        .unwrap_or_default()
+}
+
+fn texts_of(message: &mail_parser::Message<'_>) -> (String, String) {
     let mut header_text = String::new();
     let mut body_text = String::new();
-    if let Some(message) = MessageParser::default().parse(raw) {
+    {
         for header in message.root_part().headers.iter() {
             if let Some(text) = header.value.as_text() {
                 header_text.push_str(text);
@@ -60,14 +78,7 @@ pub fn summarize(raw: &[u8]) -> Summary {
             }
         }
     }
-    Summary {
-        envelope: crate::imap::envelope(raw, false),
-        body_structure: crate::imap::body_structure(raw, true, false),
-        body: crate::imap::body_structure(raw, false, false),
-        header: raw[..header_end].to_vec(),
-        header_text,
-        body_text,
-    }
+    (header_text, body_text)
 }
 
 #[cfg(test)]
@@ -78,12 +89,12 @@ mod tests {
     fn summary_of_a_simple_message() {
         let raw = "Subject: =?UTF-8?B?5L2g5aW9?=\r\nFrom: Zoë <z@x.test>\r\n\r\nbody text\r\n";
         let s = summarize(raw.as_bytes());
+        let (header_text, body_text) = texts(raw.as_bytes());
         assert!(
-            s.header_text.contains("你好") && s.header_text.contains("Zoë z@x.test"),
-            "{}",
-            s.header_text
+            header_text.contains("你好") && header_text.contains("Zoë z@x.test"),
+            "{header_text}"
         );
-        assert_eq!(s.body_text, "body text\r\n\n");
+        assert_eq!(body_text, "body text\r\n\n");
         assert!(s.envelope.starts_with(b"(NIL \"=?UTF-8?B?5L2g5aW9?=\""));
         assert_eq!(
             s.header,

@@ -324,8 +324,8 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
 async fn verify(store: &dyn Store) -> anyhow::Result<ExitCode> {
     let report = store.verify().await?;
     println!(
-        "{} accounts, {} mailboxes, {} messages, {} stored message bodies",
-        report.accounts, report.mailboxes, report.messages, report.blobs
+        "{} accounts, {} mailboxes, {} messages, {} stored message bodies, {} awaiting indexing",
+        report.accounts, report.mailboxes, report.messages, report.blobs, report.index_backlog
     );
     if report.problems.is_empty() {
         println!("ok");

@@ -146,8 +146,43 @@ impl SqliteStore {
     }
 }
 
+/// Texts indexed per step while the writer has nothing else to do.
+const INDEX_STEP: usize = 8;
+/// How long the writer must be idle before it indexes.
+const INDEX_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
+
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    while let Ok(first) = rx.recv() {
+    // Queued texts may be left from before a restart.
+    let mut index_pending = true;
+    // After real work, wait for a quiet moment before indexing; between index steps, do not.
+    let mut quiet_needed = false;
+    loop {
+        let first = if index_pending {
+            let wait = if quiet_needed {
+                INDEX_QUIET
+            } else {
+                std::time::Duration::ZERO
+            };
+            match rx.recv_timeout(wait) {
+                Ok(job) => job,
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    quiet_needed = false;
+                    index_pending = index_step(&conn, INDEX_STEP).unwrap_or_else(|e| {
+                        tracing::error!(error = %e, "sqlite: indexing failed");
+                        false
+                    });
+                    continue;
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            }
+        } else {
+            match rx.recv() {
+                Ok(job) => job,
+                Err(_) => break,
+            }
+        };
+        index_pending = true;
+        quiet_needed = true;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -274,45 +309,76 @@ fn valid_mailbox_name(name: &str) -> Result<()> {
 
 /// Stores a blob's summary and indexes its text, once per blob.
 fn put_summary(conn: &Connection, blob_id: &str, summary: &MessageSummary) -> Result<()> {
-    let exists = conn
-        .prepare_cached("SELECT 1 FROM summaries WHERE blob_id = ?1")
-        .and_then(|mut s| s.exists([blob_id]))
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO summaries (blob_id, envelope, body_structure, body, header) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                blob_id,
+                summary.envelope,
+                summary.body_structure,
+                summary.body,
+                summary.header
+            ])
+        })
         .map_err(backend)?;
-    if exists {
-        return Ok(());
+    if inserted > 0 {
+        conn.prepare_cached("INSERT OR IGNORE INTO index_queue (blob_id) VALUES (?1)")
+            .and_then(|mut s| s.execute([blob_id]))
+            .map_err(backend)?;
     }
-    conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")
-        .and_then(|mut s| s.execute(params![blob_id, summary.header_text, summary.body_text]))
-        .map_err(backend)?;
-    let search_rowid = conn.last_insert_rowid();
-    conn.prepare_cached(
-        "INSERT INTO summaries (blob_id, envelope, body_structure, body, header, search_rowid) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-    )
-    .and_then(|mut s| {
-        s.execute(params![
-            blob_id,
-            summary.envelope,
-            summary.body_structure,
-            summary.body,
-            summary.header,
-            search_rowid
-        ])
-    })
-    .map_err(backend)?;
     Ok(())
+}
+
+/// Moves up to `limit` queued texts into the full-text index; returns whether more wait.
+fn index_step(conn: &Connection, limit: usize) -> rusqlite::Result<bool> {
+    conn.execute_batch("BEGIN IMMEDIATE")?;
+    let step = || -> rusqlite::Result<usize> {
+        let mut stmt = conn.prepare_cached(
+            "SELECT q.blob_id, b.data FROM index_queue q JOIN blobs b ON b.id = q.blob_id LIMIT ?1",
+        )?;
+        let rows: Vec<(String, Vec<u8>)> = stmt
+            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (blob_id, data) in &rows {
+            // The text is derived here, off the delivery path.
+            let (headers, body) = message::summary::texts(data);
+            conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")?
+                .execute(params![blob_id, headers, body])?;
+            let rowid = conn.last_insert_rowid();
+            conn.prepare_cached("UPDATE summaries SET search_rowid = ?1 WHERE blob_id = ?2")?
+                .execute(params![rowid, blob_id])?;
+            conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
+                .execute([blob_id])?;
+        }
+        Ok(rows.len())
+    };
+    match step() {
+        Ok(n) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(n == limit)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
 }
 
 /// Removes the summary and index entry of a blob that is gone.
 fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
-    let rowid: Option<i64> = conn
+    let rowid: Option<Option<i64>> = conn
         .prepare_cached("DELETE FROM summaries WHERE blob_id = ?1 RETURNING search_rowid")?
         .query_row([blob_id], |r| r.get(0))
         .optional()?;
-    if let Some(rowid) = rowid {
+    if let Some(Some(rowid)) = rowid {
         conn.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
             .execute([rowid])?;
     }
+    conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
+        .execute([blob_id])?;
     Ok(())
 }
 
@@ -344,7 +410,7 @@ fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
         [],
     )?;
     conn.execute(
-        "DELETE FROM search WHERE rowid NOT IN (SELECT search_rowid FROM summaries)",
+        "DELETE FROM search WHERE rowid NOT IN (SELECT search_rowid FROM summaries WHERE search_rowid IS NOT NULL)",
         [],
     )?;
     Ok(())
@@ -1079,8 +1145,6 @@ impl Store for SqliteStore {
                             body_structure: r.get(1)?,
                             body: r.get(2)?,
                             header: r.get(3)?,
-                            header_text: String::new(),
-                            body_text: String::new(),
                         })
                     })
                     .optional()
@@ -1138,6 +1202,32 @@ impl Store for SqliteStore {
                 .query_map(params![mailbox, pattern], |r| r.get(0))
                 .map_err(backend)?;
             let mut uids: Vec<u32> = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
+            // Texts not indexed yet (the indexer runs when the writer is idle) are matched
+            // here, so a search never misses fresh mail.
+            let lower = needle.to_lowercase();
+            let mut pending = conn
+                .prepare_cached(
+                    "SELECT m.uid, b.data FROM index_queue q JOIN messages m ON m.blob_id = q.blob_id \
+                     JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = ?1",
+                )
+                .map_err(backend)?;
+            let rows = pending
+                .query_map([mailbox], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))
+                .map_err(backend)?;
+            for row in rows {
+                let (uid, data) = row.map_err(backend)?;
+                let (headers, body) = message::summary::texts(&data);
+                let hit = |text: &str| text.to_lowercase().contains(&lower);
+                let matched = match scope {
+                    TextScope::Headers => hit(&headers),
+                    TextScope::Body => hit(&body),
+                    TextScope::All => hit(&headers) || hit(&body),
+                };
+                if matched {
+                    uids.push(uid);
+                }
+            }
+            uids.sort_unstable();
             uids.dedup();
             Ok(uids)
         })
@@ -1457,6 +1547,7 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
     report.mailboxes = count("SELECT COUNT(*) FROM mailboxes")? as u64;
     report.messages = count("SELECT COUNT(*) FROM messages")? as u64;
     report.blobs = count("SELECT COUNT(*) FROM blobs")? as u64;
+    report.index_backlog = count("SELECT COUNT(*) FROM index_queue")? as u64;
 
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if integrity != "ok" {
@@ -1573,6 +1664,87 @@ mod tests {
         }
         assert_eq!(ok, 1);
         assert_eq!(store.list_domains().await.unwrap(), ["race.test"]);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_texts_reach_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        store.add_domain("i.test").await.unwrap();
+        let id = store
+            .create_account(
+                &Address::parse("i@i.test").unwrap(),
+                &Secrets {
+                    password_hash: "h".into(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap();
+        for i in 0..30 {
+            let raw = format!("Subject: n{i}\r\n\r\nneedle{i} haystack\r\n").into_bytes();
+            let summary = message_summary(&raw);
+            store
+                .deliver(Delivery {
+                    data: raw,
+                    recipients: vec![id],
+                    internal_date: 0,
+                    summary: Some(summary),
+                })
+                .await
+                .unwrap();
+        }
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap();
+        // Found at once (queued or indexed)...
+        assert_eq!(
+            store
+                .search_text(inbox.id, "NEEDLE17", TextScope::Body)
+                .await
+                .unwrap(),
+            [18]
+        );
+        // ...and the idle writer drains the queue into the index.
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        let mut waited = 0;
+        while conn
+            .query_row("SELECT COUNT(*) FROM index_queue", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .unwrap()
+            > 0
+        {
+            assert!(waited < 100, "the index queue drains");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        let indexed: i64 = conn
+            .query_row("SELECT COUNT(*) FROM search", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(indexed, 30);
+        assert_eq!(
+            store
+                .search_text(inbox.id, "needle17", TextScope::Body)
+                .await
+                .unwrap(),
+            [18]
+        );
+        assert_eq!(
+            store
+                .search_text(inbox.id, "haystack", TextScope::All)
+                .await
+                .unwrap()
+                .len(),
+            30
+        );
+    }
+
+    fn message_summary(raw: &[u8]) -> MessageSummary {
+        MessageSummary {
+            envelope: b"(NIL)".to_vec(),
+            body_structure: b"()".to_vec(),
+            body: b"()".to_vec(),
+            header: raw[..raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4].to_vec(),
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

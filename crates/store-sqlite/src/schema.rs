@@ -87,16 +87,20 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     UPDATE messages SET crlf_size = size;",
     // 4: per-blob summaries (ENVELOPE, BODYSTRUCTURE, header block) and the full-text index
     // (trigram: IMAP SEARCH is a case-insensitive substring match). `search_rowid` finds a
-    // blob's index row without scanning the index.
+    // blob's index row without scanning the index. Text waits in `index_queue` until the
+    // writer is idle: indexing costs more than the delivery it must not slow down.
     "CREATE TABLE summaries (
         blob_id TEXT PRIMARY KEY,
         envelope BLOB NOT NULL,
         body_structure BLOB NOT NULL,
         body BLOB NOT NULL,
         header BLOB NOT NULL,
-        search_rowid INTEGER NOT NULL
+        search_rowid INTEGER
     ) WITHOUT ROWID;
-    CREATE VIRTUAL TABLE search USING fts5(blob_id UNINDEXED, headers, body, tokenize = 'trigram');",
+    CREATE VIRTUAL TABLE search USING fts5(blob_id UNINDEXED, headers, body, tokenize = 'trigram');
+    CREATE TABLE index_queue (
+        blob_id TEXT PRIMARY KEY
+    ) WITHOUT ROWID;",
     // 5: per-mailbox counters kept by triggers, so SELECT and STATUS never count rows.
     "ALTER TABLE mailboxes ADD COLUMN total INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE mailboxes ADD COLUMN unseen INTEGER NOT NULL DEFAULT 0;

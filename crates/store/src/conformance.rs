@@ -680,13 +680,12 @@ async fn summaries_and_search(store: &dyn Store) {
         .create_account(&addr("kim@d9.test"), &secrets("h"))
         .await
         .unwrap();
-    let summary = |subject: &str, body: &str| MessageSummary {
+    // The index reads the message's own text; the summary carries the IMAP views.
+    let summary = |subject: &str| MessageSummary {
         envelope: format!("(NIL \"{subject}\")").into_bytes(),
         body_structure: b"(\"TEXT\" \"PLAIN\")".to_vec(),
         body: b"(\"TEXT\")".to_vec(),
         header: format!("Subject: {subject}\r\n\r\n").into_bytes(),
-        header_text: subject.to_string(),
-        body_text: body.to_string(),
     };
     for (subject, body) in [
         ("Zebra crossing", "hello 世界 WORLD"),
@@ -698,7 +697,7 @@ async fn summaries_and_search(store: &dyn Store) {
                 data: format!("Subject: {subject}\r\n\r\n{body}\r\n").into_bytes(),
                 recipients: vec![kim],
                 internal_date: 0,
-                summary: Some(summary(subject, body)),
+                summary: Some(summary(subject)),
             })
             .await
             .unwrap();

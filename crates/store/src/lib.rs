@@ -348,6 +348,8 @@ pub struct VerifyReport {
     pub mailboxes: u64,
     pub messages: u64,
     pub blobs: u64,
+    /// Messages whose text is not in the full-text index yet (it catches up when idle).
+    pub index_backlog: u64,
     /// Everything found wrong; empty means the store is consistent.
     pub problems: Vec<String>,
 }
@@ -430,8 +432,7 @@ pub trait Store: Send + Sync + 'static {
         internal_date: i64,
         summary: Option<MessageSummary>,
     ) -> Result<u32>;
-    /// The stored summaries of messages (those that have one; `header_text` and `body_text`
-    /// are left empty).
+    /// The stored summaries of messages (those that have one).
     async fn summaries(
         &self,
         mailbox: MailboxId,
