@@ -106,21 +106,18 @@ impl BenchServer {
         proc_status_kib(self.child.id(), "VmRSS:").map(|kib| kib * 1024)
     }
 
-    /// Messages not yet in the full-text index (from `pigeon verify`).
+    /// Messages not yet in the full-text index (from `pigeon status`).
     pub fn index_backlog(&self, exe: &Path) -> anyhow::Result<u64> {
         let out = Command::new(exe)
             .arg("--data")
             .arg(self.dir.path())
-            .arg("verify")
+            .arg("status")
             .output()?;
         let text = String::from_utf8_lossy(&out.stdout);
-        text.split(", ")
-            .find_map(|part| {
-                part.strip_suffix(" awaiting indexing")
-                    .or_else(|| part.lines().next()?.strip_suffix(" awaiting indexing"))
-            })
+        text.lines()
+            .find_map(|l| l.strip_prefix("awaiting indexing: "))
             .and_then(|n| n.trim().parse().ok())
-            .with_context(|| format!("unexpected verify output: {text}"))
+            .with_context(|| format!("unexpected status output: {text}"))
     }
 
     pub fn data_dir(&self) -> PathBuf {

@@ -148,6 +148,12 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
         crate::Command::Queue { action } => queue(&*store, action).await?,
         crate::Command::Mail { action } => mail(&*store, action).await?,
         crate::Command::Verify => return verify(&*store).await,
+        crate::Command::Status => {
+            println!("domains: {}", store.list_domains().await?.join(", "));
+            println!("accounts: {}", store.list_accounts().await?.len());
+            println!("queued messages: {}", store.list_queue().await?.len());
+            println!("awaiting indexing: {}", store.index_backlog().await?);
+        }
         crate::Command::Serve { .. } | crate::Command::Bench { .. } => {
             unreachable!("handled in main")
         }

@@ -63,6 +63,8 @@ enum Command {
     },
     /// Check the store's integrity; exits non-zero if anything is wrong.
     Verify,
+    /// Show what the store holds, cheaply (no integrity checks).
+    Status,
     /// Measure the server (starts its own server on a temporary data directory).
     Bench {
         #[command(subcommand)]

@@ -146,8 +146,8 @@ impl SqliteStore {
     }
 }
 
-/// Texts indexed per step while the writer has nothing else to do.
-const INDEX_STEP: usize = 8;
+/// Most texts indexed per step while the writer has nothing else to do.
+const INDEX_STEP: usize = 512;
 /// How long the writer must be idle before it indexes.
 const INDEX_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
 
@@ -332,17 +332,26 @@ fn put_summary(conn: &Connection, blob_id: &str, summary: &MessageSummary) -> Re
     Ok(())
 }
 
-/// Moves up to `limit` queued texts into the full-text index; returns whether more wait.
+/// Moves queued texts into the full-text index for about `budget` (at most `limit` texts, in
+/// one transaction: FTS5 writes a segment per commit, so tiny commits make it merge forever);
+/// returns whether more wait.
 fn index_step(conn: &Connection, limit: usize) -> rusqlite::Result<bool> {
+    let budget = std::time::Duration::from_millis(30);
+    let started = std::time::Instant::now();
     conn.execute_batch("BEGIN IMMEDIATE")?;
-    let step = || -> rusqlite::Result<usize> {
+    let step = || -> rusqlite::Result<bool> {
         let mut stmt = conn.prepare_cached(
-            "SELECT q.blob_id, b.data FROM index_queue q JOIN blobs b ON b.id = q.blob_id LIMIT ?1",
+            "SELECT q.blob_id, b.data FROM index_queue q CROSS JOIN blobs b ON b.id = q.blob_id LIMIT ?1",
         )?;
         let rows: Vec<(String, Vec<u8>)> = stmt
             .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<rusqlite::Result<_>>()?;
+        let mut done = 0;
         for (blob_id, data) in &rows {
+            if started.elapsed() > budget {
+                break;
+            }
+            done += 1;
             // The text is derived here, off the delivery path.
             let (headers, body) = message::summary::texts(data);
             conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")?
@@ -353,12 +362,13 @@ fn index_step(conn: &Connection, limit: usize) -> rusqlite::Result<bool> {
             conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
                 .execute([blob_id])?;
         }
-        Ok(rows.len())
+        // More wait if the budget cut the batch short or the batch was full.
+        Ok(done < rows.len() || rows.len() == limit)
     };
     match step() {
-        Ok(n) => {
+        Ok(more) => {
             conn.execute_batch("COMMIT")?;
-            Ok(n == limit)
+            Ok(more)
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -1207,8 +1217,8 @@ impl Store for SqliteStore {
             let lower = needle.to_lowercase();
             let mut pending = conn
                 .prepare_cached(
-                    "SELECT m.uid, b.data FROM index_queue q JOIN messages m ON m.blob_id = q.blob_id \
-                     JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = ?1",
+                    "SELECT m.uid, b.data FROM index_queue q CROSS JOIN messages m ON m.blob_id = q.blob_id \
+                     CROSS JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = ?1",
                 )
                 .map_err(backend)?;
             let rows = pending
@@ -1506,6 +1516,17 @@ impl Store for SqliteStore {
                 }
             }
             Ok(entries)
+        })
+        .await
+    }
+
+    async fn index_backlog(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM index_queue", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(backend)
         })
         .await
     }

@@ -479,6 +479,8 @@ pub trait Store: Send + Sync + 'static {
     // --- integrity and notifications ---
     /// Checks the store's integrity without changing it.
     async fn verify(&self) -> Result<VerifyReport>;
+    /// Messages whose text is not in the full-text index yet (cheap; for status displays).
+    async fn index_backlog(&self) -> Result<u64>;
     /// Changes to one account, from any session (IDLE, webmail push).
     fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change>;
 }

@@ -98,6 +98,11 @@ fn domains_users_aliases_and_their_errors() {
     assert_eq!(server.admin_ok(&["domain", "list"]), b"");
     let verify = String::from_utf8(server.admin_ok(&["verify"])).unwrap();
     assert!(verify.ends_with("ok\n"), "{verify}");
+    let status = String::from_utf8(server.admin_ok(&["status"])).unwrap();
+    assert!(
+        status.contains("accounts: 0\n") && status.contains("awaiting indexing: 0\n"),
+        "{status}"
+    );
 }
 
 #[test]
