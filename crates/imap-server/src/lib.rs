@@ -1000,19 +1000,13 @@ impl Session {
             .copy(view.mailbox.id, &uids, destination.id, move_them)
             .await
             .map_err(internal)?;
+        let sources: Vec<u32> = pairs.iter().map(|p| p.0).collect();
+        let targets: Vec<u32> = pairs.iter().map(|p| p.1).collect();
         let code = format!(
             "COPYUID {} {} {}",
             destination.uid_validity,
-            pairs
-                .iter()
-                .map(|p| p.0.to_string())
-                .collect::<Vec<_>>()
-                .join(","),
-            pairs
-                .iter()
-                .map(|p| p.1.to_string())
-                .collect::<Vec<_>>()
-                .join(",")
+            search::compress(&sources),
+            search::compress(&targets)
         );
         if move_them {
             // RFC 6851 §4.3: COPYUID goes in an untagged OK, then the EXPUNGEs.
