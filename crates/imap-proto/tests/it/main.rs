@@ -113,6 +113,25 @@ fn rfc9051_examples_parse() {
         b"a STORE 1 (UNCHANGEDSINCE 12121230045) +FLAGS.SILENT (\\Deleted)\r\n",
     ];
     for example in examples {
+        // The independent parser (imap-codec, DEPS.md §4) accepts the same commands...
+        use imap_codec::decode::Decoder;
+        let oracle = imap_codec::CommandCodec::default().decode(example);
+        // What imap-codec does not know: ESEARCH return options and rev2 extensions.
+        let rev2_only = [
+            &b"a ENABLE IMAP4rev2"[..],
+            b"a CREATE MySpecialArchive (USE",
+            b"a LIST (SUBSCRIBED)",
+            b"a FETCH 1 (BINARY",
+            b"A282 SEARCH RETURN",
+        ];
+        if !rev2_only.iter().any(|p| example.starts_with(p)) {
+            assert!(
+                oracle.is_ok(),
+                "imap-codec rejects {}: {oracle:?}",
+                String::from_utf8_lossy(example)
+            );
+        }
+        // ...and so does ours.
         let mut machine = Machine::new(Config::default());
         machine.feed(example);
         let event = machine.next();

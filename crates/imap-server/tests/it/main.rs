@@ -48,6 +48,10 @@ async fn setup() -> (tempfile::TempDir, Arc<dyn Store>, Arc<auth::Authenticator>
     (dir, store, auth)
 }
 
+/// Transcripts whose responses imap-codec knows: not `search`, as imap-codec has no ESEARCH
+/// (imap-codec#379).
+const ORACLE: [&str; 3] = ["select_fetch", "mailboxes", "errors"];
+
 async fn run(store: Arc<dyn Store>, auth: Arc<auth::Authenticator>, chunks: &[&[u8]]) -> String {
     let imap = imap_server::Imap::new(
         store,
@@ -118,6 +122,31 @@ fn compare(name: &str, mode: &str, expected: &[String], actual: &str) {
     }
 }
 
+/// imap-codec, an independent IMAP implementation, must decode everything the server sent
+/// (DEPS.md §4: used as a test oracle).
+fn oracle_decodes(name: &str, output: &[u8]) {
+    use imap_codec::decode::Decoder;
+    let (mut rest, _) = imap_codec::GreetingCodec::default()
+        .decode(output)
+        .unwrap_or_else(|e| panic!("{name}: greeting does not decode: {e:?}"));
+    while !rest.is_empty() {
+        match imap_codec::ResponseCodec::default().decode(rest) {
+            Ok((remaining, _)) => rest = remaining,
+            Err(e) => {
+                let line_end = rest
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map(|p| p + 1)
+                    .unwrap_or(rest.len());
+                panic!(
+                    "{name}: imap-codec cannot decode {:?}: {e:?}",
+                    String::from_utf8_lossy(&rest[..line_end])
+                );
+            }
+        }
+    }
+}
+
 async fn check(name: &str) {
     let text = std::fs::read_to_string(format!(
         "{}/tests/data/{name}.txt",
@@ -137,6 +166,9 @@ async fn check(name: &str) {
     let (_dir, store, auth) = setup().await;
     let whole = run(store, auth, &[&client]).await;
     compare(name, "whole", &expected, &whole);
+    if ORACLE.contains(&name) {
+        oracle_decodes(name, whole.as_bytes());
+    }
     let (_dir, store, auth) = setup().await;
     let bytes: Vec<&[u8]> = client.chunks(1).collect();
     let split = run(store, auth, &bytes).await;
