@@ -15,8 +15,8 @@ pub struct Meta {
     pub size: u64,
 }
 
-impl From<store::Message> for Meta {
-    fn from(m: store::Message) -> Meta {
+impl From<store::MessageFlags> for Meta {
+    fn from(m: store::MessageFlags) -> Meta {
         Meta {
             uid: m.uid,
             flags: m.flags,
@@ -49,7 +49,7 @@ impl View {
         read_only: bool,
     ) -> Result<View, StoreError> {
         let messages = store
-            .list_messages(mailbox.id)
+            .message_flags(mailbox.id, 0)
             .await?
             .into_iter()
             .map(Meta::from)
@@ -177,7 +177,7 @@ impl View {
     /// Reloads from the store after lost notifications, noting every difference.
     pub async fn resync(&mut self, store: &dyn Store) -> Result<(), StoreError> {
         let fresh: Vec<Meta> = store
-            .list_messages(self.mailbox.id)
+            .message_flags(self.mailbox.id, 0)
             .await?
             .into_iter()
             .map(Meta::from)
@@ -247,9 +247,7 @@ impl View {
         }
         if self.maybe_new {
             self.maybe_new = false;
-            let new = store
-                .messages_after(self.mailbox.id, self.max_uid())
-                .await?;
+            let new = store.message_flags(self.mailbox.id, self.max_uid()).await?;
             if !new.is_empty() {
                 self.messages.extend(new.into_iter().map(Meta::from));
                 out.extend_from_slice(format!("* {} EXISTS\r\n", self.messages.len()).as_bytes());

@@ -24,9 +24,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use store::{
     Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, FlagMode,
-    FlagsUpdated, Mailbox, MailboxId, Message, MessageSummary, Notifier, Outbound, QueueEntry,
-    QueueRecipient, RecipientStatus, Result, Secrets, SpecialUse, Store, StoreError, TextScope,
-    VerifyReport, address::normalise_domain,
+    FlagsUpdated, Mailbox, MailboxId, Message, MessageFlags, MessageSummary, Notifier, Outbound,
+    QueueEntry, QueueRecipient, RecipientStatus, Result, Secrets, SpecialUse, Store, StoreError,
+    TextScope, VerifyReport, address::normalise_domain,
 };
 use tokio::sync::oneshot;
 
@@ -797,6 +797,37 @@ impl Store for SqliteStore {
                         size: r.get::<_, i64>(5)? as u64,
                         blob_id: r.get(6)?,
                         crlf_size: r.get::<_, i64>(7)? as u64,
+                    })
+                })
+                .map_err(backend)?;
+            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+        })
+        .await
+    }
+
+    async fn message_flags(&self, mailbox: MailboxId, after: u32) -> Result<Vec<MessageFlags>> {
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT uid, modseq, flags, keywords, internal_date, size \
+                     FROM messages WHERE mailbox_id = ?1 AND uid > ?2 ORDER BY uid",
+                )
+                .map_err(backend)?;
+            let rows = stmt
+                .query_map(params![mailbox, after], |r| {
+                    // Borrowed, so the common empty keyword list costs no allocation.
+                    let keywords = r.get_ref(3)?.as_str().unwrap_or("");
+                    Ok(MessageFlags {
+                        uid: r.get(0)?,
+                        modseq: r.get::<_, i64>(1)? as u64,
+                        flags: r.get(2)?,
+                        keywords: if keywords.is_empty() {
+                            Vec::new()
+                        } else {
+                            parse_keywords(keywords)
+                        },
+                        internal_date: r.get(4)?,
+                        size: r.get::<_, i64>(5)? as u64,
                     })
                 })
                 .map_err(backend)?;

@@ -342,6 +342,13 @@ async fn delivery(store: &dyn Store) {
     assert_eq!(messages.iter().map(|m| m.uid).collect::<Vec<_>>(), [1, 2]);
     let after = store.messages_after(inbox.id, 1).await.unwrap();
     assert_eq!(after.iter().map(|m| m.uid).collect::<Vec<_>>(), [2]);
+    let light = store.message_flags(inbox.id, 0).await.unwrap();
+    assert_eq!(light.len(), 2);
+    assert_eq!(
+        (light[1].uid, light[1].modseq, light[1].flags, light[1].size),
+        (2, messages[1].modseq, messages[1].flags, messages[1].size)
+    );
+    assert_eq!(light[0].internal_date, 1_700_000_000);
     assert!(messages[0].modseq < messages[1].modseq);
     assert!(inbox.highest_modseq >= messages[1].modseq);
     assert_eq!(messages[0].size, data.len() as u64);

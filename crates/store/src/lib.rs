@@ -215,6 +215,18 @@ pub enum TextScope {
     All,
 }
 
+/// What an IMAP session keeps of each message of its selected mailbox: [`Message`] without
+/// the blob id (cheaper to load for big mailboxes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageFlags {
+    pub uid: u32,
+    pub modseq: u64,
+    pub flags: u32,
+    pub keywords: Vec<String>,
+    pub internal_date: i64,
+    pub size: u64,
+}
+
 /// A message to put into local INBOXes.
 #[derive(Debug, Clone)]
 pub struct Delivery {
@@ -393,6 +405,8 @@ pub trait Store: Send + Sync + 'static {
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>>;
     /// Messages with a UID above `uid`, in UID order (new mail for an open session).
     async fn messages_after(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<Message>>;
+    /// Like [`Store::messages_after`] without blob ids: what an IMAP view needs, fast.
+    async fn message_flags(&self, mailbox: MailboxId, after_uid: u32) -> Result<Vec<MessageFlags>>;
     /// The stored bytes of a message.
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Stores a message once and adds it to each recipient's INBOX, durably.
