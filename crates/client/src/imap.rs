@@ -23,6 +23,12 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl crate::LinkError for Error {
+    fn timed_out(after: Duration) -> Self {
+        Error::Timeout(after)
+    }
+}
+
 /// The complete response to one command.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -41,10 +47,7 @@ pub struct ImapClient<S = TcpStream> {
 
 impl ImapClient<TcpStream> {
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<ImapClient<TcpStream>> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(timeout))??;
-        stream.set_nodelay(true)?;
+        let stream = crate::dial::<Error>(addr, timeout).await?;
         ImapClient::start(stream, timeout).await
     }
 }
@@ -67,9 +70,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
 
     async fn read_line(&mut self, line: &mut Vec<u8>) -> Result<()> {
         line.clear();
-        let n = tokio::time::timeout(self.timeout, self.stream.read_until(b'\n', line))
-            .await
-            .map_err(|_| Error::Timeout(self.timeout))??;
+        let n =
+            crate::within::<_, Error>(self.timeout, self.stream.read_until(b'\n', line)).await?;
         if n == 0 {
             return Err(Error::Closed);
         }
@@ -77,13 +79,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
     }
 
     async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        tokio::time::timeout(self.timeout, async {
-            self.stream.get_mut().write_all(bytes).await?;
-            self.stream.get_mut().flush().await
+        let stream = self.stream.get_mut();
+        crate::within(self.timeout, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
         })
         .await
-        .map_err(|_| Error::Timeout(self.timeout))??;
-        Ok(())
     }
 
     /// Sends `command` (without tag and CRLF) and reads everything up to its completion.
@@ -133,9 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
             // A literal at the end of the line: read its bytes, then the rest of the line.
             if let Some(len) = literal_length(&line) {
                 let mut data = vec![0; len];
-                tokio::time::timeout(self.timeout, self.stream.read_exact(&mut data))
-                    .await
-                    .map_err(|_| Error::Timeout(self.timeout))??;
+                crate::within::<_, Error>(self.timeout, self.stream.read_exact(&mut data)).await?;
                 untagged.extend_from_slice(&data);
                 self.read_line(&mut line).await?;
                 untagged.extend_from_slice(&line);

@@ -7,3 +7,35 @@ pub mod imap;
 pub mod pop3;
 pub mod smtp;
 pub mod tls;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpStream;
+
+/// The error types of the clients: each can report an I/O failure and a missed deadline.
+pub(crate) trait LinkError: From<std::io::Error> {
+    fn timed_out(after: Duration) -> Self;
+}
+
+/// Runs one I/O step with a deadline, so a stalled server cannot hang the caller.
+pub(crate) async fn within<T, E: LinkError>(
+    timeout: Duration,
+    io: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, E> {
+    match tokio::time::timeout(timeout, io).await {
+        Ok(result) => Ok(result?),
+        Err(_) => Err(E::timed_out(timeout)),
+    }
+}
+
+/// Connects within `timeout`, with Nagle off: commands are small and each waits for its reply.
+pub(crate) async fn dial<E: LinkError>(
+    addr: SocketAddr,
+    timeout: Duration,
+) -> Result<TcpStream, E> {
+    let stream = within::<_, E>(timeout, TcpStream::connect(addr)).await?;
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}

@@ -23,6 +23,12 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl crate::LinkError for Error {
+    fn timed_out(after: Duration) -> Self {
+        Error::Timeout(after)
+    }
+}
+
 /// A POP3 session.
 pub struct Pop3Client<S = TcpStream> {
     stream: BufReader<S>,
@@ -32,10 +38,7 @@ pub struct Pop3Client<S = TcpStream> {
 impl Pop3Client<TcpStream> {
     /// Connects and reads the greeting.
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<Pop3Client<TcpStream>> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(timeout))??;
-        stream.set_nodelay(true)?;
+        let stream = crate::dial::<Error>(addr, timeout).await?;
         Pop3Client::start(stream, timeout).await
     }
 }
@@ -53,9 +56,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
 
     async fn read_line(&mut self, line: &mut Vec<u8>) -> Result<()> {
         line.clear();
-        let n = tokio::time::timeout(self.timeout, self.stream.read_until(b'\n', line))
-            .await
-            .map_err(|_| Error::Timeout(self.timeout))??;
+        let n =
+            crate::within::<_, Error>(self.timeout, self.stream.read_until(b'\n', line)).await?;
         if n == 0 {
             return Err(Error::Closed);
         }
@@ -96,9 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
                 .await?;
             self.stream.get_mut().flush().await
         };
-        tokio::time::timeout(self.timeout, write)
-            .await
-            .map_err(|_| Error::Timeout(self.timeout))??;
+        crate::within::<_, Error>(self.timeout, write).await?;
         self.status_line().await
     }
 

@@ -41,6 +41,12 @@ pub enum Error {
 
 pub type Result<T> = std::result::Result<T, Error>;
 
+impl crate::LinkError for Error {
+    fn timed_out(after: Duration) -> Self {
+        Error::Timeout(after)
+    }
+}
+
 /// An SMTP client session.
 pub struct SmtpClient<S = TcpStream> {
     stream: S,
@@ -53,10 +59,7 @@ pub struct SmtpClient<S = TcpStream> {
 impl SmtpClient<TcpStream> {
     /// Connects and reads the greeting, which must be 220.
     pub async fn connect(addr: SocketAddr, timeout: Duration) -> Result<SmtpClient<TcpStream>> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(timeout))??;
-        stream.set_nodelay(true)?;
+        let stream = crate::dial::<Error>(addr, timeout).await?;
         SmtpClient::start(stream, timeout).await
     }
 }
@@ -69,10 +72,7 @@ impl SmtpClient<TlsStream<TcpStream>> {
         config: Arc<rustls::ClientConfig>,
         timeout: Duration,
     ) -> Result<SmtpClient<TlsStream<TcpStream>>> {
-        let stream = tokio::time::timeout(timeout, TcpStream::connect(addr))
-            .await
-            .map_err(|_| Error::Timeout(timeout))??;
-        stream.set_nodelay(true)?;
+        let stream = crate::dial::<Error>(addr, timeout).await?;
         let tls = handshake(stream, server_name, config, timeout).await?;
         SmtpClient::start(tls, timeout).await
     }
@@ -303,9 +303,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
             if let Some(reply) = self.parser.next()? {
                 return Ok(reply);
             }
-            let n = tokio::time::timeout(self.timeout, self.stream.read(&mut self.buf))
-                .await
-                .map_err(|_| Error::Timeout(self.timeout))??;
+            let n =
+                crate::within::<_, Error>(self.timeout, self.stream.read(&mut self.buf)).await?;
             if n == 0 {
                 return Err(Error::Closed);
             }
@@ -315,13 +314,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
 
     /// Writes raw bytes.
     pub async fn write(&mut self, bytes: &[u8]) -> Result<()> {
-        tokio::time::timeout(self.timeout, async {
-            self.stream.write_all(bytes).await?;
-            self.stream.flush().await
+        let stream = &mut self.stream;
+        crate::within(self.timeout, async {
+            stream.write_all(bytes).await?;
+            stream.flush().await
         })
         .await
-        .map_err(|_| Error::Timeout(self.timeout))??;
-        Ok(())
     }
 
     /// Sends one command line (CRLF is added) and reads its reply, whatever the code.
