@@ -164,6 +164,9 @@ pub enum SearchKey {
     SentBefore(i64),
     SentOn(i64),
     SentSince(i64),
+    /// WITHIN (RFC 5032): internal date at least / less than this many seconds ago.
+    Older(u32),
+    Younger(u32),
     Larger(u64),
     Smaller(u64),
     Uid(SequenceSet),
@@ -288,6 +291,8 @@ pub enum CommandBody {
     },
     Search {
         uid: bool,
+        /// `CHARSET`, upper-cased; whether it is supported is the server's answer (NO, not BAD).
+        charset: Option<String>,
         key: SearchKey,
         ret: Option<SearchReturn>,
     },
@@ -889,6 +894,7 @@ fn parse_section(text: &str) -> Result<Section, ParseError> {
 fn parse_search(args: &mut Args, uid: bool) -> Result<CommandBody, ParseError> {
     let mut tokens: Vec<Token> = args.tokens.by_ref().collect();
     let mut ret = None;
+    let mut charset = None;
     if matches!(tokens.first(), Some(Token::Atom(a)) if a.eq_ignore_ascii_case("RETURN")) {
         tokens.remove(0);
         let Some(Token::List(options)) = (!tokens.is_empty()).then(|| tokens.remove(0)) else {
@@ -912,13 +918,11 @@ fn parse_search(args: &mut Args, uid: bool) -> Result<CommandBody, ParseError> {
     }
     if matches!(tokens.first(), Some(Token::Atom(a)) if a.eq_ignore_ascii_case("CHARSET")) {
         tokens.remove(0);
-        let charset = (!tokens.is_empty())
+        let name = (!tokens.is_empty())
             .then(|| tokens.remove(0))
-            .and_then(|t| t.as_astring());
-        match charset.as_deref().map(str::to_ascii_uppercase).as_deref() {
-            Some("UTF-8") | Some("US-ASCII") => {}
-            _ => return err("[BADCHARSET (UTF-8)] unsupported charset"),
-        }
+            .and_then(|t| t.as_astring())
+            .ok_or_else(|| ParseError("CHARSET needs a charset name".into()))?;
+        charset = Some(name.to_ascii_uppercase());
     }
     let mut it = tokens.into_iter();
     let mut keys = Vec::new();
@@ -933,7 +937,12 @@ fn parse_search(args: &mut Args, uid: bool) -> Result<CommandBody, ParseError> {
     } else {
         SearchKey::And(keys)
     };
-    Ok(CommandBody::Search { uid, key, ret })
+    Ok(CommandBody::Search {
+        uid,
+        charset,
+        key,
+        ret,
+    })
 }
 
 /// Days since the epoch of an IMAP date (`1-Feb-1994`).
@@ -1040,6 +1049,18 @@ fn search_key(it: &mut std::vec::IntoIter<Token>) -> Result<Option<SearchKey>, P
         "UID" => SearchKey::Uid(
             SequenceSet::parse(&string("UID")?).ok_or_else(|| ParseError("bad UID set".into()))?,
         ),
+        "OLDER" | "YOUNGER" => {
+            let seconds = string(&upper)?
+                .parse()
+                .ok()
+                .filter(|&n: &u32| n > 0)
+                .ok_or_else(|| ParseError("bad interval".into()))?;
+            if upper == "OLDER" {
+                SearchKey::Older(seconds)
+            } else {
+                SearchKey::Younger(seconds)
+            }
+        }
         "MODSEQ" => SearchKey::ModSeq(
             string("MODSEQ")?
                 .parse()
@@ -1115,12 +1136,11 @@ mod tests {
         );
         let SearchKey::And(keys) = key else { panic!() };
         assert_eq!(keys.len(), 3);
-        assert!(
-            p("SEARCH", "CHARSET KOI8-R ALL")
-                .unwrap_err()
-                .0
-                .contains("BADCHARSET")
-        );
+        assert!(matches!(
+            p("SEARCH", "CHARSET koi8-r ALL"),
+            Ok(CommandBody::Search { charset: Some(c), .. }) if c == "KOI8-R"
+        ));
+        assert!(p("SEARCH", "CHARSET").is_err());
         assert_eq!(parse_date("1-Jan-1970"), Some(0));
         assert_eq!(parse_date("29-Feb-2000"), Some(11016));
     }

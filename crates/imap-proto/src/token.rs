@@ -146,13 +146,25 @@ fn literal(c: &mut Cursor<'_>) -> Result<Token, TokenError> {
 
 fn atom(c: &mut Cursor<'_>) -> Result<Token, TokenError> {
     let start = c.pos;
+    // A section (`BODY[HEADER.FIELDS (DATE FROM)]`) may hold spaces and parentheses.
     let mut depth = 0usize;
     while let Some(b) = c.peek() {
         match b {
             b'[' => depth += 1,
             b']' if depth > 0 => depth -= 1,
             b' ' | b')' | b'(' | b'\r' | b'\n' if depth == 0 => break,
-            b'\r' | b'\n' => return Err(TokenError("unclosed bracket")),
+            b'\r' | b'\n' => {
+                // Never closed, so no section: `[` is a plain ATOM-CHAR, as in the
+                // mailbox name `[Gmail]/Sent` (RFC 9051 §9 lets astrings hold brackets).
+                c.pos = start;
+                while c.peek().is_some_and(|b| !b" ()\r\n{\"".contains(&b)) {
+                    c.pos += 1;
+                }
+                if matches!(c.peek(), Some(b'{' | b'"')) {
+                    return Err(TokenError("bad character in atom"));
+                }
+                break;
+            }
             b'{' | b'"' if depth == 0 => return Err(TokenError("bad character in atom")),
             _ => {}
         }
@@ -196,5 +208,14 @@ mod tests {
         assert!(tokenize(b"(a").is_err());
         assert!(tokenize(b"\"open").is_err());
         assert!(tokenize(b"{5}\r\nab").is_err());
+        // An unclosed `[` is an ordinary atom character, not the start of a section.
+        assert_eq!(
+            tokenize(b"1:* a[b [Gmail]/Sent\r\n").unwrap(),
+            vec![
+                Token::Atom("1:*".into()),
+                Token::Atom("a[b".into()),
+                Token::Atom("[Gmail]/Sent".into()),
+            ]
+        );
     }
 }

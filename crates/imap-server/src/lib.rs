@@ -269,6 +269,7 @@ impl Session {
             "LIST-STATUS",
             "ESEARCH",
             "SEARCHRES",
+            "WITHIN",
             "STATUS=SIZE",
             "BINARY",
             "CONDSTORE",
@@ -458,9 +459,25 @@ impl Session {
             CommandBody::Close => (true, self.close(true).await),
             CommandBody::Unselect => (true, self.close(false).await),
             CommandBody::Expunge { uids } => (true, self.expunge(uids.as_ref()).await),
-            CommandBody::Search { uid, key, ret } => {
-                (uid, self.search(&tag, uid, &key, ret.as_ref()).await)
-            }
+            CommandBody::Search {
+                uid,
+                charset,
+                key,
+                ret,
+            } => match charset.as_deref() {
+                // Text is indexed as UTF-8, of which US-ASCII is a subset (RFC 9051 §6.4.4:
+                // an unsupported charset gets NO, not BAD).
+                None | Some("UTF-8" | "US-ASCII") => {
+                    (uid, self.search(&tag, uid, &key, ret.as_ref()).await)
+                }
+                Some(_) => (
+                    uid,
+                    Err(no(
+                        Some("BADCHARSET (UTF-8 US-ASCII)"),
+                        "unsupported charset",
+                    )),
+                ),
+            },
             CommandBody::Fetch {
                 uid,
                 set,

@@ -18,6 +18,8 @@ struct Prepared {
     headers: HashMap<u32, Vec<u8>>,
     /// Every message's header block was loaded (no index preselection).
     scanned: bool,
+    /// The clock for OLDER/YOUNGER, read once so every message sees the same instant.
+    now: i64,
 }
 
 fn scope_key(scope: TextScope) -> u8 {
@@ -117,6 +119,8 @@ fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
         SearchKey::SentBefore(d) => sent_day().is_some_and(|s| s < *d),
         SearchKey::SentOn(d) => sent_day().is_some_and(|s| s == *d),
         SearchKey::SentSince(d) => sent_day().is_some_and(|s| s >= *d),
+        SearchKey::Older(n) => c.meta.internal_date <= c.prepared.now - i64::from(*n),
+        SearchKey::Younger(n) => c.meta.internal_date > c.prepared.now - i64::from(*n),
         SearchKey::Larger(n) => c.meta.size > *n,
         SearchKey::Smaller(n) => c.meta.size < *n,
         SearchKey::Uid(set) => match set {
@@ -176,6 +180,7 @@ impl Session {
             &mut all_headers,
         );
         let mut prepared = Prepared {
+            now: crate::unix_now(),
             scanned: all_headers,
             ..Prepared::default()
         };
