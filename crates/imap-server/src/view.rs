@@ -6,13 +6,15 @@ use store::{Change, Mailbox, Store, StoreError};
 
 /// What the session knows of one message.
 #[derive(Debug, Clone)]
+// One per message of every open mailbox (10k IDLE sessions × 100 messages = 1M of them):
+// a boxed slice is 8 bytes smaller than a Vec and allocates nothing when empty.
 pub struct Meta {
     pub uid: u32,
     pub flags: u32,
-    pub keywords: Vec<String>,
     pub modseq: u64,
     pub internal_date: i64,
     pub size: u64,
+    pub keywords: Box<[String]>,
 }
 
 impl From<store::MessageFlags> for Meta {
@@ -20,7 +22,7 @@ impl From<store::MessageFlags> for Meta {
         Meta {
             uid: m.uid,
             flags: m.flags,
-            keywords: m.keywords,
+            keywords: m.keywords.into_boxed_slice(),
             modseq: m.modseq,
             internal_date: m.internal_date,
             size: m.size,
@@ -129,7 +131,7 @@ impl View {
         if let Some(i) = self.index(uid) {
             let m = &mut self.messages[i];
             m.flags = flags;
-            m.keywords = keywords;
+            m.keywords = keywords.into_boxed_slice();
             m.modseq = modseq;
         }
         self.flag_updates.retain(|u| *u != uid);
@@ -151,9 +153,9 @@ impl View {
                 if let Some(i) = self.index(uid) {
                     let m = &mut self.messages[i];
                     if m.modseq < modseq {
-                        let changed = m.flags != flags || m.keywords != keywords;
+                        let changed = m.flags != flags || *m.keywords != *keywords;
                         m.flags = flags;
-                        m.keywords = keywords;
+                        m.keywords = keywords.into_boxed_slice();
                         m.modseq = modseq;
                         if changed && !self.flag_updates.contains(&uid) {
                             self.flag_updates.push(uid);

@@ -831,7 +831,13 @@ impl Store for SqliteStore {
                     })
                 })
                 .map_err(backend)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)
+            let mut rows = rows
+                .collect::<rusqlite::Result<Vec<_>>>()
+                .map_err(backend)?;
+            // An IMAP session keeps this list while the mailbox is selected; drop the
+            // doubling slack (up to half of it) rather than hold it for hours.
+            rows.shrink_to_fit();
+            Ok(rows)
         })
         .await
     }
