@@ -53,6 +53,22 @@ fn unfold(raw: &[u8]) -> Vec<u8> {
 }
 
 /// The raw (unfolded) value of the first header called `name` in `part`.
+/// Writes each header's unfolded raw value as an nstring, separated by spaces.
+fn header_nstrings(
+    out: &mut Vec<u8>,
+    raw: &[u8],
+    part: &MessagePart<'_>,
+    names: &[HeaderName<'_>],
+    utf8: bool,
+) {
+    for (i, name) in names.iter().enumerate() {
+        if i > 0 {
+            out.push(b' ');
+        }
+        nstring(out, raw_header(raw, part, name.clone()).as_deref(), utf8);
+    }
+}
+
 fn raw_header(raw: &[u8], part: &MessagePart<'_>, name: HeaderName<'_>) -> Option<Vec<u8>> {
     let header = part.headers.iter().find(|h| h.name == name)?;
     let value = raw.get(header.offset_start as usize..header.offset_end as usize)?;
@@ -96,15 +112,11 @@ fn addresses(out: &mut Vec<u8>, message: &Message<'_>, name: HeaderName<'_>, utf
 fn write_envelope(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, utf8: bool) {
     let root = message.root_part();
     out.push(b'(');
-    nstring(
+    header_nstrings(
         out,
-        raw_header(raw, root, HeaderName::Date).as_deref(),
-        utf8,
-    );
-    out.push(b' ');
-    nstring(
-        out,
-        raw_header(raw, root, HeaderName::Subject).as_deref(),
+        raw,
+        root,
+        &[HeaderName::Date, HeaderName::Subject],
         utf8,
     );
     out.push(b' ');
@@ -126,15 +138,11 @@ fn write_envelope(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, utf8: bo
         addresses(out, message, name, utf8);
     }
     out.push(b' ');
-    nstring(
+    header_nstrings(
         out,
-        raw_header(raw, root, HeaderName::InReplyTo).as_deref(),
-        utf8,
-    );
-    out.push(b' ');
-    nstring(
-        out,
-        raw_header(raw, root, HeaderName::MessageId).as_deref(),
+        raw,
+        root,
+        &[HeaderName::InReplyTo, HeaderName::MessageId],
         utf8,
     );
     out.push(b')');
@@ -285,15 +293,11 @@ fn part_structure(
         params(out, part, utf8);
     }
     out.push(b' ');
-    nstring(
+    header_nstrings(
         out,
-        raw_header(raw, part, HeaderName::ContentId).as_deref(),
-        utf8,
-    );
-    out.push(b' ');
-    nstring(
-        out,
-        raw_header(raw, part, HeaderName::ContentDescription).as_deref(),
+        raw,
+        part,
+        &[HeaderName::ContentId, HeaderName::ContentDescription],
         utf8,
     );
     out.push(b' ');
