@@ -14,6 +14,26 @@ use std::time::Duration;
 
 use tokio::net::TcpStream;
 
+/// What can go wrong in the line-based clients (POP3 and IMAP).
+#[derive(Debug, thiserror::Error)]
+pub enum LineError {
+    #[error("connection failed: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the server took longer than {0:?} to answer")]
+    Timeout(Duration),
+    #[error("the server closed the connection")]
+    Closed,
+    /// The server refused: POP3 `-ERR`, IMAP `NO` or `BAD`.
+    #[error("server said: {0}")]
+    Rejected(String),
+}
+
+impl LinkError for LineError {
+    fn timed_out(after: Duration) -> Self {
+        LineError::Timeout(after)
+    }
+}
+
 /// The error types of the clients: each can report an I/O failure and a missed deadline.
 pub(crate) trait LinkError: From<std::io::Error> {
     fn timed_out(after: Duration) -> Self;

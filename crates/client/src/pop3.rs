@@ -7,27 +7,10 @@ use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
-/// What can go wrong.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error("connection failed: {0}")]
-    Io(#[from] std::io::Error),
-    #[error("the server took longer than {0:?} to answer")]
-    Timeout(Duration),
-    #[error("the server closed the connection")]
-    Closed,
-    /// The server answered -ERR.
-    #[error("server said: {0}")]
-    Rejected(String),
-}
+/// What can go wrong; shared with the other line-based client.
+pub use crate::LineError as Error;
 
 pub type Result<T> = std::result::Result<T, Error>;
-
-impl crate::LinkError for Error {
-    fn timed_out(after: Duration) -> Self {
-        Error::Timeout(after)
-    }
-}
 
 /// A POP3 session.
 pub struct Pop3Client<S = TcpStream> {
