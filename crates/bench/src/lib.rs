@@ -5,6 +5,7 @@
 
 mod imap;
 mod pop3;
+mod queue;
 mod server;
 mod smtp;
 mod submission;
@@ -25,6 +26,8 @@ pub enum Kind {
     Pop3(pop3::Options),
     /// IMAP: big-mailbox SELECT/FETCH/SEARCH, a mixed load, memory of IDLE connections.
     Imap(imap::Options),
+    /// The outbound queue: a full queue delivered to a second pigeon over loopback.
+    Queue(queue::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
@@ -33,6 +36,7 @@ pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
         Kind::Submission(options) => submission::run(options, exe).await,
         Kind::Pop3(options) => pop3::run(options, exe).await,
         Kind::Imap(options) => imap::run(options, exe).await,
+        Kind::Queue(options) => queue::run(options, exe).await,
     }
 }
 

@@ -42,7 +42,8 @@ impl BenchServer {
             &config,
             format!(
                 "{listeners}\n[limits]\nmax_connections = 100000\nmax_connections_per_ip = 100000\n\
-                 max_connection_rate_per_ip = 100000000\n\n{rest}"
+                 max_connection_rate_per_ip = 100000000\n\n\
+                 [dns]\noffline = true\n\n{rest}"
             ),
         )?;
         let admin = |args: &[&str]| -> anyhow::Result<()> {
@@ -83,6 +84,51 @@ impl BenchServer {
         server.listening =
             wait_for_listening(&server.dir.path().join("listening.json"), &mut server.child)?;
         Ok(server)
+    }
+
+    /// Runs an admin command on this server's data directory.
+    pub fn admin(&self, exe: &Path, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(exe)
+            .arg("--config")
+            .arg(self.dir.path().join("pigeon.toml"))
+            .arg("--data")
+            .arg(self.dir.path())
+            .args(args)
+            .output()?;
+        if !out.status.success() {
+            bail!(
+                "pigeon {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Stops the server (SIGKILL), edits its config with `edit`, and starts it again.
+    pub fn restart(&mut self, exe: &Path, edit: impl Fn(String) -> String) -> anyhow::Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let config = self.dir.path().join("pigeon.toml");
+        std::fs::write(&config, edit(std::fs::read_to_string(&config)?))?;
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.dir.path().join("server.log"))?;
+        let _ = std::fs::remove_file(self.dir.path().join("listening.json"));
+        self.child = Command::new(exe)
+            .arg("--config")
+            .arg(&config)
+            .arg("--data")
+            .arg(self.dir.path())
+            .arg("serve")
+            .env("PIGEON_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("start pigeon serve")?;
+        self.listening =
+            wait_for_listening(&self.dir.path().join("listening.json"), &mut self.child)?;
+        Ok(())
     }
 
     pub fn addr(&self, protocol: &str) -> anyhow::Result<SocketAddr> {

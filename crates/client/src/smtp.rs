@@ -78,12 +78,12 @@ impl SmtpClient<TlsStream<TcpStream>> {
     }
 }
 
-async fn handshake(
-    stream: TcpStream,
+async fn handshake<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
     server_name: &str,
     config: Arc<rustls::ClientConfig>,
     timeout: Duration,
-) -> Result<TlsStream<TcpStream>> {
+) -> Result<TlsStream<S>> {
     let name =
         ServerName::try_from(server_name.to_owned()).map_err(|e| Error::Tls(e.to_string()))?;
     let connector = tokio_rustls::TlsConnector::from(config);
@@ -127,13 +127,33 @@ impl SmtpClient<TlsStream<TcpStream>> {
     }
 }
 
-impl SmtpClient<TcpStream> {
+/// Any connection, plain or TLS: for code that decides on STARTTLS at run time.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// A boxed [`Stream`].
+pub type AnyStream = Box<dyn Stream>;
+
+impl<S: Stream + 'static> SmtpClient<S> {
+    /// The same session over a boxed stream.
+    pub fn boxed(self) -> SmtpClient<AnyStream> {
+        SmtpClient {
+            stream: Box::new(self.stream),
+            parser: self.parser,
+            buf: self.buf,
+            timeout: self.timeout,
+            extensions: self.extensions,
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// STARTTLS (RFC 3207): upgrades the connection; EHLO must be sent again afterwards.
     pub async fn starttls(
         mut self,
         server_name: &str,
         config: Arc<rustls::ClientConfig>,
-    ) -> Result<SmtpClient<TlsStream<TcpStream>>> {
+    ) -> Result<SmtpClient<TlsStream<S>>> {
         let reply = self.command("STARTTLS").await?;
         if reply.code != 220 {
             return Err(Error::Rejected(reply));
@@ -478,6 +498,87 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         unreachable!("the loop returns on the last chunk")
     }
 
+    /// One mail transaction that reports every reply instead of failing on the first refusal,
+    /// for a relay that must record each recipient's fate: MAIL, RCPTs and DATA (or BDAT when
+    /// `chunking`) pipelined when the server offers PIPELINING. Parameters are given ready
+    /// (e.g. ` SIZE=123 BODY=8BITMIME`). After a failed transaction the caller sends RSET
+    /// before the next one.
+    pub async fn transaction(
+        &mut self,
+        from: &str,
+        mail_params: &str,
+        recipients: &[(String, String)],
+        message: &[u8],
+        chunking: bool,
+    ) -> Result<Transaction> {
+        let pipelining = self.has_extension("PIPELINING");
+        let mut envelope = format!("MAIL FROM:<{from}>{mail_params}\r\n");
+        for (rcpt, params) in recipients {
+            envelope.push_str(&format!("RCPT TO:<{rcpt}>{params}\r\n"));
+        }
+        let mut outcome = Transaction {
+            mail: None,
+            recipients: Vec::with_capacity(recipients.len()),
+            data: None,
+        };
+        if pipelining {
+            let mut wire = envelope.into_bytes();
+            if !chunking {
+                wire.extend_from_slice(b"DATA\r\n");
+            }
+            self.write(&wire).await?;
+            outcome.mail = Some(self.read_reply().await?);
+            for _ in recipients {
+                outcome.recipients.push(self.read_reply().await?);
+            }
+        } else {
+            let mail = self
+                .command(envelope.lines().next().unwrap_or_default())
+                .await?;
+            let accepted = mail.is_positive();
+            outcome.mail = Some(mail);
+            if !accepted {
+                return Ok(outcome);
+            }
+            for line in envelope.lines().skip(1) {
+                let reply = self.command(line).await?;
+                outcome.recipients.push(reply);
+            }
+        }
+        let go = outcome.mail.as_ref().is_some_and(ServerReply::is_positive)
+            && outcome.recipients.iter().any(ServerReply::is_positive);
+        if chunking {
+            if go {
+                let mut wire = format!("BDAT {} LAST\r\n", message.len()).into_bytes();
+                wire.extend_from_slice(message);
+                self.write(&wire).await?;
+                outcome.data = Some(self.read_reply().await?);
+            }
+            return Ok(outcome);
+        }
+        let data = if pipelining {
+            self.read_reply().await?
+        } else if go {
+            self.command("DATA").await?
+        } else {
+            return Ok(outcome);
+        };
+        if data.code != 354 {
+            outcome.data = Some(data);
+            return Ok(outcome);
+        }
+        let mut wire = Vec::with_capacity(message.len() + message.len() / 64 + 8);
+        smtp_proto::data::dot_stuff(message, &mut wire);
+        if !go {
+            // The server took DATA although nobody can receive it: send nothing but the end.
+            wire.clear();
+            wire.extend_from_slice(b".\r\n");
+        }
+        self.write(&wire).await?;
+        outcome.data = Some(self.read_reply().await?);
+        Ok(outcome)
+    }
+
     /// QUIT and close.
     pub async fn quit(mut self) -> Result<()> {
         let reply = self.command("QUIT").await?;
@@ -486,6 +587,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         }
         Ok(())
     }
+}
+
+/// Every reply of one [`SmtpClient::transaction`]; missing ones were not reached.
+#[derive(Debug, Clone)]
+pub struct Transaction {
+    pub mail: Option<ServerReply>,
+    pub recipients: Vec<ServerReply>,
+    /// The reply to the end of the content (or to DATA when DATA was refused).
+    pub data: Option<ServerReply>,
 }
 
 /// The outcome of [`SmtpClient::send`].

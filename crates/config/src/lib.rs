@@ -29,6 +29,8 @@ pub struct Config {
     pub tls: Tls,
     pub auth: Auth,
     pub limits: Limits,
+    pub queue: Queue,
+    pub dns: Dns,
 }
 
 /// One listening socket.
@@ -203,6 +205,14 @@ pub struct Smtp {
     pub command_timeout_secs: u64,
     /// Idle timeout while receiving DATA or BDAT content, in seconds (§4.5.3.2.6: 3 minutes).
     pub data_timeout_secs: u64,
+    /// Development only: recipients `permfail@`, `tempfail@` and `timeout@` (any domain) get a
+    /// permanent error, a temporary error, or no answer, to exercise a sender's queue.
+    pub dev_failures: bool,
+    /// Check SPF, DKIM and DMARC of mail from other servers and record the results in an
+    /// `Authentication-Results:` header (RFC 8601).
+    pub verify_inbound: bool,
+    /// Refuse (550 5.7.1) mail that fails DMARC when the sender's domain asks for `p=reject`.
+    pub dmarc_reject: bool,
 }
 
 impl Default for Smtp {
@@ -213,6 +223,9 @@ impl Default for Smtp {
             max_line_length: 2048,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
+            dev_failures: false,
+            verify_inbound: true,
+            dmarc_reject: true,
         }
     }
 }
@@ -224,6 +237,72 @@ impl Smtp {
     pub fn data_timeout(&self) -> Duration {
         Duration::from_secs(self.data_timeout_secs)
     }
+}
+
+/// The outbound queue: how mail for other servers leaves.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Queue {
+    /// Run delivery workers in this process.
+    pub enabled: bool,
+    /// Waits between attempts, in seconds; the last one repeats until the message expires.
+    pub retry_schedule_secs: Vec<u64>,
+    /// How long a message is tried before it bounces, in seconds (default 5 days).
+    pub lifetime_secs: u64,
+    /// Port to connect to on MX hosts (25; tests move it).
+    pub mx_port: u16,
+    /// Static routes: domain -> `host:port`, bypassing MX lookup.
+    pub routes: std::collections::BTreeMap<String, String>,
+    /// Send everything (not routed statically) through this `host:port`.
+    pub smarthost: Option<String>,
+    pub smarthost_username: Option<String>,
+    pub smarthost_password: Option<String>,
+    /// Domains that must only be reached over TLS: without STARTTLS the mail waits.
+    pub require_tls: Vec<String>,
+    /// Most outgoing connections at once, and per destination domain.
+    pub max_connections: usize,
+    pub max_connections_per_domain: usize,
+    pub connect_timeout_secs: u64,
+    /// Wait for each reply, in seconds (RFC 5321 §4.5.3.2 asks for minutes).
+    pub command_timeout_secs: u64,
+    /// Seconds between looks at the queue when nothing wakes it.
+    pub poll_secs: u64,
+    /// Send a delay notice (DSN `delayed`) once mail has waited this long, if the sender
+    /// asked (NOTIFY=DELAY); 0 turns them off.
+    pub delay_warning_secs: u64,
+}
+
+impl Default for Queue {
+    fn default() -> Self {
+        Queue {
+            enabled: true,
+            retry_schedule_secs: vec![300, 600, 1200, 2400, 3600, 7200, 14400],
+            lifetime_secs: 5 * 24 * 3600,
+            mx_port: 25,
+            routes: Default::default(),
+            smarthost: None,
+            smarthost_username: None,
+            smarthost_password: None,
+            require_tls: Vec::new(),
+            max_connections: 100,
+            max_connections_per_domain: 10,
+            connect_timeout_secs: 30,
+            command_timeout_secs: 300,
+            poll_secs: 30,
+            delay_warning_secs: 4 * 3600,
+        }
+    }
+}
+
+/// DNS resolution for MX lookups and SPF/DKIM/DMARC.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Dns {
+    /// Name servers (`ip:port`); empty means the system's (`/etc/resolv.conf`).
+    pub servers: Vec<SocketAddr>,
+    /// No DNS at all (an isolated machine, or tests): inbound mail is not checked for
+    /// SPF/DKIM/DMARC and only static routes and the smarthost deliver.
+    pub offline: bool,
 }
 
 /// Connection limits enforced by the `net` driver for every listener.
@@ -266,6 +345,8 @@ impl Default for Config {
             tls: Tls::default(),
             auth: Auth::default(),
             limits: Limits::default(),
+            queue: Queue::default(),
+            dns: Dns::default(),
         }
     }
 }
@@ -362,6 +443,28 @@ impl Config {
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             problems.push("tls.cert and tls.key must be given together".into());
+        }
+        if self.queue.retry_schedule_secs.is_empty() || self.queue.retry_schedule_secs.contains(&0)
+        {
+            problems
+                .push("queue.retry_schedule_secs needs at least one wait of 1 s or more".into());
+        }
+        if self.queue.max_connections == 0 || self.queue.max_connections_per_domain == 0 {
+            problems.push(
+                "queue.max_connections and max_connections_per_domain must be at least 1".into(),
+            );
+        }
+        for (domain, target) in &self.queue.routes {
+            if !target.contains(':') {
+                problems.push(format!(
+                    "queue.routes.{domain}: {target:?} is not host:port"
+                ));
+            }
+        }
+        if let Some(host) = &self.queue.smarthost
+            && !host.contains(':')
+        {
+            problems.push(format!("queue.smarthost: {host:?} is not host:port"));
         }
         if self.limits.max_connection_rate_per_ip == 0 {
             problems.push("limits.max_connection_rate_per_ip must be at least 1".into());

@@ -4,6 +4,7 @@
 //! **Architecture invariant:** pure code: no IO, no clock (callers pass the time in).
 
 pub mod date;
+pub mod dsn;
 pub mod headers;
 pub mod imap;
 pub mod search;

@@ -12,8 +12,15 @@ use store::{Address, Store};
 
 #[derive(Subcommand)]
 pub enum DomainAction {
-    /// Add a domain.
-    Add { name: String },
+    /// Add a domain, with new DKIM signing keys (Ed25519 and RSA-2048).
+    Add {
+        name: String,
+        /// Make no DKIM keys.
+        #[arg(long)]
+        no_dkim: bool,
+    },
+    /// Print the DNS records to publish for a domain: MX, SPF, DKIM, DMARC, SRV (RFC 6186).
+    Dns { name: String },
     /// List domains.
     List,
     /// Delete a domain (it must have no users or aliases left).
@@ -85,6 +92,12 @@ pub enum MailAction {
 pub enum QueueAction {
     /// List queued messages and their recipients.
     List,
+    /// Show one queued message: envelope, each recipient's state, and the message's headers.
+    Show { id: i64 },
+    /// Try a message (or, without an id, every message) again now.
+    Retry { id: Option<i64> },
+    /// Remove a message from the queue without delivering it or telling the sender.
+    Drop { id: i64 },
 }
 
 /// Opens the configured store backend.
@@ -142,7 +155,7 @@ pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
 pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<ExitCode> {
     let store = open_store(config)?;
     match command {
-        crate::Command::Domain { action } => domain(&*store, action).await?,
+        crate::Command::Domain { action } => domain(&*store, action, config).await?,
         crate::Command::User { action } => user(&*store, action).await?,
         crate::Command::Alias { action } => alias(&*store, action).await?,
         crate::Command::Queue { action } => queue(&*store, action).await?,
@@ -161,11 +174,68 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
-async fn domain(store: &dyn Store, action: DomainAction) -> anyhow::Result<()> {
+async fn domain(store: &dyn Store, action: DomainAction, config: &Config) -> anyhow::Result<()> {
     match action {
-        DomainAction::Add { name } => {
+        DomainAction::Add { name, no_dkim } => {
             store.add_domain(&name).await?;
             println!("added domain {}", name.to_lowercase());
+            if !no_dkim {
+                for (selector, algorithm) in [("ed1", "ed25519"), ("rsa1", "rsa")] {
+                    let key =
+                        smtp_server::mailauth::generate_key(&name, selector, algorithm, unix_now())
+                            .map_err(|e| anyhow::anyhow!("DKIM key: {e}"))?;
+                    store.add_dkim_key(key).await?;
+                }
+                println!(
+                    "made DKIM keys; `pigeon domain dns {}` shows the records to publish",
+                    name.to_lowercase()
+                );
+            }
+        }
+        DomainAction::Dns { name } => {
+            let name = name.trim_end_matches('.').to_lowercase();
+            if !store.has_domain(&name).await? {
+                bail!("unknown domain {name}");
+            }
+            let host = config.hostname.trim_end_matches('.');
+            let mut records = vec![
+                (name.clone(), "MX".to_string(), format!("10 {host}.")),
+                (name.clone(), "TXT".into(), "\"v=spf1 mx -all\"".into()),
+            ];
+            for key in store.dkim_keys(&name).await? {
+                records.push((
+                    format!("{}._domainkey.{name}", key.selector),
+                    "TXT".into(),
+                    quote_txt(&smtp_server::mailauth::dns_record(&key)),
+                ));
+            }
+            records.push((
+                format!("_dmarc.{name}"),
+                "TXT".into(),
+                format!("\"v=DMARC1; p=reject; rua=mailto:postmaster@{name}\""),
+            ));
+            // RFC 6186: where mail programs find submission, IMAP and POP3.
+            for listener in config.effective_listeners() {
+                let implicit = listener.tls == config::TlsMode::Implicit;
+                let service = match (listener.protocol, implicit) {
+                    (config::Protocol::Submission, false) => "_submission",
+                    (config::Protocol::Submission, true) => "_submissions",
+                    (config::Protocol::Imap, false) => "_imap",
+                    (config::Protocol::Imap, true) => "_imaps",
+                    (config::Protocol::Pop3, false) => "_pop3",
+                    (config::Protocol::Pop3, true) => "_pop3s",
+                    (config::Protocol::Smtp, _) => continue,
+                };
+                records.push((
+                    format!("{service}._tcp.{name}"),
+                    "SRV".into(),
+                    format!("0 1 {} {host}.", listener.bind.port()),
+                ));
+            }
+            let width = records.iter().map(|r| r.0.len()).max().unwrap_or(0) + 1;
+            for (owner, kind, value) in records {
+                println!("{:<width$} 3600 IN {kind:<4} {value}", format!("{owner}."));
+            }
         }
         DomainAction::List => {
             for name in store.list_domains().await? {
@@ -323,8 +393,86 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
                 }
             }
         }
+        QueueAction::Show { id } => {
+            let Some(entry) = store.queue_entry(id).await? else {
+                bail!("no queued message {id}");
+            };
+            let data = store.queue_data(id).await?;
+            let sender = if entry.sender.is_empty() {
+                "<>"
+            } else {
+                &entry.sender
+            };
+            println!("id: {}", entry.id);
+            println!("sender: {sender}");
+            println!("size: {} bytes", entry.size);
+            println!("queued: {}", message::date::format_rfc5322(entry.created));
+            if entry.expires > 0 {
+                println!("expires: {}", message::date::format_rfc5322(entry.expires));
+            }
+            if let Some(envid) = &entry.envid {
+                println!("envid: {envid}");
+            }
+            if let Some(ret) = entry.ret {
+                println!("ret: {}", ret.as_str());
+            }
+            for r in entry.recipients {
+                println!("recipient: {} {}", r.address, r.status.as_str());
+                println!("    attempts: {}", r.attempts);
+                if matches!(
+                    r.status,
+                    store::RecipientStatus::Pending | store::RecipientStatus::Deferred
+                ) {
+                    println!(
+                        "    next attempt: {}",
+                        message::date::format_rfc5322(r.next_attempt)
+                    );
+                }
+                if let Some(error) = r.last_error {
+                    println!("    last error: {error}");
+                }
+            }
+            let header_end = data
+                .windows(4)
+                .position(|w| w == b"\r\n\r\n")
+                .map(|p| p + 2)
+                .unwrap_or(data.len());
+            println!();
+            print!("{}", String::from_utf8_lossy(&data[..header_end]));
+        }
+        QueueAction::Retry { id } => {
+            let n = store.retry_queue(id, unix_now()).await?;
+            if let Some(id) = id
+                && store.queue_entry(id).await?.is_none()
+            {
+                bail!("no queued message {id}");
+            }
+            println!("{n} recipient(s) due now");
+        }
+        QueueAction::Drop { id } => {
+            if !store.drop_queue(id).await? {
+                bail!("no queued message {id}");
+            }
+            println!("dropped {id}");
+        }
     }
     Ok(())
+}
+
+/// A TXT value as zone-file strings of at most 255 octets each.
+fn quote_txt(text: &str) -> String {
+    text.as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 async fn verify(store: &dyn Store) -> anyhow::Result<ExitCode> {

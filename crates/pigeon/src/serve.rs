@@ -42,7 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         Some(tls),
     );
-    let authenticator = Arc::new(auth::Authenticator::new(
+    let login = Arc::new(auth::Authenticator::new(
         store.clone(),
         sasl::ThrottleConfig {
             free_failures: config.auth.free_failures,
@@ -53,6 +53,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         crate::admin::random_bytes::<32>()?,
     ));
+    let resolver = queue::route::resolver(&config.dns.servers)
+        .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
+    let authenticator = Arc::new(mail_auth::MessageAuthenticator(resolver.clone()));
     let sending_limits = Arc::new(smtp_server::SendingLimits::default());
     let smtp_settings = |mode| smtp_server::Settings {
         machine: smtp_proto::ServerConfig {
@@ -81,23 +84,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_recipients_per_hour: config.submission.max_recipients_per_hour,
             allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
         },
+        queue_lifetime: std::time::Duration::from_secs(config.queue.lifetime_secs),
+        dev_failures: config.smtp.dev_failures,
+        authenticator: (config.smtp.verify_inbound && !config.dns.offline)
+            .then(|| authenticator.clone()),
+        dmarc_reject: config.smtp.dmarc_reject,
     };
     let smtp = Arc::new(smtp_server::Smtp::new(
         store.clone(),
-        authenticator.clone(),
+        login.clone(),
         sending_limits.clone(),
         smtp_settings(smtp_server::Mode::Mx),
     ));
     let submission = Arc::new(smtp_server::Smtp::new(
         store.clone(),
-        authenticator.clone(),
+        login.clone(),
         sending_limits.clone(),
         smtp_settings(smtp_server::Mode::Submission),
     ));
 
     let pop3 = Arc::new(pop3_server::Pop3::new(
         store.clone(),
-        authenticator.clone(),
+        login.clone(),
         pop3_server::Settings {
             timeout: std::time::Duration::from_secs(config.pop3.timeout_secs),
             expire_days: config.pop3.expire_days,
@@ -108,7 +116,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let imap = Arc::new(imap_server::Imap::new(
         store.clone(),
-        authenticator.clone(),
+        login.clone(),
         imap_server::Settings {
             allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
             max_append: config.imap.max_append,
@@ -154,14 +162,73 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("write {}", tmp.display()))?;
     std::fs::rename(&tmp, &listening_path)?;
 
+    let (stop_queue, stopped) = tokio::sync::watch::channel(false);
+    let queue_task = if config.queue.enabled {
+        // One node on this store: claims left by a previous life of this process are void.
+        store.release_queue_leases().await?;
+        Some(tokio::spawn(
+            outbound_queue(&config, store.clone(), resolver)?.run(stopped),
+        ))
+    } else {
+        None
+    };
+
     wait_for_signal(&server).await?;
     info!("shutting down");
+    let _ = stop_queue.send(true);
     server.shutdown().await;
+    if let Some(task) = queue_task {
+        let grace = std::time::Duration::from_secs(config.limits.shutdown_grace_secs);
+        if tokio::time::timeout(grace, task).await.is_err() {
+            tracing::warn!("queue deliveries still running at shutdown; their leases will lapse");
+        }
+    }
     for task in tasks {
         task.abort();
     }
     info!("stopped");
     Ok(())
+}
+
+/// The delivery queue, as configured.
+fn outbound_queue(
+    config: &Config,
+    store: Arc<dyn store::Store>,
+    resolver: queue::Resolver,
+) -> anyhow::Result<Arc<queue::Queue>> {
+    let q = &config.queue;
+    let tls = client::tls::client_config(&client::tls::Trust::Insecure)
+        .map_err(|e| anyhow::anyhow!("TLS client: {e}"))?;
+    let secs = std::time::Duration::from_secs;
+    let mut settings = queue::Settings::new(queue::SessionSettings {
+        hostname: config.hostname.clone(),
+        connect_timeout: secs(q.connect_timeout_secs),
+        command_timeout: secs(q.command_timeout_secs),
+        tls,
+    });
+    settings.retry_schedule = q.retry_schedule_secs.iter().copied().map(secs).collect();
+    settings.max_connections = q.max_connections;
+    settings.max_connections_per_domain = q.max_connections_per_domain;
+    settings.poll = secs(q.poll_secs);
+    settings.delay_warning = (q.delay_warning_secs > 0).then(|| secs(q.delay_warning_secs));
+    let smarthost = q.smarthost.clone().map(|host| {
+        let credentials = match (&q.smarthost_username, &q.smarthost_password) {
+            (Some(username), Some(password)) => Some(queue::Credentials {
+                username: username.clone(),
+                password: password.clone(),
+            }),
+            _ => None,
+        };
+        (host, credentials)
+    });
+    let router = queue::Router::new(
+        (!config.dns.offline).then_some(resolver),
+        q.routes.clone(),
+        smarthost,
+        q.require_tls.clone(),
+        q.mx_port,
+    );
+    Ok(queue::Queue::new(store, settings, router))
 }
 
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads the TLS certificate meanwhile.

@@ -15,6 +15,7 @@
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
 mod limits;
+pub mod mailauth;
 mod sasl_flow;
 
 use std::net::IpAddr;
@@ -25,8 +26,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use auth::{Authenticated, Authenticator};
 use message::trace::{Received, trace_headers};
 use net::{ConnInfo, Flow, TlsInfo};
-use smtp_proto::{Event, Reply, ServerConfig, ServerMachine, replies};
-use store::{AccountId, Address, Delivery, Outbound, Resolution, Store, Target};
+use smtp_proto::{Event, MailParams, RcptParams, Reply, ServerConfig, ServerMachine, replies};
+use store::{AccountId, Address, Delivery, Outbound, OutboundRecipient, Resolution, Store, Target};
 use tracing::{error, info, warn};
 
 pub use limits::SendingLimits;
@@ -52,13 +53,22 @@ pub struct SubmissionPolicy {
 }
 
 /// Settings of one SMTP service.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Settings {
     pub machine: ServerConfig,
     pub command_timeout: Duration,
     pub data_timeout: Duration,
     pub mode: Mode,
     pub submission: SubmissionPolicy,
+    /// How long queued mail is tried before it bounces.
+    pub queue_lifetime: Duration,
+    /// Development only: recipients named `permfail@`, `tempfail@` and `timeout@` get a
+    /// permanent error, a temporary error, or no answer, to exercise senders' queues.
+    pub dev_failures: bool,
+    /// Checks SPF/DKIM/DMARC of mail from other servers (MX mode) when set.
+    pub authenticator: Option<Arc<mail_auth::MessageAuthenticator>>,
+    /// Refuse mail failing DMARC whose domain asks for `p=reject`.
+    pub dmarc_reject: bool,
 }
 
 /// An SMTP service, one per listener.
@@ -136,8 +146,9 @@ impl net::Protocol for Smtp {
 #[derive(Debug, Default)]
 struct Transaction {
     from: String,
+    params: MailParams,
     local: Vec<AccountId>,
-    remote: Vec<String>,
+    remote: Vec<OutboundRecipient>,
     /// Accepted recipient addresses as given, for the `Received: ... for` clause.
     accepted: Vec<String>,
 }
@@ -209,9 +220,10 @@ impl Session {
             .contains(&address))
     }
 
-    async fn mail(&mut self, from: String) -> Reply {
+    async fn mail(&mut self, from: String, params: MailParams) -> Reply {
         self.tx = Transaction {
             from,
+            params,
             ..Transaction::default()
         };
         let Some(user) = self.user.clone() else {
@@ -241,7 +253,12 @@ impl Session {
         replies::sender_ok()
     }
 
-    async fn rcpt(&mut self, to: String) -> Reply {
+    async fn rcpt(&mut self, to: String, params: RcptParams) -> Reply {
+        if self.settings.dev_failures
+            && let Some(reply) = injected_failure(&to).await
+        {
+            return reply;
+        }
         let address = match Address::parse(&to) {
             Ok(address) => address,
             Err(_) => return Reply::new(501, "5.1.3", "Bad recipient address syntax"),
@@ -275,8 +292,12 @@ impl Session {
         for target in targets {
             match target {
                 Target::Local(id) if !self.tx.local.contains(&id) => self.tx.local.push(id),
-                Target::Remote(addr) if !self.tx.remote.contains(&addr) => {
-                    self.tx.remote.push(addr)
+                Target::Remote(addr) if !self.tx.remote.iter().any(|r| r.address == addr) => {
+                    self.tx.remote.push(OutboundRecipient {
+                        address: addr,
+                        notify: params.notify as u8,
+                        orcpt: params.orcpt.clone(),
+                    })
                 }
                 _ => {}
             }
@@ -322,6 +343,48 @@ impl Session {
                 );
             }
         }
+        if self.user.is_some() {
+            // Sign what the recipient will see below our trace headers.
+            let mut unsigned = added.clone();
+            unsigned.extend_from_slice(&data);
+            let summary = message::headers::summarize(&data);
+            if let Some(domain) = summary
+                .from
+                .first()
+                .and_then(|f| f.rsplit_once('@'))
+                .map(|(_, d)| d.to_lowercase())
+            {
+                match self.store.dkim_keys(&domain).await {
+                    Ok(keys) if !keys.is_empty() => {
+                        let signatures = mailauth::sign(&keys, &unsigned);
+                        let mut signed = signatures;
+                        signed.extend_from_slice(&added);
+                        added = signed;
+                    }
+                    Ok(_) => {}
+                    Err(e) => warn!(error = %e, "DKIM keys unavailable; sending unsigned"),
+                }
+            }
+        } else if let Some(authenticator) = &self.settings.authenticator {
+            let verdict = mailauth::verify(
+                authenticator,
+                &data,
+                self.peer_ip(),
+                self.machine.helo().unwrap_or("unknown"),
+                &tx.from,
+                &self.settings.machine.hostname,
+            )
+            .await;
+            if verdict.dmarc_reject && self.settings.dmarc_reject {
+                info!(from = %tx.from, "refused: DMARC policy reject");
+                return Reply::new(
+                    550,
+                    "5.7.1",
+                    "Message rejected: it fails the sender domain's DMARC policy",
+                );
+            }
+            added.extend_from_slice(verdict.header.as_bytes());
+        }
         let for_recipient = (tx.accepted.len() == 1).then(|| tx.accepted[0].as_str());
         let tls = self.tls.as_ref().map(TlsInfo::describe);
         let mut stored = trace_headers(
@@ -348,6 +411,13 @@ impl Session {
                 recipients: tx.remote.clone(),
                 data: stored.clone(),
                 created: now,
+                expires: now + self.settings.queue_lifetime.as_secs() as i64,
+                envid: tx.params.envid.clone(),
+                ret: tx.params.ret.map(|r| match r {
+                    smtp_proto::server::Ret::Full => store::Ret::Full,
+                    smtp_proto::server::Ret::Headers => store::Ret::Headers,
+                }),
+                smtputf8: tx.params.smtputf8,
             };
             if let Err(e) = self.store.enqueue(outbound).await {
                 error!(error = %e, "queueing for remote recipients failed");
@@ -377,6 +447,21 @@ impl Session {
             "message accepted"
         );
         Reply::new(250, "2.0.0", format!("OK queued as {id}"))
+    }
+}
+
+/// The development failure injection: the local part names the failure.
+async fn injected_failure(to: &str) -> Option<Reply> {
+    let local = to.rsplit_once('@')?.0.to_ascii_lowercase();
+    match local.as_str() {
+        "permfail" => Some(Reply::new(550, "5.1.1", "Injected permanent failure")),
+        "tempfail" => Some(Reply::new(451, "4.3.0", "Injected temporary failure")),
+        "timeout" => {
+            // Longer than any sender waits for a RCPT reply (RFC 5321 §4.5.3.2: 5 minutes).
+            tokio::time::sleep(Duration::from_secs(600)).await;
+            Some(Reply::new(451, "4.4.2", "Injected timeout"))
+        }
+        _ => None,
     }
 }
 
@@ -418,12 +503,12 @@ impl net::Session for Session {
                 break Flow::Continue;
             };
             match event {
-                Event::Mail { from, .. } => {
-                    let reply = self.mail(from).await;
+                Event::Mail { from, params } => {
+                    let reply = self.mail(from, params).await;
                     self.machine.reply(reply);
                 }
-                Event::Rcpt { to, .. } => {
-                    let reply = self.rcpt(to).await;
+                Event::Rcpt { to, params } => {
+                    let reply = self.rcpt(to, params).await;
                     self.machine.reply(reply);
                 }
                 Event::Message { data } => {

@@ -23,10 +23,11 @@ use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 use store::{
-    Account, AccountId, Address, Alias, Change, Credentials, Delivered, Delivery, FlagMode,
-    FlagsUpdated, Mailbox, MailboxId, Message, MessageFlags, MessageSummary, Notifier, Outbound,
-    QueueEntry, QueueRecipient, RecipientStatus, Result, Secrets, SpecialUse, Store, StoreError,
-    TextScope, VerifyReport, address::normalise_domain,
+    Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
+    DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
+    MessageSummary, Notifier, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
+    Result, Ret, Secrets, SpecialUse, Store, StoreError, TextScope, VerifyReport,
+    address::normalise_domain,
 };
 use tokio::sync::oneshot;
 
@@ -44,6 +45,7 @@ pub struct SqliteStore {
     writer: Mutex<mpsc::Sender<Job>>,
     readers: Arc<Mutex<Vec<Connection>>>,
     notifier: Notifier,
+    queue_signal: Arc<tokio::sync::Notify>,
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
@@ -93,6 +95,7 @@ impl SqliteStore {
             writer: Mutex::new(tx),
             readers: Arc::new(Mutex::new(Vec::new())),
             notifier: Notifier::default(),
+            queue_signal: Arc::default(),
         })
     }
 
@@ -390,6 +393,63 @@ fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
     conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
         .execute([blob_id])?;
     Ok(())
+}
+
+/// Queue entries (all, or one) with their recipients.
+fn queue_entries(conn: &Connection, only: Option<i64>) -> Result<Vec<QueueEntry>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, r.address, \
+             r.status, r.attempts, r.next_attempt, r.last_error FROM queue q \
+             JOIN queue_recipients r ON r.queue_id = q.id \
+             WHERE ?1 IS NULL OR q.id = ?1 ORDER BY q.id, r.rowid",
+        )
+        .map_err(backend)?;
+    let mut rows = stmt.query([only]).map_err(backend)?;
+    let mut entries: Vec<QueueEntry> = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let id: i64 = row.get(0).map_err(backend)?;
+        let status: String = row.get(8).map_err(backend)?;
+        let recipient = QueueRecipient {
+            address: row.get(7).map_err(backend)?,
+            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+            attempts: row.get(9).map_err(backend)?,
+            next_attempt: row.get(10).map_err(backend)?,
+            last_error: row.get(11).map_err(backend)?,
+        };
+        match entries.last_mut() {
+            Some(last) if last.id == id => last.recipients.push(recipient),
+            _ => {
+                let ret: Option<String> = row.get(6).map_err(backend)?;
+                entries.push(QueueEntry {
+                    id,
+                    sender: row.get(1).map_err(backend)?,
+                    size: row.get::<_, i64>(2).map_err(backend)? as u64,
+                    created: row.get(3).map_err(backend)?,
+                    expires: row.get(4).map_err(backend)?,
+                    envid: row.get(5).map_err(backend)?,
+                    ret: ret.as_deref().and_then(Ret::parse),
+                    recipients: vec![recipient],
+                })
+            }
+        }
+    }
+    Ok(entries)
+}
+
+/// Removes a queue entry (its recipients cascade) and its blob if nothing else uses it.
+fn drop_queued(conn: &Connection, id: i64) -> Result<bool> {
+    let blob: Option<String> = conn
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING blob_id")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    match blob {
+        Some(blob) => {
+            drop_blob_if_unreferenced(conn, &blob).map_err(backend)?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
 }
 
 /// Deletes the blob `id` if no message or queue entry references it any more. Used on the
@@ -1494,65 +1554,271 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, message: Outbound) -> Result<i64> {
         let blob_id = sha256_hex(&message.data);
-        self.write(move |conn| {
-            let size = message.data.len() as i64;
-            conn.execute(
-                "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
-                params![blob_id, message.data, size],
-            )
-            .map_err(backend)?;
-            conn.execute(
-                "INSERT INTO queue (blob_id, sender, size, created) VALUES (?1, ?2, ?3, ?4)",
-                params![blob_id, message.sender, size, message.created],
-            )
-            .map_err(backend)?;
-            let id = conn.last_insert_rowid();
-            for recipient in message.recipients {
+        let id = self
+            .write(move |conn| {
+                let size = message.data.len() as i64;
                 conn.execute(
-                    "INSERT INTO queue_recipients (queue_id, address, status, next_attempt) \
-                     VALUES (?1, ?2, 'pending', ?3)",
-                    params![id, recipient, message.created],
+                    "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
+                    params![blob_id, message.data, size],
                 )
                 .map_err(backend)?;
-            }
-            Ok(id)
+                conn.prepare_cached(
+                    "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        blob_id,
+                        message.sender,
+                        size,
+                        message.created,
+                        message.expires,
+                        message.envid,
+                        message.ret.map(Ret::as_str),
+                        message.smtputf8
+                    ])
+                })
+                .map_err(backend)?;
+                let id = conn.last_insert_rowid();
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO queue_recipients \
+                         (queue_id, address, status, next_attempt, notify, orcpt) \
+                         VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                    )
+                    .map_err(backend)?;
+                for r in message.recipients {
+                    insert
+                        .execute(params![id, r.address, message.created, r.notify, r.orcpt])
+                        .map_err(backend)?;
+                }
+                Ok(id)
+            })
+            .await?;
+        self.queue_signal.notify_one();
+        Ok(id)
+    }
+
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|conn| queue_entries(conn, None)).await
+    }
+
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
+        self.read(move |conn| Ok(queue_entries(conn, Some(id))?.pop()))
+            .await
+    }
+
+    async fn queue_data(&self, id: i64) -> Result<Vec<u8>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?1",
+            )
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))
         })
         .await
     }
 
-    async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
-        self.read(|conn| {
-            let mut stmt = conn
-                .prepare_cached(
-                    "SELECT q.id, q.sender, q.size, q.created, r.address, r.status, r.attempts, \
-                     r.next_attempt, r.last_error FROM queue q \
-                     JOIN queue_recipients r ON r.queue_id = q.id ORDER BY q.id, r.rowid",
-                )
-                .map_err(backend)?;
-            let mut rows = stmt.query([]).map_err(backend)?;
-            let mut entries: Vec<QueueEntry> = Vec::new();
-            while let Some(row) = rows.next().map_err(backend)? {
-                let id: i64 = row.get(0).map_err(backend)?;
-                let status: String = row.get(5).map_err(backend)?;
-                let recipient = QueueRecipient {
-                    address: row.get(4).map_err(backend)?,
-                    status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
-                    attempts: row.get(6).map_err(backend)?,
-                    next_attempt: row.get(7).map_err(backend)?,
-                    last_error: row.get(8).map_err(backend)?,
-                };
-                match entries.last_mut() {
-                    Some(last) if last.id == id => last.recipients.push(recipient),
-                    _ => entries.push(QueueEntry {
+    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>> {
+        self.write(move |conn| {
+            let mut jobs: Vec<QueueJob> = Vec::new();
+            {
+                // Due recipients, oldest due first, whole messages up to `limit`.
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, \
+                         q.smtputf8, r.address, r.notify, r.orcpt, r.attempts \
+                         FROM queue_recipients r JOIN queue q ON q.id = r.queue_id \
+                         WHERE r.status IN ('pending', 'deferred') AND r.next_attempt <= ?1 \
+                         AND r.lease_until <= ?1 ORDER BY r.next_attempt, q.id",
+                    )
+                    .map_err(backend)?;
+                let mut rows = stmt.query([now]).map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let id: i64 = row.get(0).map_err(backend)?;
+                    let recipient = JobRecipient {
+                        address: row.get(8).map_err(backend)?,
+                        notify: row.get(9).map_err(backend)?,
+                        orcpt: row.get(10).map_err(backend)?,
+                        attempts: row.get(11).map_err(backend)?,
+                    };
+                    if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
+                        job.recipients.push(recipient);
+                        continue;
+                    }
+                    if jobs.len() == limit {
+                        break;
+                    }
+                    let ret: Option<String> = row.get(6).map_err(backend)?;
+                    jobs.push(QueueJob {
                         id,
                         sender: row.get(1).map_err(backend)?,
                         size: row.get::<_, i64>(2).map_err(backend)? as u64,
                         created: row.get(3).map_err(backend)?,
+                        expires: row.get(4).map_err(backend)?,
+                        envid: row.get(5).map_err(backend)?,
+                        ret: ret.as_deref().and_then(Ret::parse),
+                        smtputf8: row.get(7).map_err(backend)?,
                         recipients: vec![recipient],
-                    }),
+                    });
                 }
             }
-            Ok(entries)
+            let mut lease = conn
+                .prepare_cached(
+                    "UPDATE queue_recipients SET lease_until = ?3 WHERE queue_id = ?1 AND address = ?2",
+                )
+                .map_err(backend)?;
+            for job in &jobs {
+                for r in &job.recipients {
+                    lease
+                        .execute(params![job.id, r.address, lease_until])
+                        .map_err(backend)?;
+                }
+            }
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, id: i64, results: Vec<AttemptResult>) -> Result<()> {
+        self.write(move |conn| {
+            let mut update = conn
+                .prepare_cached(
+                    "UPDATE queue_recipients SET status = ?3, last_error = ?4, next_attempt = ?5, \
+                     attempts = attempts + 1, lease_until = 0 WHERE queue_id = ?1 AND address = ?2",
+                )
+                .map_err(backend)?;
+            for r in &results {
+                update
+                    .execute(params![
+                        id,
+                        r.address,
+                        r.status.as_str(),
+                        r.error,
+                        r.next_attempt
+                    ])
+                    .map_err(backend)?;
+            }
+            let open: bool = conn
+                .prepare_cached(
+                    "SELECT 1 FROM queue_recipients WHERE queue_id = ?1 \
+                     AND status IN ('pending', 'deferred')",
+                )
+                .and_then(|mut s| s.exists([id]))
+                .map_err(backend)?;
+            if !open {
+                drop_queued(conn, id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_queue_due(&self) -> Result<Option<i64>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_recipients \
+                 WHERE status IN ('pending', 'deferred')",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn retry_queue(&self, id: Option<i64>, now: i64) -> Result<u64> {
+        let n = self
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE queue_recipients SET next_attempt = ?2 \
+                     WHERE (?1 IS NULL OR queue_id = ?1) AND status IN ('pending', 'deferred')",
+                )
+                .and_then(|mut s| s.execute(params![id, now]))
+                .map(|n| n as u64)
+                .map_err(backend)
+            })
+            .await?;
+        self.queue_signal.notify_one();
+        Ok(n)
+    }
+
+    async fn drop_queue(&self, id: i64) -> Result<bool> {
+        self.write(move |conn| drop_queued(conn, id)).await
+    }
+
+    async fn release_queue_leases(&self) -> Result<()> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE queue_recipients SET lease_until = 0 WHERE lease_until != 0",
+                [],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_signal.clone()
+    }
+
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<()> {
+        self.write(move |conn| {
+            let known = conn
+                .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
+                .and_then(|mut s| s.exists([&key.domain]))
+                .map_err(backend)?;
+            if !known {
+                return Err(StoreError::NotFound(format!("domain {}", key.domain)));
+            }
+            let inserted = conn
+                .execute(
+                    "INSERT OR IGNORE INTO dkim_keys \
+                     (domain, selector, algorithm, private_key, public_key, created) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                    params![
+                        key.domain,
+                        key.selector,
+                        key.algorithm,
+                        key.private_key,
+                        key.public_key,
+                        key.created
+                    ],
+                )
+                .map_err(backend)?;
+            if inserted == 0 {
+                return Err(StoreError::AlreadyExists(format!(
+                    "DKIM selector {} of {}",
+                    key.selector, key.domain
+                )));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
+        let domain = domain.to_lowercase();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT domain, selector, algorithm, private_key, public_key, created \
+                     FROM dkim_keys WHERE domain = ?1 ORDER BY created, selector",
+                )
+                .map_err(backend)?;
+            stmt.query_map([domain], |r| {
+                Ok(DkimKey {
+                    domain: r.get(0)?,
+                    selector: r.get(1)?,
+                    algorithm: r.get(2)?,
+                    private_key: r.get(3)?,
+                    public_key: r.get(4)?,
+                    created: r.get(5)?,
+                })
+            })
+            .and_then(|rows| rows.collect())
+            .map_err(backend)
         })
         .await
     }

@@ -129,6 +129,24 @@ pub(crate) const MIGRATIONS: &[&str] = &[
             deleted = deleted + ((NEW.flags & 8) != 0), total_size = total_size + NEW.size
         WHERE id = NEW.mailbox_id;
     END;",
+    // 6: the delivery queue's DSN options, expiry and leases; DKIM signing keys.
+    "ALTER TABLE queue ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queue ADD COLUMN envid TEXT;
+    ALTER TABLE queue ADD COLUMN ret TEXT;
+    ALTER TABLE queue ADD COLUMN smtputf8 INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queue_recipients ADD COLUMN notify INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE queue_recipients ADD COLUMN orcpt TEXT;
+    ALTER TABLE queue_recipients ADD COLUMN lease_until INTEGER NOT NULL DEFAULT 0;
+    CREATE UNIQUE INDEX queue_recipients_address ON queue_recipients(queue_id, address);
+    CREATE TABLE dkim_keys (
+        domain TEXT NOT NULL REFERENCES domains(name) ON DELETE CASCADE,
+        selector TEXT NOT NULL,
+        algorithm TEXT NOT NULL,
+        private_key BLOB NOT NULL,
+        public_key TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        PRIMARY KEY (domain, selector)
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings the database up to the newest schema.

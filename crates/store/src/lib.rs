@@ -249,14 +249,105 @@ pub struct Delivered {
 }
 
 /// A message waiting to go out to other servers.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Outbound {
     /// Envelope sender; empty for the null reverse-path (bounces).
     pub sender: String,
-    pub recipients: Vec<String>,
+    pub recipients: Vec<OutboundRecipient>,
     pub data: Vec<u8>,
     /// Unix seconds.
     pub created: i64,
+    /// Unix seconds after which undelivered recipients fail (0: never).
+    pub expires: i64,
+    /// DSN options of the message (RFC 3461 ENVID, RET).
+    pub envid: Option<String>,
+    pub ret: Option<Ret>,
+    /// The client asked for SMTPUTF8: the next hop must offer it (RFC 6531).
+    pub smtputf8: bool,
+}
+
+/// RFC 3461 RET: what a DSN carries of the original.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    Full,
+    Headers,
+}
+
+impl Ret {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ret::Full => "FULL",
+            Ret::Headers => "HDRS",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Ret> {
+        match s {
+            "FULL" => Some(Ret::Full),
+            "HDRS" => Some(Ret::Headers),
+            _ => None,
+        }
+    }
+}
+
+/// RFC 3461 NOTIFY bits; none set means the default (failures only).
+pub mod dsn_notify {
+    pub const SUCCESS: u8 = 1;
+    pub const FAILURE: u8 = 2;
+    pub const DELAY: u8 = 4;
+    pub const NEVER: u8 = 8;
+}
+
+/// One remote recipient of a queued message, with its DSN options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutboundRecipient {
+    pub address: String,
+    /// [`dsn_notify`] bits.
+    pub notify: u8,
+    /// ORCPT as given ("rfc822;addr").
+    pub orcpt: Option<String>,
+}
+
+impl From<&str> for OutboundRecipient {
+    fn from(address: &str) -> Self {
+        OutboundRecipient {
+            address: address.to_owned(),
+            ..Default::default()
+        }
+    }
+}
+
+/// Queued recipients claimed for one delivery attempt, with their message's envelope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueJob {
+    pub id: i64,
+    pub sender: String,
+    pub size: u64,
+    pub created: i64,
+    pub expires: i64,
+    pub envid: Option<String>,
+    pub ret: Option<Ret>,
+    pub smtputf8: bool,
+    pub recipients: Vec<JobRecipient>,
+}
+
+/// A claimed recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobRecipient {
+    pub address: String,
+    pub notify: u8,
+    pub orcpt: Option<String>,
+    /// Attempts made before this one.
+    pub attempts: u32,
+}
+
+/// The result of an attempt for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttemptResult {
+    pub address: String,
+    /// `Delivered`, `Failed` (final) or `Deferred` (tried again at `next_attempt`).
+    pub status: RecipientStatus,
+    pub error: Option<String>,
+    pub next_attempt: i64,
 }
 
 /// Delivery state of one queued recipient.
@@ -306,7 +397,24 @@ pub struct QueueEntry {
     pub sender: String,
     pub size: u64,
     pub created: i64,
+    pub expires: i64,
+    pub envid: Option<String>,
+    pub ret: Option<Ret>,
     pub recipients: Vec<QueueRecipient>,
+}
+
+/// A DKIM signing key of a local domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DkimKey {
+    pub domain: String,
+    pub selector: String,
+    /// `ed25519` or `rsa`.
+    pub algorithm: String,
+    /// PKCS#8 DER.
+    pub private_key: Vec<u8>,
+    /// The `p=` value of the DNS record: base64 of the public key.
+    pub public_key: String,
+    pub created: i64,
 }
 
 /// What changed in an account, published after the change is durable.
@@ -486,9 +594,35 @@ pub trait Store: Send + Sync + 'static {
     async fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<()>;
 
     // --- outbound queue ---
-    /// Queues a message for remote recipients, durably.
+    /// Queues a message for remote recipients, durably, and wakes [`Store::queue_signal`].
     async fn enqueue(&self, message: Outbound) -> Result<i64>;
     async fn list_queue(&self) -> Result<Vec<QueueEntry>>;
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>>;
+    /// The queued message's bytes.
+    async fn queue_data(&self, id: i64) -> Result<Vec<u8>>;
+    /// Claims up to `limit` messages' due recipients (pending or deferred, `next_attempt <=
+    /// now`, not leased) by leasing them until `lease_until`; a worker that dies loses its
+    /// lease and the recipients come due again.
+    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>>;
+    /// Records an attempt's results and ends their lease. A message whose recipients are all
+    /// delivered or failed leaves the queue.
+    async fn record_attempt(&self, id: i64, results: Vec<AttemptResult>) -> Result<()>;
+    /// When the next recipient comes due (its lease included), if any.
+    async fn next_queue_due(&self) -> Result<Option<i64>>;
+    /// Makes undelivered recipients due now (one message, or all); returns how many.
+    async fn retry_queue(&self, id: Option<i64>, now: i64) -> Result<u64>;
+    /// Removes a message from the queue; false if it was not there.
+    async fn drop_queue(&self, id: i64) -> Result<bool>;
+    /// Ends every claim: a single node calls it at start, when claims of its previous life
+    /// (killed mid-delivery) would otherwise wait for their leases to lapse.
+    async fn release_queue_leases(&self) -> Result<()>;
+    /// Woken whenever queued work becomes due sooner (enqueue, retry).
+    fn queue_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
+
+    // --- DKIM keys ---
+    /// Stores a signing key for a local domain.
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<()>;
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>>;
 
     // --- integrity and notifications ---
     /// Checks the store's integrity without changing it.

@@ -44,14 +44,20 @@ pub const LOOPBACK_LISTENERS: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = 
     [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n";
 
+/// Tests have no DNS unless they start a [`DnsServer`]: no waiting on the system resolver.
+pub const NO_DNS: &str = "[dns]\noffline = true\n";
+
 impl TestServer {
     /// A new data directory with `extra_config` appended to the loopback listeners; the server
     /// is not started yet, so admin commands can prepare the store.
     pub fn new(exe: &Path, extra_config: &str) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let config = dir.path().join("pigeon.toml");
-        std::fs::write(&config, format!("{LOOPBACK_LISTENERS}\n{extra_config}"))
-            .expect("write config");
+        std::fs::write(
+            &config,
+            format!("{LOOPBACK_LISTENERS}\n{NO_DNS}\n{extra_config}"),
+        )
+        .expect("write config");
         TestServer {
             exe: exe.to_owned(),
             dir,
@@ -59,6 +65,14 @@ impl TestServer {
             child: None,
             listening: HashMap::new(),
         }
+    }
+
+    /// A new data directory with exactly `config` as the config file (top-level keys such as
+    /// `hostname` must come before any table, so they cannot follow the loopback listeners).
+    pub fn with_toml(exe: &Path, config: &str) -> TestServer {
+        let server = TestServer::new(exe, "");
+        std::fs::write(&server.config, config).expect("write config");
+        server
     }
 
     /// A started server with domain `localhost` and the given users (all with `password`).
@@ -74,7 +88,7 @@ impl TestServer {
         password: &str,
     ) -> TestServer {
         let mut server = TestServer::new(exe, extra_config);
-        server.admin_ok(&["domain", "add", "localhost"]);
+        server.admin_ok(&["domain", "add", "localhost", "--no-dkim"]);
         for user in users {
             server.admin_ok(&["user", "add", user, "--password", password]);
         }
@@ -247,6 +261,113 @@ pub fn strip_trace(stored: &[u8]) -> &[u8] {
             return rest;
         }
         rest = &rest[line_end..];
+    }
+}
+
+/// A real DNS server (dnsmasq) on a loopback port, authoritative for `.test`, serving the
+/// records it was started with; killed when dropped.
+pub struct DnsServer {
+    child: Child,
+    pub addr: SocketAddr,
+}
+
+/// A record for [`DnsServer::start`].
+pub enum Record {
+    /// `domain` has an MX `host` with `preference`.
+    Mx(String, String, u16),
+    /// `host` has the IPv4 address.
+    A(String, std::net::Ipv4Addr),
+    /// `name` has a TXT record; long text is split into 255-octet strings.
+    Txt(String, String),
+}
+
+/// A free loopback port (TCP and UDP were free a moment ago).
+pub fn free_port() -> u16 {
+    loop {
+        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = tcp.local_addr().expect("addr").port();
+        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+impl DnsServer {
+    /// The dnsmasq binary, or None (skipped loudly, or a failure under PIGEON_REQUIRE_ALL).
+    pub fn binary() -> Option<PathBuf> {
+        let sbin = Path::new("/usr/sbin/dnsmasq");
+        if sbin.is_file() {
+            return Some(sbin.to_owned());
+        }
+        require_tool("dnsmasq").then(|| PathBuf::from("dnsmasq"))
+    }
+
+    /// Starts dnsmasq on `port` with `records`; waits until it answers.
+    pub fn start(binary: &Path, port: u16, records: &[Record]) -> DnsServer {
+        let mut args = vec![
+            "--keep-in-foreground".to_string(),
+            "--conf-file=/dev/null".into(),
+            "--no-resolv".into(),
+            "--no-hosts".into(),
+            "--bind-interfaces".into(),
+            "--listen-address=127.0.0.1".into(),
+            format!("--port={port}"),
+            "--user=root".into(),
+            "--pid-file=".into(),
+            // Authoritative for .test: unknown names are NXDOMAIN, not forwarded.
+            "--local=/test/".into(),
+        ];
+        for record in records {
+            args.push(match record {
+                Record::Mx(domain, host, pref) => format!("--mx-host={domain},{host},{pref}"),
+                Record::A(host, ip) => format!("--host-record={host},{ip}"),
+                Record::Txt(name, text) => {
+                    let chunks: Vec<String> = text
+                        .as_bytes()
+                        .chunks(255)
+                        .map(|c| String::from_utf8_lossy(c).into_owned())
+                        .collect();
+                    format!("--txt-record={name},{}", chunks.join(","))
+                }
+            });
+        }
+        let child = Command::new(binary)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dnsmasq");
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let server = DnsServer { child, addr };
+        // Ready when it answers a query (any answer).
+        let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
+        socket
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        let query = [
+            0x12, 0x34, 1, 0, 0, 1, 0, 0, 0, 0, 0, 0, 4, b'r', b'e', b'a', b'd', 4, b't', b'e',
+            b's', b't', 0, 0, 1, 0, 1,
+        ];
+        let start = Instant::now();
+        let mut buf = [0u8; 512];
+        loop {
+            let _ = socket.send_to(&query, addr);
+            if socket.recv_from(&mut buf).is_ok() {
+                return server;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "dnsmasq did not start"
+            );
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -6,6 +6,7 @@ mod crash;
 mod fixtures;
 mod imap;
 mod pop3;
+mod queue;
 mod smtp;
 mod submission;
 

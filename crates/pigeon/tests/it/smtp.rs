@@ -292,7 +292,12 @@ fn routing_and_error_replies_over_the_wire() {
     // Bob got one copy although two recipients led to him; the remote alias target is queued.
     assert_eq!(server.uids(BOB), [1]);
     let queue = String::from_utf8(server.admin_ok(&["queue", "list"])).unwrap();
-    assert!(queue.contains("friend@remote.example pending"), "{queue}");
+    // Queued; the queue may have tried already (no DNS in tests: deferred).
+    assert!(
+        queue.contains("friend@remote.example pending")
+            || queue.contains("friend@remote.example deferred"),
+        "{queue}"
+    );
     let stored = server.stored(BOB, 1);
     assert!(
         !String::from_utf8_lossy(&stored).contains("\tfor <"),

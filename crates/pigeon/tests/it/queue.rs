@@ -1,0 +1,464 @@
+//! The outbound queue end to end: two pigeon servers for `a.test` and `b.test` that find each
+//! other through MX records on a real DNS server (dnsmasq), DKIM/SPF/DMARC across them, DSNs,
+//! retries, restarts, and scripted peers that misbehave.
+
+use std::net::Ipv4Addr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use client::smtp::SmtpClient;
+use test_support::{DnsServer, LOOPBACK_LISTENERS, Record, TestServer, free_port};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use crate::exe;
+
+const PW: &str = "correct horse";
+const ALICE: &str = "alice@a.test";
+const BOB: &str = "bob@b.test";
+
+/// A server for `domain` named `mx.<domain>`; `mx_port` is where its queue finds other MX
+/// hosts, `smtp_port` a fixed extra SMTP listener (so a test can start it later); `dns` is the
+/// DNS server's port, 0 for none.
+fn mail_server(domain: &str, dns: u16, mx_port: u16, smtp_port: u16, extra: &str) -> TestServer {
+    let dns = if dns == 0 {
+        "offline = true".to_string()
+    } else {
+        format!("servers = [\"127.0.0.1:{dns}\"]")
+    };
+    let config = format!(
+        "hostname = \"mx.{domain}\"\ndomain = \"{domain}\"\n\n{LOOPBACK_LISTENERS}\n\
+         [[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:{smtp_port}\"\n\n\
+         [auth]\nallow_plaintext_on_loopback = true\n\n\
+         [dns]\n{dns}\n\n\
+         [queue]\nmx_port = {mx_port}\nretry_schedule_secs = [1]\npoll_secs = 1\n{extra}"
+    );
+    TestServer::with_toml(exe(), &config)
+}
+
+/// `pigeon domain dns` output → the DKIM TXT records in it.
+fn dkim_records(server: &TestServer, domain: &str) -> Vec<Record> {
+    let out = String::from_utf8(server.admin_ok(&["domain", "dns", domain])).unwrap();
+    out.lines()
+        .filter(|l| l.contains("._domainkey."))
+        .map(|l| {
+            let owner = l.split_whitespace().next().unwrap().trim_end_matches('.');
+            let value: String = l.split('"').skip(1).step_by(2).collect();
+            Record::Txt(owner.to_string(), value)
+        })
+        .collect()
+}
+
+/// Two servers and the DNS that joins them. `b` is not started.
+struct World {
+    _dns: DnsServer,
+    a: TestServer,
+    b: TestServer,
+}
+
+fn world(a_extra: &str) -> Option<World> {
+    let dnsmasq = DnsServer::binary()?;
+    let dns_port = free_port();
+    let a_port = free_port();
+    let b_port = free_port();
+    let a = mail_server("a.test", dns_port, b_port, a_port, a_extra);
+    let b = mail_server("b.test", dns_port, a_port, b_port, "");
+    a.admin_ok(&["domain", "add", "a.test"]);
+    a.admin_ok(&["user", "add", ALICE, "--password", PW]);
+    b.admin_ok(&["domain", "add", "b.test", "--no-dkim"]);
+    b.admin_ok(&["user", "add", BOB, "--password", PW]);
+    let local = Ipv4Addr::LOCALHOST;
+    let mut records = vec![
+        Record::Mx("a.test".into(), "mx.a.test".into(), 10),
+        Record::A("mx.a.test".into(), local),
+        Record::Mx("b.test".into(), "mx.b.test".into(), 10),
+        Record::A("mx.b.test".into(), local),
+        Record::Txt("a.test".into(), "v=spf1 ip4:127.0.0.1 -all".into()),
+        Record::Txt("_dmarc.a.test".into(), "v=DMARC1; p=reject".into()),
+    ];
+    records.extend(dkim_records(&a, "a.test"));
+    let dns = DnsServer::start(&dnsmasq, dns_port, &records);
+    Some(World { _dns: dns, a, b })
+}
+
+async fn submit(server: &TestServer, from: &str, to: &[&str], message: &[u8]) {
+    let mut smtp = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    smtp.ehlo("laptop.a.test").await.unwrap();
+    smtp.auth_plain(from, PW).await.unwrap();
+    smtp.send(from, to, message).await.unwrap();
+    smtp.quit().await.unwrap();
+}
+
+fn message(to: &str, subject: &str) -> Vec<u8> {
+    format!(
+        "From: Alice <{ALICE}>\r\nTo: <{to}>\r\nSubject: {subject}\r\n\
+         Message-ID: <{subject}@a.test>\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\r\n\
+         Hello from a.test.\r\n"
+    )
+    .into_bytes()
+}
+
+/// Waits (up to 20 s) until `user` has `n` messages; returns their UIDs.
+fn wait_for_mail(server: &TestServer, user: &str, n: usize) -> Vec<u32> {
+    let start = Instant::now();
+    loop {
+        let uids = server.uids(user);
+        if uids.len() >= n {
+            return uids;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{user} has {} of {n} messages; queue: {}\nlog: {}",
+            uids.len(),
+            String::from_utf8_lossy(&server.admin_ok(&["queue", "list"])),
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_for_queue(server: &TestServer, what: impl Fn(&str) -> bool) -> String {
+    let start = Instant::now();
+    loop {
+        let list = String::from_utf8(server.admin_ok(&["queue", "list"])).unwrap();
+        if what(&list) {
+            return list;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "queue never got there: {list}\nlog: {}",
+            server.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_crosses_to_the_mx_of_another_server_signed_and_verified() {
+    let Some(mut w) = world("") else { return };
+    w.a.start();
+    w.b.start();
+    submit(
+        &w.a,
+        ALICE,
+        &[BOB, "nobody@b.test"],
+        &message(BOB, "crossing"),
+    )
+    .await;
+
+    let uids = wait_for_mail(&w.b, BOB, 1);
+    let stored = String::from_utf8(w.b.stored(BOB, uids[0])).unwrap();
+    assert!(stored.contains("Subject: crossing"), "{stored}");
+    assert!(stored.contains("Hello from a.test."), "{stored}");
+    let results = stored
+        .split("Authentication-Results: ")
+        .nth(1)
+        .expect("an Authentication-Results header");
+    assert!(results.starts_with("mx.b.test;"), "{results}");
+    assert!(results.contains("dkim=pass header.d=a.test"), "{stored}");
+    assert!(results.contains("spf=pass"), "{stored}");
+    assert!(results.contains("dmarc=pass"), "{stored}");
+    assert!(
+        stored.contains("DKIM-Signature: "),
+        "signed by a.test: {stored}"
+    );
+
+    // The unknown recipient bounces to alice: an RFC 3464 report naming it and the reply.
+    let uids = wait_for_mail(&w.a, ALICE, 1);
+    let dsn = String::from_utf8(w.a.stored(ALICE, uids[0])).unwrap();
+    assert!(dsn.contains("multipart/report"), "{dsn}");
+    assert!(dsn.contains("report-type=delivery-status"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; nobody@b.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    assert!(dsn.contains("550"), "{dsn}");
+    assert!(
+        dsn.contains("Subject: crossing"),
+        "the original's headers come back: {dsn}"
+    );
+    assert!(dsn.starts_with("Return-Path: <>"), "{dsn}");
+    // Nothing is left in the queue, and bob got the message once.
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+    assert_eq!(w.b.uids(BOB).len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_mail_from_a_dmarc_reject_domain_is_refused() {
+    let Some(mut w) = world("") else { return };
+    w.b.start();
+    // Straight to b's MX, claiming to be alice, unsigned: SPF passes (loopback is allowed)
+    // but nothing aligns with a DKIM signature... so make SPF fail too with another sender.
+    let mut smtp = SmtpClient::connect(w.b.addr("smtp"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    smtp.ehlo("forger.example").await.unwrap();
+    let refused = smtp
+        .send("someone@elsewhere.test", &[BOB], &message(BOB, "forged"))
+        .await;
+    let err = refused.expect_err("refused").to_string();
+    assert!(err.contains("550") && err.contains("5.7.1"), "{err}");
+    assert!(w.b.uids(BOB).is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_waits_while_the_receiver_is_down_and_goes_when_it_is_up() {
+    let Some(mut w) = world("") else { return };
+    w.a.start();
+    submit(&w.a, ALICE, &[BOB], &message(BOB, "patience")).await;
+    let list = wait_for_queue(&w.a, |l| l.contains("deferred"));
+    assert!(list.contains(BOB), "{list}");
+    assert!(
+        list.contains("mx.b.test"),
+        "the error names the host: {list}"
+    );
+    w.b.start();
+    let uids = wait_for_mail(&w.b, BOB, 1);
+    assert!(String::from_utf8_lossy(&w.b.stored(BOB, uids[0])).contains("Subject: patience"));
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_with_a_full_queue_sends_everything_once() {
+    let Some(mut w) = world("") else { return };
+    w.a.start();
+    for i in 0..20 {
+        submit(&w.a, ALICE, &[BOB], &message(BOB, &format!("queued-{i}"))).await;
+    }
+    wait_for_queue(&w.a, |l| l.matches("deferred").count() == 20);
+    assert!(w.a.stop().success());
+    w.b.start();
+    w.a.start();
+    let uids = wait_for_mail(&w.b, BOB, 20);
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let uids_after = w.b.uids(BOB);
+    assert_eq!(uids_after.len(), 20, "nothing twice");
+    let mut subjects: Vec<String> = uids
+        .iter()
+        .map(|&uid| {
+            let stored = String::from_utf8(w.b.stored(BOB, uid)).unwrap();
+            stored
+                .lines()
+                .find_map(|l| l.strip_prefix("Subject: ").map(String::from))
+                .unwrap()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), 20);
+}
+
+/// What a scripted peer does on each connection.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Peer {
+    /// RCPT gets 451 on the first connection, 250 later.
+    TempfailFirst,
+    /// The first connection closes in the middle of the message content.
+    DropInData,
+    /// A server without STARTTLS.
+    Plain,
+}
+
+/// A scripted SMTP server on loopback; returns its port and the messages it accepted.
+async fn scripted_peer(kind: Peer) -> (u16, Arc<Mutex<Vec<String>>>, Arc<Mutex<Vec<String>>>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(Mutex::new(Vec::new()));
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let (acc, cmds) = (accepted.clone(), commands.clone());
+    tokio::spawn(async move {
+        let mut n = 0;
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            n += 1;
+            let first = n == 1;
+            let (acc, cmds) = (acc.clone(), cmds.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut lines = BufReader::new(read);
+                write.write_all(b"220 peer.test ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                let mut recipients = 0;
+                loop {
+                    line.clear();
+                    if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let verb = line.get(..4).unwrap_or("").to_ascii_uppercase();
+                    cmds.lock().unwrap().push(line.trim_end().to_string());
+                    let reply: &[u8] = match verb.as_str() {
+                        "EHLO" => b"250-peer.test\r\n250-PIPELINING\r\n250 8BITMIME\r\n",
+                        "MAIL" => {
+                            recipients = 0;
+                            b"250 2.1.0 ok\r\n"
+                        }
+                        "RCPT" if kind == Peer::TempfailFirst && first => {
+                            b"451 4.3.0 greylisted, come back later\r\n"
+                        }
+                        "RCPT" => {
+                            recipients += 1;
+                            b"250 2.1.5 ok\r\n"
+                        }
+                        // RFC 2920 §3.1: DATA without an accepted recipient is refused.
+                        "DATA" if recipients == 0 => b"554 5.5.1 no valid recipients\r\n",
+                        "DATA" => {
+                            write.write_all(b"354 go ahead\r\n").await.unwrap();
+                            let mut body = String::new();
+                            loop {
+                                line.clear();
+                                if lines.read_line(&mut line).await.unwrap_or(0) == 0 {
+                                    return;
+                                }
+                                if kind == Peer::DropInData && first {
+                                    // Hang up after the first content line: no 250 was sent.
+                                    return;
+                                }
+                                if line == ".\r\n" {
+                                    break;
+                                }
+                                body.push_str(&line);
+                            }
+                            acc.lock().unwrap().push(body);
+                            b"250 2.0.0 queued\r\n"
+                        }
+                        "RSET" | "NOOP" => b"250 ok\r\n",
+                        "QUIT" => {
+                            let _ = write.write_all(b"221 bye\r\n").await;
+                            return;
+                        }
+                        _ => b"502 5.5.2 no\r\n",
+                    };
+                    write.write_all(reply).await.unwrap();
+                }
+            });
+        }
+    });
+    (port, accepted, commands)
+}
+
+/// A sender (a.test) with static routes to scripted peers.
+async fn sender_with_route(domain: &str, port: u16, extra: &str) -> TestServer {
+    // Static routes need no DNS.
+    let mut a = mail_server(
+        "a.test",
+        0,
+        25,
+        free_port(),
+        &format!("{extra}\n[queue.routes]\n\"{domain}\" = \"127.0.0.1:{port}\"\n"),
+    );
+    a.admin_ok(&["domain", "add", "a.test", "--no-dkim"]);
+    a.admin_ok(&["user", "add", ALICE, "--password", PW]);
+    a.start();
+    a
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_temporary_refusal_is_retried_until_accepted() {
+    let (port, accepted, _) = scripted_peer(Peer::TempfailFirst).await;
+    let a = sender_with_route("c.test", port, "").await;
+    submit(
+        &a,
+        ALICE,
+        &["carol@c.test"],
+        &message("carol@c.test", "greylisted"),
+    )
+    .await;
+    wait_for_queue(&a, |l| l.contains("queue is empty"));
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1, "delivered once, on the second attempt");
+    assert!(got[0].contains("Subject: greylisted"));
+    assert!(
+        a.log().contains("greylisted, come back later"),
+        "the 451 was seen"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_lost_in_data_is_sent_again() {
+    let (port, accepted, _) = scripted_peer(Peer::DropInData).await;
+    let a = sender_with_route("c.test", port, "").await;
+    submit(
+        &a,
+        ALICE,
+        &["carol@c.test"],
+        &message("carol@c.test", "dropped"),
+    )
+    .await;
+    wait_for_queue(&a, |l| l.contains("queue is empty"));
+    let got = accepted.lock().unwrap().clone();
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("Hello from a.test."));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn required_tls_is_never_given_up_for_plain_text() {
+    let (port, accepted, commands) = scripted_peer(Peer::Plain).await;
+    let a = sender_with_route("c.test", port, "require_tls = [\"c.test\"]\n").await;
+    submit(
+        &a,
+        ALICE,
+        &["carol@c.test"],
+        &message("carol@c.test", "secret"),
+    )
+    .await;
+    let list = wait_for_queue(&a, |l| l.contains("deferred") && l.contains("(attempts 2)"));
+    assert!(list.contains("does not offer STARTTLS"), "{list}");
+    assert!(accepted.lock().unwrap().is_empty());
+    assert!(
+        !commands
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|c| c.starts_with("MAIL")),
+        "no envelope went out in the clear"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queue_admin_shows_retries_and_drops() {
+    // A peer that always answers 451 (dev failure injection on a pigeon receiver).
+    let b_port = free_port();
+    let mut b = mail_server("b.test", 0, 25, b_port, "");
+    std::fs::write(
+        b.data_dir().join("pigeon.toml"),
+        std::fs::read_to_string(b.data_dir().join("pigeon.toml"))
+            .unwrap()
+            .replace("[queue]", "[smtp]\ndev_failures = true\n\n[queue]"),
+    )
+    .unwrap();
+    b.admin_ok(&["domain", "add", "b.test", "--no-dkim"]);
+    b.start();
+    let a = sender_with_route("b.test", b_port, "").await;
+    submit(
+        &a,
+        ALICE,
+        &["tempfail@b.test"],
+        &message("tempfail@b.test", "held"),
+    )
+    .await;
+    let list = wait_for_queue(&a, |l| l.contains("Injected temporary failure"));
+    let id = list.split_whitespace().next().unwrap().to_string();
+    let show = String::from_utf8(a.admin_ok(&["queue", "show", &id])).unwrap();
+    assert!(
+        show.contains("recipient: tempfail@b.test deferred"),
+        "{show}"
+    );
+    assert!(show.contains("Subject: held"), "{show}");
+    assert!(
+        String::from_utf8(a.admin_ok(&["queue", "retry", &id]))
+            .unwrap()
+            .contains("1 recipient")
+    );
+    assert!(
+        String::from_utf8(a.admin_ok(&["queue", "drop", &id]))
+            .unwrap()
+            .contains("dropped")
+    );
+    assert!(!a.admin(&["queue", "show", &id]).status.success());
+    wait_for_queue(&a, |l| l.contains("queue is empty"));
+}
