@@ -101,7 +101,8 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
         if started.elapsed() > Duration::from_secs(600) {
             bail!("{left} messages still queued after 10 minutes");
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        // Each look is a separate admin process reading the queue: not too often.
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let elapsed = started.elapsed();
     let delivered = receiver

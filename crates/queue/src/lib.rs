@@ -264,7 +264,10 @@ impl Queue {
                 }
             };
             let (outcomes, usable) = live.send(&work.job, &work.recipients, &message).await;
-            self.settle(work, outcomes).await;
+            // Recording waits for an fsync; the session goes on with the next message meanwhile
+            // (the work's permit keeps the message in flight until it is recorded).
+            let queue = self.clone();
+            tokio::spawn(async move { queue.settle(work, outcomes).await });
             if !usable {
                 session = None;
             }
