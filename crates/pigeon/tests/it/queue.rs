@@ -462,3 +462,212 @@ async fn queue_admin_shows_retries_and_drops() {
     assert!(!a.admin(&["queue", "show", &id]).status.success());
     wait_for_queue(&a, |l| l.contains("queue is empty"));
 }
+
+/// A throwaway Postfix instance (its own config, queue and mail directories) on a loopback
+/// port: `p.test` mailboxes are Maildirs under `mail/`, `a.test` is relayed to `relay_to`.
+struct Postfix {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Postfix {
+    fn start(relay_to: u16) -> Option<Postfix> {
+        if !test_support::require_tool("postfix") {
+            return None;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        // Postfix's own users must reach the queue and the mailboxes.
+        std::fs::set_permissions(root, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        for sub in ["etc", "spool", "data", "mail"] {
+            std::fs::create_dir(root.join(sub)).unwrap();
+        }
+        std::fs::set_permissions(
+            root.join("mail"),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let chown = std::process::Command::new("chown")
+            .arg("postfix")
+            .arg(root.join("data"))
+            .status()
+            .unwrap();
+        assert!(chown.success());
+        let port = free_port();
+        // The system's master.cf, without chroot, with smtpd on our port.
+        let master = std::fs::read_to_string("/etc/postfix/master.cf").unwrap();
+        let master: String = master
+            .lines()
+            .map(|line| {
+                let fields: Vec<&str> = line.split_whitespace().collect();
+                if line.starts_with(|c: char| c.is_ascii_lowercase()) && fields.len() >= 8 {
+                    let mut fields = fields.clone();
+                    fields[4] = "n";
+                    let mut out = fields.join(" ");
+                    if fields[0] == "smtp" && fields[1] == "inet" {
+                        out = out.replacen("smtp", &format!("127.0.0.1:{port}"), 1);
+                    }
+                    out + "\n"
+                } else {
+                    format!("{line}\n")
+                }
+            })
+            .collect();
+        let etc = root.join("etc");
+        std::fs::write(etc.join("master.cf"), master).unwrap();
+        let r = root.display();
+        std::fs::write(
+            etc.join("main.cf"),
+            format!(
+                "compatibility_level = 3.6\nqueue_directory = {r}/spool\ndata_directory = {r}/data\n\
+                 myhostname = postfix.p.test\nmydomain = p.test\nmyorigin = p.test\nmydestination =\n\
+                 inet_interfaces = loopback-only\ninet_protocols = ipv4\nmynetworks = 127.0.0.0/8\n\
+                 smtpd_relay_restrictions = permit_mynetworks, reject\n\
+                 virtual_mailbox_domains = p.test\nvirtual_mailbox_base = {r}/mail\n\
+                 virtual_mailbox_maps = texthash:{r}/etc/vmailbox\n\
+                 virtual_uid_maps = static:65534\nvirtual_gid_maps = static:65534\n\
+                 transport_maps = texthash:{r}/etc/transport\n\
+                 smtp_dns_support_level = disabled\nsmtputf8_enable = no\n\
+                 alias_maps =\nalias_database =\n\
+                 maillog_file_prefixes = /tmp, {r}\nmaillog_file = {r}/postfix.log\n"
+            ),
+        )
+        .unwrap();
+        std::fs::write(etc.join("vmailbox"), "carol@p.test carol/\n").unwrap();
+        std::fs::write(
+            etc.join("transport"),
+            format!("a.test smtp:[127.0.0.1]:{relay_to}\n"),
+        )
+        .unwrap();
+        let postfix = Postfix { dir, port };
+        assert!(postfix.control("start"), "postfix start: {}", postfix.log());
+        let start = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "postfix did not listen: {}",
+                postfix.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(postfix)
+    }
+
+    fn control(&self, command: &str) -> bool {
+        std::process::Command::new("postfix")
+            .arg("-c")
+            .arg(self.dir.path().join("etc"))
+            .arg(command)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false)
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postfix.log")).unwrap_or_default()
+    }
+
+    /// The messages in carol's Maildir.
+    fn mailbox(&self) -> Vec<String> {
+        let new = self.dir.path().join("mail/carol/new");
+        std::fs::read_dir(new)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| std::fs::read_to_string(e.ok()?.path()).ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        self.control("abort");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pigeon_and_postfix_relay_to_each_other() {
+    let a_port = free_port();
+    let Some(postfix) = Postfix::start(a_port) else {
+        return;
+    };
+    let mut a = mail_server(
+        "a.test",
+        0,
+        25,
+        a_port,
+        &format!(
+            "\n[queue.routes]\n\"p.test\" = \"127.0.0.1:{}\"\n",
+            postfix.port
+        ),
+    );
+    a.admin_ok(&["domain", "add", "a.test"]);
+    a.admin_ok(&["user", "add", ALICE, "--password", PW]);
+    a.start();
+
+    // pigeon -> Postfix (PIPELINING, CHUNKING and DSN offered by Postfix).
+    submit(
+        &a,
+        ALICE,
+        &["carol@p.test"],
+        &message("carol@p.test", "to-postfix"),
+    )
+    .await;
+    let start = Instant::now();
+    let got = loop {
+        let got = postfix.mailbox();
+        if !got.is_empty() {
+            break got;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "postfix has nothing; queue: {}\npostfix: {}",
+            String::from_utf8_lossy(&a.admin_ok(&["queue", "list"])),
+            postfix.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(got.len(), 1);
+    assert!(got[0].contains("Subject: to-postfix"), "{}", got[0]);
+    assert!(got[0].contains("DKIM-Signature: "), "signed on the way out");
+    assert!(got[0].contains("Hello from a.test."));
+    wait_for_queue(&a, |l| l.contains("queue is empty"));
+
+    // Postfix -> pigeon.
+    let mut smtp = SmtpClient::connect(
+        ([127, 0, 0, 1], postfix.port).into(),
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    smtp.ehlo("client.p.test").await.unwrap();
+    let body = "From: <dave@p.test>\r\nTo: <alice@a.test>\r\nSubject: from-postfix\r\n\
+                Message-ID: <from-postfix@p.test>\r\n\r\nRelayed by Postfix.\r\n";
+    smtp.send("dave@p.test", &[ALICE], body.as_bytes())
+        .await
+        .unwrap();
+    smtp.quit().await.unwrap();
+    let start = Instant::now();
+    let uid = loop {
+        if let Some(&uid) = a.uids(ALICE).first() {
+            break uid;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "nothing reached alice; postfix: {}",
+            postfix.log()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stored = String::from_utf8(a.stored(ALICE, uid)).unwrap();
+    assert!(stored.contains("Subject: from-postfix"), "{stored}");
+    assert!(stored.contains("Relayed by Postfix."), "{stored}");
+    assert!(
+        stored.contains("postfix.p.test"),
+        "a Received: from Postfix: {stored}"
+    );
+}
