@@ -56,12 +56,17 @@ struct World {
 }
 
 fn world(a_extra: &str) -> Option<World> {
+    world_with(a_extra, "", Vec::new())
+}
+
+/// [`world`] with extra config for `b` and extra DNS records.
+fn world_with(a_extra: &str, b_extra: &str, extra_records: Vec<Record>) -> Option<World> {
     let dnsmasq = DnsServer::binary()?;
     let dns_port = free_port();
     let a_port = free_port();
     let b_port = free_port();
     let a = mail_server("a.test", dns_port, b_port, a_port, a_extra);
-    let b = mail_server("b.test", dns_port, a_port, b_port, "");
+    let b = mail_server("b.test", dns_port, a_port, b_port, b_extra);
     a.admin_ok(&["domain", "add", "a.test"]);
     a.admin_ok(&["user", "add", ALICE, "--password", PW]);
     b.admin_ok(&["domain", "add", "b.test", "--no-dkim"]);
@@ -76,6 +81,7 @@ fn world(a_extra: &str) -> Option<World> {
         Record::Txt("_dmarc.a.test".into(), "v=DMARC1; p=reject".into()),
     ];
     records.extend(dkim_records(&a, "a.test"));
+    records.extend(extra_records);
     let dns = DnsServer::start(&dnsmasq, dns_port, &records);
     Some(World { _dns: dns, a, b })
 }
@@ -670,4 +676,118 @@ async fn pigeon_and_postfix_relay_to_each_other() {
         stored.contains("postfix.p.test"),
         "a Received: from Postfix: {stored}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implicit_mx_and_missing_domains() {
+    // c.test has no MX, only an address: it is its own MX (RFC 5321 §5.1).
+    let Some(mut w) = world_with(
+        "",
+        "",
+        vec![Record::A("c.test".into(), Ipv4Addr::LOCALHOST)],
+    ) else {
+        return;
+    };
+    w.b.admin_ok(&["domain", "add", "c.test", "--no-dkim"]);
+    w.b.admin_ok(&["user", "add", "dan@c.test", "--password", PW]);
+    w.a.start();
+    w.b.start();
+    submit(
+        &w.a,
+        ALICE,
+        &["dan@c.test", "eve@nowhere.test"],
+        &message("dan@c.test", "implicit"),
+    )
+    .await;
+    let uids = wait_for_mail(&w.b, "dan@c.test", 1);
+    assert!(
+        String::from_utf8_lossy(&w.b.stored("dan@c.test", uids[0])).contains("Subject: implicit")
+    );
+    // nowhere.test does not exist (NXDOMAIN): a bounce at once, no retries.
+    let uids = wait_for_mail(&w.a, ALICE, 1);
+    let dsn = String::from_utf8(w.a.stored(ALICE, uids[0])).unwrap();
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; eve@nowhere.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Status: 5.1.2"), "{dsn}");
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_mail_bounces_but_never_to_the_null_sender() {
+    let Some(mut w) = world("lifetime_secs = 3\n") else {
+        return;
+    };
+    // Mail from <> reaches the queue through a forwarding alias.
+    w.a.admin_ok(&["alias", "add", "fwd@a.test", BOB]);
+    w.a.start();
+    submit(&w.a, ALICE, &[BOB], &message(BOB, "too-late")).await;
+    let mut smtp = SmtpClient::connect(w.a.addr("smtp"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    smtp.ehlo("mx.elsewhere.test").await.unwrap();
+    let bounce = "From: MAILER-DAEMON@mx.elsewhere.test\r\nTo: fwd@a.test\r\n\
+                  Subject: a-bounce\r\n\r\nUndeliverable.\r\n";
+    smtp.send("", &["fwd@a.test"], bounce.as_bytes())
+        .await
+        .unwrap();
+    smtp.quit().await.unwrap();
+    let list = String::from_utf8(w.a.admin_ok(&["queue", "list"])).unwrap();
+    assert!(
+        list.contains("from <>"),
+        "the forwarded bounce is queued: {list}"
+    );
+
+    // b never comes up: after the lifetime both fail; only alice hears of it.
+    let uids = wait_for_mail(&w.a, ALICE, 1);
+    let dsn = String::from_utf8(w.a.stored(ALICE, uids[0])).unwrap();
+    assert!(dsn.contains("Action: failed"), "{dsn}");
+    assert!(dsn.contains("gave up after"), "{dsn}");
+    assert!(dsn.contains("Subject: too-late"), "{dsn}");
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.a.uids(ALICE).len(), 1, "no DSN about the bounce");
+    assert_eq!(
+        String::from_utf8(w.a.admin_ok(&["queue", "list"]))
+            .unwrap()
+            .trim(),
+        "queue is empty",
+        "nothing queued to <> either"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_smarthost_with_authentication_carries_everything() {
+    // b is the smarthost: its submission port, with a relay account allowed to send for a.test.
+    let Some(mut w) = world_with(
+        "",
+        "\n[submission.allowed_senders]\n\"relay@b.test\" = [\"@a.test\"]\n",
+        Vec::new(),
+    ) else {
+        return;
+    };
+    w.b.admin_ok(&["user", "add", "relay@b.test", "--password", PW]);
+    w.b.start();
+    let smarthost = w.b.addr("submission");
+    let config = w.a.data_dir().join("pigeon.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[queue]\n",
+        &format!(
+            "[queue]\nsmarthost = \"{smarthost}\"\nsmarthost_username = \"relay@b.test\"\n\
+             smarthost_password = \"{PW}\"\n"
+        ),
+    );
+    std::fs::write(&config, text).unwrap();
+    w.a.start();
+    // dan@c.test does not exist in DNS: the smarthost route needs none.
+    submit(&w.a, ALICE, &[BOB], &message(BOB, "via-smarthost")).await;
+    let uids = wait_for_mail(&w.b, BOB, 1);
+    let stored = String::from_utf8(w.b.stored(BOB, uids[0])).unwrap();
+    assert!(stored.contains("Subject: via-smarthost"), "{stored}");
+    assert!(
+        stored.contains("with ESMTPA"),
+        "authenticated hop: {stored}"
+    );
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
 }
