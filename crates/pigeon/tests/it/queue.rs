@@ -791,3 +791,79 @@ async fn a_smarthost_with_authentication_carries_everything() {
     );
     wait_for_queue(&w.a, |l| l.contains("queue is empty"));
 }
+
+/// Submits with DSN parameters (RFC 3461) on every RCPT.
+async fn submit_with_dsn(server: &TestServer, to: &str, rcpt_params: &str, subject: &str) {
+    let mut smtp = SmtpClient::connect(server.addr("submission"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    smtp.ehlo("laptop.a.test").await.unwrap();
+    smtp.auth_plain(ALICE, PW).await.unwrap();
+    let tx = smtp
+        .transaction(
+            ALICE,
+            " RET=HDRS ENVID=env+2B42",
+            &[(to.to_string(), rcpt_params.to_string())],
+            &message(to, subject),
+            false,
+        )
+        .await
+        .unwrap();
+    assert!(tx.data.unwrap().is_positive());
+    smtp.quit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dsn_requests_are_honoured() {
+    // A peer without the DSN extension: a requested success notice comes from us ("relayed").
+    let (port, accepted, _) = scripted_peer(Peer::Plain).await;
+    let a = sender_with_route("c.test", port, "").await;
+    submit_with_dsn(
+        &a,
+        "carol@c.test",
+        " NOTIFY=SUCCESS ORCPT=rfc822;Carol@c.test",
+        "notify-me",
+    )
+    .await;
+    let uids = wait_for_mail(&a, ALICE, 1);
+    assert_eq!(accepted.lock().unwrap().len(), 1);
+    let dsn = String::from_utf8(a.stored(ALICE, uids[0])).unwrap();
+    assert!(dsn.contains("Action: relayed"), "{dsn}");
+    assert!(
+        dsn.contains("Original-Recipient: rfc822; Carol@c.test"),
+        "{dsn}"
+    );
+    assert!(dsn.contains("Original-Envelope-Id: env+42"), "{dsn}");
+    assert!(dsn.contains("text/rfc822-headers"), "RET=HDRS: {dsn}");
+    assert!(
+        !dsn.contains("Hello from a.test."),
+        "RET=HDRS returns no body"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delay_notices_when_asked_and_silence_for_never() {
+    let Some(mut w) = world("delay_warning_secs = 1\nlifetime_secs = 4\n") else {
+        return;
+    };
+    w.a.start();
+    // b stays down: the first message asks for delay notices, the second for nothing at all.
+    submit_with_dsn(&w.a, BOB, " NOTIFY=DELAY,FAILURE", "wait-for-it").await;
+    submit_with_dsn(&w.a, BOB, " NOTIFY=NEVER", "say-nothing").await;
+    let uids = wait_for_mail(&w.a, ALICE, 1);
+    let first = String::from_utf8(w.a.stored(ALICE, uids[0])).unwrap();
+    assert!(first.contains("Action: delayed"), "{first}");
+    assert!(first.contains("Will-Retry-Until:"), "{first}");
+    assert!(first.contains("Subject: wait-for-it"), "{first}");
+    // Then the failure notice for the first; none ever for the second.
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let all: Vec<String> =
+        w.a.uids(ALICE)
+            .into_iter()
+            .map(|uid| String::from_utf8(w.a.stored(ALICE, uid)).unwrap())
+            .collect();
+    assert_eq!(all.len(), 2, "a delay notice and a failure notice");
+    assert!(all[1].contains("Action: failed") && all[1].contains("wait-for-it"));
+    assert!(!all.iter().any(|m| m.contains("say-nothing")));
+}
