@@ -385,6 +385,18 @@ async fn a_temporary_refusal_is_retried_until_accepted() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mail_that_needs_smtputf8_bounces_at_a_peer_without_it() {
+    let (port, accepted, _) = scripted_peer(Peer::Plain).await;
+    let a = sender_with_route("c.test", port, "").await;
+    submit(&a, ALICE, &["josé@c.test"], &message("josé@c.test", "utf8")).await;
+    let uids = wait_for_mail(&a, ALICE, 1);
+    let dsn = String::from_utf8(a.stored(ALICE, uids[0])).unwrap();
+    assert!(dsn.contains("Status: 5.6.7"), "{dsn}");
+    assert!(dsn.contains("does not support SMTPUTF8"), "{dsn}");
+    assert!(accepted.lock().unwrap().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_lost_in_data_is_sent_again() {
     let (port, accepted, _) = scripted_peer(Peer::DropInData).await;
     let a = sender_with_route("c.test", port, "").await;
@@ -443,7 +455,7 @@ async fn queue_admin_shows_retries_and_drops() {
     submit(
         &a,
         ALICE,
-        &["tempfail@b.test"],
+        &["tempfail@b.test", "permfail@b.test"],
         &message("tempfail@b.test", "held"),
     )
     .await;
@@ -467,6 +479,14 @@ async fn queue_admin_shows_retries_and_drops() {
     );
     assert!(!a.admin(&["queue", "show", &id]).status.success());
     wait_for_queue(&a, |l| l.contains("queue is empty"));
+    // permfail@ bounced at once.
+    let uids = wait_for_mail(&a, ALICE, 1);
+    let dsn = String::from_utf8(a.stored(ALICE, uids[0])).unwrap();
+    assert!(dsn.contains("Injected permanent failure"), "{dsn}");
+    assert!(
+        dsn.contains("Final-Recipient: rfc822; permfail@b.test"),
+        "{dsn}"
+    );
 }
 
 /// A throwaway Postfix instance (its own config, queue and mail directories) on a loopback
