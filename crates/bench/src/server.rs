@@ -64,18 +64,7 @@ impl BenchServer {
         for user in users {
             admin(&["user", "add", user, "--password", password])?;
         }
-        let log = std::fs::File::create(dir.path().join("server.log"))?;
-        let child = Command::new(exe)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(dir.path())
-            .arg("serve")
-            .env("PIGEON_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start pigeon serve")?;
+        let child = spawn_serve(exe, dir.path())?;
         let mut server = BenchServer {
             child,
             dir,
@@ -111,21 +100,8 @@ impl BenchServer {
         let _ = self.child.wait();
         let config = self.dir.path().join("pigeon.toml");
         std::fs::write(&config, edit(std::fs::read_to_string(&config)?))?;
-        let log = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.dir.path().join("server.log"))?;
         let _ = std::fs::remove_file(self.dir.path().join("listening.json"));
-        self.child = Command::new(exe)
-            .arg("--config")
-            .arg(&config)
-            .arg("--data")
-            .arg(self.dir.path())
-            .arg("serve")
-            .env("PIGEON_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .context("start pigeon serve")?;
+        self.child = spawn_serve(exe, self.dir.path())?;
         self.listening =
             wait_for_listening(&self.dir.path().join("listening.json"), &mut self.child)?;
         Ok(())
@@ -176,6 +152,25 @@ impl Drop for BenchServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// `pigeon serve` on `dir` (with `dir/pigeon.toml`), logging warnings to `dir/server.log`.
+fn spawn_serve(exe: &Path, dir: &Path) -> anyhow::Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("server.log"))?;
+    Command::new(exe)
+        .arg("--config")
+        .arg(dir.join("pigeon.toml"))
+        .arg("--data")
+        .arg(dir)
+        .arg("serve")
+        .env("PIGEON_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("start pigeon serve")
 }
 
 fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {

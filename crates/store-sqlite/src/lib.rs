@@ -395,12 +395,29 @@ fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// A queued message's envelope from a row whose first columns are `q.id, q.sender, q.size,
+/// q.created, q.expires, q.envid, q.ret, q.smtputf8`.
+fn queue_job(row: &rusqlite::Row<'_>, recipients: Vec<JobRecipient>) -> Result<QueueJob> {
+    let ret: Option<String> = row.get(6).map_err(backend)?;
+    Ok(QueueJob {
+        id: row.get(0).map_err(backend)?,
+        sender: row.get(1).map_err(backend)?,
+        size: row.get::<_, i64>(2).map_err(backend)? as u64,
+        created: row.get(3).map_err(backend)?,
+        expires: row.get(4).map_err(backend)?,
+        envid: row.get(5).map_err(backend)?,
+        ret: ret.as_deref().and_then(Ret::parse),
+        smtputf8: row.get(7).map_err(backend)?,
+        recipients,
+    })
+}
+
 /// Queue entries (all, or one) with their recipients.
 fn queue_entries(conn: &Connection, only: Option<i64>) -> Result<Vec<QueueEntry>> {
     let mut stmt = conn
         .prepare_cached(
-            "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, r.address, \
-             r.status, r.attempts, r.next_attempt, r.last_error FROM queue q \
+            "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
+             r.address, r.status, r.attempts, r.next_attempt, r.last_error FROM queue q \
              JOIN queue_recipients r ON r.queue_id = q.id \
              WHERE ?1 IS NULL OR q.id = ?1 ORDER BY q.id, r.rowid",
         )
@@ -409,26 +426,26 @@ fn queue_entries(conn: &Connection, only: Option<i64>) -> Result<Vec<QueueEntry>
     let mut entries: Vec<QueueEntry> = Vec::new();
     while let Some(row) = rows.next().map_err(backend)? {
         let id: i64 = row.get(0).map_err(backend)?;
-        let status: String = row.get(8).map_err(backend)?;
+        let status: String = row.get(9).map_err(backend)?;
         let recipient = QueueRecipient {
-            address: row.get(7).map_err(backend)?,
+            address: row.get(8).map_err(backend)?,
             status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
-            attempts: row.get(9).map_err(backend)?,
-            next_attempt: row.get(10).map_err(backend)?,
-            last_error: row.get(11).map_err(backend)?,
+            attempts: row.get(10).map_err(backend)?,
+            next_attempt: row.get(11).map_err(backend)?,
+            last_error: row.get(12).map_err(backend)?,
         };
         match entries.last_mut() {
             Some(last) if last.id == id => last.recipients.push(recipient),
             _ => {
-                let ret: Option<String> = row.get(6).map_err(backend)?;
+                let job = queue_job(row, Vec::new())?;
                 entries.push(QueueEntry {
                     id,
-                    sender: row.get(1).map_err(backend)?,
-                    size: row.get::<_, i64>(2).map_err(backend)? as u64,
-                    created: row.get(3).map_err(backend)?,
-                    expires: row.get(4).map_err(backend)?,
-                    envid: row.get(5).map_err(backend)?,
-                    ret: ret.as_deref().and_then(Ret::parse),
+                    sender: job.sender,
+                    size: job.size,
+                    created: job.created,
+                    expires: job.expires,
+                    envid: job.envid,
+                    ret: job.ret,
                     recipients: vec![recipient],
                 })
             }
@@ -1650,18 +1667,7 @@ impl Store for SqliteStore {
                     if jobs.len() == limit {
                         break;
                     }
-                    let ret: Option<String> = row.get(6).map_err(backend)?;
-                    jobs.push(QueueJob {
-                        id,
-                        sender: row.get(1).map_err(backend)?,
-                        size: row.get::<_, i64>(2).map_err(backend)? as u64,
-                        created: row.get(3).map_err(backend)?,
-                        expires: row.get(4).map_err(backend)?,
-                        envid: row.get(5).map_err(backend)?,
-                        ret: ret.as_deref().and_then(Ret::parse),
-                        smtputf8: row.get(7).map_err(backend)?,
-                        recipients: vec![recipient],
-                    });
+                    jobs.push(queue_job(row, vec![recipient])?);
                 }
             }
             let mut lease = conn
