@@ -342,22 +342,13 @@ impl Session {
                     .as_bytes(),
                 );
             }
-        }
-        if self.user.is_some() {
             // Sign what the recipient will see below our trace headers.
-            let mut unsigned = added.clone();
-            unsigned.extend_from_slice(&data);
-            let summary = message::headers::summarize(&data);
-            if let Some(domain) = summary
-                .from
-                .first()
-                .and_then(|f| f.rsplit_once('@'))
-                .map(|(_, d)| d.to_lowercase())
-            {
-                match self.store.dkim_keys(&domain).await {
+            if let Some(domain) = summary.from.first().and_then(|f| f.rsplit_once('@')) {
+                match self.store.dkim_keys(&domain.1.to_lowercase()).await {
                     Ok(keys) if !keys.is_empty() => {
-                        let signatures = mailauth::sign(&keys, &unsigned);
-                        let mut signed = signatures;
+                        let mut unsigned = added.clone();
+                        unsigned.extend_from_slice(&data);
+                        let mut signed = mailauth::sign(&keys, &unsigned);
                         signed.extend_from_slice(&added);
                         added = signed;
                     }
@@ -365,7 +356,10 @@ impl Session {
                     Err(e) => warn!(error = %e, "DKIM keys unavailable; sending unsigned"),
                 }
             }
-        } else if let Some(authenticator) = &self.settings.authenticator {
+        }
+        if self.user.is_none()
+            && let Some(authenticator) = &self.settings.authenticator
+        {
             let verdict = mailauth::verify(
                 authenticator,
                 &data,
