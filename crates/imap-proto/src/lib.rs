@@ -10,8 +10,10 @@
 //! them by writing into [`Machine::out`]. IDLE and AUTHENTICATE continuation lines are read by
 //! the machine after the session calls [`Machine::start_idle`] or [`Machine::auth_continue`].
 //!
-//! Deviation: a command's literals are held in memory until the command is complete, bounded
-//! by `max_literal` (APPENDLIMIT), rather than streamed to the store.
+//! Literals are held in memory until the command is complete (bounded), except the message
+//! literal of an APPEND of `stream_threshold` octets or more: that one is handed to the session
+//! piece by piece as it arrives (`AppendBegin`, `AppendData`, `AppendEnd`), so the session can
+//! stream it into the store.
 
 pub mod command;
 pub mod token;
@@ -63,6 +65,8 @@ pub struct Config {
     pub max_small_literal: usize,
     /// BAD replies tolerated before the connection is closed.
     pub max_errors: usize,
+    /// APPEND message literals this big or bigger are streamed (see the module docs).
+    pub stream_threshold: usize,
 }
 
 impl Default for Config {
@@ -72,6 +76,7 @@ impl Default for Config {
             max_literal: 50 * 1024 * 1024,
             max_small_literal: 64 * 1024,
             max_errors: 50,
+            stream_threshold: 256 * 1024,
         }
     }
 }
@@ -83,6 +88,14 @@ pub enum Event {
     Command(Command),
     /// The client's decoded answer to an AUTHENTICATE challenge.
     AuthResponse(Vec<u8>),
+    /// An APPEND whose message literal is streamed: `command` is the APPEND with an empty
+    /// message; `size` octets follow as `AppendData`, then `AppendEnd`.
+    AppendBegin { command: Command, size: usize },
+    /// The next piece of the streamed message.
+    AppendData(Vec<u8>),
+    /// The streamed APPEND is complete. If `ok` is false the command line after the literal
+    /// was malformed: the machine has answered BAD and the message must be dropped.
+    AppendEnd { ok: bool },
     /// The client cancelled AUTHENTICATE with `*` (answer `tag BAD`).
     AuthCancelled,
     /// `DONE` ended IDLE (answer `tag OK`).
@@ -99,6 +112,12 @@ enum Phase {
     Literal {
         remaining: usize,
     },
+    /// Passing `remaining` octets of a streamed APPEND message to the session.
+    Stream {
+        remaining: usize,
+    },
+    /// After a streamed message: the rest of the APPEND line must be empty.
+    StreamEnd,
     /// Discarding up to the end of an overlong line.
     Skip,
     /// In IDLE: waiting for DONE.
@@ -117,6 +136,8 @@ pub struct Machine {
     phase: Phase,
     /// The command being assembled (lines and literals).
     command: Vec<u8>,
+    /// The tag of the APPEND being streamed.
+    stream_tag: String,
     /// Literal octets accepted for the current command.
     literal_total: usize,
     errors: usize,
@@ -171,6 +192,7 @@ impl Machine {
             output: Vec::new(),
             phase: Phase::Line,
             command: Vec::new(),
+            stream_tag: String::new(),
             literal_total: 0,
             errors: 0,
             close_emitted: false,
@@ -268,6 +290,41 @@ impl Machine {
                     }
                     self.phase = Phase::Line;
                 }
+                Phase::Stream { remaining } => {
+                    if self.input.is_empty() {
+                        return None;
+                    }
+                    let take = remaining.min(self.input.len());
+                    let piece: Vec<u8> = self.input.drain(..take).collect();
+                    let remaining = remaining - take;
+                    self.phase = if remaining > 0 {
+                        Phase::Stream { remaining }
+                    } else {
+                        Phase::StreamEnd
+                    };
+                    return Some(Event::AppendData(piece));
+                }
+                Phase::StreamEnd => {
+                    let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
+                        if self.input.len() > self.config.max_line {
+                            self.input.clear();
+                            self.phase = Phase::Skip;
+                            let tag = std::mem::take(&mut self.stream_tag);
+                            self.bad(Some(&tag), "Line too long");
+                            return Some(Event::AppendEnd { ok: false });
+                        }
+                        return None;
+                    };
+                    let line: Vec<u8> = self.input.drain(..=pos).collect();
+                    self.phase = Phase::Line;
+                    let tag = std::mem::take(&mut self.stream_tag);
+                    if line == b"\r\n" || line == b"\n" {
+                        return Some(Event::AppendEnd { ok: true });
+                    }
+                    // More after the message: MULTIAPPEND (not offered) or junk.
+                    self.bad(Some(&tag), "Expected the end of APPEND after the message");
+                    return Some(Event::AppendEnd { ok: false });
+                }
                 Phase::Skip => match self.input.iter().position(|&b| b == b'\n') {
                     Some(pos) => {
                         self.input.drain(..=pos);
@@ -362,6 +419,16 @@ impl Machine {
                             self.output
                                 .extend_from_slice(b"+ Ready for literal data\r\n");
                         }
+                        if is_append
+                            && len >= self.config.stream_threshold
+                            && let Some(command) = self.append_head()
+                        {
+                            self.command.clear();
+                            self.literal_total = 0;
+                            self.stream_tag = command.tag.clone();
+                            self.phase = Phase::Stream { remaining: len };
+                            return Some(Event::AppendBegin { command, size: len });
+                        }
                         self.phase = Phase::Literal { remaining: len };
                         continue;
                     }
@@ -372,6 +439,20 @@ impl Machine {
                     }
                 }
             }
+        }
+    }
+
+    /// The APPEND assembled so far (ending with its message literal's announcement) parsed with
+    /// an empty message; None if it does not parse (it is then buffered and answered BAD).
+    fn append_head(&self) -> Option<Command> {
+        let open = self.command.iter().rposition(|&b| b == b'{')?;
+        let mut probe = self.command[..open].to_vec();
+        probe.extend_from_slice(b"{0}\r\n\r\n");
+        let (tag, name, end) = head(&probe)?;
+        let tokens = token::tokenize(&probe[end..]).ok()?;
+        match command::parse(&name, tokens).ok()? {
+            body @ CommandBody::Append { .. } => Some(Command { tag, body }),
+            _ => None,
         }
     }
 
@@ -421,6 +502,98 @@ mod tests {
             }
         }
         (events, String::from_utf8(m.take_output()).unwrap())
+    }
+
+    /// Feeds `input` split into `step`-octet pieces to a machine that streams APPENDs of 10
+    /// octets or more.
+    fn run_streaming(input: &[u8], step: usize) -> (Vec<Event>, String) {
+        let mut m = Machine::new(Config {
+            stream_threshold: 10,
+            ..Config::default()
+        });
+        let mut events = Vec::new();
+        for piece in input.chunks(step) {
+            m.feed(piece);
+            while let Some(e) = m.next() {
+                events.push(e);
+            }
+        }
+        (events, String::from_utf8(m.take_output()).unwrap())
+    }
+
+    #[test]
+    fn big_appends_are_streamed_in_pieces() {
+        let message = b"Subject: big\r\n\r\nA body of some length.\r\n";
+        let mut input = format!("a1 APPEND Drafts (\\Seen) {{{}}}\r\n", message.len()).into_bytes();
+        input.extend_from_slice(message);
+        input.extend_from_slice(b"\r\na2 NOOP\r\n");
+        for step in [1, 2, 7, input.len()] {
+            let (events, out) = run_streaming(&input, step);
+            assert_eq!(out, "+ Ready for literal data\r\n", "step {step}");
+            let Event::AppendBegin { command, size } = &events[0] else {
+                panic!("step {step}: {events:?}");
+            };
+            assert_eq!(*size, message.len());
+            assert_eq!(command.tag, "a1");
+            assert_eq!(
+                command.body,
+                CommandBody::Append {
+                    mailbox: "Drafts".into(),
+                    flags: vec!["\\Seen".into()],
+                    date: None,
+                    message: Vec::new(),
+                }
+            );
+            let data: Vec<u8> = events
+                .iter()
+                .filter_map(|e| match e {
+                    Event::AppendData(d) => Some(d.clone()),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            assert_eq!(data, message, "step {step}");
+            let rest: Vec<&Event> = events
+                .iter()
+                .filter(|e| !matches!(e, Event::AppendBegin { .. } | Event::AppendData(_)))
+                .collect();
+            assert!(matches!(rest[0], Event::AppendEnd { ok: true }), "{rest:?}");
+            assert!(
+                matches!(rest[1], Event::Command(Command { tag, body: CommandBody::Noop }) if tag == "a2"),
+                "{rest:?}"
+            );
+        }
+        // Small ones, and unparsable heads, are buffered as before.
+        let (events, _) = run_streaming(b"a1 APPEND INBOX {3+}\r\nabc\r\n", 1);
+        assert!(
+            matches!(&events[0], Event::Command(Command { body: CommandBody::Append { message, .. }, .. }) if message == b"abc")
+        );
+        let (events, out) = run_streaming(b"a1 APPEND INBOX (\\Seen {12+}\r\n0123456789ab\r\n", 3);
+        assert!(events.is_empty(), "{events:?}");
+        assert!(out.starts_with("a1 BAD"), "{out}");
+    }
+
+    #[test]
+    fn junk_after_a_streamed_message_is_bad() {
+        let (events, out) = run_streaming(
+            b"a1 APPEND INBOX {10+}\r\n0123456789 {3+}\r\nabc\r\na2 NOOP\r\n",
+            4,
+        );
+        assert!(
+            events.contains(&Event::AppendEnd { ok: false }),
+            "{events:?}"
+        );
+        assert!(out.contains("a1 BAD Expected the end of APPEND"), "{out}");
+        assert!(
+            matches!(
+                events.last(),
+                Some(Event::Command(Command {
+                    body: CommandBody::Noop,
+                    ..
+                }))
+            ),
+            "the session goes on: {events:?}"
+        );
     }
 
     #[test]

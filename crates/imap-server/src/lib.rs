@@ -96,6 +96,7 @@ impl net::Protocol for Imap {
             condstore: false,
             qresync: false,
             saved: Vec::new(),
+            upload: None,
         }
     }
 
@@ -131,6 +132,21 @@ pub struct Session {
     qresync: bool,
     /// SEARCHRES: UIDs saved by `SEARCH RETURN (SAVE)` (RFC 5182).
     saved: Vec<u32>,
+    /// A big APPEND whose message is arriving (and going into the store piece by piece).
+    upload: Option<Upload>,
+}
+
+/// Pieces of a streamed APPEND are sent to the store in pieces of about this size.
+const UPLOAD_PIECE: usize = 1024 * 1024;
+
+/// A streamed APPEND in progress.
+struct Upload {
+    command: Command,
+    /// The store's upload; None when the data is dropped (not logged in, or a store error:
+    /// the APPEND is answered when it completes).
+    id: Option<i64>,
+    pending: Vec<u8>,
+    failed: bool,
 }
 
 /// What a command handler tells the dispatcher.
@@ -1038,6 +1054,69 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Keeps a piece of the streamed message; sends a full piece to the store.
+    async fn upload_piece(&mut self, data: Vec<u8>) {
+        let Some(upload) = self.upload.as_mut() else {
+            return;
+        };
+        let Some(id) = upload.id else {
+            return;
+        };
+        upload.pending.extend_from_slice(&data);
+        if upload.pending.len() >= UPLOAD_PIECE {
+            let piece = std::mem::take(&mut upload.pending);
+            if let Err(e) = self.store.upload_chunk(id, piece).await {
+                warn!(error = %e, "APPEND upload failed");
+                upload.failed = true;
+                upload.id = None;
+                let _ = self.store.discard_upload(id).await;
+            }
+        }
+    }
+
+    /// The streamed APPEND is complete: the message comes back from the store and is appended.
+    async fn finish_upload(&mut self, complete: bool) -> Option<Flow> {
+        let mut upload = self.upload.take()?;
+        let Some(id) = upload.id else {
+            if upload.failed {
+                self.write_tagged(&upload.command.tag, no(None, "Server error"));
+                return None;
+            }
+            // Not logged in: `handle` answers as for any APPEND in this state.
+            return if complete {
+                self.handle(upload.command).await
+            } else {
+                None
+            };
+        };
+        if !complete {
+            let _ = self.store.discard_upload(id).await;
+            return None;
+        }
+        let last = std::mem::take(&mut upload.pending);
+        let data = match self.store.upload_chunk(id, last).await {
+            Ok(()) => self.store.take_upload(id).await,
+            Err(e) => Err(e),
+        };
+        match data {
+            Ok(data) => {
+                tracing::debug!(size = data.len(), "APPEND streamed through the store");
+                if let CommandBody::Append { message, .. } = &mut upload.command.body {
+                    *message = data;
+                }
+                self.handle(upload.command).await
+            }
+            Err(e) => {
+                warn!(error = %e, "APPEND upload failed");
+                let _ = self.store.discard_upload(id).await;
+                self.write_tagged(&upload.command.tag, no(None, "Server error"));
+                None
+            }
+        }
+    }
+}
+
 impl net::Session for Session {
     fn greet(&mut self, out: &mut Vec<u8>) {
         let caps = self.capabilities();
@@ -1053,6 +1132,28 @@ impl net::Session for Session {
             match event {
                 Event::Command(command) => {
                     if let Some(f) = self.handle(command).await {
+                        flow = f;
+                        break;
+                    }
+                }
+                Event::AppendBegin { command, .. } => {
+                    // Logged out sessions get their answer from `handle` at the end.
+                    let id = if self.user.is_some() {
+                        self.store.begin_upload().await.ok()
+                    } else {
+                        None
+                    };
+                    let failed = self.user.is_some() && id.is_none();
+                    self.upload = Some(Upload {
+                        command,
+                        id,
+                        pending: Vec::new(),
+                        failed,
+                    });
+                }
+                Event::AppendData(data) => self.upload_piece(data).await,
+                Event::AppendEnd { ok } => {
+                    if let Some(f) = self.finish_upload(ok).await {
                         flow = f;
                         break;
                     }

@@ -1152,6 +1152,76 @@ impl Store for SqliteStore {
         Ok(uid)
     }
 
+    async fn begin_upload(&self) -> Result<i64> {
+        self.write(|conn| {
+            // Uploads a crash left behind are dropped once they are a day old.
+            conn.execute(
+                "DELETE FROM uploads WHERE created < ?1",
+                [now() - 24 * 3600],
+            )
+            .map_err(backend)?;
+            conn.execute("INSERT INTO uploads (created) VALUES (?1)", [now()])
+                .map_err(backend)?;
+            Ok(conn.last_insert_rowid())
+        })
+        .await
+    }
+
+    async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()> {
+        self.write(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO upload_chunks (upload_id, seq, data) SELECT ?1, \
+                 COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = ?1), 0), ?2 \
+                 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = ?1)",
+            )
+            .and_then(|mut s| s.execute(params![upload, data]))
+            .map_err(backend)
+            .and_then(|n| {
+                if n == 0 {
+                    Err(StoreError::NotFound(format!("upload {upload}")))
+                } else {
+                    Ok(())
+                }
+            })
+        })
+        .await
+    }
+
+    async fn take_upload(&self, upload: i64) -> Result<Vec<u8>> {
+        self.write(move |conn| {
+            let mut data = Vec::new();
+            {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT data FROM upload_chunks WHERE upload_id = ?1 ORDER BY seq",
+                    )
+                    .map_err(backend)?;
+                let mut rows = stmt.query([upload]).map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let chunk = row.get_ref(0).map_err(backend)?;
+                    data.extend_from_slice(chunk.as_blob().map_err(backend)?);
+                }
+            }
+            let deleted = conn
+                .execute("DELETE FROM uploads WHERE id = ?1", [upload])
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload}")));
+            }
+            Ok(data)
+        })
+        .await
+    }
+
+    async fn discard_upload(&self, upload: i64) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM uploads WHERE id = ?1", [upload])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+
     async fn copy(
         &self,
         from: MailboxId,

@@ -147,6 +147,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         created INTEGER NOT NULL,
         PRIMARY KEY (domain, selector)
     ) WITHOUT ROWID;",
+    // 7: uploads, big messages arriving in pieces (IMAP APPEND literals).
+    "CREATE TABLE uploads (
+        id INTEGER PRIMARY KEY,
+        created INTEGER NOT NULL
+    );
+    CREATE TABLE upload_chunks (
+        upload_id INTEGER NOT NULL REFERENCES uploads(id) ON DELETE CASCADE,
+        seq INTEGER NOT NULL,
+        data BLOB NOT NULL,
+        PRIMARY KEY (upload_id, seq)
+    ) WITHOUT ROWID;",
 ];
 
 /// Brings the database up to the newest schema.

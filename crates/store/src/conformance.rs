@@ -35,6 +35,7 @@ pub async fn run(store: Arc<dyn Store>) {
     mailboxes_append_copy(&*store).await;
     summaries_and_search(&*store).await;
     queue(&*store).await;
+    uploads(&*store).await;
     let report = store.verify().await.expect("verify");
     assert!(
         report.problems.is_empty(),
@@ -959,4 +960,46 @@ async fn queue(store: &dyn Store) {
         Err(StoreError::AlreadyExists(_))
     ));
     assert_eq!(store.dkim_keys("D10.test").await.unwrap(), vec![key]);
+}
+
+async fn uploads(store: &dyn Store) {
+    let first = store.begin_upload().await.unwrap();
+    let second = store.begin_upload().await.unwrap();
+    assert_ne!(first, second);
+    let big = vec![b'x'; 300_000];
+    store
+        .upload_chunk(first, b"Subject: big\r\n\r\n".to_vec())
+        .await
+        .unwrap();
+    store.upload_chunk(second, b"other".to_vec()).await.unwrap();
+    store.upload_chunk(first, big.clone()).await.unwrap();
+    store.upload_chunk(first, b"\r\n".to_vec()).await.unwrap();
+    let mut expected = b"Subject: big\r\n\r\n".to_vec();
+    expected.extend_from_slice(&big);
+    expected.extend_from_slice(b"\r\n");
+    assert_eq!(
+        store.take_upload(first).await.unwrap(),
+        expected,
+        "pieces in order"
+    );
+    assert!(
+        matches!(store.take_upload(first).await, Err(StoreError::NotFound(_))),
+        "taken once"
+    );
+    assert!(matches!(
+        store.upload_chunk(first, b"late".to_vec()).await,
+        Err(StoreError::NotFound(_))
+    ));
+    store.discard_upload(second).await.unwrap();
+    assert!(matches!(
+        store.take_upload(second).await,
+        Err(StoreError::NotFound(_))
+    ));
+    assert_eq!(
+        store
+            .take_upload(store.begin_upload().await.unwrap())
+            .await
+            .unwrap(),
+        b""
+    );
 }

@@ -554,6 +554,15 @@ pub trait Store: Send + Sync + 'static {
         internal_date: i64,
         summary: Option<MessageSummary>,
     ) -> Result<u32>;
+    /// Starts an upload: a message arriving in pieces (a big IMAP APPEND literal) goes to the
+    /// store as it comes instead of waiting in the session's memory.
+    async fn begin_upload(&self) -> Result<i64>;
+    /// Adds the next piece of an upload.
+    async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()>;
+    /// The whole upload, which ends (is deleted) here.
+    async fn take_upload(&self, upload: i64) -> Result<Vec<u8>>;
+    /// Ends an upload without using it.
+    async fn discard_upload(&self, upload: i64) -> Result<()>;
     /// The stored summaries of messages (those that have one).
     async fn summaries(
         &self,

@@ -683,3 +683,56 @@ print(json.dumps(r))
     assert_eq!(r["vanished_fetch"][0], "(EARLIER) 1", "{r}");
     assert!(r["fetch_changed"].to_string().contains("UID 2"), "{r}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn big_appends_stream_into_the_store_byte_for_byte() {
+    if !require_tool("python3") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    // 6 MB with every byte value in the body (8-bit, CR and LF alone included), appended with a
+    // synchronizing literal (imaplib) and read back whole and in part.
+    let script = preamble(&server)
+        + r#"
+body = bytes(range(256)) * (6 * 1024 * 1024 // 256)
+message = b'Subject: big one\r\nMIME-Version: 1.0\r\n\r\n' + body
+# imaplib sends bare CR and LF as CRLF; that is what the server must keep.
+message = imaplib.MapCRLF.sub(imaplib.CRLF, message)
+r = {'sent': len(message), 'expected': list(message[message.index(b'\r\n\r\n') + 4:][3000000:3000010])}
+m = connect()
+r['append'] = m.append('INBOX', '(\\Flagged)', None, message)[1][0].decode()
+m.select('INBOX')
+typ, data = m.fetch('1', '(RFC822.SIZE FLAGS BODY.PEEK[])')
+r['size'] = re.search(rb'RFC822.SIZE (\d+)', data[0][0]).group(1).decode()
+r['flags'] = re.search(rb'FLAGS \(([^)]*)\)', data[0][0]).group(1).decode()
+r['same'] = data[0][1] == message
+typ, data = m.fetch('1', '(BODY.PEEK[TEXT]<3000000.10>)')
+r['partial'] = list(data[0][1])
+# Junk after the literal: BAD, the message is not kept, the session goes on.
+tag = m._new_tag().decode()
+m.send(('%s APPEND INBOX {300000+}\r\n' % tag).encode() + b'x' * 300000 + b' junk\r\n')
+r['junk'] = m.readline().decode().strip()
+r['noop'] = m.noop()[0]
+r['count'] = m.select('INBOX')[1][0].decode()
+m.logout()
+print(json.dumps(r))
+"#;
+    let r = python(&script);
+    assert!(
+        r["append"].as_str().unwrap().starts_with("[APPENDUID "),
+        "{r}"
+    );
+    assert!(r["sent"].as_u64().unwrap() > 6 * 1024 * 1024);
+    assert_eq!(r["size"], r["sent"].to_string());
+    assert!(r["flags"].as_str().unwrap().contains("\\Flagged"), "{r}");
+    assert_eq!(r["same"], true, "the message comes back byte for byte");
+    assert_eq!(r["partial"], r["expected"]);
+    assert_eq!(r["partial"].as_array().unwrap().len(), 10);
+    assert!(r["junk"].as_str().unwrap().contains("BAD"), "{r}");
+    assert_eq!(r["noop"], "OK");
+    assert_eq!(r["count"], "1", "the refused APPEND left nothing");
+    assert!(
+        server.log().contains("APPEND streamed through the store"),
+        "the big literal took the streaming path"
+    );
+}
