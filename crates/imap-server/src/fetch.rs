@@ -187,8 +187,11 @@ impl Session {
                         write::flag_list(&mut out, meta.flags, &meta.keywords);
                     }
                     FetchItem::InternalDate => out.extend_from_slice(
-                        format!("INTERNALDATE {}", write::internal_date(meta.internal_date))
-                            .as_bytes(),
+                        format!(
+                            "INTERNALDATE {}",
+                            write::internal_date(meta.internal_date())
+                        )
+                        .as_bytes(),
                     ),
                     FetchItem::Rfc822Size => {
                         out.extend_from_slice(format!("RFC822.SIZE {}", meta.size).as_bytes())

@@ -92,7 +92,7 @@ impl Candidate<'_> {
 }
 
 fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
-    let day = c.meta.internal_date.div_euclid(86_400);
+    let day = c.meta.internal_date().div_euclid(86_400);
     let sent_day = || c.header().and_then(|h| h.sent_day());
     match key {
         SearchKey::All => true,
@@ -119,10 +119,10 @@ fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
         SearchKey::SentBefore(d) => sent_day().is_some_and(|s| s < *d),
         SearchKey::SentOn(d) => sent_day().is_some_and(|s| s == *d),
         SearchKey::SentSince(d) => sent_day().is_some_and(|s| s >= *d),
-        SearchKey::Older(n) => c.meta.internal_date <= c.prepared.now - i64::from(*n),
-        SearchKey::Younger(n) => c.meta.internal_date > c.prepared.now - i64::from(*n),
-        SearchKey::Larger(n) => c.meta.size > *n,
-        SearchKey::Smaller(n) => c.meta.size < *n,
+        SearchKey::Older(n) => c.meta.internal_date() <= c.prepared.now - i64::from(*n),
+        SearchKey::Younger(n) => c.meta.internal_date() > c.prepared.now - i64::from(*n),
+        SearchKey::Larger(n) => u64::from(c.meta.size) > *n,
+        SearchKey::Smaller(n) => u64::from(c.meta.size) < *n,
         SearchKey::Uid(set) => match set {
             imap_proto::command::SequenceSet::Saved => saved.contains(&c.meta.uid),
             _ => set.contains(c.meta.uid, c.max_uid),

@@ -367,6 +367,34 @@ impl Server {
         }
     }
 
+    /// Reads into `buf` (sized `size` first). A plain connection waits for readability before the
+    /// buffer exists; TLS keeps its buffer (rustls buffers anyway).
+    async fn read_some(
+        stream: &mut Stream,
+        buf: &mut Vec<u8>,
+        size: usize,
+    ) -> std::io::Result<usize> {
+        match stream {
+            Stream::Plain(tcp) => loop {
+                tcp.readable().await?;
+                buf.resize(size, 0);
+                match tcp.try_read(buf) {
+                    Ok(n) => return Ok(n),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // A spurious wake-up: wait without holding the buffer.
+                        *buf = Vec::new();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                }
+            },
+            Stream::Tls(_) => {
+                buf.resize(size, 0);
+                stream.read(buf).await
+            }
+        }
+    }
+
     /// The per-connection loop.
     async fn drive<S: Session>(
         &self,
@@ -382,9 +410,11 @@ impl Server {
             }
             TlsMode::None | TlsMode::StartTls => Stream::Plain(tcp),
         };
-        let mut out = Vec::with_capacity(512);
-        // Small at first so idle connections stay cheap; grows while the peer sends a lot.
-        let mut buf = vec![0u8; 4096];
+        let mut out = Vec::new();
+        // Allocated when bytes are there to read and freed after (plain connections), so an
+        // idle connection holds no read buffer; grows while the peer sends a lot.
+        let mut buf = Vec::new();
+        let mut buf_size = 4096;
         let mut shutdown = self.shutdown_rx.clone();
         let mut grace_deadline: Option<tokio::time::Instant> = None;
 
@@ -404,7 +434,7 @@ impl Server {
             }
             let timeout = session.idle_timeout();
             let wake = tokio::select! {
-                read = tokio::time::timeout(timeout, stream.read(&mut buf)) => Wake::Read(read),
+                read = tokio::time::timeout(timeout, Self::read_some(&mut stream, &mut buf, buf_size)) => Wake::Read(read),
                 _ = session.wait_notification() => Wake::Notified,
                 _ = shutdown.changed(), if grace_deadline.is_none() => Wake::Shutdown,
                 _ = sleep_until_opt(grace_deadline) => Wake::Shutdown,
@@ -450,8 +480,11 @@ impl Server {
                     session.tls_established(info);
                 }
             }
-            if n == buf.len() && buf.len() < 64 * 1024 {
-                buf.resize(buf.len() * 2, 0);
+            if n == buf_size && buf_size < 64 * 1024 {
+                buf_size *= 2;
+            }
+            if matches!(stream, Stream::Plain(_)) {
+                buf = Vec::new();
             }
         }
     }
@@ -485,10 +518,9 @@ async fn flush(stream: &mut Stream, out: &mut Vec<u8>) -> std::io::Result<()> {
     if !out.is_empty() {
         stream.write_all(out).await?;
         stream.flush().await?;
-        out.clear();
-        if out.capacity() > 64 * 1024 {
-            out.shrink_to(4096);
-        }
+        // Idle connections keep no output buffer; busy ones reallocate, which costs little
+        // next to the write.
+        *out = Vec::new();
     }
     Ok(())
 }
