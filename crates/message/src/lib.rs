@@ -3,6 +3,7 @@
 //!
 //! **Architecture invariant:** pure code: no IO, no clock (callers pass the time in).
 
+pub mod compose;
 pub mod date;
 pub mod dsn;
 pub mod headers;
