@@ -14,6 +14,8 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 pub enum Trust {
     /// Certificates (CA or self-signed leaf) from a PEM file.
     PemFile(std::path::PathBuf),
+    /// The system's CA bundle (`SSL_CERT_FILE`, else the usual Linux locations).
+    System,
     /// Anything: for self-signed test servers only (`--insecure`). Signatures are still checked,
     /// so the session is encrypted, but the peer is not authenticated.
     Insecure,
@@ -25,7 +27,29 @@ pub fn client_config(trust: &Trust) -> Result<Arc<rustls::ClientConfig>, String>
         rustls::ClientConfig::builder_with_provider(Arc::new(provider::default_provider()))
             .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
             .map_err(|e| e.to_string())?;
+    let system;
+    let trust = match trust {
+        Trust::System => {
+            let path = std::env::var_os("SSL_CERT_FILE")
+                .map(std::path::PathBuf::from)
+                .into_iter()
+                .chain(
+                    [
+                        "/etc/ssl/certs/ca-certificates.crt",
+                        "/etc/pki/tls/certs/ca-bundle.crt",
+                        "/etc/ssl/cert.pem",
+                    ]
+                    .map(std::path::PathBuf::from),
+                )
+                .find(|p| p.is_file())
+                .ok_or("no system CA bundle found; use a PEM file")?;
+            system = Trust::PemFile(path);
+            &system
+        }
+        other => other,
+    };
     let config = match trust {
+        Trust::System => unreachable!("replaced above"),
         Trust::PemFile(path) => {
             let mut roots = rustls::RootCertStore::empty();
             for cert in certs(path)? {

@@ -167,7 +167,10 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
             println!("queued messages: {}", store.list_queue().await?.len());
             println!("awaiting indexing: {}", store.index_backlog().await?);
         }
-        crate::Command::Serve { .. } | crate::Command::Bench { .. } => {
+        crate::Command::Serve { .. }
+        | crate::Command::Bench { .. }
+        | crate::Command::Account { .. }
+        | crate::Command::Send(_) => {
             unreachable!("handled in main")
         }
     }

@@ -5,6 +5,7 @@
 
 mod admin;
 mod serve;
+mod ua;
 
 use std::path::PathBuf;
 
@@ -65,6 +66,13 @@ enum Command {
     Verify,
     /// Show what the store holds, cheaply (no integrity checks).
     Status,
+    /// User agent: the accounts you send and read mail with.
+    Account {
+        #[command(subcommand)]
+        action: ua::AccountAction,
+    },
+    /// User agent: compose and send a message through your account's server.
+    Send(ua::SendArgs),
     /// Measure the server (starts its own server on a temporary data directory).
     Bench {
         #[command(subcommand)]
@@ -110,6 +118,14 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
             config.validate()?;
             runtime.block_on(serve::run(config))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Account { action } => {
+            ua::account(action)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Send(args) => {
+            runtime.block_on(ua::send(args))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Bench { kind } => {

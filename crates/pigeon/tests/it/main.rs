@@ -9,6 +9,7 @@ mod pop3;
 mod queue;
 mod smtp;
 mod submission;
+mod ua;
 
 use std::path::Path;
 

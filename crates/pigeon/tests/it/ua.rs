@@ -1,0 +1,328 @@
+//! The command-line user agent end to end: `pigeon account add` and `pigeon send` against a
+//! real server; what arrives is checked with Python's `email` package.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use test_support::{TestServer, require_tool};
+
+use crate::exe;
+
+const BOB: &str = "bob@localhost";
+const CAROL: &str = "carol@localhost";
+const PW: &str = "ua secret";
+
+/// Runs `pigeon` as a user with its own account directory.
+fn ua(home: &Path, args: &[&str], password: &str) -> Output {
+    Command::new(exe())
+        .args(args)
+        .env("PIGEON_HOME", home)
+        .env("PIGEON_PASSWORD", password)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run pigeon")
+}
+
+#[track_caller]
+fn ok(out: Output) -> String {
+    assert!(
+        out.status.success(),
+        "pigeon failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn python_parse(path: &Path) -> serde_json::Value {
+    let script = r#"
+import email, email.policy, json, sys, hashlib
+m = email.message_from_binary_file(open(sys.argv[1], 'rb'), policy=email.policy.default)
+parts = []
+for p in m.walk():
+    if p.is_multipart():
+        parts.append({'type': p.get_content_type()})
+        continue
+    data = p.get_payload(decode=True)
+    parts.append({'type': p.get_content_type(), 'filename': p.get_filename(), 'cid': p.get('Content-ID'),
+                  'sha256': hashlib.sha256(data).hexdigest(), 'text': data.decode('utf-8') if p.get_content_maintype() == 'text' else None})
+print(json.dumps({'subject': str(m['Subject']), 'from': str(m['From']), 'to': str(m['To']), 'bcc': m['Bcc'],
+                  'in_reply_to': m['In-Reply-To'], 'message_id': m['Message-ID'], 'parts': parts}))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sha256(data: &[u8]) -> String {
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(data)?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn send_with_chinese_html_attachments_and_an_inline_image() {
+    if !require_tool("python3") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB, CAROL], PW);
+    let home = tempfile::tempdir().unwrap();
+    let files = tempfile::tempdir().unwrap();
+    let submission = server.addr("submission").port().to_string();
+    let imaps = server.addr("imap+tls").port().to_string();
+    let ca = server.cert_pem();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--display-name",
+            "Bob Builder",
+            "--host",
+            "localhost",
+            "--submission-port",
+            &submission,
+            "--imap-port",
+            &imaps,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        "",
+    ));
+    assert!(ok(ua(home.path(), &["account", "list"], "")).contains("* work: bob@localhost"));
+
+    let binary: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
+    let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image data".to_vec();
+    std::fs::write(files.path().join("data.bin"), &binary).unwrap();
+    std::fs::write(files.path().join("说明.txt"), "第一行\n第二行\n").unwrap();
+    std::fs::write(files.path().join("logo.png"), &png).unwrap();
+    std::fs::write(
+        files.path().join("body.html"),
+        "<p>你好，<b>世界</b>！<img src=\"cid:logo@pigeon\"></p>",
+    )
+    .unwrap();
+    let path = |name: &str| files.path().join(name).to_str().unwrap().to_string();
+    let out = ok(ua(
+        home.path(),
+        &[
+            "send",
+            "--to",
+            "Carol <carol@localhost>",
+            "--bcc",
+            BOB,
+            "--subject",
+            "电子邮件 测试",
+            "--body",
+            "你好，世界！\nÇa va ?\n",
+            "--html",
+            &path("body.html"),
+            "--attach",
+            &path("data.bin"),
+            "--attach",
+            &path("说明.txt"),
+            "--inline",
+            &format!("{}=logo@pigeon", path("logo.png")),
+            "--in-reply-to",
+            "<parent@example.cn>",
+        ],
+        PW,
+    ));
+    assert!(
+        out.contains("sent to carol@localhost, bob@localhost"),
+        "{out}"
+    );
+
+    // Carol has it; Python's email package sees every part as sent.
+    let stored = server.stored(CAROL, 1);
+    let file = files.path().join("received.eml");
+    std::fs::write(&file, test_support::strip_trace(&stored)).unwrap();
+    let m = python_parse(&file);
+    assert_eq!(m["subject"], "电子邮件 测试");
+    assert_eq!(m["from"], "Bob Builder <bob@localhost>");
+    assert_eq!(m["to"], "Carol <carol@localhost>");
+    assert_eq!(
+        m["bcc"],
+        serde_json::Value::Null,
+        "Bcc stays in the envelope"
+    );
+    assert_eq!(m["in_reply_to"], "<parent@example.cn>");
+    let parts = m["parts"].as_array().unwrap();
+    let find = |pred: &dyn Fn(&serde_json::Value) -> bool| parts.iter().find(|p| pred(p)).cloned();
+    let text = find(&|p| p["type"] == "text/plain" && p["filename"].is_null()).unwrap();
+    assert_eq!(
+        text["text"].as_str().unwrap().replace("\r\n", "\n"),
+        "你好，世界！\nÇa va ?\n"
+    );
+    let html = find(&|p| p["type"] == "text/html").unwrap();
+    assert!(html["text"].as_str().unwrap().contains("<b>世界</b>"));
+    let data = find(&|p| p["filename"] == "data.bin").unwrap();
+    assert_eq!(
+        data["sha256"],
+        sha256(&binary),
+        "binary attachment byte for byte"
+    );
+    let notes = find(&|p| p["filename"] == "说明.txt").unwrap();
+    assert_eq!(
+        notes["text"].as_str().unwrap().replace("\r\n", "\n"),
+        "第一行\n第二行\n"
+    );
+    let logo = find(&|p| p["cid"] == "<logo@pigeon>").unwrap();
+    assert_eq!(logo["type"], "image/png");
+    assert_eq!(logo["sha256"], sha256(&png));
+    assert!(parts.iter().any(|p| p["type"] == "multipart/alternative"));
+
+    // The Bcc copy reached bob, and bob's Sent folder has the message.
+    assert_eq!(server.uids(BOB).len(), 1);
+    let sent =
+        String::from_utf8(server.admin_ok(&["mail", "list", BOB, "--mailbox", "Sent"])).unwrap();
+    assert_eq!(sent.lines().skip(1).count(), 1, "{sent}");
+}
+
+#[test]
+fn dry_runs_and_clear_errors() {
+    if !require_tool("python3") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let home = tempfile::tempdir().unwrap();
+    let submission = server.addr("submission").port().to_string();
+    let ca = server.cert_pem();
+    // No account yet.
+    let out = ua(home.path(), &["send", "--to", BOB, "--body", "x"], PW);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no account yet"));
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            &submission,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        "",
+    ));
+    // A dry run prints the message, Bcc-free, without sending.
+    let out = ok(ua(
+        home.path(),
+        &[
+            "send",
+            "--to",
+            BOB,
+            "--bcc",
+            "x@localhost",
+            "--subject",
+            "Grüße",
+            "--body",
+            "hi",
+            "--dry-run",
+        ],
+        "",
+    ));
+    assert!(out.contains("Subject: =?utf-8?"), "{out}");
+    assert!(!out.contains("Bcc"), "{out}");
+    assert!(server.uids(BOB).is_empty());
+    // Bad input and a wrong password are explained.
+    let out = ua(
+        home.path(),
+        &["send", "--to", "not an address", "--body", "x"],
+        PW,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not an email address"));
+    let out = ua(
+        home.path(),
+        &["send", "--to", BOB, "--body", "x"],
+        "wrong password",
+    );
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("authentication failed"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // An untrusted certificate, and an unreachable server.
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "untrusting",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            &submission,
+        ],
+        "",
+    ));
+    let out = ua(
+        home.path(),
+        &[
+            "send",
+            "--account",
+            "untrusting",
+            "--to",
+            BOB,
+            "--body",
+            "x",
+        ],
+        PW,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("certificate") && err.contains("--insecure"),
+        "{err}"
+    );
+    let closed = test_support::free_port().to_string();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "gone",
+            "--email",
+            BOB,
+            "--host",
+            "127.0.0.1",
+            "--submission-port",
+            &closed,
+        ],
+        "",
+    ));
+    let out = ua(
+        home.path(),
+        &["send", "--account", "gone", "--to", BOB, "--body", "x"],
+        PW,
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach 127.0.0.1"));
+}
