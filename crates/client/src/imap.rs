@@ -180,3 +180,30 @@ fn literal_length(line: &[u8]) -> Option<usize> {
 pub fn quote(s: &str) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
+
+/// Splits untagged response data into single responses (each a line, continued across
+/// literals), without their final CRLF.
+pub fn split_responses(data: &[u8]) -> Vec<&[u8]> {
+    let mut responses = Vec::new();
+    let mut start = 0;
+    let mut pos = 0;
+    while pos < data.len() {
+        let Some(end) = data[pos..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|e| pos + e + 1)
+        else {
+            break;
+        };
+        match literal_length(&data[pos..end]) {
+            Some(len) => pos = (end + len).min(data.len()),
+            None => {
+                let line = &data[start..end];
+                responses.push(line.strip_suffix(b"\r\n").unwrap_or(line));
+                start = end;
+                pos = end;
+            }
+        }
+    }
+    responses
+}

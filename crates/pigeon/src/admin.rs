@@ -170,7 +170,8 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
         crate::Command::Serve { .. }
         | crate::Command::Bench { .. }
         | crate::Command::Account { .. }
-        | crate::Command::Send(_) => {
+        | crate::Command::Send(_)
+        | crate::Command::Read(_) => {
             unreachable!("handled in main")
         }
     }

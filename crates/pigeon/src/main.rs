@@ -4,6 +4,7 @@
 //! and hands them to the service crates. It is the only crate that names a backend.
 
 mod admin;
+mod read;
 mod serve;
 mod ua;
 
@@ -73,6 +74,8 @@ enum Command {
     },
     /// User agent: compose and send a message through your account's server.
     Send(ua::SendArgs),
+    /// User agent: read mail over IMAP (list, show, save attachments, folders).
+    Read(read::ReadArgs),
     /// Measure the server (starts its own server on a temporary data directory).
     Bench {
         #[command(subcommand)]
@@ -122,6 +125,10 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         }
         Command::Account { action } => {
             ua::account(action)?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Command::Read(args) => {
+            runtime.block_on(read::run(args))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Send(args) => {

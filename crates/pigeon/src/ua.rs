@@ -171,7 +171,7 @@ pub fn account(action: AccountAction) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn pick_account(name: Option<&str>) -> anyhow::Result<(String, Account)> {
+pub fn pick_account(name: Option<&str>) -> anyhow::Result<(String, Account)> {
     let path = accounts_path()?;
     let accounts = load_accounts(&path)?;
     let name = match name.or(accounts.default.as_deref()) {
@@ -186,7 +186,7 @@ fn pick_account(name: Option<&str>) -> anyhow::Result<(String, Account)> {
     Ok((name, account))
 }
 
-fn password(account: &Account) -> anyhow::Result<String> {
+pub fn password(account: &Account) -> anyhow::Result<String> {
     if let Ok(password) = std::env::var("PIGEON_PASSWORD") {
         return Ok(password);
     }
@@ -206,7 +206,7 @@ fn password(account: &Account) -> anyhow::Result<String> {
         .context("read the password")
 }
 
-fn tls(account: &Account) -> anyhow::Result<Arc<rustls::ClientConfig>> {
+pub fn tls(account: &Account) -> anyhow::Result<Arc<rustls::ClientConfig>> {
     let trust = if account.insecure {
         Trust::Insecure
     } else if let Some(ca) = &account.ca {

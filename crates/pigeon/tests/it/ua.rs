@@ -194,6 +194,67 @@ fn send_with_chinese_html_attachments_and_an_inline_image() {
     assert_eq!(logo["sha256"], sha256(&png));
     assert!(parts.iter().any(|p| p["type"] == "multipart/alternative"));
 
+    // Carol reads it with `pigeon read` over IMAP.
+    let carol_home = tempfile::tempdir().unwrap();
+    ok(ua(
+        carol_home.path(),
+        &[
+            "account",
+            "add",
+            "home",
+            "--email",
+            CAROL,
+            "--host",
+            "localhost",
+            "--submission-port",
+            &submission,
+            "--imap-port",
+            &imaps,
+            "--ca",
+            ca.to_str().unwrap(),
+        ],
+        "",
+    ));
+    let read = |args: &[&str]| ok(ua(carol_home.path(), &[&["read"], args].concat(), PW));
+    let list: serde_json::Value = serde_json::from_str(&read(&["--json", "list"])).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
+    assert_eq!(list[0]["subject"], "电子邮件 测试");
+    assert_eq!(list[0]["from"], "Bob Builder <bob@localhost>");
+    assert_eq!(list[0]["unread"], true);
+    assert_eq!(list[0]["attachment"], true);
+    let human = read(&["list"]);
+    assert!(
+        human.contains("电子邮件 测试") && human.contains("INBOX — 1 messages"),
+        "{human}"
+    );
+    let shown: serde_json::Value = serde_json::from_str(&read(&["--json", "show", "1"])).unwrap();
+    assert_eq!(
+        shown["text"].as_str().unwrap().replace("\r\n", "\n"),
+        "你好，世界！\nÇa va ?\n"
+    );
+    let names: Vec<&str> = shown["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names.contains(&"data.bin") && names.contains(&"说明.txt"),
+        "{shown}"
+    );
+    let list: serde_json::Value = serde_json::from_str(&read(&["--json", "list"])).unwrap();
+    assert_eq!(list[0]["unread"], false, "show marks it read");
+    let saved_dir = files.path().join("saved");
+    read(&["save", "1", "--dir", saved_dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read(saved_dir.join("data.bin")).unwrap(), binary);
+    assert_eq!(
+        std::fs::read_to_string(saved_dir.join("说明.txt"))
+            .unwrap()
+            .replace("\r\n", "\n"),
+        "第一行\n第二行\n"
+    );
+    assert!(read(&["folders"]).lines().any(|l| l == "Sent"));
+
     // The Bcc copy reached bob, and bob's Sent folder has the message.
     assert_eq!(server.uids(BOB).len(), 1);
     let sent =
@@ -325,4 +386,54 @@ fn dry_runs_and_clear_errors() {
         PW,
     );
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach 127.0.0.1"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn saved_attachment_names_cannot_escape_the_directory() {
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let hostile = "From: x@example.org\r\nTo: bob@localhost\r\nSubject: names\r\nMIME-Version: 1.0\r\n\
+        Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee files\r\n\
+        --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"../../evil.txt\"\r\n\r\nevil\r\n\
+        --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"/etc/passwd\"\r\n\r\nroot\r\n--b--\r\n";
+    let mut smtp =
+        client::smtp::SmtpClient::connect(server.addr("smtp"), std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+    smtp.ehlo("x.example.org").await.unwrap();
+    smtp.send("x@example.org", &[BOB], hostile.as_bytes())
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("inbox-files");
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            "1",
+            "--imap-port",
+            &server.addr("imap+tls").port().to_string(),
+            "--insecure",
+        ],
+        "",
+    ));
+    let saved = ok(ua(
+        home.path(),
+        &["read", "save", "1", "--dir", target.to_str().unwrap()],
+        PW,
+    ));
+    assert!(target.join("evil.txt").is_file(), "{saved}");
+    assert!(target.join("passwd").is_file(), "{saved}");
+    assert!(!out_dir.path().join("evil.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(target.join("evil.txt")).unwrap(),
+        "evil"
+    );
 }

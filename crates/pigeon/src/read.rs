@@ -1,0 +1,542 @@
+//! `pigeon read`: the user agent's reading side over IMAP (implicit TLS): list a folder, show
+//! a message as text, save its attachments, list folders. `--json` for scripts.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
+use client::imap::{ImapClient, quote, split_responses};
+use imap_proto::token::{Token, tokenize};
+use mail_parser::{MessageParser, MimeHeaders};
+use serde::Serialize;
+
+use crate::ua::{Account, password, pick_account, tls};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Args)]
+pub struct ReadArgs {
+    /// The account (default: the default account).
+    #[arg(long, global = true)]
+    account: Option<String>,
+    /// The folder.
+    #[arg(long, global = true, default_value = "INBOX")]
+    folder: String,
+    /// Machine-readable output.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    action: ReadAction,
+}
+
+#[derive(Subcommand)]
+pub enum ReadAction {
+    /// Messages, newest first.
+    List {
+        /// Page number, from 1.
+        #[arg(long, default_value_t = 1)]
+        page: usize,
+        #[arg(long, default_value_t = 20)]
+        per_page: usize,
+        /// Only unread messages.
+        #[arg(long)]
+        unread: bool,
+    },
+    /// One message: headers, its text (HTML turned to text), its attachments. Marks it read.
+    Show { uid: u32 },
+    /// Save a message's attachments under their own (sanitised) names.
+    Save {
+        uid: u32,
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// The folders.
+    Folders,
+}
+
+type Session = ImapClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn connect(account: &Account) -> anyhow::Result<Session> {
+    let port = account
+        .imap_port
+        .context("the account has no IMAP port: `pigeon account add ... --imap-port 993`")?;
+    let addr = tokio::net::lookup_host((account.host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve {}", account.host))?
+        .next()
+        .with_context(|| format!("{} has no address", account.host))?;
+    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach {}:{port}: timed out", account.host))?
+        .with_context(|| format!("cannot reach {}:{port}", account.host))?;
+    let name = rustls_pki_types::ServerName::try_from(account.host.clone())?;
+    let stream = tokio_rustls::TlsConnector::from(tls(account)?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "TLS with {}:{port}: {e}; use --ca FILE, or --insecure for a self-signed test server",
+                account.host
+            )
+        })?;
+    let mut imap = ImapClient::start(stream, TIMEOUT).await?;
+    imap.login(&account.username, &password(account)?)
+        .await
+        .context("login failed")?;
+    Ok(imap)
+}
+
+/// The items of each `* n FETCH (...)` response.
+fn fetch_items(untagged: &[u8]) -> Vec<Vec<Token>> {
+    split_responses(untagged)
+        .into_iter()
+        .filter_map(|line| {
+            let text = line.strip_prefix(b"* ")?;
+            let space = text.iter().position(|&b| b == b' ')?;
+            let rest = text[space + 1..].strip_prefix(b"FETCH ")?;
+            match tokenize(rest).ok()?.pop()? {
+                Token::List(items) => Some(items),
+                _ => None,
+            }
+        })
+        .collect()
+}
+
+/// The value after the item named `name` (case-insensitive; `BODY[...]` by prefix).
+fn item<'a>(items: &'a [Token], name: &str) -> Option<&'a Token> {
+    items.chunks(2).find_map(|pair| match pair {
+        [Token::Atom(n), value] if n.eq_ignore_ascii_case(name) || n.starts_with(name) => {
+            Some(value)
+        }
+        _ => None,
+    })
+}
+
+fn atom_u64(token: Option<&Token>) -> Option<u64> {
+    match token? {
+        Token::Atom(a) => a.parse().ok(),
+        _ => None,
+    }
+}
+
+fn flag_list(token: Option<&Token>) -> Vec<String> {
+    match token {
+        Some(Token::List(flags)) => flags.iter().filter_map(Token::as_astring).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// Whether a BODYSTRUCTURE has a part with an attachment disposition.
+fn has_attachment(token: &Token) -> bool {
+    match token {
+        Token::List(items) => items.iter().any(has_attachment),
+        Token::String(s) => s.eq_ignore_ascii_case(b"attachment"),
+        _ => false,
+    }
+}
+
+#[derive(Serialize)]
+struct Summary {
+    uid: u32,
+    flags: Vec<String>,
+    unread: bool,
+    from: String,
+    subject: String,
+    date: String,
+    size: u64,
+    attachment: bool,
+}
+
+#[derive(Serialize)]
+struct Shown {
+    uid: u32,
+    from: String,
+    to: String,
+    cc: String,
+    date: String,
+    subject: String,
+    text: String,
+    attachments: Vec<AttachmentInfo>,
+}
+
+#[derive(Serialize)]
+struct AttachmentInfo {
+    name: String,
+    content_type: String,
+    size: usize,
+}
+
+fn addresses(a: Option<&mail_parser::Address<'_>>) -> String {
+    a.map(|a| {
+        a.iter()
+            .map(|m| match (m.name(), m.address()) {
+                (Some(n), Some(addr)) => format!("{n} <{addr}>"),
+                (None, Some(addr)) => addr.to_string(),
+                (Some(n), None) => n.to_string(),
+                (None, None) => String::new(),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    })
+    .unwrap_or_default()
+}
+
+/// HTML to readable text: block ends become line breaks, tags go, common entities decode.
+pub fn html_to_text(html: &str) -> String {
+    let mut out = String::with_capacity(html.len());
+    let mut rest = html;
+    let mut skip_until: Option<&str> = None;
+    while let Some(open) = rest.find('<') {
+        if skip_until.is_none() {
+            out.push_str(&rest[..open]);
+        }
+        let Some(close) = rest[open..].find('>') else {
+            rest = "";
+            break;
+        };
+        let tag = rest[open + 1..open + close].trim().to_ascii_lowercase();
+        let name = tag
+            .trim_start_matches('/')
+            .split([' ', '/'])
+            .next()
+            .unwrap_or("");
+        if let Some(end) = skip_until {
+            if tag == end {
+                skip_until = None;
+            }
+        } else if name == "style" || name == "script" {
+            skip_until = Some(if name == "style" { "/style" } else { "/script" });
+        } else if matches!(
+            name,
+            "br" | "p" | "div" | "tr" | "li" | "h1" | "h2" | "h3" | "h4" | "table"
+        ) && (tag.starts_with('/') || name == "br")
+        {
+            out.push('\n');
+        }
+        rest = &rest[open + close + 1..];
+    }
+    if skip_until.is_none() {
+        out.push_str(rest);
+    }
+    let decoded = out
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    let mut text = String::new();
+    for line in decoded.lines() {
+        let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
+        if line.is_empty() && text.ends_with("\n\n") {
+            continue;
+        }
+        text.push_str(&line);
+        text.push('\n');
+    }
+    text.trim().to_string() + "\n"
+}
+
+/// A file name that stays inside the target directory: no path, no control characters, no
+/// leading dots.
+pub fn safe_file_name(name: &str, index: usize) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let cleaned: String = base
+        .chars()
+        .map(|c| if c.is_control() || c == ':' { '_' } else { c })
+        .collect();
+    let cleaned = cleaned.trim().trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        format!("attachment-{index}")
+    } else {
+        cleaned
+    }
+}
+
+/// `dir/name`, with `-1`, `-2`... before the extension if it exists already.
+fn unused_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    let (stem, ext) = match name.rsplit_once('.') {
+        Some((s, e)) if !s.is_empty() => (s, format!(".{e}")),
+        _ => (name, String::new()),
+    };
+    (1..)
+        .map(|i| dir.join(format!("{stem}-{i}{ext}")))
+        .find(|p| !p.exists())
+        .expect("some free name")
+}
+
+pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
+    let (_, account) = pick_account(args.account.as_deref())?;
+    let mut imap = connect(&account).await?;
+    match args.action {
+        ReadAction::Folders => {
+            let list = imap.command("LIST \"\" \"*\"").await?;
+            let mut names = Vec::new();
+            for line in split_responses(&list.untagged) {
+                if let Some(rest) = line.strip_prefix(b"* LIST ")
+                    && let Ok(tokens) = tokenize(rest)
+                    && let Some(name) = tokens.get(2).and_then(Token::as_astring)
+                {
+                    names.push(name);
+                }
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&names)?);
+            } else {
+                for name in names {
+                    println!("{name}");
+                }
+            }
+        }
+        ReadAction::List {
+            page,
+            per_page,
+            unread,
+        } => {
+            imap.command(&format!("EXAMINE {}", quote(&args.folder)))
+                .await
+                .with_context(|| format!("no folder {}", args.folder))?;
+            let search = imap
+                .command(if unread {
+                    "UID SEARCH UNSEEN"
+                } else {
+                    "UID SEARCH ALL"
+                })
+                .await?;
+            let mut uids: Vec<u32> = String::from_utf8_lossy(&search.untagged)
+                .lines()
+                .filter_map(|l| l.strip_prefix("* SEARCH"))
+                .flat_map(|l| {
+                    l.split_whitespace()
+                        .filter_map(|n| n.parse().ok())
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+            uids.sort_unstable_by(|a, b| b.cmp(a));
+            let shown: Vec<u32> = uids
+                .iter()
+                .skip(page.saturating_sub(1) * per_page)
+                .take(per_page)
+                .copied()
+                .collect();
+            let mut summaries = Vec::new();
+            if !shown.is_empty() {
+                let set = shown
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let fetched = imap
+                    .command(&format!(
+                        "UID FETCH {set} (UID FLAGS RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])"
+                    ))
+                    .await?;
+                for items in fetch_items(&fetched.untagged) {
+                    let header = match item(&items, "BODY[") {
+                        Some(Token::String(h)) => h.clone(),
+                        _ => Vec::new(),
+                    };
+                    let parsed = MessageParser::default().parse_headers(&header);
+                    let flags = flag_list(item(&items, "FLAGS"));
+                    summaries.push(Summary {
+                        uid: atom_u64(item(&items, "UID")).unwrap_or(0) as u32,
+                        unread: !flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
+                        flags,
+                        from: parsed
+                            .as_ref()
+                            .map(|m| addresses(m.from()))
+                            .unwrap_or_default(),
+                        subject: parsed
+                            .as_ref()
+                            .and_then(|m| m.subject().map(str::to_string))
+                            .unwrap_or_default(),
+                        date: parsed
+                            .as_ref()
+                            .and_then(|m| m.date().map(|d| d.to_rfc3339()))
+                            .unwrap_or_default(),
+                        size: atom_u64(item(&items, "RFC822.SIZE")).unwrap_or(0),
+                        attachment: item(&items, "BODYSTRUCTURE").is_some_and(has_attachment),
+                    });
+                }
+                summaries.sort_by_key(|s| std::cmp::Reverse(s.uid));
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&summaries)?);
+            } else {
+                println!(
+                    "{} — {} messages, page {page} of {}",
+                    args.folder,
+                    uids.len(),
+                    uids.len().div_ceil(per_page.max(1)).max(1)
+                );
+                for s in &summaries {
+                    println!(
+                        "{:>6} {}{} {:<28} {:<40} {:>8} {}",
+                        s.uid,
+                        if s.unread { "N" } else { " " },
+                        if s.attachment { "@" } else { " " },
+                        truncate(&s.from, 28),
+                        truncate(&s.subject, 40),
+                        s.size,
+                        s.date
+                    );
+                }
+            }
+        }
+        ReadAction::Show { uid } => {
+            let raw = fetch_message(&mut imap, &args.folder, uid, false).await?;
+            let m = MessageParser::default()
+                .parse(&raw)
+                .context("the message cannot be parsed")?;
+            let text = match m.body_text(0) {
+                Some(text)
+                    if m.text_body.first() != m.html_body.first() || m.html_body.is_empty() =>
+                {
+                    text.into_owned()
+                }
+                _ => m.body_html(0).map(|h| html_to_text(&h)).unwrap_or_default(),
+            };
+            let shown = Shown {
+                uid,
+                from: addresses(m.from()),
+                to: addresses(m.to()),
+                cc: addresses(m.cc()),
+                date: m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
+                subject: m.subject().unwrap_or_default().to_string(),
+                text,
+                attachments: m
+                    .attachments()
+                    .map(|a| AttachmentInfo {
+                        name: a.attachment_name().unwrap_or("").to_string(),
+                        content_type: a
+                            .content_type()
+                            .map(|c| match c.subtype() {
+                                Some(sub) => format!("{}/{sub}", c.ctype()),
+                                None => c.ctype().to_string(),
+                            })
+                            .unwrap_or_default(),
+                        size: a.contents().len(),
+                    })
+                    .collect(),
+            };
+            if args.json {
+                println!("{}", serde_json::to_string(&shown)?);
+            } else {
+                println!("From: {}", shown.from);
+                println!("To: {}", shown.to);
+                if !shown.cc.is_empty() {
+                    println!("Cc: {}", shown.cc);
+                }
+                println!("Date: {}", shown.date);
+                println!("Subject: {}", shown.subject);
+                println!();
+                print!("{}", shown.text);
+                if !shown.text.ends_with('\n') {
+                    println!();
+                }
+                for a in &shown.attachments {
+                    println!(
+                        "[attachment] {} ({}, {} bytes)",
+                        a.name, a.content_type, a.size
+                    );
+                }
+            }
+        }
+        ReadAction::Save { uid, dir } => {
+            let raw = fetch_message(&mut imap, &args.folder, uid, true).await?;
+            let m = MessageParser::default()
+                .parse(&raw)
+                .context("the message cannot be parsed")?;
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let mut saved = Vec::new();
+            for (i, a) in m.attachments().enumerate() {
+                let name = safe_file_name(a.attachment_name().unwrap_or(""), i + 1);
+                let path = unused_path(&dir, &name);
+                std::fs::write(&path, a.contents())
+                    .with_context(|| format!("write {}", path.display()))?;
+                saved.push(path.display().to_string());
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&saved)?);
+            } else if saved.is_empty() {
+                println!("message {uid} has no attachments");
+            } else {
+                for path in saved {
+                    println!("saved {path}");
+                }
+            }
+        }
+    }
+    let _ = imap.command("LOGOUT").await;
+    Ok(())
+}
+
+fn truncate(s: &str, n: usize) -> String {
+    if s.chars().count() <= n {
+        s.to_string()
+    } else {
+        s.chars().take(n - 1).collect::<String>() + "…"
+    }
+}
+
+async fn fetch_message(
+    imap: &mut Session,
+    folder: &str,
+    uid: u32,
+    peek: bool,
+) -> anyhow::Result<Vec<u8>> {
+    imap.command(&format!("SELECT {}", quote(folder)))
+        .await
+        .with_context(|| format!("no folder {folder}"))?;
+    let item = if peek { "BODY.PEEK[]" } else { "BODY[]" };
+    let fetched = imap.command(&format!("UID FETCH {uid} ({item})")).await?;
+    for items in fetch_items(&fetched.untagged) {
+        if let Some(Token::String(raw)) = self::item(&items, "BODY[") {
+            return Ok(raw.clone());
+        }
+    }
+    bail!("no message {uid} in {folder}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_becomes_text() {
+        assert_eq!(
+            html_to_text("<style>p{}</style><p>Hello&nbsp;<b>world</b></p><p>a &lt; b &amp; c</p>"),
+            "Hello world\na < b & c\n"
+        );
+    }
+
+    #[test]
+    fn file_names_cannot_escape() {
+        assert_eq!(safe_file_name("../../etc/passwd", 1), "passwd");
+        assert_eq!(safe_file_name("..\\..\\boot.ini", 1), "boot.ini");
+        assert_eq!(safe_file_name(".hidden", 1), "hidden");
+        assert_eq!(safe_file_name("", 3), "attachment-3");
+        assert_eq!(safe_file_name("..", 2), "attachment-2");
+        assert_eq!(safe_file_name("a\nb.txt", 1), "a_b.txt");
+        assert_eq!(safe_file_name("说明.txt", 1), "说明.txt");
+    }
+
+    #[test]
+    fn fetch_responses_with_literals_split_into_items() {
+        let data = b"* 1 FETCH (UID 7 FLAGS (\\Seen) BODY[] {5}\r\nab\r\nc)\r\n* 2 FETCH (UID 8 FLAGS ())\r\n";
+        let all = fetch_items(data);
+        assert_eq!(all.len(), 2);
+        assert_eq!(atom_u64(item(&all[0], "UID")), Some(7));
+        assert_eq!(
+            item(&all[0], "BODY["),
+            Some(&Token::String(b"ab\r\nc".to_vec()))
+        );
+        assert_eq!(flag_list(item(&all[0], "FLAGS")), ["\\Seen"]);
+        assert_eq!(atom_u64(item(&all[1], "UID")), Some(8));
+    }
+}
