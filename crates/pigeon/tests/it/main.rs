@@ -2,6 +2,7 @@
 //! client and by independent ones (Python smtplib, curl, swaks).
 
 mod admin;
+mod corpus;
 mod crash;
 mod fixtures;
 mod imap;

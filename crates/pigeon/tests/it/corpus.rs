@@ -1,0 +1,214 @@
+//! The MIME corpus (real-world, RFC and malformed messages, `tests/data/mime`) through the whole
+//! server: each is delivered over SMTP and stored byte for byte; IMAP answers ENVELOPE,
+//! BODYSTRUCTURE and body sections for it with consistent sizes; POP3 returns it; and
+//! `pigeon read show` displays it without failing.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use client::imap::{ImapClient, split_responses};
+use client::pop3::Pop3Client;
+use imap_proto::token::{Token, tokenize};
+use test_support::{TestServer, strip_trace};
+
+use crate::exe;
+
+const BOB: &str = "bob@localhost";
+const PW: &str = "corpus secret";
+
+fn corpus() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/mime");
+    let mut files: Vec<PathBuf> = ["legacy", "rfc", "malformed"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(root.join(dir)).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Bare LF as CRLF, what POP3 sends (a CR inside a line stays content).
+fn crlf(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 32);
+    for (i, &b) in data.iter().enumerate() {
+        if b == b'\n' && (i == 0 || data[i - 1] != b'\r') {
+            out.push(b'\r');
+        }
+        out.push(b);
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_corpus_message_survives_smtp_imap_pop3_and_the_user_agent() {
+    let server = TestServer::with_config(
+        exe(),
+        "[auth]\nallow_plaintext_on_loopback = true\n",
+        &[BOB],
+        PW,
+    );
+    let files = corpus();
+    assert!(files.len() >= 80, "the corpus is there: {}", files.len());
+
+    let mut smtp = client::smtp::SmtpClient::connect(server.addr("smtp"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    smtp.ehlo("corpus.example.org").await.unwrap();
+    let mut originals = Vec::new();
+    for file in &files {
+        let data = std::fs::read(file).unwrap();
+        smtp.send("sender@example.org", &[BOB], &data)
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        originals.push(data);
+    }
+    smtp.quit().await.unwrap();
+
+    // Stored exactly (a message not ending in a line break gets one: SMTP needs it).
+    let uids = server.uids(BOB);
+    assert_eq!(uids.len(), files.len());
+    let mut stored_all = Vec::new();
+    for ((uid, original), file) in uids.iter().zip(&originals).zip(&files) {
+        let stored = server.stored(BOB, *uid);
+        // Our trace headers, then the message as sent (some carry their own Return-Path:).
+        let trace = stored.len() - strip_trace(&stored).len();
+        assert!(trace > 0, "{}: trace headers", file.display());
+        assert!(
+            stored.ends_with(original)
+                || stored.ends_with(&[original.as_slice(), b"\r\n"].concat()),
+            "{} is stored as sent",
+            file.display()
+        );
+        stored_all.push(stored);
+    }
+
+    // IMAP: every view of every message answers, with sizes that agree.
+    let mut imap = ImapClient::connect(server.addr("imap"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    imap.login(BOB, PW).await.unwrap();
+    imap.command("EXAMINE INBOX").await.unwrap();
+    for ((uid, stored), file) in uids.iter().zip(&stored_all).zip(&files) {
+        let response = imap
+            .command(&format!(
+                "UID FETCH {uid} (RFC822.SIZE ENVELOPE BODYSTRUCTURE BODY.PEEK[] BODY.PEEK[HEADER] BODY.PEEK[TEXT] BODY.PEEK[1] BODY.PEEK[1.MIME])"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let lines = split_responses(&response.untagged);
+        let fetch = lines
+            .iter()
+            .find_map(|l| {
+                l.strip_prefix(b"* ")
+                    .and_then(|l| l.splitn(2, |&b| b == b' ').nth(1))
+            })
+            .and_then(|l| l.strip_prefix(b"FETCH "))
+            .unwrap_or_else(|| panic!("{}: no FETCH response", file.display()));
+        let Some(Token::List(items)) = tokenize(fetch)
+            .unwrap_or_else(|e| panic!("{}: unreadable FETCH response: {e:?}", file.display()))
+            .pop()
+        else {
+            panic!("{}: FETCH is not a list", file.display());
+        };
+        let value = |name: &str| {
+            items
+                .chunks(2)
+                .find_map(|p| match p {
+                    [Token::Atom(n), v] if n.eq_ignore_ascii_case(name) => Some(v.clone()),
+                    _ => None,
+                })
+                .unwrap_or_else(|| panic!("{}: no {name}", file.display()))
+        };
+        let Token::Atom(size) = value("RFC822.SIZE") else {
+            panic!("{}: RFC822.SIZE", file.display())
+        };
+        let Token::String(whole) = value("BODY[]") else {
+            panic!("{}: BODY[]", file.display())
+        };
+        assert_eq!(
+            whole,
+            *stored,
+            "{}: BODY[] is the stored message",
+            file.display()
+        );
+        assert_eq!(
+            size.parse::<usize>().unwrap(),
+            whole.len(),
+            "{}",
+            file.display()
+        );
+        let (Token::String(header), Token::String(text)) =
+            (value("BODY[HEADER]"), value("BODY[TEXT]"))
+        else {
+            panic!("{}: HEADER/TEXT", file.display())
+        };
+        assert_eq!(
+            [header.as_slice(), text.as_slice()].concat(),
+            whole,
+            "{}: HEADER and TEXT make the whole",
+            file.display()
+        );
+        assert!(
+            matches!(value("BODYSTRUCTURE"), Token::List(_)),
+            "{}",
+            file.display()
+        );
+        assert!(
+            matches!(value("ENVELOPE"), Token::List(_)),
+            "{}",
+            file.display()
+        );
+    }
+    let _ = imap.command("LOGOUT").await;
+
+    // POP3 sends each with CRLF line ends.
+    let mut pop3 = Pop3Client::connect(server.addr("pop3"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    pop3.login(BOB, PW).await.unwrap();
+    for (i, (stored, file)) in stored_all.iter().zip(&files).enumerate() {
+        let retrieved = pop3.retr(i + 1).await.unwrap();
+        assert_eq!(retrieved, crlf(stored), "{}: POP3 RETR", file.display());
+    }
+    pop3.quit().await.unwrap();
+
+    // The user agent shows every one.
+    let home = tempfile::tempdir().unwrap();
+    let imaps = server.addr("imap+tls").port().to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(exe())
+            .args(args)
+            .env("PIGEON_HOME", home.path())
+            .env("PIGEON_PASSWORD", PW)
+            .output()
+            .unwrap()
+    };
+    let out = run(&[
+        "account",
+        "add",
+        "bob",
+        "--email",
+        BOB,
+        "--host",
+        "localhost",
+        "--imap-port",
+        &imaps,
+        "--submission-port",
+        "1",
+        "--insecure",
+    ]);
+    assert!(out.status.success());
+    for (uid, file) in uids.iter().zip(&files) {
+        let out = run(&["read", "--json", "show", &uid.to_string()]);
+        assert!(
+            out.status.success(),
+            "{}: pigeon read show: {}",
+            file.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let shown: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        assert_eq!(shown["uid"], *uid);
+    }
+}
