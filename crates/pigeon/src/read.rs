@@ -53,6 +53,37 @@ pub enum ReadAction {
     },
     /// The folders.
     Folders,
+    /// Mark a message read or unread, flagged or not.
+    Flag {
+        uid: u32,
+        #[arg(long)]
+        seen: bool,
+        #[arg(long, conflicts_with = "seen")]
+        unseen: bool,
+        #[arg(long)]
+        flagged: bool,
+        #[arg(long, conflicts_with = "flagged")]
+        unflagged: bool,
+    },
+    /// Move a message to another folder.
+    Move { uid: u32, to: String },
+    /// Move a message to Trash; in Trash, delete it for good.
+    Delete { uid: u32 },
+    /// Download every message over POP3 into a folder of .eml files: download-and-keep (the
+    /// default; messages already downloaded are skipped), or download-and-delete.
+    Pop3 {
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+        /// Delete the messages from the server once downloaded.
+        #[arg(long)]
+        delete: bool,
+    },
+    /// Wait for new mail (IMAP IDLE) and print each message as it arrives.
+    Watch {
+        /// Stop after this many new messages.
+        #[arg(long)]
+        max: Option<usize>,
+    },
 }
 
 type Session = ImapClient<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
@@ -272,8 +303,62 @@ fn unused_path(dir: &Path, name: &str) -> PathBuf {
 
 pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
     let (_, account) = pick_account(args.account.as_deref())?;
+    if let ReadAction::Pop3 { dir, delete } = &args.action {
+        return pop3_download(&account, dir, *delete, args.json).await;
+    }
     let mut imap = connect(&account).await?;
     match args.action {
+        ReadAction::Flag {
+            uid,
+            seen,
+            unseen,
+            flagged,
+            unflagged,
+        } => {
+            select(&mut imap, &args.folder).await?;
+            let mut changes = Vec::new();
+            for (on, sign, flag) in [
+                (seen, '+', "\\Seen"),
+                (unseen, '-', "\\Seen"),
+                (flagged, '+', "\\Flagged"),
+                (unflagged, '-', "\\Flagged"),
+            ] {
+                if on {
+                    imap.command(&format!("UID STORE {uid} {sign}FLAGS.SILENT ({flag})"))
+                        .await?;
+                    changes.push(format!("{sign}{flag}"));
+                }
+            }
+            if changes.is_empty() {
+                bail!("say what to change: --seen, --unseen, --flagged or --unflagged");
+            }
+            println!("message {uid}: {}", changes.join(" "));
+        }
+        ReadAction::Move { uid, to } => {
+            select(&mut imap, &args.folder).await?;
+            imap.command(&format!("UID MOVE {uid} {}", quote(&to)))
+                .await
+                .with_context(|| format!("move {uid} to {to}"))?;
+            println!("moved {uid} to {to}");
+        }
+        ReadAction::Delete { uid } => {
+            select(&mut imap, &args.folder).await?;
+            if args.folder.eq_ignore_ascii_case("Trash") {
+                imap.command(&format!("UID STORE {uid} +FLAGS.SILENT (\\Deleted)"))
+                    .await?;
+                imap.command(&format!("UID EXPUNGE {uid}")).await?;
+                println!("deleted {uid}");
+            } else {
+                imap.command(&format!("UID MOVE {uid} Trash"))
+                    .await
+                    .with_context(|| format!("move {uid} to Trash"))?;
+                println!("moved {uid} to Trash");
+            }
+        }
+        ReadAction::Pop3 { .. } => unreachable!("handled above"),
+        ReadAction::Watch { max } => {
+            watch(&mut imap, &args.folder, args.json, max).await?;
+        }
         ReadAction::Folders => {
             let list = imap.command("LIST \"\" \"*\"").await?;
             let mut names = Vec::new();
@@ -337,31 +422,7 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
                     ))
                     .await?;
                 for items in fetch_items(&fetched.untagged) {
-                    let header = match item(&items, "BODY[") {
-                        Some(Token::String(h)) => h.clone(),
-                        _ => Vec::new(),
-                    };
-                    let parsed = MessageParser::default().parse_headers(&header);
-                    let flags = flag_list(item(&items, "FLAGS"));
-                    summaries.push(Summary {
-                        uid: atom_u64(item(&items, "UID")).unwrap_or(0) as u32,
-                        unread: !flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
-                        flags,
-                        from: parsed
-                            .as_ref()
-                            .map(|m| addresses(m.from()))
-                            .unwrap_or_default(),
-                        subject: parsed
-                            .as_ref()
-                            .and_then(|m| m.subject().map(str::to_string))
-                            .unwrap_or_default(),
-                        date: parsed
-                            .as_ref()
-                            .and_then(|m| m.date().map(|d| d.to_rfc3339()))
-                            .unwrap_or_default(),
-                        size: atom_u64(item(&items, "RFC822.SIZE")).unwrap_or(0),
-                        attachment: item(&items, "BODYSTRUCTURE").is_some_and(has_attachment),
-                    });
+                    summaries.push(summarize(&items));
                 }
                 summaries.sort_by_key(|s| std::cmp::Reverse(s.uid));
             }
@@ -474,6 +535,170 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
     }
     let _ = imap.command("LOGOUT").await;
     Ok(())
+}
+
+/// POP3 over TLS: every message to `dir/<UIDL>.eml`; with `delete`, removed from the server
+/// (at QUIT, so an interrupted download deletes nothing).
+async fn pop3_download(
+    account: &Account,
+    dir: &Path,
+    delete: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let port = account
+        .pop3_port
+        .context("the account has no POP3 port: `pigeon account add ... --pop3-port 995`")?;
+    let addr = tokio::net::lookup_host((account.host.as_str(), port))
+        .await
+        .with_context(|| format!("cannot resolve {}", account.host))?
+        .next()
+        .with_context(|| format!("{} has no address", account.host))?;
+    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach {}:{port}: timed out", account.host))?
+        .with_context(|| format!("cannot reach {}:{port}", account.host))?;
+    let name = rustls_pki_types::ServerName::try_from(account.host.clone())?;
+    let stream = tokio_rustls::TlsConnector::from(tls(account)?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| anyhow::anyhow!("TLS with {}:{port}: {e}", account.host))?;
+    let mut pop3 = client::pop3::Pop3Client::start(stream, TIMEOUT).await?;
+    pop3.login(&account.username, &password(account)?)
+        .await
+        .context("login failed")?;
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut saved = Vec::new();
+    for (number, uidl) in pop3.uidl().await? {
+        let path = dir.join(format!("{}.eml", safe_file_name(&uidl, number)));
+        if !path.exists() {
+            let message = pop3.retr(number).await?;
+            std::fs::write(&path, &message).with_context(|| format!("write {}", path.display()))?;
+            saved.push(path.display().to_string());
+        }
+        if delete {
+            pop3.dele(number).await?;
+        }
+    }
+    pop3.quit().await?;
+    if json {
+        println!("{}", serde_json::to_string(&saved)?);
+    } else {
+        println!(
+            "downloaded {} new message(s){}",
+            saved.len(),
+            if delete {
+                "; deleted from the server"
+            } else {
+                "; kept on the server"
+            }
+        );
+    }
+    Ok(())
+}
+
+async fn select(imap: &mut Session, folder: &str) -> anyhow::Result<String> {
+    let response = imap
+        .command(&format!("SELECT {}", quote(folder)))
+        .await
+        .with_context(|| format!("no folder {folder}"))?;
+    Ok(String::from_utf8_lossy(&response.untagged).into_owned())
+}
+
+/// The summaries of messages with UIDs above `after`.
+async fn new_messages(imap: &mut Session, after: u32) -> anyhow::Result<Vec<Summary>> {
+    let fetched = imap
+        .command(&format!(
+            "UID FETCH {}:* (UID FLAGS RFC822.SIZE BODYSTRUCTURE BODY.PEEK[HEADER.FIELDS (FROM SUBJECT DATE)])",
+            after + 1
+        ))
+        .await?;
+    let mut out: Vec<Summary> = fetch_items(&fetched.untagged)
+        .iter()
+        .map(|items| summarize(items))
+        .filter(|s| s.uid > after)
+        .collect();
+    out.sort_by_key(|s| s.uid);
+    Ok(out)
+}
+
+/// Waits in IDLE and prints new messages; IDLE is renewed well within the server's timeout.
+async fn watch(
+    imap: &mut Session,
+    folder: &str,
+    json: bool,
+    max: Option<usize>,
+) -> anyhow::Result<()> {
+    let selected = select(imap, folder).await?;
+    let uidnext: u32 = selected
+        .split("UIDNEXT ")
+        .nth(1)
+        .and_then(|r| r.split(']').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(1);
+    let mut last = uidnext.saturating_sub(1);
+    let mut seen = 0;
+    if !json {
+        eprintln!("watching {folder}; ctrl-c to stop");
+    }
+    loop {
+        let tag = imap.idle().await?;
+        let started = std::time::Instant::now();
+        loop {
+            match imap.read_untagged_line().await {
+                Ok(line) if line.ends_with("EXISTS") => break,
+                Ok(_) => {}
+                Err(client::LineError::Timeout(_)) => {
+                    if started.elapsed() > Duration::from_secs(20 * 60) {
+                        break;
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        imap.done(&tag).await?;
+        for s in new_messages(imap, last).await? {
+            last = last.max(s.uid);
+            if json {
+                println!("{}", serde_json::to_string(&s)?);
+            } else {
+                println!("{:>6} {} — {}", s.uid, truncate(&s.from, 40), s.subject);
+            }
+            use std::io::Write;
+            std::io::stdout().flush()?;
+            seen += 1;
+            if max.is_some_and(|m| seen >= m) {
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn summarize(items: &[Token]) -> Summary {
+    let header = match item(items, "BODY[") {
+        Some(Token::String(h)) => h.clone(),
+        _ => Vec::new(),
+    };
+    let parsed = MessageParser::default().parse_headers(&header);
+    let flags = flag_list(item(items, "FLAGS"));
+    Summary {
+        uid: atom_u64(item(items, "UID")).unwrap_or(0) as u32,
+        unread: !flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
+        flags,
+        from: parsed
+            .as_ref()
+            .map(|m| addresses(m.from()))
+            .unwrap_or_default(),
+        subject: parsed
+            .as_ref()
+            .and_then(|m| m.subject().map(str::to_string))
+            .unwrap_or_default(),
+        date: parsed
+            .as_ref()
+            .and_then(|m| m.date().map(|d| d.to_rfc3339()))
+            .unwrap_or_default(),
+        size: atom_u64(item(items, "RFC822.SIZE")).unwrap_or(0),
+        attachment: item(items, "BODYSTRUCTURE").is_some_and(has_attachment),
+    }
 }
 
 fn truncate(s: &str, n: usize) -> String {

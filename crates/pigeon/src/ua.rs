@@ -32,6 +32,9 @@ pub struct Account {
     pub implicit_tls: bool,
     /// IMAP over TLS (993): the Sent copy, and reading.
     pub imap_port: Option<u16>,
+    /// POP3 over TLS (995): `pigeon read pop3`.
+    #[serde(default)]
+    pub pop3_port: Option<u16>,
     pub username: String,
     /// A command whose first output line is the password.
     pub password_command: Option<String>,
@@ -91,6 +94,9 @@ pub enum AccountAction {
         /// IMAP over TLS, for the Sent copy (and reading).
         #[arg(long)]
         imap_port: Option<u16>,
+        /// POP3 over TLS, for `pigeon read pop3`.
+        #[arg(long)]
+        pop3_port: Option<u16>,
         /// Login name; the email address by default.
         #[arg(long)]
         username: Option<String>,
@@ -123,6 +129,7 @@ pub fn account(action: AccountAction) -> anyhow::Result<()> {
             submission_port,
             implicit_tls,
             imap_port,
+            pop3_port,
             username,
             password_command,
             insecure,
@@ -138,6 +145,7 @@ pub fn account(action: AccountAction) -> anyhow::Result<()> {
                 submission_port,
                 implicit_tls,
                 imap_port,
+                pop3_port,
                 password_command,
                 insecure,
                 ca,

@@ -437,3 +437,131 @@ async fn saved_attachment_names_cannot_escape_the_directory() {
         "evil"
     );
 }
+
+async fn deliver(server: &TestServer, subject: &str) {
+    let mut smtp =
+        client::smtp::SmtpClient::connect(server.addr("smtp"), std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+    smtp.ehlo("x.example.org").await.unwrap();
+    let message = format!(
+        "From: Alice <alice@example.org>\r\nTo: bob@localhost\r\nSubject: {subject}\r\n\r\nhello\r\n"
+    );
+    smtp.send("alice@example.org", &[BOB], message.as_bytes())
+        .await
+        .unwrap();
+    smtp.quit().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flag_move_delete_watch_and_both_pop3_modes() {
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    deliver(&server, "first").await;
+    deliver(&server, "second").await;
+    let home = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            "1",
+            "--imap-port",
+            &server.addr("imap+tls").port().to_string(),
+            "--pop3-port",
+            &server.addr("pop3+tls").port().to_string(),
+            "--ca",
+            server.cert_pem().to_str().unwrap(),
+        ],
+        "",
+    ));
+    let read = |args: &[&str]| ok(ua(home.path(), &[&["read"], args].concat(), PW));
+    let list = |folder: &str| -> serde_json::Value {
+        serde_json::from_str(&read(&["--folder", folder, "--json", "list"])).unwrap()
+    };
+
+    read(&["flag", "1", "--flagged", "--seen"]);
+    let inbox = list("INBOX");
+    let first = inbox
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["uid"] == 1)
+        .unwrap();
+    assert!(
+        first["flags"].to_string().contains("\\\\Flagged"),
+        "{first}"
+    );
+    assert_eq!(first["unread"], false);
+    read(&["flag", "1", "--unseen"]);
+    assert_eq!(list("INBOX")[1]["unread"], true);
+
+    // Delete goes to Trash; in Trash it is gone for good.
+    read(&["delete", "2"]);
+    assert_eq!(list("INBOX").as_array().unwrap().len(), 1);
+    let trash = list("Trash");
+    assert_eq!(trash.as_array().unwrap().len(), 1);
+    assert_eq!(trash[0]["subject"], "second");
+    let trash_uid = trash[0]["uid"].to_string();
+    read(&["--folder", "Trash", "delete", &trash_uid]);
+    assert!(list("Trash").as_array().unwrap().is_empty());
+    // Move, and a clear error for a folder that does not exist.
+    read(&["move", "1", "Archive"]);
+    assert_eq!(list("Archive")[0]["subject"], "first");
+    let out = ua(
+        home.path(),
+        &["read", "--folder", "Archive", "move", "1", "Nowhere"],
+        PW,
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Nowhere"));
+
+    // watch prints new mail as it arrives.
+    let mut watcher = std::process::Command::new(exe())
+        .args(["read", "--json", "watch", "--max", "1"])
+        .env("PIGEON_HOME", home.path())
+        .env("PIGEON_PASSWORD", PW)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    deliver(&server, "live").await;
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = watcher.try_wait().unwrap() {
+            break status;
+        }
+        if start.elapsed() > std::time::Duration::from_secs(15) {
+            let _ = watcher.kill();
+            panic!("watch did not report the new message");
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert!(status.success());
+    let mut printed = String::new();
+    std::io::Read::read_to_string(&mut watcher.stdout.take().unwrap(), &mut printed).unwrap();
+    let event: serde_json::Value = serde_json::from_str(printed.trim()).unwrap();
+    assert_eq!(event["subject"], "live");
+
+    // POP3: download and keep (twice: nothing new the second time), then download and delete.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().to_str().unwrap();
+    let first: Vec<String> = serde_json::from_str(&read(&["--json", "pop3", "--dir", d])).unwrap();
+    assert_eq!(first.len(), 1, "INBOX holds the live message");
+    assert!(
+        std::fs::read_to_string(&first[0])
+            .unwrap()
+            .contains("Subject: live")
+    );
+    let again: Vec<String> = serde_json::from_str(&read(&["--json", "pop3", "--dir", d])).unwrap();
+    assert!(again.is_empty());
+    assert_eq!(server.uids(BOB).len(), 1, "kept on the server");
+    read(&["pop3", "--dir", d, "--delete"]);
+    assert!(server.uids(BOB).is_empty(), "deleted from the server");
+}
