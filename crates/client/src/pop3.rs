@@ -136,6 +136,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Pop3Client<S> {
         self.body().await
     }
 
+    /// TOP: the header and the first `lines` body lines, unstuffed.
+    pub async fn top(&mut self, number: usize, lines: usize) -> Result<Vec<u8>> {
+        self.command(&format!("TOP {number} {lines}")).await?;
+        self.body().await
+    }
+
     /// DELE (takes effect at QUIT).
     pub async fn dele(&mut self, number: usize) -> Result<()> {
         self.command(&format!("DELE {number}")).await.map(drop)

@@ -26,6 +26,13 @@ pub struct ReadArgs {
     /// Machine-readable output.
     #[arg(long, global = true)]
     json: bool,
+    /// Read over POP3 instead of IMAP (list, show and save; message numbers instead of UIDs).
+    #[arg(long, global = true)]
+    pop3: bool,
+    /// With --pop3: delete what was shown or saved from the server (download-and-delete);
+    /// without it the mail stays there (download-and-keep).
+    #[arg(long, global = true, requires = "pop3")]
+    delete: bool,
     #[command(subcommand)]
     action: ReadAction,
 }
@@ -304,7 +311,10 @@ fn unused_path(dir: &Path, name: &str) -> PathBuf {
 pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
     let (_, account) = pick_account(args.account.as_deref())?;
     if let ReadAction::Pop3 { dir, delete } = &args.action {
-        return pop3_download(&account, dir, *delete, args.json).await;
+        return pop3_download(&account, dir, *delete || args.delete, args.json).await;
+    }
+    if args.pop3 {
+        return pop3_read(&account, &args).await;
     }
     let mut imap = connect(&account).await?;
     match args.action {
@@ -451,100 +461,107 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
         }
         ReadAction::Show { uid } => {
             let raw = fetch_message(&mut imap, &args.folder, uid, false).await?;
-            let m = MessageParser::default()
-                .parse(&raw)
-                .context("the message cannot be parsed")?;
-            let text = match m.body_text(0) {
-                Some(text)
-                    if m.text_body.first() != m.html_body.first() || m.html_body.is_empty() =>
-                {
-                    text.into_owned()
-                }
-                _ => m.body_html(0).map(|h| html_to_text(&h)).unwrap_or_default(),
-            };
-            let shown = Shown {
-                uid,
-                from: addresses(m.from()),
-                to: addresses(m.to()),
-                cc: addresses(m.cc()),
-                date: m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
-                subject: m.subject().unwrap_or_default().to_string(),
-                text,
-                attachments: m
-                    .attachments()
-                    .map(|a| AttachmentInfo {
-                        name: a.attachment_name().unwrap_or("").to_string(),
-                        content_type: a
-                            .content_type()
-                            .map(|c| match c.subtype() {
-                                Some(sub) => format!("{}/{sub}", c.ctype()),
-                                None => c.ctype().to_string(),
-                            })
-                            .unwrap_or_default(),
-                        size: a.contents().len(),
-                    })
-                    .collect(),
-            };
-            if args.json {
-                println!("{}", serde_json::to_string(&shown)?);
-            } else {
-                println!("From: {}", shown.from);
-                println!("To: {}", shown.to);
-                if !shown.cc.is_empty() {
-                    println!("Cc: {}", shown.cc);
-                }
-                println!("Date: {}", shown.date);
-                println!("Subject: {}", shown.subject);
-                println!();
-                print!("{}", shown.text);
-                if !shown.text.ends_with('\n') {
-                    println!();
-                }
-                for a in &shown.attachments {
-                    println!(
-                        "[attachment] {} ({}, {} bytes)",
-                        a.name, a.content_type, a.size
-                    );
-                }
-            }
+            show(uid, &raw, args.json)?;
         }
         ReadAction::Save { uid, dir } => {
             let raw = fetch_message(&mut imap, &args.folder, uid, true).await?;
-            let m = MessageParser::default()
-                .parse(&raw)
-                .context("the message cannot be parsed")?;
-            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            let mut saved = Vec::new();
-            for (i, a) in m.attachments().enumerate() {
-                let name = safe_file_name(a.attachment_name().unwrap_or(""), i + 1);
-                let path = unused_path(&dir, &name);
-                std::fs::write(&path, a.contents())
-                    .with_context(|| format!("write {}", path.display()))?;
-                saved.push(path.display().to_string());
-            }
-            if args.json {
-                println!("{}", serde_json::to_string(&saved)?);
-            } else if saved.is_empty() {
-                println!("message {uid} has no attachments");
-            } else {
-                for path in saved {
-                    println!("saved {path}");
-                }
-            }
+            save(uid, &raw, &dir, args.json)?;
         }
     }
     let _ = imap.command("LOGOUT").await;
     Ok(())
 }
 
-/// POP3 over TLS: every message to `dir/<UIDL>.eml`; with `delete`, removed from the server
-/// (at QUIT, so an interrupted download deletes nothing).
-async fn pop3_download(
-    account: &Account,
-    dir: &Path,
-    delete: bool,
-    json: bool,
-) -> anyhow::Result<()> {
+/// Prints a message: headers, text (HTML as text), attachments.
+fn show(uid: u32, raw: &[u8], json: bool) -> anyhow::Result<()> {
+    let args_json = json;
+    let m = MessageParser::default()
+        .parse(raw)
+        .context("the message cannot be parsed")?;
+    let text = match m.body_text(0) {
+        Some(text) if m.text_body.first() != m.html_body.first() || m.html_body.is_empty() => {
+            text.into_owned()
+        }
+        _ => m.body_html(0).map(|h| html_to_text(&h)).unwrap_or_default(),
+    };
+    let shown = Shown {
+        uid,
+        from: addresses(m.from()),
+        to: addresses(m.to()),
+        cc: addresses(m.cc()),
+        date: m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
+        subject: m.subject().unwrap_or_default().to_string(),
+        text,
+        attachments: m
+            .attachments()
+            .map(|a| AttachmentInfo {
+                name: a.attachment_name().unwrap_or("").to_string(),
+                content_type: a
+                    .content_type()
+                    .map(|c| match c.subtype() {
+                        Some(sub) => format!("{}/{sub}", c.ctype()),
+                        None => c.ctype().to_string(),
+                    })
+                    .unwrap_or_default(),
+                size: a.contents().len(),
+            })
+            .collect(),
+    };
+    if args_json {
+        println!("{}", serde_json::to_string(&shown)?);
+    } else {
+        println!("From: {}", shown.from);
+        println!("To: {}", shown.to);
+        if !shown.cc.is_empty() {
+            println!("Cc: {}", shown.cc);
+        }
+        println!("Date: {}", shown.date);
+        println!("Subject: {}", shown.subject);
+        println!();
+        print!("{}", shown.text);
+        if !shown.text.ends_with('\n') {
+            println!();
+        }
+        for a in &shown.attachments {
+            println!(
+                "[attachment] {} ({}, {} bytes)",
+                a.name, a.content_type, a.size
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Saves a message's attachments into `dir`.
+fn save(uid: u32, raw: &[u8], dir: &Path, json: bool) -> anyhow::Result<()> {
+    let args_json = json;
+    let dir = dir.to_path_buf();
+    let m = MessageParser::default()
+        .parse(raw)
+        .context("the message cannot be parsed")?;
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    let mut saved = Vec::new();
+    for (i, a) in m.attachments().enumerate() {
+        let name = safe_file_name(a.attachment_name().unwrap_or(""), i + 1);
+        let path = unused_path(&dir, &name);
+        std::fs::write(&path, a.contents()).with_context(|| format!("write {}", path.display()))?;
+        saved.push(path.display().to_string());
+    }
+    if args_json {
+        println!("{}", serde_json::to_string(&saved)?);
+    } else if saved.is_empty() {
+        println!("message {uid} has no attachments");
+    } else {
+        for path in saved {
+            println!("saved {path}");
+        }
+    }
+    Ok(())
+}
+
+type Pop3Session = client::pop3::Pop3Client<tokio_rustls::client::TlsStream<tokio::net::TcpStream>>;
+
+async fn pop3_connect(account: &Account) -> anyhow::Result<Pop3Session> {
     let port = account
         .pop3_port
         .context("the account has no POP3 port: `pigeon account add ... --pop3-port 995`")?;
@@ -566,6 +583,93 @@ async fn pop3_download(
     pop3.login(&account.username, &password(account)?)
         .await
         .context("login failed")?;
+    Ok(pop3)
+}
+
+/// list, show and save over POP3 (the maildrop is the INBOX; numbers are POP3's).
+async fn pop3_read(account: &Account, args: &ReadArgs) -> anyhow::Result<()> {
+    let mut pop3 = pop3_connect(account).await?;
+    match &args.action {
+        ReadAction::List { page, per_page, .. } => {
+            let sizes = pop3.list().await?;
+            let mut summaries = Vec::new();
+            for &(number, size) in sizes
+                .iter()
+                .rev()
+                .skip(page.saturating_sub(1) * per_page)
+                .take(*per_page)
+            {
+                let header = pop3.top(number, 0).await?;
+                let parsed = MessageParser::default().parse_headers(&header);
+                summaries.push(Summary {
+                    uid: number as u32,
+                    flags: Vec::new(),
+                    unread: true,
+                    from: parsed
+                        .as_ref()
+                        .map(|m| addresses(m.from()))
+                        .unwrap_or_default(),
+                    subject: parsed
+                        .as_ref()
+                        .and_then(|m| m.subject().map(str::to_string))
+                        .unwrap_or_default(),
+                    date: parsed
+                        .as_ref()
+                        .and_then(|m| m.date().map(|d| d.to_rfc3339()))
+                        .unwrap_or_default(),
+                    size,
+                    attachment: parsed
+                        .as_ref()
+                        .and_then(|m| m.content_type())
+                        .is_some_and(|c| {
+                            c.ctype().eq_ignore_ascii_case("multipart")
+                                && c.subtype().is_some_and(|s| s.eq_ignore_ascii_case("mixed"))
+                        }),
+                });
+            }
+            if args.json {
+                println!("{}", serde_json::to_string(&summaries)?);
+            } else {
+                for s in &summaries {
+                    println!(
+                        "{:>6} {:<28} {:<40} {:>8} {}",
+                        s.uid,
+                        truncate(&s.from, 28),
+                        truncate(&s.subject, 40),
+                        s.size,
+                        s.date
+                    );
+                }
+            }
+        }
+        ReadAction::Show { uid } | ReadAction::Save { uid, .. } => {
+            let raw = pop3
+                .retr(*uid as usize)
+                .await
+                .with_context(|| format!("no message {uid}"))?;
+            match &args.action {
+                ReadAction::Save { dir, .. } => save(*uid, &raw, dir, args.json)?,
+                _ => show(*uid, &raw, args.json)?,
+            }
+            if args.delete {
+                pop3.dele(*uid as usize).await?;
+            }
+        }
+        _ => bail!("over POP3 only list, show, save and pop3 work: POP3 has no folders or flags"),
+    }
+    pop3.quit().await?;
+    Ok(())
+}
+
+/// POP3 over TLS: every message to `dir/<UIDL>.eml`; with `delete`, removed from the server
+/// (at QUIT, so an interrupted download deletes nothing).
+async fn pop3_download(
+    account: &Account,
+    dir: &Path,
+    delete: bool,
+    json: bool,
+) -> anyhow::Result<()> {
+    let mut pop3 = pop3_connect(account).await?;
     std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
     let mut saved = Vec::new();
     for (number, uidl) in pop3.uidl().await? {

@@ -255,6 +255,43 @@ fn send_with_chinese_html_attachments_and_an_inline_image() {
     );
     assert!(read(&["folders"]).lines().any(|l| l == "Sent"));
 
+    // The same over POP3: download-and-keep, then download-and-delete.
+    ok(ua(
+        carol_home.path(),
+        &[
+            "account",
+            "add",
+            "pop",
+            "--email",
+            CAROL,
+            "--host",
+            "localhost",
+            "--submission-port",
+            &submission,
+            "--pop3-port",
+            &server.addr("pop3+tls").port().to_string(),
+            "--ca",
+            ca.to_str().unwrap(),
+            "--default",
+        ],
+        "",
+    ));
+    let listed: serde_json::Value =
+        serde_json::from_str(&read(&["--pop3", "--json", "list"])).unwrap();
+    assert_eq!(listed[0]["subject"], "电子邮件 测试");
+    let shown: serde_json::Value =
+        serde_json::from_str(&read(&["--pop3", "--json", "show", "1"])).unwrap();
+    assert_eq!(
+        shown["text"].as_str().unwrap().replace("\r\n", "\n"),
+        "你好，世界！\nÇa va ?\n"
+    );
+    let pop_dir = files.path().join("pop3-saved");
+    read(&["--pop3", "save", "1", "--dir", pop_dir.to_str().unwrap()]);
+    assert_eq!(std::fs::read(pop_dir.join("data.bin")).unwrap(), binary);
+    assert_eq!(server.uids(CAROL).len(), 1, "kept");
+    read(&["--pop3", "--delete", "show", "1"]);
+    assert!(server.uids(CAROL).is_empty(), "deleted after reading");
+
     // The Bcc copy reached bob, and bob's Sent folder has the message.
     assert_eq!(server.uids(BOB).len(), 1);
     let sent =
