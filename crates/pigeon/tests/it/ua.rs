@@ -602,3 +602,81 @@ async fn flag_move_delete_watch_and_both_pop3_modes() {
     read(&["pop3", "--dir", d, "--delete"]);
     assert!(server.uids(BOB).is_empty(), "deleted from the server");
 }
+
+#[test]
+fn mail_built_by_python_reads_correctly() {
+    if !require_tool("python3") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    // Python's email package builds (ISO-8859-1 and UTF-8 text, an RFC 2231 file name, base64
+    // binary) and smtplib sends.
+    let script = format!(
+        r#"
+import smtplib
+from email.message import EmailMessage
+m = EmailMessage()
+m['From'] = 'Zoë <zoe@example.org>'
+m['To'] = 'bob@localhost'
+m['Subject'] = 'Café – 電郵'
+m.set_content('Voilà le café.\n', charset='iso-8859-1')
+m.add_alternative('<p>Voilà le <i>café</i>.</p>', subtype='html')
+m.add_attachment(bytes(range(256)) * 40, maintype='application', subtype='octet-stream', filename='données été.bin')
+s = smtplib.SMTP('127.0.0.1', {port})
+s.send_message(m)
+s.quit()
+"#,
+        port = server.addr("smtp").port()
+    );
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(&script)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let home = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            "1",
+            "--imap-port",
+            &server.addr("imap+tls").port().to_string(),
+            "--insecure",
+        ],
+        "",
+    ));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "show", "1"], PW))).unwrap();
+    assert_eq!(shown["subject"], "Café – 電郵");
+    assert_eq!(shown["from"], "Zoë <zoe@example.org>");
+    assert_eq!(shown["text"].as_str().unwrap().trim(), "Voilà le café.");
+    assert_eq!(shown["attachments"][0]["name"], "données été.bin");
+    let dir = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &["read", "save", "1", "--dir", dir.path().to_str().unwrap()],
+        PW,
+    ));
+    let expected: Vec<u8> = (0..40).flat_map(|_| 0..=255u8).collect();
+    assert_eq!(
+        std::fs::read(dir.path().join("données été.bin")).unwrap(),
+        expected
+    );
+    let human = ok(ua(home.path(), &["read", "show", "1"], PW));
+    assert!(
+        human.contains("Subject: Café – 電郵") && human.contains("Voilà le café."),
+        "{human}"
+    );
+}
