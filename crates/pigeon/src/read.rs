@@ -472,6 +472,65 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// What a reply needs from the message it answers.
+pub struct Original {
+    pub message_id: Option<String>,
+    pub references: Vec<String>,
+    pub subject: String,
+    /// Reply-To, else From.
+    pub reply_to: Option<message::compose::Mailbox>,
+}
+
+/// The threading headers of message `uid` in `folder`.
+pub async fn original_headers(
+    account: &Account,
+    folder: &str,
+    uid: u32,
+) -> anyhow::Result<Original> {
+    let mut imap = connect(account).await?;
+    select(&mut imap, folder).await?;
+    let fetched = imap
+        .command(&format!(
+            "UID FETCH {uid} (BODY.PEEK[HEADER.FIELDS (MESSAGE-ID REFERENCES SUBJECT FROM REPLY-TO)])"
+        ))
+        .await?;
+    let _ = imap.command("LOGOUT").await;
+    let header = fetch_items(&fetched.untagged)
+        .into_iter()
+        .find_map(|items| match item(&items, "BODY[") {
+            Some(Token::String(h)) => Some(h.clone()),
+            _ => None,
+        })
+        .with_context(|| format!("no message {uid} in {folder}"))?;
+    let parsed = MessageParser::default()
+        .parse_headers(&header)
+        .context("unreadable headers")?;
+    let first = |a: Option<&mail_parser::Address<'_>>| {
+        a.and_then(|a| a.first()).and_then(|m| {
+            Some(message::compose::Mailbox {
+                name: m.name().map(str::to_string),
+                address: m.address()?.to_string(),
+            })
+        })
+    };
+    Ok(Original {
+        message_id: parsed.message_id().map(str::to_string),
+        references: parsed
+            .references()
+            .as_text_list()
+            .map(|l| l.iter().map(|r| r.to_string()).collect())
+            .unwrap_or_else(|| {
+                parsed
+                    .references()
+                    .as_text()
+                    .map(|r| vec![r.to_string()])
+                    .unwrap_or_default()
+            }),
+        subject: parsed.subject().unwrap_or_default().to_string(),
+        reply_to: first(parsed.reply_to()).or_else(|| first(parsed.from())),
+    })
+}
+
 /// Prints a message: headers, text (HTML as text), attachments.
 fn show(uid: u32, raw: &[u8], json: bool) -> anyhow::Result<()> {
     let args_json = json;

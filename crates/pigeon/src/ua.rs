@@ -235,7 +235,7 @@ pub struct SendArgs {
     #[arg(long)]
     account: Option<String>,
     /// Recipients, `Name <addr>` or `addr`; repeatable.
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "reply_to_msg")]
     to: Vec<String>,
     #[arg(long)]
     cc: Vec<String>,
@@ -259,8 +259,15 @@ pub struct SendArgs {
     #[arg(long)]
     inline: Vec<String>,
     /// The Message-ID this replies to (threading: In-Reply-To and References).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "reply_to_msg")]
     in_reply_to: Option<String>,
+    /// Reply to this message (UID in --folder, over IMAP): threading headers from it, its
+    /// sender as recipient unless --to is given, and "Re: " + its subject unless --subject.
+    #[arg(long)]
+    reply_to_msg: Option<u32>,
+    /// The folder of --reply-to-msg.
+    #[arg(long, default_value = "INBOX")]
+    folder: String,
     /// Print the message instead of sending it.
     #[arg(long)]
     dry_run: bool,
@@ -290,7 +297,32 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
             .map(|a| Mailbox::parse(a).map_err(anyhow::Error::msg))
             .collect()
     };
-    let to = parse(&args.to)?;
+    let mut to = parse(&args.to)?;
+    let mut subject = args.subject.clone();
+    let mut in_reply_to = args
+        .in_reply_to
+        .as_ref()
+        .map(|id| id.trim_matches(['<', '>']).to_string());
+    let mut references = Vec::new();
+    if let Some(uid) = args.reply_to_msg {
+        let original = crate::read::original_headers(&account, &args.folder, uid).await?;
+        if to.is_empty() {
+            to.push(
+                original
+                    .reply_to
+                    .context("the message has no sender to reply to")?,
+            );
+        }
+        if subject.is_empty() {
+            subject = if original.subject.to_ascii_lowercase().starts_with("re:") {
+                original.subject.clone()
+            } else {
+                format!("Re: {}", original.subject)
+            };
+        }
+        references = original.references;
+        in_reply_to = original.message_id;
+    }
     let cc = parse(&args.cc)?;
     let bcc = parse(&args.bcc)?;
     let text = match (&args.body, &args.body_file) {
@@ -351,15 +383,12 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         },
         to,
         cc,
-        subject: args.subject.clone(),
+        subject,
         text: Some(text),
         html,
         attachments,
-        in_reply_to: args
-            .in_reply_to
-            .as_ref()
-            .map(|id| id.trim_matches(['<', '>']).to_string()),
-        references: Vec::new(),
+        in_reply_to,
+        references,
         message_id: format!("{:x}.{unique:016x}@{domain}", unix_now()),
         date: unix_now(),
     };

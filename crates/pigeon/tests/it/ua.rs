@@ -680,3 +680,54 @@ s.quit()
         "{human}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replies_thread_on_the_original() {
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let original = "From: Alice <alice@example.org>\r\nReply-To: Lists <list@example.org>\r\n\
+                    To: bob@localhost\r\nSubject: plans\r\nMessage-ID: <orig@example.org>\r\n\
+                    References: <root@example.org>\r\n\r\nShall we?\r\n";
+    let mut smtp =
+        client::smtp::SmtpClient::connect(server.addr("smtp"), std::time::Duration::from_secs(20))
+            .await
+            .unwrap();
+    smtp.ehlo("x.example.org").await.unwrap();
+    smtp.send("alice@example.org", &[BOB], original.as_bytes())
+        .await
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            "1",
+            "--imap-port",
+            &server.addr("imap+tls").port().to_string(),
+            "--insecure",
+        ],
+        "",
+    ));
+    let reply = ok(ua(
+        home.path(),
+        &["send", "--reply-to-msg", "1", "--body", "Yes.", "--dry-run"],
+        PW,
+    ));
+    assert!(reply.contains("In-Reply-To: <orig@example.org>"), "{reply}");
+    assert!(
+        reply.contains("References: <root@example.org> <orig@example.org>"),
+        "{reply}"
+    );
+    assert!(reply.contains("Subject: Re: plans"), "{reply}");
+    assert!(
+        reply.contains("To: \"Lists\" <list@example.org>")
+            || reply.contains("To: Lists <list@example.org>"),
+        "{reply}"
+    );
+}
