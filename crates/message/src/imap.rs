@@ -412,12 +412,34 @@ fn locate(raw: &[u8], base: usize, message: &Message<'_>, path: &[u32]) -> Optio
     if !rest_path.is_empty() || inner_message {
         return None;
     }
+    let body = range(part.offset_body, part.offset_end);
     Some(PartRange {
         header: range(part.offset_header, part.offset_body),
-        body: range(part.offset_body, part.offset_end),
+        decoded: transfer_decoded(part, raw.get(body.clone())?),
+        body,
         inner: None,
-        decoded: part.contents().to_vec(),
     })
+}
+
+/// A part's content with only its transfer encoding removed (RFC 3516): mail-parser hands
+/// text parts over converted to UTF-8, but BINARY must keep the part's own charset.
+pub(crate) fn transfer_decoded(part: &MessagePart<'_>, body: &[u8]) -> Vec<u8> {
+    use mail_parser::MimeHeaders;
+    use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
+    if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
+        return part.contents().to_vec();
+    }
+    let encoding = part
+        .content_transfer_encoding()
+        .unwrap_or("7bit")
+        .to_ascii_lowercase();
+    let decoded = match encoding.as_str() {
+        "base64" => base64_decode(body),
+        "quoted-printable" => quoted_printable_decode(body),
+        _ => Some(body.to_vec()),
+    };
+    // Undecodable content is returned as it is stored: the best that can be given.
+    decoded.unwrap_or_else(|| body.to_vec())
 }
 
 /// Walks down multipart children for the remaining path; stops at a nested message.

@@ -10,4 +10,5 @@ pub mod headers;
 pub mod imap;
 pub mod search;
 pub mod summary;
+pub mod text;
 pub mod trace;

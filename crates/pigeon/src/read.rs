@@ -537,11 +537,10 @@ fn show(uid: u32, raw: &[u8], json: bool) -> anyhow::Result<()> {
     let m = MessageParser::default()
         .parse(raw)
         .context("the message cannot be parsed")?;
-    let text = match m.body_text(0) {
-        Some(text) if m.text_body.first() != m.html_body.first() || m.html_body.is_empty() => {
-            text.into_owned()
-        }
-        _ => m.body_html(0).map(|h| html_to_text(&h)).unwrap_or_default(),
+    let text = match message::text::readable_text(raw) {
+        Some((html, true)) => html_to_text(&html),
+        Some((text, false)) => text,
+        None => String::new(),
     };
     let shown = Shown {
         uid,
