@@ -31,8 +31,11 @@ pub struct ReadArgs {
     pop3: bool,
     /// With --pop3: delete what was shown or saved from the server (download-and-delete);
     /// without it the mail stays there (download-and-keep).
-    #[arg(long, global = true, requires = "pop3")]
+    #[arg(long, global = true, requires = "pop3", conflicts_with = "keep")]
     delete: bool,
+    /// With --pop3: leave the mail on the server (download-and-keep; the default).
+    #[arg(long, global = true, requires = "pop3")]
+    keep: bool,
     #[command(subcommand)]
     action: ReadAction,
 }

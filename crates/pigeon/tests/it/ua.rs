@@ -117,6 +117,8 @@ fn send_with_chinese_html_attachments_and_an_inline_image() {
     let binary: Vec<u8> = (0..200_000u32).map(|i| (i * 7 + i / 256) as u8).collect();
     let png = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR fake image data".to_vec();
     std::fs::write(files.path().join("data.bin"), &binary).unwrap();
+    let second: Vec<u8> = (0..70_000u32).map(|i| (i % 251) as u8 ^ 0x5a).collect();
+    std::fs::write(files.path().join("second.bin"), &second).unwrap();
     std::fs::write(files.path().join("说明.txt"), "第一行\n第二行\n").unwrap();
     std::fs::write(files.path().join("logo.png"), &png).unwrap();
     std::fs::write(
@@ -141,6 +143,8 @@ fn send_with_chinese_html_attachments_and_an_inline_image() {
             &path("body.html"),
             "--attach",
             &path("data.bin"),
+            "--attach",
+            &path("second.bin"),
             "--attach",
             &path("说明.txt"),
             "--inline",
@@ -247,6 +251,7 @@ fn send_with_chinese_html_attachments_and_an_inline_image() {
     let saved_dir = files.path().join("saved");
     read(&["save", "1", "--dir", saved_dir.to_str().unwrap()]);
     assert_eq!(std::fs::read(saved_dir.join("data.bin")).unwrap(), binary);
+    assert_eq!(std::fs::read(saved_dir.join("second.bin")).unwrap(), second);
     assert_eq!(
         std::fs::read_to_string(saved_dir.join("说明.txt"))
             .unwrap()
@@ -286,7 +291,15 @@ fn send_with_chinese_html_attachments_and_an_inline_image() {
         "你好，世界！\nÇa va ?\n"
     );
     let pop_dir = files.path().join("pop3-saved");
-    read(&["--pop3", "save", "1", "--dir", pop_dir.to_str().unwrap()]);
+    read(&[
+        "--pop3",
+        "--keep",
+        "save",
+        "1",
+        "--dir",
+        pop_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(std::fs::read(pop_dir.join("second.bin")).unwrap(), second);
     assert_eq!(std::fs::read(pop_dir.join("data.bin")).unwrap(), binary);
     assert_eq!(server.uids(CAROL).len(), 1, "kept");
     read(&["--pop3", "--delete", "show", "1"]);
@@ -729,5 +742,73 @@ async fn replies_thread_on_the_original() {
         reply.contains("To: \"Lists\" <list@example.org>")
             || reply.contains("To: Lists <list@example.org>"),
         "{reply}"
+    );
+}
+
+#[test]
+fn mail_sent_by_swaks_reads_correctly() {
+    if !require_tool("swaks") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let files = tempfile::tempdir().unwrap();
+    let attachment: Vec<u8> = (0..10_000u32).map(|i| (i * 13 % 256) as u8).collect();
+    let file = files.path().join("report.bin");
+    std::fs::write(&file, &attachment).unwrap();
+    let out = Command::new("swaks")
+        .args(["--to", BOB, "--from", "swaks@example.org", "--server"])
+        .arg(server.addr("smtp").to_string())
+        .args([
+            "--header",
+            "Subject: from swaks",
+            "--body",
+            "Sent by swaks.",
+            "--attach-type",
+            "application/octet-stream",
+            "--attach",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let home = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            "1",
+            "--imap-port",
+            &server.addr("imap+tls").port().to_string(),
+            "--insecure",
+        ],
+        "",
+    ));
+    let shown: serde_json::Value =
+        serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "show", "1"], PW))).unwrap();
+    assert_eq!(shown["subject"], "from swaks");
+    assert!(
+        shown["text"].as_str().unwrap().contains("Sent by swaks."),
+        "{shown}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &["read", "save", "1", "--dir", dir.path().to_str().unwrap()],
+        PW,
+    ));
+    assert_eq!(
+        std::fs::read(dir.path().join("report.bin")).unwrap(),
+        attachment
     );
 }
