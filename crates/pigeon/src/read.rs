@@ -11,7 +11,7 @@ use imap_proto::token::{Token, tokenize};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde::Serialize;
 
-use crate::ua::{Account, password, pick_account, tls};
+use crate::ua::{Account, password, pick_account, tls_stream};
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
@@ -102,25 +102,7 @@ async fn connect(account: &Account) -> anyhow::Result<Session> {
     let port = account
         .imap_port
         .context("the account has no IMAP port: `pigeon account add ... --imap-port 993`")?;
-    let addr = tokio::net::lookup_host((account.host.as_str(), port))
-        .await
-        .with_context(|| format!("cannot resolve {}", account.host))?
-        .next()
-        .with_context(|| format!("{} has no address", account.host))?;
-    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("cannot reach {}:{port}: timed out", account.host))?
-        .with_context(|| format!("cannot reach {}:{port}", account.host))?;
-    let name = rustls_pki_types::ServerName::try_from(account.host.clone())?;
-    let stream = tokio_rustls::TlsConnector::from(tls(account)?)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "TLS with {}:{port}: {e}; use --ca FILE, or --insecure for a self-signed test server",
-                account.host
-            )
-        })?;
+    let stream = tls_stream(account, port).await?;
     let mut imap = ImapClient::start(stream, TIMEOUT).await?;
     imap.login(&account.username, &password(account)?)
         .await
@@ -626,20 +608,7 @@ async fn pop3_connect(account: &Account) -> anyhow::Result<Pop3Session> {
     let port = account
         .pop3_port
         .context("the account has no POP3 port: `pigeon account add ... --pop3-port 995`")?;
-    let addr = tokio::net::lookup_host((account.host.as_str(), port))
-        .await
-        .with_context(|| format!("cannot resolve {}", account.host))?
-        .next()
-        .with_context(|| format!("{} has no address", account.host))?;
-    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| anyhow::anyhow!("cannot reach {}:{port}: timed out", account.host))?
-        .with_context(|| format!("cannot reach {}:{port}", account.host))?;
-    let name = rustls_pki_types::ServerName::try_from(account.host.clone())?;
-    let stream = tokio_rustls::TlsConnector::from(tls(account)?)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| anyhow::anyhow!("TLS with {}:{port}: {e}", account.host))?;
+    let stream = tls_stream(account, port).await?;
     let mut pop3 = client::pop3::Pop3Client::start(stream, TIMEOUT).await?;
     pop3.login(&account.username, &password(account)?)
         .await

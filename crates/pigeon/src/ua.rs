@@ -283,6 +283,40 @@ fn file_name(path: &Path) -> String {
         .unwrap_or_else(|| "attachment".into())
 }
 
+/// A file as an attachment (inline with a Content-ID when given).
+fn attachment(path: &Path, content_id: Option<String>) -> anyhow::Result<Attachment> {
+    let data = read_file(path)?;
+    let filename = file_name(path);
+    Ok(Attachment {
+        content_type: message::compose::guess_type(&filename, &data).into(),
+        filename,
+        data,
+        content_id,
+    })
+}
+
+/// A TLS connection to the account's host on `port` (IMAP or POP3 over implicit TLS).
+pub async fn tls_stream(
+    account: &Account,
+    port: u16,
+) -> anyhow::Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>> {
+    let addr = resolve(&account.host, port).await?;
+    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
+        .await
+        .map_err(|_| anyhow::anyhow!("cannot reach {}:{port}: timed out", account.host))?
+        .with_context(|| format!("cannot reach {}:{port}", account.host))?;
+    let name = rustls_pki_types::ServerName::try_from(account.host.clone())?;
+    tokio_rustls::TlsConnector::from(tls(account)?)
+        .connect(name, tcp)
+        .await
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "TLS with {}:{port}: {e}; use --ca FILE, or --insecure for a self-signed test server",
+                account.host
+            )
+        })
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -347,28 +381,13 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     };
     let mut attachments = Vec::new();
     for path in &args.attach {
-        let data = read_file(path)?;
-        let filename = file_name(path);
-        attachments.push(Attachment {
-            content_type: message::compose::guess_type(&filename, &data).into(),
-            filename,
-            data,
-            content_id: None,
-        });
+        attachments.push(attachment(path, None)?);
     }
     for spec in &args.inline {
         let (file, cid) = spec
             .rsplit_once('=')
             .with_context(|| format!("--inline {spec:?}: expected FILE=CONTENT-ID"))?;
-        let path = Path::new(file);
-        let data = read_file(path)?;
-        let filename = file_name(path);
-        attachments.push(Attachment {
-            content_type: message::compose::guess_type(&filename, &data).into(),
-            filename,
-            data,
-            content_id: Some(cid.to_string()),
-        });
+        attachments.push(attachment(Path::new(file), Some(cid.to_string()))?);
     }
     let domain = account
         .email
@@ -498,15 +517,7 @@ async fn save_sent(
     password: &str,
     message: &[u8],
 ) -> anyhow::Result<()> {
-    let addr = resolve(&account.host, port).await?;
-    let tcp = tokio::time::timeout(TIMEOUT, tokio::net::TcpStream::connect(addr))
-        .await
-        .context("IMAP connection timed out")??;
-    let name = rustls_pki_types::ServerName::try_from(account.host.clone())?;
-    let stream = tokio_rustls::TlsConnector::from(tls(account)?)
-        .connect(name, tcp)
-        .await
-        .map_err(|e| anyhow::anyhow!("IMAP TLS: {e}"))?;
+    let stream = tls_stream(account, port).await?;
     let mut imap = client::imap::ImapClient::start(stream, TIMEOUT).await?;
     imap.login(&account.username, password).await?;
     imap.append("Sent", "(\\Seen)", message).await?;
