@@ -70,3 +70,84 @@ mod tests {
         );
     }
 }
+
+/// Removes `Authentication-Results:` fields that claim `authserv_id` (RFC 8601 §5: a receiving
+/// server deletes results in its own name that arrived from outside, so its users can trust
+/// them). Only the header block is touched; None when nothing was removed.
+pub fn strip_authentication_results(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
+    let header_end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|p| p + 2)
+        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1))
+        .unwrap_or(raw.len());
+    let mut out = Vec::with_capacity(raw.len());
+    let mut removed = false;
+    let mut pos = 0;
+    while pos < header_end {
+        // One field: its first line plus continuation lines (starting with space or tab).
+        let mut end = pos;
+        loop {
+            end = match raw[end..header_end].iter().position(|&b| b == b'\n') {
+                Some(p) => end + p + 1,
+                None => header_end,
+            };
+            if end >= header_end || !matches!(raw[end], b' ' | b'\t') {
+                break;
+            }
+        }
+        let field = &raw[pos..end];
+        if claims(field, authserv_id) {
+            removed = true;
+        } else {
+            out.extend_from_slice(field);
+        }
+        pos = end;
+    }
+    out.extend_from_slice(&raw[header_end..]);
+    removed.then_some(out)
+}
+
+fn claims(field: &[u8], authserv_id: &str) -> bool {
+    let name = b"authentication-results:";
+    if field.len() < name.len() || !field[..name.len()].eq_ignore_ascii_case(name) {
+        return false;
+    }
+    let value = String::from_utf8_lossy(&field[name.len()..]);
+    let id = value
+        .trim_start()
+        .split(|c: char| c == ';' || c.is_whitespace())
+        .next()
+        .unwrap_or("");
+    id.eq_ignore_ascii_case(authserv_id)
+}
+
+#[cfg(test)]
+mod strip_tests {
+    use super::*;
+
+    #[test]
+    fn forged_results_in_our_name_go_others_stay() {
+        let raw = b"Received: x\r\nAuthentication-Results: MX.B.TEST;\r\n\tdkim=pass header.d=bank.test\r\n\
+                    Authentication-Results: other.example; spf=fail\r\nSubject: hi\r\n\r\n\
+                    Authentication-Results: mx.b.test; body line stays\r\n";
+        let clean = strip_authentication_results(raw, "mx.b.test").unwrap();
+        assert_eq!(
+            clean,
+            b"Received: x\r\nAuthentication-Results: other.example; spf=fail\r\nSubject: hi\r\n\r\n\
+              Authentication-Results: mx.b.test; body line stays\r\n"
+        );
+        assert_eq!(
+            strip_authentication_results(b"Subject: x\r\n\r\nbody", "mx.b.test"),
+            None
+        );
+        assert_eq!(
+            strip_authentication_results(
+                b"Authentication-Results: mx.b.test.evil; x\r\n\r\n",
+                "mx.b.test"
+            ),
+            None,
+            "only the exact authserv-id"
+        );
+    }
+}

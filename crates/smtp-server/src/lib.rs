@@ -306,7 +306,7 @@ impl Session {
         replies::recipient_ok()
     }
 
-    async fn message(&mut self, data: Vec<u8>) -> Reply {
+    async fn message(&mut self, mut data: Vec<u8>) -> Reply {
         let tx = std::mem::take(&mut self.tx);
         let id = transaction_id();
         let now = unix_now();
@@ -369,6 +369,13 @@ impl Session {
                 &self.settings.machine.hostname,
             )
             .await;
+            // Results that arrived claiming our name are forgeries (RFC 8601 §5).
+            if let Some(clean) = message::headers::strip_authentication_results(
+                &data,
+                &self.settings.machine.hostname,
+            ) {
+                data = clean;
+            }
             if verdict.dmarc_reject && self.settings.dmarc_reject {
                 info!(from = %tx.from, "refused: DMARC policy reject");
                 return Reply::new(

@@ -145,13 +145,10 @@ async fn mail_crosses_to_the_mx_of_another_server_signed_and_verified() {
     let Some(mut w) = world("") else { return };
     w.a.start();
     w.b.start();
-    submit(
-        &w.a,
-        ALICE,
-        &[BOB, "nobody@b.test"],
-        &message(BOB, "crossing"),
-    )
-    .await;
+    // A forged result in b's name rides along; b must drop it (RFC 8601 §5).
+    let mut forged = b"Authentication-Results: mx.b.test; dkim=pass (forged)\r\n".to_vec();
+    forged.extend(message(BOB, "crossing"));
+    submit(&w.a, ALICE, &[BOB, "nobody@b.test"], &forged).await;
 
     let uids = wait_for_mail(&w.b, BOB, 1);
     let stored = String::from_utf8(w.b.stored(BOB, uids[0])).unwrap();
@@ -169,6 +166,12 @@ async fn mail_crosses_to_the_mx_of_another_server_signed_and_verified() {
         stored.contains("DKIM-Signature: "),
         "signed by a.test: {stored}"
     );
+    assert_eq!(
+        stored.matches("Authentication-Results: mx.b.test").count(),
+        1,
+        "{stored}"
+    );
+    assert!(!stored.contains("(forged)"), "{stored}");
 
     // The unknown recipient bounces to alice: an RFC 3464 report naming it and the reply.
     let uids = wait_for_mail(&w.a, ALICE, 1);
