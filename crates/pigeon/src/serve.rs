@@ -16,7 +16,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .add_domain(&config.domain)
             .await
             .with_context(|| format!("add primary domain {}", config.domain))?;
-        info!(domain = %config.domain, "created primary domain");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
+        for (selector, algorithm) in [("ed1", "ed25519"), ("rsa1", "rsa")] {
+            let key = smtp_server::mailauth::generate_key(&config.domain, selector, algorithm, now)
+                .map_err(|e| anyhow::anyhow!("DKIM key: {e}"))?;
+            store.add_dkim_key(key).await?;
+        }
+        info!(domain = %config.domain, "created primary domain with DKIM keys (`pigeon domain dns` shows the records)");
     }
 
     let listening_path = config.data_dir.join("listening.json");
