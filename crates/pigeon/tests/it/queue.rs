@@ -260,6 +260,24 @@ async fn a_restart_with_a_full_queue_sends_everything_once() {
     assert_eq!(subjects.len(), 20);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_sender_delivers_its_queue_after_restart() {
+    let Some(mut w) = world("") else { return };
+    w.a.start();
+    for i in 0..10 {
+        submit(&w.a, ALICE, &[BOB], &message(BOB, &format!("killed-{i}"))).await;
+    }
+    wait_for_queue(&w.a, |l| l.matches("deferred").count() == 10);
+    // SIGKILL: whatever the queue had claimed is released when the node comes back.
+    w.a.kill();
+    w.b.start();
+    w.a.start();
+    wait_for_mail(&w.b, BOB, 10);
+    wait_for_queue(&w.a, |l| l.contains("queue is empty"));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(w.b.uids(BOB).len(), 10, "each exactly once");
+}
+
 /// What a scripted peer does on each connection.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Peer {
