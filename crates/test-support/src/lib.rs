@@ -272,6 +272,7 @@ pub struct DnsServer {
 }
 
 /// A record for [`DnsServer::start`].
+#[derive(Clone)]
 pub enum Record {
     /// `domain` has an MX `host` with `preference`.
     Mx(String, String, u16),
@@ -304,6 +305,12 @@ impl DnsServer {
 
     /// Starts dnsmasq on `port` with `records`; waits until it answers.
     pub fn start(binary: &Path, port: u16, records: &[Record]) -> DnsServer {
+        DnsServer::try_start(binary, port, records).expect("dnsmasq did not start")
+    }
+
+    /// Like [`DnsServer::start`], but an error if dnsmasq exits (say, because another test took
+    /// the port meanwhile) or does not answer, so the caller can try another port.
+    pub fn try_start(binary: &Path, port: u16, records: &[Record]) -> Result<DnsServer, String> {
         let mut args = vec![
             "--keep-in-foreground".to_string(),
             "--conf-file=/dev/null".into(),
@@ -339,7 +346,7 @@ impl DnsServer {
             .spawn()
             .expect("spawn dnsmasq");
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
-        let server = DnsServer { child, addr };
+        let mut server = DnsServer { child, addr };
         // Ready when it answers a query (any answer).
         let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("udp");
         socket
@@ -354,12 +361,14 @@ impl DnsServer {
         loop {
             let _ = socket.send_to(&query, addr);
             if socket.recv_from(&mut buf).is_ok() {
-                return server;
+                return Ok(server);
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(10),
-                "dnsmasq did not start"
-            );
+            if let Ok(Some(status)) = server.child.try_wait() {
+                return Err(format!("dnsmasq on port {port} exited: {status}"));
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(format!("dnsmasq on port {port} does not answer"));
+            }
         }
     }
 }

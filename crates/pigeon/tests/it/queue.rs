@@ -3,6 +3,7 @@
 //! retries, restarts, and scripted peers that misbehave.
 
 use std::net::Ipv4Addr;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,23 @@ fn world(a_extra: &str) -> Option<World> {
 /// [`world`] with extra config for `b` and extra DNS records.
 fn world_with(a_extra: &str, b_extra: &str, extra_records: Vec<Record>) -> Option<World> {
     let dnsmasq = DnsServer::binary()?;
+    // Ports are picked free but may be taken by a parallel test before dnsmasq binds: retry.
+    let mut last_error = String::new();
+    for _ in 0..5 {
+        match try_world(&dnsmasq, a_extra, b_extra, &extra_records) {
+            Ok(world) => return Some(world),
+            Err(e) => last_error = e,
+        }
+    }
+    panic!("no test DNS server: {last_error}");
+}
+
+fn try_world(
+    dnsmasq: &Path,
+    a_extra: &str,
+    b_extra: &str,
+    extra_records: &[Record],
+) -> Result<World, String> {
     let dns_port = free_port();
     let a_port = free_port();
     let b_port = free_port();
@@ -81,9 +99,9 @@ fn world_with(a_extra: &str, b_extra: &str, extra_records: Vec<Record>) -> Optio
         Record::Txt("_dmarc.a.test".into(), "v=DMARC1; p=reject".into()),
     ];
     records.extend(dkim_records(&a, "a.test"));
-    records.extend(extra_records);
-    let dns = DnsServer::start(&dnsmasq, dns_port, &records);
-    Some(World { _dns: dns, a, b })
+    records.extend(extra_records.iter().cloned());
+    let dns = DnsServer::try_start(dnsmasq, dns_port, &records)?;
+    Ok(World { _dns: dns, a, b })
 }
 
 async fn submit(server: &TestServer, from: &str, to: &[&str], message: &[u8]) {
