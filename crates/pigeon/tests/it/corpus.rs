@@ -174,31 +174,8 @@ async fn every_corpus_message_survives_smtp_imap_pop3_and_the_user_agent() {
     pop3.quit().await.unwrap();
 
     // The user agent shows every one.
-    let home = tempfile::tempdir().unwrap();
-    let imaps = server.addr("imap+tls").port().to_string();
-    let run = |args: &[&str]| {
-        std::process::Command::new(exe())
-            .args(args)
-            .env("PIGEON_HOME", home.path())
-            .env("PIGEON_PASSWORD", PW)
-            .output()
-            .unwrap()
-    };
-    let out = run(&[
-        "account",
-        "add",
-        "bob",
-        "--email",
-        BOB,
-        "--host",
-        "localhost",
-        "--imap-port",
-        &imaps,
-        "--submission-port",
-        "1",
-        "--insecure",
-    ]);
-    assert!(out.status.success());
+    let home = crate::ua::imap_reader(&server);
+    let run = |args: &[&str]| crate::ua::ua(home.path(), args, PW);
     for (uid, file) in uids.iter().zip(&files) {
         let out = run(&["read", "--json", "show", &uid.to_string()]);
         assert!(
@@ -302,34 +279,8 @@ async fn generated_messages_come_back_part_for_part() {
     assert!(checked >= 45, "{checked} parts checked");
     let _ = imap.command("LOGOUT").await;
 
-    let home = tempfile::tempdir().unwrap();
-    let imaps = server.addr("imap+tls").port().to_string();
-    let run = |args: &[&str]| {
-        std::process::Command::new(exe())
-            .args(args)
-            .env("PIGEON_HOME", home.path())
-            .env("PIGEON_PASSWORD", PW)
-            .output()
-            .unwrap()
-    };
-    assert!(
-        run(&[
-            "account",
-            "add",
-            "bob",
-            "--email",
-            BOB,
-            "--host",
-            "localhost",
-            "--imap-port",
-            &imaps,
-            "--submission-port",
-            "1",
-            "--insecure",
-        ])
-        .status
-        .success()
-    );
+    let home = crate::ua::imap_reader(&server);
+    let run = |args: &[&str]| crate::ua::ua(home.path(), args, PW);
     for (uid, name) in uids.iter().zip(&names) {
         let out = run(&["read", "--json", "show", &uid.to_string()]);
         assert!(

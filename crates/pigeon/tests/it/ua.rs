@@ -12,8 +12,32 @@ const BOB: &str = "bob@localhost";
 const CAROL: &str = "carol@localhost";
 const PW: &str = "ua secret";
 
+/// A user directory with one account, `work`, reading bob's mail over IMAP (any certificate).
+pub(crate) fn imap_reader(server: &TestServer) -> tempfile::TempDir {
+    let home = tempfile::tempdir().unwrap();
+    ok(ua(
+        home.path(),
+        &[
+            "account",
+            "add",
+            "work",
+            "--email",
+            BOB,
+            "--host",
+            "localhost",
+            "--submission-port",
+            "1",
+            "--imap-port",
+            &server.addr("imap+tls").port().to_string(),
+            "--insecure",
+        ],
+        "",
+    ));
+    home
+}
+
 /// Runs `pigeon` as a user with its own account directory.
-fn ua(home: &Path, args: &[&str], password: &str) -> Output {
+pub(crate) fn ua(home: &Path, args: &[&str], password: &str) -> Output {
     Command::new(exe())
         .args(args)
         .env("PIGEON_HOME", home)
@@ -24,7 +48,7 @@ fn ua(home: &Path, args: &[&str], password: &str) -> Output {
 }
 
 #[track_caller]
-fn ok(out: Output) -> String {
+pub(crate) fn ok(out: Output) -> String {
     assert!(
         out.status.success(),
         "pigeon failed: {}",
@@ -651,25 +675,7 @@ s.quit()
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let home = tempfile::tempdir().unwrap();
-    ok(ua(
-        home.path(),
-        &[
-            "account",
-            "add",
-            "work",
-            "--email",
-            BOB,
-            "--host",
-            "localhost",
-            "--submission-port",
-            "1",
-            "--imap-port",
-            &server.addr("imap+tls").port().to_string(),
-            "--insecure",
-        ],
-        "",
-    ));
+    let home = imap_reader(&server);
     let shown: serde_json::Value =
         serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "show", "1"], PW))).unwrap();
     assert_eq!(shown["subject"], "Café – 電郵");
@@ -708,25 +714,7 @@ async fn replies_thread_on_the_original() {
     smtp.send("alice@example.org", &[BOB], original.as_bytes())
         .await
         .unwrap();
-    let home = tempfile::tempdir().unwrap();
-    ok(ua(
-        home.path(),
-        &[
-            "account",
-            "add",
-            "work",
-            "--email",
-            BOB,
-            "--host",
-            "localhost",
-            "--submission-port",
-            "1",
-            "--imap-port",
-            &server.addr("imap+tls").port().to_string(),
-            "--insecure",
-        ],
-        "",
-    ));
+    let home = imap_reader(&server);
     let reply = ok(ua(
         home.path(),
         &["send", "--reply-to-msg", "1", "--body", "Yes.", "--dry-run"],
@@ -775,25 +763,7 @@ fn mail_sent_by_swaks_reads_correctly() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
-    let home = tempfile::tempdir().unwrap();
-    ok(ua(
-        home.path(),
-        &[
-            "account",
-            "add",
-            "work",
-            "--email",
-            BOB,
-            "--host",
-            "localhost",
-            "--submission-port",
-            "1",
-            "--imap-port",
-            &server.addr("imap+tls").port().to_string(),
-            "--insecure",
-        ],
-        "",
-    ));
+    let home = imap_reader(&server);
     let shown: serde_json::Value =
         serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "show", "1"], PW))).unwrap();
     assert_eq!(shown["subject"], "from swaks");
