@@ -631,22 +631,14 @@ async fn pop3_read(account: &Account, args: &ReadArgs) -> anyhow::Result<()> {
             {
                 let header = pop3.top(number, 0).await?;
                 let parsed = MessageParser::default().parse_headers(&header);
+                let (from, subject, date) = from_subject_date(&header);
                 summaries.push(Summary {
                     uid: number as u32,
                     flags: Vec::new(),
                     unread: true,
-                    from: parsed
-                        .as_ref()
-                        .map(|m| addresses(m.from()))
-                        .unwrap_or_default(),
-                    subject: parsed
-                        .as_ref()
-                        .and_then(|m| m.subject().map(str::to_string))
-                        .unwrap_or_default(),
-                    date: parsed
-                        .as_ref()
-                        .and_then(|m| m.date().map(|d| d.to_rfc3339()))
-                        .unwrap_or_default(),
+                    from,
+                    subject,
+                    date,
                     size,
                     attachment: parsed
                         .as_ref()
@@ -812,27 +804,30 @@ fn summarize(items: &[Token]) -> Summary {
         Some(Token::String(h)) => h.clone(),
         _ => Vec::new(),
     };
-    let parsed = MessageParser::default().parse_headers(&header);
+    let (from, subject, date) = from_subject_date(&header);
     let flags = flag_list(item(items, "FLAGS"));
     Summary {
         uid: atom_u64(item(items, "UID")).unwrap_or(0) as u32,
         unread: !flags.iter().any(|f| f.eq_ignore_ascii_case("\\Seen")),
         flags,
-        from: parsed
-            .as_ref()
-            .map(|m| addresses(m.from()))
-            .unwrap_or_default(),
-        subject: parsed
-            .as_ref()
-            .and_then(|m| m.subject().map(str::to_string))
-            .unwrap_or_default(),
-        date: parsed
-            .as_ref()
-            .and_then(|m| m.date().map(|d| d.to_rfc3339()))
-            .unwrap_or_default(),
+        from,
+        subject,
+        date,
         size: atom_u64(item(items, "RFC822.SIZE")).unwrap_or(0),
         attachment: item(items, "BODYSTRUCTURE").is_some_and(has_attachment),
     }
+}
+
+/// From, Subject and Date (RFC 3339) of a header block, decoded; empty when missing.
+fn from_subject_date(header: &[u8]) -> (String, String, String) {
+    let Some(m) = MessageParser::default().parse_headers(header) else {
+        return Default::default();
+    };
+    (
+        addresses(m.from()),
+        m.subject().unwrap_or_default().to_string(),
+        m.date().map(|d| d.to_rfc3339()).unwrap_or_default(),
+    )
 }
 
 fn truncate(s: &str, n: usize) -> String {
