@@ -17,7 +17,7 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "pigeon",
     version,
-    about = "A complete mail system: SMTP, store and admin in one binary"
+    about = "A complete mail system in one binary: the mail server, its admin commands and a user agent"
 )]
 struct Cli {
     /// Configuration file (TOML). Without it, built-in defaults are used.
@@ -53,12 +53,12 @@ enum Command {
         #[command(subcommand)]
         action: admin::AliasAction,
     },
-    /// Look at stored mail (an admin view until IMAP and the user agent land).
+    /// Look at stored mail exactly as stored (an admin view; users read with `pigeon read`).
     Mail {
         #[command(subcommand)]
         action: admin::MailAction,
     },
-    /// Inspect the outbound queue.
+    /// Inspect and steer the outbound queue (list, show, retry, drop).
     Queue {
         #[command(subcommand)]
         action: admin::QueueAction,
@@ -74,7 +74,7 @@ enum Command {
     },
     /// User agent: compose and send a message through your account's server.
     Send(ua::SendArgs),
-    /// User agent: read mail over IMAP (list, show, save attachments, folders).
+    /// User agent: read mail over IMAP or POP3 (list, show, save, flag, move, delete, watch).
     Read(read::ReadArgs),
     /// Measure the server (starts its own server on a temporary data directory).
     Bench {
