@@ -12,28 +12,13 @@ const BOB: &str = "bob@localhost";
 const PW: &str = "imap secret";
 
 async fn deliver(server: &TestServer, to: &str, message: &[u8]) {
-    let mut smtp = client::smtp::SmtpClient::connect(server.addr("smtp"), Duration::from_secs(20))
-        .await
-        .unwrap();
-    smtp.ehlo("sender.test").await.unwrap();
-    smtp.send("alice@example.org", &[to], message)
-        .await
-        .unwrap();
-    smtp.quit().await.unwrap();
+    crate::deliver(server, "alice@example.org", to, message).await;
 }
 
+/// Runs `script`; its last output line is JSON.
 fn python(script: &str) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed:\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = crate::python(script, &[]);
+    let stdout = String::from_utf8_lossy(&stdout);
     let last = stdout.lines().last().unwrap_or_default();
     serde_json::from_str(last).unwrap_or_else(|e| panic!("bad json {last:?}: {e}"))
 }
@@ -306,16 +291,7 @@ async fn pop3_delete_first(server: &TestServer) -> bool {
         server.cert_pem().display().to_string(),
         server.addr("pop3").port()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python(&script, &[]);
     true
 }
 

@@ -92,17 +92,7 @@ print(json.dumps({{"count": count, "size": size, "listing": [l.decode() for l in
         pw = PW,
         dir = dir.path().display().to_string(),
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&crate::python(&script, &[])).unwrap();
     assert_eq!(report["count"], 3);
     let total: usize = stored.iter().map(Vec::len).sum();
     assert_eq!(

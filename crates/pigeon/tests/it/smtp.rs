@@ -113,16 +113,7 @@ fn python_smtplib_delivers_exact_bytes() {
         ));
     }
     script.push_str("s.quit()\nprint('sent')\n");
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python(&script, &[]);
     assert_stored(&server, &sent);
 }
 

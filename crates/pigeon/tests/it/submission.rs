@@ -256,17 +256,7 @@ print('ok')
         carol = CAROL,
         pw = PW,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python(&script, &[]);
     assert_eq!(server.uids(CAROL), [1, 2]);
 }
 
@@ -497,17 +487,7 @@ print(json.dumps({{"results": results, "after": after, "other": other}}))
         bob = BOB,
         pw = PW,
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let report: serde_json::Value = serde_json::from_slice(&crate::python(&script, &[])).unwrap();
     let results = report["results"].as_array().unwrap();
     assert!(results.iter().all(|r| r[0] == false), "every guess failed");
     let took = |i: usize| results[i][1].as_f64().unwrap();

@@ -72,36 +72,15 @@ for p in m.walk():
 print(json.dumps({'subject': str(m['Subject']), 'from': str(m['From']), 'to': str(m['To']), 'bcc': m['Bcc'],
                   'in_reply_to': m['In-Reply-To'], 'message_id': m['Message-ID'], 'parts': parts}))
 "#;
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(script)
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
+    serde_json::from_slice(&crate::python(script, &[path.to_str().unwrap()])).unwrap()
 }
 
 fn sha256(data: &[u8]) -> String {
-    let out = Command::new("python3")
-        .args([
-            "-c",
-            "import hashlib,sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            use std::io::Write;
-            child.stdin.take().unwrap().write_all(data)?;
-            child.wait_with_output()
-        })
-        .unwrap();
-    String::from_utf8(out.stdout).unwrap().trim().to_string()
+    use sha2::Digest;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 #[test]
@@ -469,35 +448,10 @@ async fn saved_attachment_names_cannot_escape_the_directory() {
         Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: text/plain\r\n\r\nsee files\r\n\
         --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"../../evil.txt\"\r\n\r\nevil\r\n\
         --b\r\nContent-Type: text/plain\r\nContent-Disposition: attachment; filename=\"/etc/passwd\"\r\n\r\nroot\r\n--b--\r\n";
-    let mut smtp =
-        client::smtp::SmtpClient::connect(server.addr("smtp"), std::time::Duration::from_secs(20))
-            .await
-            .unwrap();
-    smtp.ehlo("x.example.org").await.unwrap();
-    smtp.send("x@example.org", &[BOB], hostile.as_bytes())
-        .await
-        .unwrap();
-    let home = tempfile::tempdir().unwrap();
+    crate::deliver(&server, "x@example.org", BOB, hostile.as_bytes()).await;
+    let home = imap_reader(&server);
     let out_dir = tempfile::tempdir().unwrap();
     let target = out_dir.path().join("inbox-files");
-    ok(ua(
-        home.path(),
-        &[
-            "account",
-            "add",
-            "work",
-            "--email",
-            BOB,
-            "--host",
-            "localhost",
-            "--submission-port",
-            "1",
-            "--imap-port",
-            &server.addr("imap+tls").port().to_string(),
-            "--insecure",
-        ],
-        "",
-    ));
     let saved = ok(ua(
         home.path(),
         &["read", "save", "1", "--dir", target.to_str().unwrap()],
@@ -513,18 +467,10 @@ async fn saved_attachment_names_cannot_escape_the_directory() {
 }
 
 async fn deliver(server: &TestServer, subject: &str) {
-    let mut smtp =
-        client::smtp::SmtpClient::connect(server.addr("smtp"), std::time::Duration::from_secs(20))
-            .await
-            .unwrap();
-    smtp.ehlo("x.example.org").await.unwrap();
     let message = format!(
         "From: Alice <alice@example.org>\r\nTo: bob@localhost\r\nSubject: {subject}\r\n\r\nhello\r\n"
     );
-    smtp.send("alice@example.org", &[BOB], message.as_bytes())
-        .await
-        .unwrap();
-    smtp.quit().await.unwrap();
+    crate::deliver(server, "alice@example.org", BOB, message.as_bytes()).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -665,16 +611,7 @@ s.quit()
 "#,
         port = server.addr("smtp").port()
     );
-    let out = Command::new("python3")
-        .arg("-c")
-        .arg(&script)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::python(&script, &[]);
     let home = imap_reader(&server);
     let shown: serde_json::Value =
         serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "show", "1"], PW))).unwrap();
@@ -706,14 +643,7 @@ async fn replies_thread_on_the_original() {
     let original = "From: Alice <alice@example.org>\r\nReply-To: Lists <list@example.org>\r\n\
                     To: bob@localhost\r\nSubject: plans\r\nMessage-ID: <orig@example.org>\r\n\
                     References: <root@example.org>\r\n\r\nShall we?\r\n";
-    let mut smtp =
-        client::smtp::SmtpClient::connect(server.addr("smtp"), std::time::Duration::from_secs(20))
-            .await
-            .unwrap();
-    smtp.ehlo("x.example.org").await.unwrap();
-    smtp.send("alice@example.org", &[BOB], original.as_bytes())
-        .await
-        .unwrap();
+    crate::deliver(&server, "alice@example.org", BOB, original.as_bytes()).await;
     let home = imap_reader(&server);
     let reply = ok(ua(
         home.path(),
