@@ -844,9 +844,7 @@ async fn fetch_message(
     uid: u32,
     peek: bool,
 ) -> anyhow::Result<Vec<u8>> {
-    imap.command(&format!("SELECT {}", quote(folder)))
-        .await
-        .with_context(|| format!("no folder {folder}"))?;
+    select(imap, folder).await?;
     let item = if peek { "BODY.PEEK[]" } else { "BODY[]" };
     let fetched = imap.command(&format!("UID FETCH {uid} ({item})")).await?;
     for items in fetch_items(&fetched.untagged) {

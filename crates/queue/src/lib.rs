@@ -248,7 +248,7 @@ impl Queue {
                         all.push(work);
                         for work in all {
                             let outcomes = vec![outcome.clone(); work.recipients.len()];
-                            self.settle(work, outcomes).await;
+                            self.settle(work, outcomes, None).await;
                         }
                         continue;
                     }
@@ -267,7 +267,7 @@ impl Queue {
             // Recording waits for an fsync; the session goes on with the next message meanwhile
             // (the work's permit keeps the message in flight until it is recorded).
             let queue = self.clone();
-            tokio::spawn(async move { queue.settle(work, outcomes).await });
+            tokio::spawn(async move { queue.settle(work, outcomes, Some(message)).await });
             if !usable {
                 session = None;
             }
@@ -290,7 +290,8 @@ impl Queue {
     }
 
     /// Records one attempt's outcomes and sends the DSNs they call for.
-    async fn settle(&self, work: Work, outcomes: Vec<Outcome>) {
+    /// `message` is the queued message when the caller has it already (for DSNs).
+    async fn settle(&self, work: Work, outcomes: Vec<Outcome>, message: Option<Vec<u8>>) {
         let now = unix_now();
         let job = &work.job;
         let mut results = Vec::with_capacity(outcomes.len());
@@ -302,7 +303,10 @@ impl Queue {
         }
         // The DSN goes first: a crash between the two repeats the DSN rather than losing it.
         if !reports.is_empty() && !job.sender.is_empty() {
-            let message: Vec<u8> = self.store.queue_data(job.id).await.unwrap_or_default();
+            let message = match message {
+                Some(m) => m,
+                None => self.store.queue_data(job.id).await.unwrap_or_default(),
+            };
             if let Err(e) = bounce::send(
                 &*self.store,
                 &self.settings.session.hostname,

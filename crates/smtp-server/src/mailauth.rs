@@ -98,33 +98,28 @@ fn rsa_spki(pkcs1: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The stored key (PKCS#8 Ed25519, or RSA DER in either form) ready to sign.
+fn signing_key(key: &DkimKey) -> Result<SigningKey, String> {
+    if key.algorithm == "ed25519" {
+        return Ed25519Key::from_pkcs8_der(&key.private_key)
+            .map(Into::into)
+            .map_err(|e| e.to_string());
+    }
+    let der = PrivateKeyDer::try_from(key.private_key.as_slice()).map_err(str::to_string)?;
+    RsaKey::<Sha256>::from_key_der(der)
+        .map(Into::into)
+        .map_err(|e| e.to_string())
+}
+
 /// `DKIM-Signature:` headers (one per key) for `message`, to put in front of it.
 pub fn sign(keys: &[DkimKey], message: &[u8]) -> Vec<u8> {
     let mut headers = Vec::new();
     for key in keys {
-        let signing_key: SigningKey = match key.algorithm.as_str() {
-            "ed25519" => match Ed25519Key::from_pkcs8_der(&key.private_key) {
-                Ok(k) => k.into(),
-                Err(e) => {
-                    tracing::error!(domain = %key.domain, selector = %key.selector, error = %e, "bad DKIM key");
-                    continue;
-                }
-            },
-            _ => {
-                let der = match PrivateKeyDer::try_from(key.private_key.as_slice()) {
-                    Ok(der) => der,
-                    Err(e) => {
-                        tracing::error!(domain = %key.domain, selector = %key.selector, error = %e, "bad DKIM key");
-                        continue;
-                    }
-                };
-                match RsaKey::<Sha256>::from_key_der(der) {
-                    Ok(k) => k.into(),
-                    Err(e) => {
-                        tracing::error!(domain = %key.domain, selector = %key.selector, error = %e, "bad DKIM key");
-                        continue;
-                    }
-                }
+        let signing_key = match signing_key(key) {
+            Ok(k) => k,
+            Err(e) => {
+                tracing::error!(domain = %key.domain, selector = %key.selector, error = %e, "bad DKIM key");
+                continue;
             }
         };
         let signed = DkimSigner::from_key(signing_key)
