@@ -380,6 +380,217 @@ impl Drop for DnsServer {
     }
 }
 
+/// A throwaway PostgreSQL cluster: `initdb` into a temp dir, `postgres` on a loopback port with
+/// its socket in that dir, trust authentication for user `pigeon`; stopped and deleted when
+/// dropped. As root it runs as the `postgres` user (PostgreSQL refuses to run as root).
+pub struct PgCluster {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    child: Child,
+    pub port: u16,
+    databases: std::sync::atomic::AtomicU32,
+}
+
+impl PgCluster {
+    /// The directory with `initdb` and `postgres` (Debian: `/usr/lib/postgresql/N/bin`, the
+    /// newest N), or None (skipped loudly, or a failure under PIGEON_REQUIRE_ALL).
+    pub fn binaries() -> Option<PathBuf> {
+        let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let version = e.file_name().to_str()?.parse().ok()?;
+                let bin = e.path().join("bin");
+                bin.join("postgres").is_file().then_some((version, bin))
+            })
+            .collect();
+        versions.sort();
+        if let Some((_, bin)) = versions.pop() {
+            return Some(bin);
+        }
+        if require_tool("postgres") && require_tool("initdb") {
+            let path = std::env::var_os("PATH")?;
+            return std::env::split_paths(&path).find(|dir| dir.join("postgres").is_file());
+        }
+        None
+    }
+
+    /// Starts a cluster, or None if PostgreSQL is not installed (see [`PgCluster::binaries`]).
+    pub fn start() -> Option<PgCluster> {
+        let bin = PgCluster::binaries()?;
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = Command::new("id")
+            .arg("-u")
+            .output()
+            .map(|o| o.stdout.trim_ascii() == b"0")
+            .unwrap_or(false);
+        let run_as = root.then(|| "postgres".to_string());
+        if let Some(user) = &run_as {
+            let status = Command::new("chown")
+                .args(["-R", user])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown the cluster dir to {user}");
+        }
+        let data = dir.path().join("data");
+        let out = PgCluster::command(&run_as, &bin.join("initdb"))
+            .arg("-D")
+            .arg(&data)
+            .args([
+                "-U",
+                "pigeon",
+                "-A",
+                "trust",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+                "--no-sync",
+            ])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        // The port may be taken between free_port and the bind: try a few.
+        for _ in 0..5 {
+            let port = free_port();
+            let log = std::fs::File::create(dir.path().join("postgres.log")).expect("log");
+            let child = PgCluster::command(&run_as, &bin.join("postgres"))
+                .arg("-D")
+                .arg(&data)
+                .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+                .arg("-c")
+                .arg(format!("unix_socket_directories={}", dir.path().display()))
+                .args(["-c", "max_connections=200", "-c", "shared_buffers=64MB"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(log)
+                .spawn()
+                .expect("spawn postgres");
+            let mut child = child;
+            let started = Instant::now();
+            let exited = loop {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break true;
+                }
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                    && psql_at(&bin, port, "postgres", "SELECT 1").is_ok()
+                {
+                    break false;
+                }
+                if started.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    break true;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            };
+            let log = std::fs::read_to_string(dir.path().join("postgres.log")).unwrap_or_default();
+            if exited {
+                eprintln!("postgres on port {port} did not start; trying another: {log}");
+                continue;
+            }
+            return Some(PgCluster {
+                dir,
+                bin,
+                child,
+                port,
+                databases: std::sync::atomic::AtomicU32::new(0),
+            });
+        }
+        panic!("postgres did not start on any of 5 ports");
+    }
+
+    fn command(run_as: &Option<String>, program: &Path) -> Command {
+        match run_as {
+            Some(user) => {
+                // setpriv execs the program itself, so killing the child kills postgres.
+                let mut command = Command::new("setpriv");
+                command
+                    .arg(format!("--reuid={user}"))
+                    .arg(format!("--regid={user}"))
+                    .arg("--init-groups")
+                    .arg("--")
+                    .arg(program);
+                command
+            }
+            None => Command::new(program),
+        }
+    }
+
+    /// Runs SQL with psql as `pigeon` on `database`; returns its unaligned output.
+    pub fn psql(&self, database: &str, sql: &str) -> Result<String, String> {
+        psql_at(&self.bin, self.port, database, sql)
+    }
+
+    /// The URL of database `name`.
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://pigeon@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates a fresh database; returns its URL.
+    pub fn create_database(&self) -> String {
+        let n = self
+            .databases
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("pigeon{n}");
+        self.psql("postgres", &format!("CREATE DATABASE {name}"))
+            .expect("create database");
+        self.url(&name)
+    }
+
+    /// The server's log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+    }
+}
+
+fn psql_at(bin: &Path, port: u16, database: &str, sql: &str) -> Result<String, String> {
+    let out = Command::new(bin.join("psql"))
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-U", "pigeon"])
+        .args([
+            "-d",
+            database,
+            "-X",
+            "-q",
+            "-t",
+            "-A",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            sql,
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+impl Drop for PgCluster {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown: sessions end, no checkpoint wait.
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,2029 @@
+//! The PostgreSQL backend: several stateless `pigeon serve` nodes share one database.
+//!
+//! Implementation notes:
+//! - **Transactions** run on a pooled connection (deadpool) with cached prepared statements.
+//!   A transaction that loses a race to another node (deadlock, serialization failure, a blob
+//!   deleted under it) is run again, a few times, before the error reaches the caller.
+//! - **UIDs** come from `UPDATE mailboxes SET uidnext = uidnext + 1 .. RETURNING`: the row lock
+//!   lasts until commit, so deliveries to one mailbox from any node commit in UID order and a
+//!   reader never sees UID n+1 before n.
+//! - **Notifications cross nodes** with LISTEN/NOTIFY. Every change is `pg_notify`'d inside the
+//!   transaction that makes it (PostgreSQL sends it only if that commits); each node keeps one
+//!   listening connection and republishes what it hears, its own changes included, to its local
+//!   subscribers. Queue work is announced the same way, so every node's workers wake.
+//! - **The queue** is claimed with `FOR UPDATE SKIP LOCKED` on the queue rows and a lease on
+//!   the recipients, so nodes never deliver the same recipient at once and a dead node's claims
+//!   come back when the lease lapses.
+//! - **Message bytes** live in `blobs`, keyed by SHA-256, as with SQLite; the decoded text goes
+//!   to `search`, whose trigram indexes serve IMAP SEARCH BODY/TEXT.
+
+mod notes;
+mod schema;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use async_trait::async_trait;
+use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
+use sha2::{Digest, Sha256};
+use store::{
+    Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
+    DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
+    MessageSummary, Notifier, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
+    Result, Ret, Secrets, SpecialUse, Store, StoreError, TextScope, VerifyReport,
+    address::normalise_domain,
+};
+use tokio_postgres::error::SqlState;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
+
+pub use notes::Note;
+
+type Tx<'a> = deadpool_postgres::Transaction<'a>;
+type Params<'a> = &'a [&'a (dyn ToSql + Sync)];
+
+/// How often a transaction that lost a race is run again.
+const RETRIES: u32 = 5;
+/// Connections per node unless configured.
+pub const DEFAULT_POOL_SIZE: usize = 16;
+
+pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
+    StoreError::Backend(Box::new(e))
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Whether an error comes from a race with another transaction, so running the whole
+/// transaction again can succeed.
+fn retryable(e: &StoreError) -> bool {
+    let StoreError::Backend(inner) = e else {
+        return false;
+    };
+    let Some(code) = inner
+        .downcast_ref::<tokio_postgres::Error>()
+        .and_then(|e| e.code())
+    else {
+        return false;
+    };
+    [
+        SqlState::T_R_SERIALIZATION_FAILURE,
+        SqlState::T_R_DEADLOCK_DETECTED,
+        SqlState::FOREIGN_KEY_VIOLATION,
+        SqlState::UNIQUE_VIOLATION,
+    ]
+    .contains(code)
+}
+
+/// Runs `$body` (an expression using `$tx: &Tx`) in a transaction and commits it, running it
+/// again if it lost a race.
+macro_rules! transaction {
+    ($store:expr, |$tx:ident| $body:expr) => {{
+        let mut attempt = 0u32;
+        loop {
+            let mut client = $store.client().await?;
+            let transaction = client.transaction().await.map_err(backend)?;
+            let result = {
+                let $tx = &transaction;
+                $body.await
+            };
+            let error = match result {
+                Ok(value) => match transaction.commit().await {
+                    Ok(()) => break Ok(value),
+                    Err(e) => backend(e),
+                },
+                Err(e) => {
+                    let _ = transaction.rollback().await;
+                    e
+                }
+            };
+            if attempt < RETRIES && retryable(&error) {
+                attempt += 1;
+                tracing::debug!(error = %error, attempt, "postgres: transaction lost a race; again");
+                tokio::time::sleep(Duration::from_millis(5 << attempt)).await;
+                continue;
+            }
+            break Err(error);
+        }
+    }};
+}
+
+async fn query<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
+    let stmt = c.prepare_cached(sql).await.map_err(backend)?;
+    c.query(&stmt, params).await.map_err(backend)
+}
+
+async fn query_opt<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Result<Option<Row>> {
+    let stmt = c.prepare_cached(sql).await.map_err(backend)?;
+    c.query_opt(&stmt, params).await.map_err(backend)
+}
+
+async fn query_one<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Result<Row> {
+    let stmt = c.prepare_cached(sql).await.map_err(backend)?;
+    c.query_one(&stmt, params).await.map_err(backend)
+}
+
+async fn execute<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Result<u64> {
+    let stmt = c.prepare_cached(sql).await.map_err(backend)?;
+    c.execute(&stmt, params).await.map_err(backend)
+}
+
+/// The PostgreSQL store.
+pub struct PostgresStore {
+    pool: Pool,
+    notifier: Arc<Notifier>,
+    queue_signal: Arc<tokio::sync::Notify>,
+    listener: tokio::task::JoinHandle<()>,
+    /// Names this node's queue leases.
+    node: String,
+}
+
+impl Drop for PostgresStore {
+    fn drop(&mut self) {
+        self.listener.abort();
+    }
+}
+
+impl PostgresStore {
+    /// Connects to `url` (`postgres://user:password@host:port/db`), runs schema migrations and
+    /// starts listening for other nodes' changes. `node` names this node's queue claims: it
+    /// must differ between nodes and stay the same across restarts of one.
+    pub async fn connect(url: &str, pool_size: usize, node: &str) -> Result<PostgresStore> {
+        let config = tokio_postgres::Config::from_str(url)
+            .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
+        let manager = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(pool_size.max(2))
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(30)))
+            .create_timeout(Some(Duration::from_secs(10)))
+            .build()
+            .map_err(backend)?;
+        let mut client = pool.get().await.map_err(|e| {
+            StoreError::Backend(format!("cannot connect to PostgreSQL: {e}").into())
+        })?;
+        schema::migrate(&mut client).await?;
+        drop(client);
+        let notifier = Arc::new(Notifier::default());
+        let queue_signal = Arc::new(tokio::sync::Notify::new());
+        let ready = Arc::new(tokio::sync::Notify::new());
+        let listener = tokio::spawn(notes::listen(
+            config,
+            notifier.clone(),
+            queue_signal.clone(),
+            ready.clone(),
+        ));
+        // Changes made after `connect` returns must reach this node's subscribers.
+        if tokio::time::timeout(Duration::from_secs(10), ready.notified())
+            .await
+            .is_err()
+        {
+            listener.abort();
+            return Err(StoreError::Backend(
+                "PostgreSQL LISTEN did not start within 10 s".into(),
+            ));
+        }
+        Ok(PostgresStore {
+            pool,
+            notifier,
+            queue_signal,
+            listener,
+            node: node.to_owned(),
+        })
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.pool
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}").into()))
+    }
+
+    /// Deletes every table of the schema (tests and `pigeon migrate --force`).
+    pub async fn wipe(&self) -> Result<()> {
+        let client = self.client().await?;
+        client
+            .batch_execute(
+                "TRUNCATE domains, accounts, aliases, mailboxes, blobs, messages, expunged, \
+                 summaries, search, queue, queue_recipients, dkim_keys, uploads, upload_chunks \
+                 RESTART IDENTITY CASCADE",
+            )
+            .await
+            .map_err(backend)
+    }
+
+    /// Whether the store holds no domain and no account (a migration's target must be empty).
+    pub async fn is_empty(&self) -> Result<bool> {
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "SELECT (SELECT COUNT(*) FROM domains) + (SELECT COUNT(*) FROM accounts)",
+            &[],
+        )
+        .await?;
+        Ok(row.get::<_, i64>(0) == 0)
+    }
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    let digest = Sha256::digest(data);
+    let mut hex = String::with_capacity(64);
+    for byte in digest {
+        hex.push_str(&format!("{byte:02x}"));
+    }
+    hex
+}
+
+fn mailbox_from_row(row: &Row) -> Mailbox {
+    let special: Option<String> = row.get(3);
+    Mailbox {
+        id: row.get(0),
+        account_id: row.get(1),
+        name: row.get(2),
+        special_use: special.as_deref().and_then(SpecialUse::from_attribute),
+        uid_validity: row.get::<_, i64>(4) as u32,
+        uid_next: row.get::<_, i64>(5) as u32,
+        highest_modseq: row.get::<_, i64>(6) as u64,
+        subscribed: row.get(7),
+        messages: row.get::<_, i64>(8) as u32,
+        unseen: row.get::<_, i64>(9) as u32,
+        deleted: row.get::<_, i64>(10) as u32,
+        size: row.get::<_, i64>(11) as u64,
+    }
+}
+
+const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
+     m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
+
+fn parse_keywords(text: &str) -> Vec<String> {
+    text.split(' ')
+        .filter(|k| !k.is_empty())
+        .map(String::from)
+        .collect()
+}
+
+fn valid_mailbox_name(name: &str) -> Result<()> {
+    if name.is_empty()
+        || name.starts_with('/')
+        || name.ends_with('/')
+        || name.contains("//")
+        || name.chars().any(|c| c.is_control() || c == '*' || c == '%')
+    {
+        return Err(StoreError::Invalid(format!(
+            "invalid mailbox name {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// `@domain` (catch-all) or a full address, normalised, with its domain.
+fn normalise_alias_source(address: &str) -> Result<(String, String)> {
+    if let Some(domain) = address.trim().strip_prefix('@') {
+        let domain = normalise_domain(domain)?;
+        return Ok((format!("@{domain}"), domain));
+    }
+    let parsed = Address::parse(address)?;
+    Ok((parsed.as_str().to_owned(), parsed.domain().to_owned()))
+}
+
+/// PostgreSQL text cannot hold NUL.
+fn without_nul(text: String) -> String {
+    if text.contains('\0') {
+        text.replace('\0', "")
+    } else {
+        text
+    }
+}
+
+/// Publishes changes when the transaction commits.
+async fn notify(tx: &Tx<'_>, notes: &[Note]) -> Result<()> {
+    for payload in notes::encode(notes) {
+        execute(tx, "SELECT pg_notify('pigeon', $1)", &[&payload]).await?;
+    }
+    Ok(())
+}
+
+async fn domain_exists<C: GenericClient>(c: &C, domain: &str) -> Result<bool> {
+    Ok(
+        query_opt(c, "SELECT 1 FROM domains WHERE name = $1", &[&domain])
+            .await?
+            .is_some(),
+    )
+}
+
+async fn mailbox_account(tx: &Tx<'_>, mailbox: MailboxId) -> Result<AccountId> {
+    query_opt(
+        tx,
+        "SELECT account_id FROM mailboxes WHERE id = $1",
+        &[&mailbox],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// Takes the next UID and MODSEQ of a mailbox (locking it until commit).
+async fn allocate_uid(tx: &Tx<'_>, mailbox: MailboxId) -> Result<(u32, i64)> {
+    query_opt(
+        tx,
+        "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+         WHERE id = $1 RETURNING uidnext - 1, highestmodseq",
+        &[&mailbox],
+    )
+    .await?
+    .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+async fn bump_modseq(tx: &Tx<'_>, mailbox: MailboxId) -> Result<i64> {
+    Ok(query_one(
+        tx,
+        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1 \
+         RETURNING highestmodseq",
+        &[&mailbox],
+    )
+    .await?
+    .get(0))
+}
+
+/// A UIDVALIDITY larger than any given before, so a re-created mailbox never reuses one.
+async fn next_uid_validity(tx: &Tx<'_>) -> Result<i64> {
+    let last: i64 = query_one(
+        tx,
+        "SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes",
+        &[],
+    )
+    .await?
+    .get(0);
+    let now = now().clamp(1, u32::MAX as i64);
+    Ok(now.max(last + 1).min(u32::MAX as i64))
+}
+
+/// What a message's bytes become in the store, computed before the transaction.
+struct Blob {
+    id: String,
+    data: Vec<u8>,
+    size: i64,
+    crlf_size: i64,
+    /// Decoded headers and text for the full-text index.
+    texts: (String, String),
+}
+
+impl Blob {
+    fn new(data: Vec<u8>) -> Blob {
+        let (headers, body) = message::summary::texts(&data);
+        Blob {
+            id: sha256_hex(&data),
+            size: data.len() as i64,
+            crlf_size: store::crlf_size(&data) as i64,
+            texts: (without_nul(headers), without_nul(body)),
+            data,
+        }
+    }
+}
+
+/// Stores a blob (once), its summary and its text.
+async fn put_blob(tx: &Tx<'_>, blob: &Blob, summary: Option<&MessageSummary>) -> Result<()> {
+    execute(
+        tx,
+        "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&blob.id, &blob.data, &blob.size],
+    )
+    .await?;
+    if let Some(summary) = summary {
+        execute(
+            tx,
+            "INSERT INTO summaries (blob_id, envelope, body_structure, body, header) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &blob.id,
+                &summary.envelope,
+                &summary.body_structure,
+                &summary.body,
+                &summary.header,
+            ],
+        )
+        .await?;
+    }
+    execute(
+        tx,
+        "INSERT INTO search (blob_id, headers, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&blob.id, &blob.texts.0, &blob.texts.1],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes the blob `id` if no message or queue entry references it any more (its summary
+/// and text go with it).
+async fn drop_blob_if_unreferenced(tx: &Tx<'_>, id: &str) -> Result<()> {
+    execute(
+        tx,
+        "DELETE FROM blobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1) \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
+        &[&id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Deletes every blob nothing references (after deleting a whole account or mailbox).
+async fn collect_garbage(tx: &Tx<'_>) -> Result<()> {
+    execute(
+        tx,
+        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id) \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)",
+        &[],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn insert_message(
+    tx: &Tx<'_>,
+    mailbox: MailboxId,
+    uid: u32,
+    blob: &str,
+    flags: u32,
+    keywords: &str,
+    modseq: i64,
+    date: i64,
+    sizes: (i64, i64),
+) -> Result<()> {
+    execute(
+        tx,
+        "INSERT INTO messages (mailbox_id, uid, blob_id, flags, keywords, modseq, internal_date, \
+         size, crlf_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        &[
+            &mailbox,
+            &(uid as i64),
+            &blob,
+            &(flags as i32),
+            &keywords,
+            &modseq,
+            &date,
+            &sizes.0,
+            &sizes.1,
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+async fn record_expunged(tx: &Tx<'_>, mailbox: MailboxId, uid: u32, modseq: i64) -> Result<()> {
+    execute(
+        tx,
+        "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3) \
+         ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq",
+        &[&mailbox, &(uid as i64), &modseq],
+    )
+    .await?;
+    Ok(())
+}
+
+fn queue_job(row: &Row, recipients: Vec<JobRecipient>) -> QueueJob {
+    let ret: Option<String> = row.get(6);
+    QueueJob {
+        id: row.get(0),
+        sender: row.get(1),
+        size: row.get::<_, i64>(2) as u64,
+        created: row.get(3),
+        expires: row.get(4),
+        envid: row.get(5),
+        ret: ret.as_deref().and_then(Ret::parse),
+        smtputf8: row.get(7),
+        recipients,
+    }
+}
+
+async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec<QueueEntry>> {
+    let rows = query(
+        c,
+        "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
+         r.address, r.status, r.attempts, r.next_attempt, r.last_error FROM queue q \
+         JOIN queue_recipients r ON r.queue_id = q.id \
+         WHERE $1::BIGINT IS NULL OR q.id = $1 ORDER BY q.id, r.seq",
+        &[&only],
+    )
+    .await?;
+    let mut entries: Vec<QueueEntry> = Vec::new();
+    for row in &rows {
+        let id: i64 = row.get(0);
+        let status: String = row.get(9);
+        let recipient = QueueRecipient {
+            address: row.get(8),
+            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+            attempts: row.get::<_, i32>(10) as u32,
+            next_attempt: row.get(11),
+            last_error: row.get(12),
+        };
+        match entries.last_mut() {
+            Some(last) if last.id == id => last.recipients.push(recipient),
+            _ => {
+                let job = queue_job(row, Vec::new());
+                entries.push(QueueEntry {
+                    id,
+                    sender: job.sender,
+                    size: job.size,
+                    created: job.created,
+                    expires: job.expires,
+                    envid: job.envid,
+                    ret: job.ret,
+                    recipients: vec![recipient],
+                })
+            }
+        }
+    }
+    Ok(entries)
+}
+
+async fn drop_queued(tx: &Tx<'_>, id: i64) -> Result<bool> {
+    let blob = query_opt(
+        tx,
+        "DELETE FROM queue WHERE id = $1 RETURNING blob_id",
+        &[&id],
+    )
+    .await?;
+    match blob {
+        Some(row) => {
+            let blob: String = row.get(0);
+            drop_blob_if_unreferenced(tx, &blob).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+// --- the bodies of the write methods, each run inside `transaction!` ---
+
+async fn create_account_tx(tx: &Tx<'_>, address: &Address, secrets: &Secrets) -> Result<i64> {
+    if !domain_exists(tx, address.domain()).await? {
+        return Err(StoreError::Invalid(format!(
+            "unknown domain {}: add it with `pigeon domain add {}` first",
+            address.domain(),
+            address.domain()
+        )));
+    }
+    let row = query_opt(
+        tx,
+        "INSERT INTO accounts (address, domain, password_hash, scram, created) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+        &[
+            &address.as_str(),
+            &address.domain(),
+            &secrets.password_hash,
+            &secrets.scram,
+            &now(),
+        ],
+    )
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::AlreadyExists(format!("user {address}")));
+    };
+    let id: i64 = row.get(0);
+    let uid_validity = next_uid_validity(tx).await?;
+    let mut boxes: Vec<(&str, Option<SpecialUse>)> = vec![("INBOX", None)];
+    boxes.extend(SpecialUse::ALL.iter().map(|u| (u.default_name(), Some(*u))));
+    for (name, usage) in boxes {
+        execute(
+            tx,
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
+             VALUES ($1, $2, $3, $4)",
+            &[&id, &name, &usage.map(|u| u.attribute()), &uid_validity],
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+async fn deliver_tx(
+    tx: &Tx<'_>,
+    blob: &Blob,
+    summary: Option<&MessageSummary>,
+    recipients: &[AccountId],
+    internal_date: i64,
+) -> Result<Vec<Delivered>> {
+    put_blob(tx, blob, summary).await?;
+    let mut delivered = Vec::with_capacity(recipients.len());
+    let mut notes = Vec::with_capacity(recipients.len());
+    // Recipients are sorted, so concurrent deliveries lock INBOXes in the same order.
+    for &account in recipients {
+        let row = query_opt(
+            tx,
+            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+             WHERE account_id = $1 AND name = 'INBOX' RETURNING id, uidnext - 1, highestmodseq",
+            &[&account],
+        )
+        .await?
+        .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
+        let (mailbox, uid, modseq): (i64, u32, i64) =
+            (row.get(0), row.get::<_, i64>(1) as u32, row.get(2));
+        insert_message(
+            tx,
+            mailbox,
+            uid,
+            &blob.id,
+            0,
+            "",
+            modseq,
+            internal_date,
+            (blob.size, blob.crlf_size),
+        )
+        .await?;
+        delivered.push(Delivered {
+            account_id: account,
+            mailbox_id: mailbox,
+            uid,
+        });
+        notes.push(Note::Change(
+            account,
+            Change::MessageAdded {
+                mailbox_id: mailbox,
+                uid,
+                modseq: modseq as u64,
+            },
+        ));
+    }
+    notify(tx, &notes).await?;
+    Ok(delivered)
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn store_flags_tx(
+    tx: &Tx<'_>,
+    mailbox: MailboxId,
+    uids: &[u32],
+    mode: FlagMode,
+    flags: u32,
+    keywords: &[String],
+    unchanged_since: Option<u64>,
+) -> Result<(Vec<FlagsUpdated>, Vec<u32>)> {
+    let account = mailbox_account(tx, mailbox).await?;
+    let mut updated = Vec::new();
+    let mut failed = Vec::new();
+    let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
+    // Lock the mailbox first (the MODSEQ counter), then the messages, in UID order.
+    let rows = query(
+        tx,
+        "SELECT uid, flags, keywords, modseq FROM messages \
+         WHERE mailbox_id = $1 AND uid = ANY($2) ORDER BY uid FOR UPDATE",
+        &[&mailbox, &uid_list],
+    )
+    .await?;
+    for row in rows {
+        let uid = row.get::<_, i64>(0) as u32;
+        let old_flags = row.get::<_, i32>(1) as u32;
+        let old_keywords = parse_keywords(row.get(2));
+        let modseq: i64 = row.get(3);
+        if unchanged_since.is_some_and(|since| modseq as u64 > since) {
+            failed.push(uid);
+            continue;
+        }
+        let (new_flags, new_keywords) = match mode {
+            FlagMode::Replace => (flags, keywords.to_vec()),
+            FlagMode::Add => {
+                let mut k = old_keywords.clone();
+                for kw in keywords {
+                    if !k.iter().any(|x| x.eq_ignore_ascii_case(kw)) {
+                        k.push(kw.clone());
+                    }
+                }
+                (old_flags | flags, k)
+            }
+            FlagMode::Remove => (
+                old_flags & !flags,
+                old_keywords
+                    .iter()
+                    .filter(|x| !keywords.iter().any(|kw| kw.eq_ignore_ascii_case(x)))
+                    .cloned()
+                    .collect(),
+            ),
+        };
+        if new_flags == old_flags && new_keywords == old_keywords {
+            continue;
+        }
+        let modseq = bump_modseq(tx, mailbox).await?;
+        execute(
+            tx,
+            "UPDATE messages SET flags = $1, keywords = $2, modseq = $3 \
+             WHERE mailbox_id = $4 AND uid = $5",
+            &[
+                &(new_flags as i32),
+                &new_keywords.join(" "),
+                &modseq,
+                &mailbox,
+                &(uid as i64),
+            ],
+        )
+        .await?;
+        updated.push(FlagsUpdated {
+            uid,
+            modseq: modseq as u64,
+            flags: new_flags,
+            keywords: new_keywords,
+        });
+    }
+    // Ask for UIDs in the caller's order, as SQLite gives them.
+    let position = |uid: u32| uids.iter().position(|&u| u == uid).unwrap_or(usize::MAX);
+    updated.sort_by_key(|u| position(u.uid));
+    failed.sort_by_key(|&u| position(u));
+    let notes: Vec<Note> = updated
+        .iter()
+        .map(|u| {
+            Note::Change(
+                account,
+                Change::FlagsChanged {
+                    mailbox_id: mailbox,
+                    uid: u.uid,
+                    modseq: u.modseq,
+                    flags: u.flags,
+                    keywords: u.keywords.clone(),
+                },
+            )
+        })
+        .collect();
+    notify(tx, &notes).await?;
+    Ok((updated, failed))
+}
+
+async fn append_tx(
+    tx: &Tx<'_>,
+    mailbox: MailboxId,
+    blob: &Blob,
+    flags: u32,
+    keywords: &str,
+    internal_date: i64,
+    summary: Option<&MessageSummary>,
+) -> Result<u32> {
+    let account = mailbox_account(tx, mailbox).await?;
+    put_blob(tx, blob, summary).await?;
+    let (uid, modseq) = allocate_uid(tx, mailbox).await?;
+    insert_message(
+        tx,
+        mailbox,
+        uid,
+        &blob.id,
+        flags,
+        keywords,
+        modseq,
+        internal_date,
+        (blob.size, blob.crlf_size),
+    )
+    .await?;
+    notify(
+        tx,
+        &[Note::Change(
+            account,
+            Change::MessageAdded {
+                mailbox_id: mailbox,
+                uid,
+                modseq: modseq as u64,
+            },
+        )],
+    )
+    .await?;
+    Ok(uid)
+}
+
+async fn copy_tx(
+    tx: &Tx<'_>,
+    from: MailboxId,
+    uids: &[u32],
+    to: MailboxId,
+    move_them: bool,
+) -> Result<Vec<(u32, u32)>> {
+    let account = mailbox_account(tx, from).await?;
+    if mailbox_account(tx, to).await? != account {
+        return Err(StoreError::Invalid("copy across accounts".into()));
+    }
+    let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
+    let rows = query(
+        tx,
+        "SELECT uid, blob_id, flags, keywords, internal_date, size, crlf_size FROM messages \
+         WHERE mailbox_id = $1 AND uid = ANY($2) ORDER BY uid FOR UPDATE",
+        &[&from, &uid_list],
+    )
+    .await?;
+    let mut pairs = Vec::new();
+    let mut notes = Vec::new();
+    for row in rows {
+        let uid = row.get::<_, i64>(0) as u32;
+        let blob: String = row.get(1);
+        let keywords: String = row.get(3);
+        let (new_uid, modseq) = allocate_uid(tx, to).await?;
+        insert_message(
+            tx,
+            to,
+            new_uid,
+            &blob,
+            row.get::<_, i32>(2) as u32,
+            &keywords,
+            modseq,
+            row.get(4),
+            (row.get(5), row.get(6)),
+        )
+        .await?;
+        pairs.push((uid, new_uid));
+        notes.push(Note::Change(
+            account,
+            Change::MessageAdded {
+                mailbox_id: to,
+                uid: new_uid,
+                modseq: modseq as u64,
+            },
+        ));
+    }
+    if move_them && !pairs.is_empty() {
+        let modseq = bump_modseq(tx, from).await?;
+        let moved: Vec<i64> = pairs.iter().map(|p| p.0 as i64).collect();
+        execute(
+            tx,
+            "DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY($2)",
+            &[&from, &moved],
+        )
+        .await?;
+        for (uid, _) in &pairs {
+            record_expunged(tx, from, *uid, modseq).await?;
+        }
+        notes.push(Note::Change(
+            account,
+            Change::Expunged {
+                mailbox_id: from,
+                uids: pairs.iter().map(|p| p.0).collect(),
+                modseq: modseq as u64,
+            },
+        ));
+    }
+    notify(tx, &notes).await?;
+    Ok(pairs)
+}
+
+async fn expunge_tx(tx: &Tx<'_>, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+    let account = mailbox_account(tx, mailbox).await?;
+    let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
+    let modseq = bump_modseq(tx, mailbox).await?;
+    let rows = query(
+        tx,
+        "DELETE FROM messages WHERE mailbox_id = $1 AND uid = ANY($2) RETURNING uid, blob_id",
+        &[&mailbox, &uid_list],
+    )
+    .await?;
+    if rows.is_empty() {
+        // Nothing changed: give the MODSEQ back so it does not move for nothing.
+        execute(
+            tx,
+            "UPDATE mailboxes SET highestmodseq = highestmodseq - 1 WHERE id = $1",
+            &[&mailbox],
+        )
+        .await?;
+        return Ok(Vec::new());
+    }
+    let mut removed: Vec<u32> = rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect();
+    removed.sort_unstable();
+    let mut blobs: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
+    blobs.sort_unstable();
+    blobs.dedup();
+    for &uid in &removed {
+        record_expunged(tx, mailbox, uid, modseq).await?;
+    }
+    for blob in blobs {
+        drop_blob_if_unreferenced(tx, &blob).await?;
+    }
+    notify(
+        tx,
+        &[Note::Change(
+            account,
+            Change::Expunged {
+                mailbox_id: mailbox,
+                uids: removed.clone(),
+                modseq: modseq as u64,
+            },
+        )],
+    )
+    .await?;
+    Ok(removed)
+}
+
+async fn rename_tx(tx: &Tx<'_>, mailbox: MailboxId, new_name: &str) -> Result<AccountId> {
+    let row = query_opt(
+        tx,
+        "SELECT account_id, name FROM mailboxes WHERE id = $1 FOR UPDATE",
+        &[&mailbox],
+    )
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    let account: AccountId = row.get(0);
+    let old: String = row.get(1);
+    if query_opt(
+        tx,
+        "SELECT 1 FROM mailboxes WHERE account_id = $1 AND name = $2",
+        &[&account, &new_name],
+    )
+    .await?
+    .is_some()
+    {
+        return Err(StoreError::AlreadyExists(format!("mailbox {new_name}")));
+    }
+    if old == "INBOX" {
+        // RFC 9051 §6.3.6: the messages move to a new mailbox; INBOX stays, empty.
+        let uid_validity = next_uid_validity(tx).await?;
+        let target: i64 = query_one(
+            tx,
+            "INSERT INTO mailboxes (account_id, name, uidvalidity, subscribed) \
+             VALUES ($1, $2, $3, FALSE) RETURNING id",
+            &[&account, &new_name, &uid_validity],
+        )
+        .await?
+        .get(0);
+        let uids: Vec<i64> = query(
+            tx,
+            "SELECT uid FROM messages WHERE mailbox_id = $1 ORDER BY uid",
+            &[&mailbox],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let modseq = bump_modseq(tx, mailbox).await?;
+        for uid in uids {
+            let (new_uid, new_modseq) = allocate_uid(tx, target).await?;
+            execute(
+                tx,
+                "UPDATE messages SET mailbox_id = $1, uid = $2, modseq = $3 \
+                 WHERE mailbox_id = $4 AND uid = $5",
+                &[&target, &(new_uid as i64), &new_modseq, &mailbox, &uid],
+            )
+            .await?;
+            record_expunged(tx, mailbox, uid as u32, modseq).await?;
+        }
+    } else {
+        // Children move along: "a" -> "b" renames "a/x" to "b/x".
+        let prefix = format!("{old}/");
+        let children = query(
+            tx,
+            "SELECT id, name FROM mailboxes WHERE account_id = $1",
+            &[&account],
+        )
+        .await?;
+        for child in children {
+            let name: String = child.get(1);
+            if let Some(rest) = name.strip_prefix(&prefix) {
+                execute(
+                    tx,
+                    "UPDATE mailboxes SET name = $1 WHERE id = $2",
+                    &[&format!("{new_name}/{rest}"), &child.get::<_, i64>(0)],
+                )
+                .await?;
+            }
+        }
+        execute(
+            tx,
+            "UPDATE mailboxes SET name = $1 WHERE id = $2",
+            &[&new_name, &mailbox],
+        )
+        .await?;
+    }
+    notify(tx, &[Note::Change(account, Change::MailboxesChanged)]).await?;
+    Ok(account)
+}
+
+async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i64> {
+    let size = message.data.len() as i64;
+    execute(
+        tx,
+        "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&blob_id, &message.data, &size],
+    )
+    .await?;
+    let id: i64 = query_one(
+        tx,
+        "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        &[
+            &blob_id,
+            &message.sender,
+            &size,
+            &message.created,
+            &message.expires,
+            &message.envid,
+            &message.ret.map(Ret::as_str),
+            &message.smtputf8,
+        ],
+    )
+    .await?
+    .get(0);
+    for r in &message.recipients {
+        execute(
+            tx,
+            "INSERT INTO queue_recipients (queue_id, address, status, next_attempt, notify, orcpt) \
+             VALUES ($1, $2, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &id,
+                &r.address,
+                &message.created,
+                &(r.notify as i16),
+                &r.orcpt,
+            ],
+        )
+        .await?;
+    }
+    notify(tx, &[Note::Queue]).await?;
+    Ok(id)
+}
+
+async fn claim_tx(
+    tx: &Tx<'_>,
+    now: i64,
+    lease_until: i64,
+    limit: usize,
+    node: &str,
+) -> Result<Vec<QueueJob>> {
+    // Lock messages with due recipients, skipping those another node is claiming right now;
+    // the UPDATE then rechecks each recipient, so a claim that just committed elsewhere is
+    // never taken twice.
+    let ids: Vec<i64> = query(
+        tx,
+        "SELECT q.id FROM queue q WHERE EXISTS (SELECT 1 FROM queue_recipients r \
+         WHERE r.queue_id = q.id AND r.status IN ('pending', 'deferred') \
+         AND r.next_attempt <= $1 AND r.lease_until <= $1) \
+         ORDER BY q.id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        &[&now, &(limit as i64)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let claimed = query(
+        tx,
+        "UPDATE queue_recipients SET lease_until = $3, lease_owner = $4 WHERE queue_id = ANY($1) \
+         AND status IN ('pending', 'deferred') AND next_attempt <= $2 AND lease_until <= $2 \
+         RETURNING queue_id, address, notify, orcpt, attempts, seq",
+        &[&ids, &now, &lease_until, &node],
+    )
+    .await?;
+    let envelopes = query(
+        tx,
+        "SELECT id, sender, size, created, expires, envid, ret, smtputf8 FROM queue \
+         WHERE id = ANY($1) ORDER BY id",
+        &[&ids],
+    )
+    .await?;
+    let mut claimed: Vec<(i64, i64, JobRecipient)> = claimed
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(5),
+                JobRecipient {
+                    address: r.get(1),
+                    notify: r.get::<_, i16>(2) as u8,
+                    orcpt: r.get(3),
+                    attempts: r.get::<_, i32>(4) as u32,
+                },
+            )
+        })
+        .collect();
+    claimed.sort_by_key(|c| (c.0, c.1));
+    let mut jobs = Vec::new();
+    for envelope in &envelopes {
+        let id: i64 = envelope.get(0);
+        let recipients: Vec<JobRecipient> = claimed
+            .iter()
+            .filter(|c| c.0 == id)
+            .map(|c| c.2.clone())
+            .collect();
+        if !recipients.is_empty() {
+            jobs.push(queue_job(envelope, recipients));
+        }
+    }
+    Ok(jobs)
+}
+
+async fn record_attempt_tx(tx: &Tx<'_>, id: i64, results: &[AttemptResult]) -> Result<()> {
+    for r in results {
+        execute(
+            tx,
+            "UPDATE queue_recipients SET status = $3, last_error = $4, next_attempt = $5, \
+             attempts = attempts + 1, lease_until = 0 WHERE queue_id = $1 AND address = $2",
+            &[
+                &id,
+                &r.address,
+                &r.status.as_str(),
+                &r.error,
+                &r.next_attempt,
+            ],
+        )
+        .await?;
+    }
+    let open = query_opt(
+        tx,
+        "SELECT 1 FROM queue_recipients WHERE queue_id = $1 \
+         AND status IN ('pending', 'deferred') LIMIT 1",
+        &[&id],
+    )
+    .await?
+    .is_some();
+    if !open {
+        drop_queued(tx, id).await?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl Store for PostgresStore {
+    async fn add_domain(&self, name: &str) -> Result<()> {
+        let name = normalise_domain(name)?;
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "INSERT INTO domains (name, created) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&name, &now()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists(format!("domain {name}")));
+        }
+        Ok(())
+    }
+
+    async fn list_domains(&self) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = query(&client, "SELECT name FROM domains ORDER BY name", &[]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn has_domain(&self, name: &str) -> Result<bool> {
+        let name = name.trim_end_matches('.').to_lowercase();
+        domain_exists(&self.client().await?, &name).await
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = name.trim_end_matches('.').to_lowercase();
+        transaction!(self, |tx| async {
+            let row = query_one(
+                tx,
+                "SELECT (SELECT COUNT(*) FROM accounts WHERE domain = $1), \
+                 (SELECT COUNT(*) FROM aliases WHERE domain = $1)",
+                &[&name],
+            )
+            .await?;
+            let (users, aliases): (i64, i64) = (row.get(0), row.get(1));
+            if users > 0 || aliases > 0 {
+                return Err(StoreError::InUse(format!(
+                    "domain {name} still has {users} user(s) and {aliases} alias(es); delete them first"
+                )));
+            }
+            if execute(tx, "DELETE FROM domains WHERE name = $1", &[&name]).await? == 0 {
+                return Err(StoreError::NotFound(format!("domain {name}")));
+            }
+            Ok(())
+        })
+    }
+
+    async fn create_account(&self, address: &Address, secrets: &Secrets) -> Result<AccountId> {
+        transaction!(self, |tx| create_account_tx(tx, address, secrets))
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT id, address, created FROM accounts ORDER BY address",
+            &[],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Account {
+                id: r.get(0),
+                address: r.get(1),
+                created: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn account(&self, address: &Address) -> Result<Option<Account>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT id, address, created FROM accounts WHERE address = $1",
+            &[&address.as_str()],
+        )
+        .await?;
+        Ok(row.map(|r| Account {
+            id: r.get(0),
+            address: r.get(1),
+            created: r.get(2),
+        }))
+    }
+
+    async fn credentials(&self, address: &Address) -> Result<Option<Credentials>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT id, address, password_hash, scram FROM accounts WHERE address = $1",
+            &[&address.as_str()],
+        )
+        .await?;
+        Ok(row.map(|r| Credentials {
+            account_id: r.get(0),
+            address: r.get(1),
+            secrets: Secrets {
+                password_hash: r.get(2),
+                scram: r.get(3),
+            },
+        }))
+    }
+
+    async fn set_password(&self, address: &Address, secrets: &Secrets) -> Result<()> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "UPDATE accounts SET password_hash = $1, scram = $2 WHERE address = $3",
+            &[&secrets.password_hash, &secrets.scram, &address.as_str()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {address}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_account(&self, address: &Address) -> Result<()> {
+        transaction!(self, |tx| async {
+            let n = execute(
+                tx,
+                "DELETE FROM accounts WHERE address = $1",
+                &[&address.as_str()],
+            )
+            .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {address}")));
+            }
+            collect_garbage(tx).await
+        })
+    }
+
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
+        let (source, domain) = normalise_alias_source(address)?;
+        let mut clean = Vec::new();
+        for target in targets {
+            clean.push(Address::parse(target)?.as_str().to_owned());
+        }
+        if clean.is_empty() {
+            return Err(StoreError::Invalid(
+                "an alias needs at least one target".into(),
+            ));
+        }
+        transaction!(self, |tx| async {
+            if !domain_exists(tx, &domain).await? {
+                return Err(StoreError::Invalid(format!("unknown domain {domain}")));
+            }
+            for target in &clean {
+                execute(
+                    tx,
+                    "INSERT INTO aliases (address, target, domain) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                    &[&source, target, &domain],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn list_aliases(&self) -> Result<Vec<Alias>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT address, target FROM aliases ORDER BY address, seq",
+            &[],
+        )
+        .await?;
+        let mut aliases: Vec<Alias> = Vec::new();
+        for row in rows {
+            let (address, target): (String, String) = (row.get(0), row.get(1));
+            match aliases.last_mut() {
+                Some(last) if last.address == address => last.targets.push(target),
+                _ => aliases.push(Alias {
+                    address,
+                    targets: vec![target],
+                }),
+            }
+        }
+        Ok(aliases)
+    }
+
+    async fn alias_targets(&self, address: &str) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT target FROM aliases WHERE address = $1 ORDER BY seq",
+            &[&address.to_lowercase()],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn alias_sources(&self, target: &str) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT address FROM aliases WHERE target = $1 ORDER BY address",
+            &[&target.to_lowercase()],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn delete_alias(&self, address: &str) -> Result<()> {
+        let (source, _) = normalise_alias_source(address)?;
+        let client = self.client().await?;
+        if execute(
+            &client,
+            "DELETE FROM aliases WHERE address = $1",
+            &[&source],
+        )
+        .await?
+            == 0
+        {
+            return Err(StoreError::NotFound(format!("alias {source}")));
+        }
+        Ok(())
+    }
+
+    async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            &format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account_id = $1 ORDER BY m.id"
+            ),
+            &[&account],
+        )
+        .await?;
+        Ok(rows.iter().map(mailbox_from_row).collect())
+    }
+
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        // RFC 9051 §5.1: INBOX is case-insensitive; other names are exact.
+        let name = if name.eq_ignore_ascii_case("INBOX") {
+            "INBOX"
+        } else {
+            name
+        };
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &format!(
+                "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account_id = $1 AND m.name = $2"
+            ),
+            &[&account, &name],
+        )
+        .await?;
+        Ok(row.as_ref().map(mailbox_from_row))
+    }
+
+    async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>> {
+        self.messages_after(mailbox, 0).await
+    }
+
+    async fn messages_after(&self, mailbox: MailboxId, after: u32) -> Result<Vec<Message>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT uid, modseq, flags, keywords, internal_date, size, blob_id, crlf_size \
+             FROM messages WHERE mailbox_id = $1 AND uid > $2 ORDER BY uid",
+            &[&mailbox, &(after as i64)],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Message {
+                mailbox_id: mailbox,
+                uid: r.get::<_, i64>(0) as u32,
+                modseq: r.get::<_, i64>(1) as u64,
+                flags: r.get::<_, i32>(2) as u32,
+                keywords: parse_keywords(r.get(3)),
+                internal_date: r.get(4),
+                size: r.get::<_, i64>(5) as u64,
+                blob_id: r.get(6),
+                crlf_size: r.get::<_, i64>(7) as u64,
+            })
+            .collect())
+    }
+
+    async fn message_flags(&self, mailbox: MailboxId, after: u32) -> Result<Vec<MessageFlags>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT uid, modseq, flags, keywords, internal_date, size \
+             FROM messages WHERE mailbox_id = $1 AND uid > $2 ORDER BY uid",
+            &[&mailbox, &(after as i64)],
+        )
+        .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        out.extend(rows.iter().map(|r| {
+            let keywords: &str = r.get(3);
+            MessageFlags {
+                uid: r.get::<_, i64>(0) as u32,
+                modseq: r.get::<_, i64>(1) as u64,
+                flags: r.get::<_, i32>(2) as u32,
+                keywords: if keywords.is_empty() {
+                    Vec::new()
+                } else {
+                    parse_keywords(keywords)
+                },
+                internal_date: r.get(4),
+                size: r.get::<_, i64>(5) as u64,
+            }
+        }));
+        Ok(out)
+    }
+
+    async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT b.data FROM messages m JOIN blobs b ON b.id = m.blob_id \
+             WHERE m.mailbox_id = $1 AND m.uid = $2",
+            &[&mailbox, &(uid as i64)],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::NotFound(format!("message {uid}")))
+    }
+
+    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+        let Delivery {
+            data,
+            mut recipients,
+            internal_date,
+            summary,
+        } = delivery;
+        recipients.sort_unstable();
+        recipients.dedup();
+        let blob = tokio::task::spawn_blocking(move || Blob::new(data))
+            .await
+            .map_err(backend)?;
+        transaction!(self, |tx| deliver_tx(
+            tx,
+            &blob,
+            summary.as_ref(),
+            &recipients,
+            internal_date
+        ))
+    }
+
+    async fn set_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        add: u32,
+        remove: u32,
+    ) -> Result<Vec<(u32, u64, u32)>> {
+        let mut changed = Vec::new();
+        if add != 0 {
+            changed.extend(
+                self.store_flags(mailbox, uids, FlagMode::Add, add, &[], None)
+                    .await?
+                    .0,
+            );
+        }
+        if remove != 0 {
+            changed.extend(
+                self.store_flags(mailbox, uids, FlagMode::Remove, remove, &[], None)
+                    .await?
+                    .0,
+            );
+        }
+        Ok(changed
+            .into_iter()
+            .map(|u| (u.uid, u.modseq, u.flags))
+            .collect())
+    }
+
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+        transaction!(self, |tx| expunge_tx(tx, mailbox, uids))
+    }
+
+    async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT uid FROM expunged WHERE mailbox_id = $1 AND modseq > $2 ORDER BY uid",
+            &[&mailbox, &(modseq as i64)],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
+    }
+
+    async fn store_flags(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+        mode: FlagMode,
+        flags: u32,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<FlagsUpdated>, Vec<u32>)> {
+        transaction!(self, |tx| store_flags_tx(
+            tx,
+            mailbox,
+            uids,
+            mode,
+            flags,
+            keywords,
+            unchanged_since
+        ))
+    }
+
+    async fn append(
+        &self,
+        mailbox: MailboxId,
+        data: Vec<u8>,
+        flags: u32,
+        keywords: Vec<String>,
+        internal_date: i64,
+        summary: Option<MessageSummary>,
+    ) -> Result<u32> {
+        let blob = tokio::task::spawn_blocking(move || Blob::new(data))
+            .await
+            .map_err(backend)?;
+        let keywords = keywords.join(" ");
+        transaction!(self, |tx| append_tx(
+            tx,
+            mailbox,
+            &blob,
+            flags,
+            &keywords,
+            internal_date,
+            summary.as_ref()
+        ))
+    }
+
+    async fn begin_upload(&self) -> Result<i64> {
+        let client = self.client().await?;
+        // Uploads a crash left behind are dropped once they are a day old.
+        execute(
+            &client,
+            "DELETE FROM uploads WHERE created < $1",
+            &[&(now() - 24 * 3600)],
+        )
+        .await?;
+        Ok(query_one(
+            &client,
+            "INSERT INTO uploads (created) VALUES ($1) RETURNING id",
+            &[&now()],
+        )
+        .await?
+        .get(0))
+    }
+
+    async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "INSERT INTO upload_chunks (upload_id, seq, data) SELECT $1, \
+             COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = $1), 0), $2 \
+             WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1)",
+            &[&upload, &data],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("upload {upload}")));
+        }
+        Ok(())
+    }
+
+    async fn take_upload(&self, upload: i64) -> Result<Vec<u8>> {
+        transaction!(self, |tx| async {
+            let rows = query(
+                tx,
+                "SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY seq",
+                &[&upload],
+            )
+            .await?;
+            let mut data = Vec::new();
+            for row in &rows {
+                data.extend_from_slice(row.get::<_, &[u8]>(0));
+            }
+            if execute(tx, "DELETE FROM uploads WHERE id = $1", &[&upload]).await? == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload}")));
+            }
+            Ok(data)
+        })
+    }
+
+    async fn discard_upload(&self, upload: i64) -> Result<()> {
+        let client = self.client().await?;
+        execute(&client, "DELETE FROM uploads WHERE id = $1", &[&upload]).await?;
+        Ok(())
+    }
+
+    async fn summaries(
+        &self,
+        mailbox: MailboxId,
+        uids: &[u32],
+    ) -> Result<Vec<(u32, MessageSummary)>> {
+        let client = self.client().await?;
+        let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
+        let rows = query(
+            &client,
+            "SELECT m.uid, s.envelope, s.body_structure, s.body, s.header FROM messages m \
+             JOIN summaries s ON s.blob_id = m.blob_id WHERE m.mailbox_id = $1 AND m.uid = ANY($2)",
+            &[&mailbox, &uid_list],
+        )
+        .await?;
+        let mut found: Vec<(u32, MessageSummary)> = rows
+            .into_iter()
+            .map(|r| {
+                (
+                    r.get::<_, i64>(0) as u32,
+                    MessageSummary {
+                        envelope: r.get(1),
+                        body_structure: r.get(2),
+                        body: r.get(3),
+                        header: r.get(4),
+                    },
+                )
+            })
+            .collect();
+        // In the order asked for.
+        let position = |uid: u32| uids.iter().position(|&u| u == uid).unwrap_or(usize::MAX);
+        found.sort_by_key(|f| position(f.0));
+        Ok(found)
+    }
+
+    async fn search_text(
+        &self,
+        mailbox: MailboxId,
+        needle: &str,
+        scope: TextScope,
+    ) -> Result<Vec<u32>> {
+        let pattern = format!(
+            "%{}%",
+            without_nul(needle.to_owned())
+                .replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        );
+        // ILIKE on a trigram-indexed column: the index finds candidates for needles of three
+        // characters or more; shorter needles scan.
+        let condition = match scope {
+            TextScope::Headers => "s.headers ILIKE $2",
+            TextScope::Body => "s.body ILIKE $2",
+            TextScope::All => "(s.headers ILIKE $2 OR s.body ILIKE $2)",
+        };
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            &format!(
+                "SELECT m.uid FROM messages m JOIN search s ON s.blob_id = m.blob_id \
+                 WHERE m.mailbox_id = $1 AND {condition} ORDER BY m.uid"
+            ),
+            &[&mailbox, &pattern],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
+    }
+
+    async fn copy(
+        &self,
+        from: MailboxId,
+        uids: &[u32],
+        to: MailboxId,
+        move_them: bool,
+    ) -> Result<Vec<(u32, u32)>> {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        transaction!(self, |tx| copy_tx(tx, from, &uids, to, move_them))
+    }
+
+    async fn mailbox_by_id(&self, mailbox: MailboxId) -> Result<Option<Mailbox>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            &format!("SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.id = $1"),
+            &[&mailbox],
+        )
+        .await?;
+        Ok(row.as_ref().map(mailbox_from_row))
+    }
+
+    async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<MailboxId> {
+        valid_mailbox_name(name)?;
+        if name.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+        }
+        transaction!(self, |tx| async {
+            let uid_validity = next_uid_validity(tx).await?;
+            let row = query_opt(
+                tx,
+                "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, subscribed) \
+                 VALUES ($1, $2, $3, $4, FALSE) ON CONFLICT DO NOTHING RETURNING id",
+                &[
+                    &account,
+                    &name,
+                    &special_use.map(|u| u.attribute()),
+                    &uid_validity,
+                ],
+            )
+            .await?;
+            let Some(row) = row else {
+                return Err(StoreError::AlreadyExists(format!("mailbox {name}")));
+            };
+            notify(tx, &[Note::Change(account, Change::MailboxesChanged)]).await?;
+            Ok(row.get(0))
+        })
+    }
+
+    async fn delete_mailbox(&self, mailbox: MailboxId) -> Result<()> {
+        transaction!(self, |tx| async {
+            let row = query_opt(
+                tx,
+                "SELECT account_id, name FROM mailboxes WHERE id = $1",
+                &[&mailbox],
+            )
+            .await?
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+            let (account, name): (AccountId, String) = (row.get(0), row.get(1));
+            if name == "INBOX" {
+                return Err(StoreError::Invalid("INBOX cannot be deleted".into()));
+            }
+            let blobs: Vec<String> = query(
+                tx,
+                "SELECT DISTINCT blob_id FROM messages WHERE mailbox_id = $1",
+                &[&mailbox],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+            execute(tx, "DELETE FROM mailboxes WHERE id = $1", &[&mailbox]).await?;
+            for blob in blobs {
+                drop_blob_if_unreferenced(tx, &blob).await?;
+            }
+            notify(tx, &[Note::Change(account, Change::MailboxesChanged)]).await
+        })
+    }
+
+    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
+        valid_mailbox_name(new_name)?;
+        if new_name.eq_ignore_ascii_case("INBOX") {
+            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+        }
+        transaction!(self, |tx| rename_tx(tx, mailbox, new_name))?;
+        Ok(())
+    }
+
+    async fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<()> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "UPDATE mailboxes SET subscribed = $1 WHERE id = $2",
+            &[&subscribed, &mailbox],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("mailbox {mailbox}")));
+        }
+        Ok(())
+    }
+
+    async fn enqueue(&self, message: Outbound) -> Result<i64> {
+        let blob_id = sha256_hex(&message.data);
+        let id = transaction!(self, |tx| enqueue_tx(tx, &message, &blob_id))?;
+        // Other nodes hear it through NOTIFY; this one need not wait for the echo.
+        self.queue_signal.notify_one();
+        Ok(id)
+    }
+
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
+        queue_entries(&self.client().await?, None).await
+    }
+
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
+        Ok(queue_entries(&self.client().await?, Some(id)).await?.pop())
+    }
+
+    async fn queue_data(&self, id: i64) -> Result<Vec<u8>> {
+        let client = self.client().await?;
+        query_opt(
+            &client,
+            "SELECT b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = $1",
+            &[&id],
+        )
+        .await?
+        .map(|r| r.get(0))
+        .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))
+    }
+
+    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>> {
+        transaction!(self, |tx| claim_tx(tx, now, lease_until, limit, &self.node))
+    }
+
+    async fn record_attempt(&self, id: i64, results: Vec<AttemptResult>) -> Result<()> {
+        transaction!(self, |tx| record_attempt_tx(tx, id, &results))
+    }
+
+    async fn next_queue_due(&self) -> Result<Option<i64>> {
+        let client = self.client().await?;
+        Ok(query_one(
+            &client,
+            "SELECT MIN(GREATEST(next_attempt, lease_until)) FROM queue_recipients \
+             WHERE status IN ('pending', 'deferred')",
+            &[],
+        )
+        .await?
+        .get(0))
+    }
+
+    async fn retry_queue(&self, id: Option<i64>, now: i64) -> Result<u64> {
+        let n = transaction!(self, |tx| async {
+            let n = execute(
+                tx,
+                "UPDATE queue_recipients SET next_attempt = $2 \
+                 WHERE ($1::BIGINT IS NULL OR queue_id = $1) AND status IN ('pending', 'deferred')",
+                &[&id, &now],
+            )
+            .await?;
+            notify(tx, &[Note::Queue]).await?;
+            Ok(n)
+        })?;
+        self.queue_signal.notify_one();
+        Ok(n)
+    }
+
+    async fn drop_queue(&self, id: i64) -> Result<bool> {
+        transaction!(self, |tx| drop_queued(tx, id))
+    }
+
+    async fn release_queue_leases(&self) -> Result<()> {
+        // Only this node's: other nodes may be alive and delivering what they claimed.
+        let client = self.client().await?;
+        execute(
+            &client,
+            "UPDATE queue_recipients SET lease_until = 0 WHERE lease_owner = $1 AND lease_until != 0",
+            &[&self.node],
+        )
+        .await?;
+        Ok(())
+    }
+
+    fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_signal.clone()
+    }
+
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<()> {
+        transaction!(self, |tx| async {
+            if !domain_exists(tx, &key.domain).await? {
+                return Err(StoreError::NotFound(format!("domain {}", key.domain)));
+            }
+            let n = execute(
+                tx,
+                "INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, \
+                 created) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    &key.domain,
+                    &key.selector,
+                    &key.algorithm,
+                    &key.private_key,
+                    &key.public_key,
+                    &key.created,
+                ],
+            )
+            .await?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists(format!(
+                    "DKIM selector {} of {}",
+                    key.selector, key.domain
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT domain, selector, algorithm, private_key, public_key, created \
+             FROM dkim_keys WHERE domain = $1 ORDER BY created, selector",
+            &[&domain.to_lowercase()],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DkimKey {
+                domain: r.get(0),
+                selector: r.get(1),
+                algorithm: r.get(2),
+                private_key: r.get(3),
+                public_key: r.get(4),
+                created: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn verify(&self) -> Result<VerifyReport> {
+        let client = self.client().await?;
+        verify(&client).await
+    }
+
+    async fn index_backlog(&self) -> Result<u64> {
+        // Text is indexed in the transaction that stores the message.
+        Ok(0)
+    }
+
+    fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change> {
+        self.notifier.subscribe(account)
+    }
+}
+
+async fn verify(client: &deadpool_postgres::Client) -> Result<VerifyReport> {
+    let mut report = VerifyReport::default();
+    let count = async |sql: &str| -> Result<i64> { Ok(query_one(client, sql, &[]).await?.get(0)) };
+    report.accounts = count("SELECT COUNT(*) FROM accounts").await? as u64;
+    report.mailboxes = count("SELECT COUNT(*) FROM mailboxes").await? as u64;
+    report.messages = count("SELECT COUNT(*) FROM messages").await? as u64;
+    report.blobs = count("SELECT COUNT(*) FROM blobs").await? as u64;
+    let checks = [
+        (
+            "SELECT COUNT(*) FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \
+             WHERE m.uid >= x.uidnext OR m.modseq > x.highestmodseq",
+            "messages have a UID or MODSEQ beyond their mailbox's counters",
+        ),
+        (
+            "SELECT COUNT(*) FROM mailboxes x WHERE \
+             x.total != (SELECT COUNT(*) FROM messages WHERE mailbox_id = x.id) \
+             OR x.unseen != (SELECT COUNT(*) FROM messages WHERE mailbox_id = x.id AND (flags & 1) = 0) \
+             OR x.deleted != (SELECT COUNT(*) FROM messages WHERE mailbox_id = x.id AND (flags & 8) != 0) \
+             OR x.total_size != (SELECT COALESCE(SUM(size), 0) FROM messages WHERE mailbox_id = x.id)",
+            "mailboxes have wrong message counters",
+        ),
+        (
+            "SELECT COUNT(*) FROM messages m JOIN blobs b ON b.id = m.blob_id \
+             WHERE m.size != b.size OR length(b.data) != b.size",
+            "messages have a wrong size",
+        ),
+        (
+            "SELECT COUNT(*) FROM blobs WHERE encode(sha256(data), 'hex') != id",
+            "blobs do not match their hash",
+        ),
+        (
+            "SELECT COUNT(*) FROM blobs b WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = b.id) \
+             AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = b.id)",
+            "blobs are referenced by nothing",
+        ),
+        (
+            "SELECT COUNT(*) FROM queue q WHERE NOT EXISTS \
+             (SELECT 1 FROM queue_recipients r WHERE r.queue_id = q.id)",
+            "queued messages have no recipients",
+        ),
+    ];
+    for (sql, problem) in checks {
+        let n = count(sql).await?;
+        if n > 0 {
+            report.problems.push(format!("{n} {problem}"));
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use test_support::PgCluster;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn conformance() {
+        let Some(cluster) = PgCluster::start() else {
+            return;
+        };
+        let store = PostgresStore::connect(&cluster.create_database(), 8, "test")
+            .await
+            .unwrap();
+        store::conformance::run(Arc::new(store)).await;
+    }
+}
