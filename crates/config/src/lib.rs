@@ -31,6 +31,7 @@ pub struct Config {
     pub limits: Limits,
     pub queue: Queue,
     pub dns: Dns,
+    pub store: StoreConfig,
 }
 
 /// One listening socket.
@@ -267,6 +268,9 @@ pub struct Queue {
     pub command_timeout_secs: u64,
     /// Seconds between looks at the queue when nothing wakes it.
     pub poll_secs: u64,
+    /// How long a node's claim on queued mail lasts, in seconds: if the node dies, other
+    /// nodes on the same database deliver its claimed mail after this.
+    pub lease_secs: u64,
     /// Send a delay notice (DSN `delayed`) once mail has waited this long, if the sender
     /// asked (NOTIFY=DELAY); 0 turns them off.
     pub delay_warning_secs: u64,
@@ -290,6 +294,7 @@ impl Default for Queue {
             command_timeout_secs: 300,
             poll_secs: 30,
             delay_warning_secs: 4 * 3600,
+            lease_secs: 1800,
         }
     }
 }
@@ -303,6 +308,42 @@ pub struct Dns {
     /// No DNS at all (an isolated machine, or tests): inbound mail is not checked for
     /// SPF/DKIM/DMARC and only static routes and the smarthost deliver.
     pub offline: bool,
+}
+
+/// Which store backend holds the mail.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// `sqlite` (the embedded default, in `data_dir`) or `postgres` (several nodes on one
+    /// database).
+    pub backend: Backend,
+    /// For `postgres`: `postgres://user:password@host:port/database`.
+    pub url: Option<String>,
+    /// For `postgres`: connections this node keeps open.
+    pub pool_size: usize,
+    /// For `postgres`: this node's name (its queue claims carry it, so a restarted node frees
+    /// only its own). Must differ between nodes; defaults to the hostname and data directory.
+    pub node: Option<String>,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            backend: Backend::Sqlite,
+            url: None,
+            pool_size: 16,
+            node: None,
+        }
+    }
+}
+
+/// Store backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Sqlite,
+    Postgres,
 }
 
 /// Connection limits enforced by the `net` driver for every listener.
@@ -347,6 +388,7 @@ impl Default for Config {
             limits: Limits::default(),
             queue: Queue::default(),
             dns: Dns::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -440,6 +482,24 @@ impl Config {
             problems.push(
                 "limits.max_connections and max_connections_per_ip must be at least 1".into(),
             );
+        }
+        if self.store.backend == Backend::Postgres
+            && !self
+                .store
+                .url
+                .as_deref()
+                .is_some_and(|u| u.starts_with("postgres://") || u.starts_with("postgresql://"))
+        {
+            problems.push(
+                "store.backend = \"postgres\" needs store.url = \"postgres://user@host:port/db\""
+                    .into(),
+            );
+        }
+        if self.queue.lease_secs < 5 {
+            problems.push("queue.lease_secs must be at least 5".into());
+        }
+        if self.store.pool_size == 0 {
+            problems.push("store.pool_size must be at least 1".into());
         }
         if self.tls.cert.is_some() != self.tls.key.is_some() {
             problems.push("tls.cert and tls.key must be given together".into());

@@ -101,10 +101,43 @@ pub enum QueueAction {
 }
 
 /// Opens the configured store backend.
-pub fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    let store = store_sqlite::SqliteStore::open(&config.data_dir)
-        .with_context(|| format!("open store in {}", config.data_dir.display()))?;
-    Ok(Arc::new(store))
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    match config.store.backend {
+        config::Backend::Sqlite => {
+            let store = store_sqlite::SqliteStore::open(&config.data_dir)
+                .with_context(|| format!("open store in {}", config.data_dir.display()))?;
+            Ok(Arc::new(store))
+        }
+        config::Backend::Postgres => {
+            let url = config
+                .store
+                .url
+                .as_deref()
+                .context("store.url is not set")?;
+            let node = match &config.store.node {
+                Some(node) => node.clone(),
+                None => format!("{}:{}", config.hostname, config.data_dir.display()),
+            };
+            let store = store_postgres::PostgresStore::connect(url, config.store.pool_size, &node)
+                .await
+                .with_context(|| format!("open PostgreSQL store {}", redact_url(url)))?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
+/// A database URL without its password, for messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
 }
 
 fn read_password(source: &PasswordSource) -> anyhow::Result<String> {
@@ -153,7 +186,7 @@ pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
 }
 
 pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<ExitCode> {
-    let store = open_store(config)?;
+    let store = open_store(config).await?;
     match command {
         crate::Command::Domain { action } => domain(&*store, action, config).await?,
         crate::Command::User { action } => user(&*store, action).await?,

@@ -10,7 +10,7 @@ use tracing::info;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging();
-    let store = crate::admin::open_store(&config)?;
+    let store = crate::admin::open_store(&config).await?;
     if !store.has_domain(&config.domain).await? {
         store
             .add_domain(&config.domain)
@@ -173,7 +173,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let (stop_queue, stopped) = tokio::sync::watch::channel(false);
     let queue_task = if config.queue.enabled {
-        // One node on this store: claims left by a previous life of this process are void.
+        // Claims left by a previous life of this node are void (on PostgreSQL, only this
+        // node's: other nodes may be delivering theirs).
         store.release_queue_leases().await?;
         Some(tokio::spawn(
             outbound_queue(&config, store.clone(), resolver)?.run(stopped),
@@ -219,6 +220,7 @@ fn outbound_queue(
     settings.max_connections = q.max_connections;
     settings.max_connections_per_domain = q.max_connections_per_domain;
     settings.poll = secs(q.poll_secs);
+    settings.lease = secs(q.lease_secs);
     settings.delay_warning = (q.delay_warning_secs > 0).then(|| secs(q.delay_warning_secs));
     let smarthost = q.smarthost.clone().map(|host| {
         let credentials = match (&q.smarthost_username, &q.smarthost_password) {

@@ -49,7 +49,33 @@ const RETRIES: u32 = 5;
 pub const DEFAULT_POOL_SIZE: usize = 16;
 
 pub(crate) fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
-    StoreError::Backend(Box::new(e))
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(e);
+    match boxed.downcast::<tokio_postgres::Error>() {
+        Ok(pg) => StoreError::Backend(Box::new(PgError(*pg))),
+        Err(other) => StoreError::Backend(other),
+    }
+}
+
+/// A PostgreSQL error that says what the server said (tokio-postgres prints only "db error").
+#[derive(Debug)]
+struct PgError(tokio_postgres::Error);
+
+impl std::fmt::Display for PgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0.as_db_error() {
+            Some(db) => write!(f, "{} (SQLSTATE {})", db.message(), db.code().code()),
+            None => match std::error::Error::source(&self.0) {
+                Some(source) => write!(f, "{}: {source}", self.0),
+                None => write!(f, "{}", self.0),
+            },
+        }
+    }
+}
+
+impl std::error::Error for PgError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.0)
+    }
 }
 
 fn now() -> i64 {
@@ -65,10 +91,7 @@ fn retryable(e: &StoreError) -> bool {
     let StoreError::Backend(inner) = e else {
         return false;
     };
-    let Some(code) = inner
-        .downcast_ref::<tokio_postgres::Error>()
-        .and_then(|e| e.code())
-    else {
+    let Some(code) = inner.downcast_ref::<PgError>().and_then(|e| e.0.code()) else {
         return false;
     };
     [
@@ -450,31 +473,33 @@ async fn collect_garbage(tx: &Tx<'_>) -> Result<()> {
     Ok(())
 }
 
-async fn insert_message(
-    tx: &Tx<'_>,
-    mailbox: MailboxId,
+/// A message row, as [`insert_message`] writes it.
+struct NewMessage<'a> {
     uid: u32,
-    blob: &str,
+    blob: &'a str,
     flags: u32,
-    keywords: &str,
+    keywords: &'a str,
     modseq: i64,
     date: i64,
-    sizes: (i64, i64),
-) -> Result<()> {
+    size: i64,
+    crlf_size: i64,
+}
+
+async fn insert_message(tx: &Tx<'_>, mailbox: MailboxId, m: NewMessage<'_>) -> Result<()> {
     execute(
         tx,
         "INSERT INTO messages (mailbox_id, uid, blob_id, flags, keywords, modseq, internal_date, \
          size, crlf_size) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             &mailbox,
-            &(uid as i64),
-            &blob,
-            &(flags as i32),
-            &keywords,
-            &modseq,
-            &date,
-            &sizes.0,
-            &sizes.1,
+            &(m.uid as i64),
+            &m.blob,
+            &(m.flags as i32),
+            &m.keywords,
+            &m.modseq,
+            &m.date,
+            &m.size,
+            &m.crlf_size,
         ],
     )
     .await?;
@@ -632,13 +657,16 @@ async fn deliver_tx(
         insert_message(
             tx,
             mailbox,
-            uid,
-            &blob.id,
-            0,
-            "",
-            modseq,
-            internal_date,
-            (blob.size, blob.crlf_size),
+            NewMessage {
+                uid,
+                blob: &blob.id,
+                flags: 0,
+                keywords: "",
+                modseq,
+                date: internal_date,
+                size: blob.size,
+                crlf_size: blob.crlf_size,
+            },
         )
         .await?;
         delivered.push(Delivered {
@@ -772,13 +800,16 @@ async fn append_tx(
     insert_message(
         tx,
         mailbox,
-        uid,
-        &blob.id,
-        flags,
-        keywords,
-        modseq,
-        internal_date,
-        (blob.size, blob.crlf_size),
+        NewMessage {
+            uid,
+            blob: &blob.id,
+            flags,
+            keywords,
+            modseq,
+            date: internal_date,
+            size: blob.size,
+            crlf_size: blob.crlf_size,
+        },
     )
     .await?;
     notify(
@@ -825,13 +856,16 @@ async fn copy_tx(
         insert_message(
             tx,
             to,
-            new_uid,
-            &blob,
-            row.get::<_, i32>(2) as u32,
-            &keywords,
-            modseq,
-            row.get(4),
-            (row.get(5), row.get(6)),
+            NewMessage {
+                uid: new_uid,
+                blob: &blob,
+                flags: row.get::<_, i32>(2) as u32,
+                keywords: &keywords,
+                modseq,
+                date: row.get(4),
+                size: row.get(5),
+                crlf_size: row.get(6),
+            },
         )
         .await?;
         pairs.push((uid, new_uid));
@@ -2025,5 +2059,117 @@ mod tests {
             .await
             .unwrap();
         store::conformance::run(Arc::new(store)).await;
+    }
+}
+
+#[cfg(test)]
+mod nodes {
+    use super::*;
+    use store::Delivery;
+    use test_support::PgCluster;
+
+    /// Two stores on one database (two nodes): deliveries from both into one INBOX, and a
+    /// reader that follows them incrementally, as an IMAP session does, never sees a gap.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_deliveries_become_visible_in_uid_order() {
+        let Some(cluster) = PgCluster::start() else {
+            return;
+        };
+        let url = cluster.create_database();
+        let a = Arc::new(PostgresStore::connect(&url, 8, "a").await.unwrap());
+        let b = Arc::new(PostgresStore::connect(&url, 8, "b").await.unwrap());
+        a.add_domain("n.test").await.unwrap();
+        let secrets = Secrets {
+            password_hash: "h".into(),
+            scram: None,
+        };
+        let id = a
+            .create_account(&Address::parse("u@n.test").unwrap(), &secrets)
+            .await
+            .unwrap();
+        let inbox = a.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        let mut tasks = Vec::new();
+        for t in 0..8 {
+            let store = if t % 2 == 0 { a.clone() } else { b.clone() };
+            tasks.push(tokio::spawn(async move {
+                for i in 0..40 {
+                    store
+                        .deliver(Delivery {
+                            data: format!("Subject: {t}-{i}\r\n\r\nx\r\n").into_bytes(),
+                            recipients: vec![id],
+                            internal_date: 0,
+                            summary: None,
+                        })
+                        .await
+                        .unwrap();
+                }
+            }));
+        }
+        let mut seen: Vec<u32> = Vec::new();
+        while seen.len() < 320 {
+            let last = seen.last().copied().unwrap_or(0);
+            for m in b.message_flags(inbox, last).await.unwrap() {
+                seen.push(m.uid);
+            }
+            assert_eq!(seen, (1..=seen.len() as u32).collect::<Vec<_>>());
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+}
+
+#[cfg(test)]
+mod errors {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn errors_say_what_the_server_said_and_races_are_retried() {
+        let Some(cluster) = test_support::PgCluster::start() else {
+            return;
+        };
+        let store = PostgresStore::connect(&cluster.create_database(), 2, "e")
+            .await
+            .unwrap();
+        let client = store.client().await.unwrap();
+        let error = backend(
+            client
+                .batch_execute("SELECT * FROM nowhere")
+                .await
+                .unwrap_err(),
+        );
+        let text = error.to_string();
+        assert!(
+            text.contains("relation \"nowhere\" does not exist") && text.contains("42P01"),
+            "{text}"
+        );
+        assert!(!retryable(&error));
+        let error = backend(
+            client
+                .batch_execute("DO $$ BEGIN RAISE EXCEPTION USING ERRCODE = '40P01'; END $$")
+                .await
+                .unwrap_err(),
+        );
+        assert!(retryable(&error), "a deadlock is run again: {error}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_bad_url_or_a_missing_server_is_a_clear_error() {
+        let Err(StoreError::Invalid(text)) =
+            PostgresStore::connect("postgres://localhost:notaport/db", 2, "n").await
+        else {
+            panic!("a malformed URL is refused");
+        };
+        assert!(text.contains("bad PostgreSQL URL"), "{text}");
+        let port = test_support::free_port();
+        let Err(error) =
+            PostgresStore::connect(&format!("postgres://u@127.0.0.1:{port}/db"), 2, "n").await
+        else {
+            panic!("nobody listens there");
+        };
+        assert!(
+            error.to_string().contains("cannot connect to PostgreSQL"),
+            "{error}"
+        );
     }
 }

@@ -7,6 +7,7 @@ mod crash;
 mod fixtures;
 mod imap;
 mod pop3;
+mod postgres;
 mod queue;
 mod smtp;
 mod submission;
