@@ -204,7 +204,8 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
         | crate::Command::Bench { .. }
         | crate::Command::Account { .. }
         | crate::Command::Send(_)
-        | crate::Command::Read(_) => {
+        | crate::Command::Read(_)
+        | crate::Command::Migrate { .. } => {
             unreachable!("handled in main")
         }
     }

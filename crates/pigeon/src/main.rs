@@ -4,6 +4,7 @@
 //! and hands them to the service crates. It is the only crate that names a backend.
 
 mod admin;
+mod migrate;
 mod read;
 mod serve;
 mod ua;
@@ -67,6 +68,16 @@ enum Command {
     Verify,
     /// Show what the store holds, cheaply (no integrity checks).
     Status,
+    /// Copy a whole installation into another, empty store: SQLite to PostgreSQL or back.
+    /// Stop every node first; the source is only read.
+    Migrate {
+        /// The store to copy: `sqlite:DIR` (a data directory) or `postgres://user@host/db`.
+        #[arg(long)]
+        from: String,
+        /// The empty store to fill, in the same forms.
+        #[arg(long)]
+        to: String,
+    },
     /// User agent: the accounts you send and read mail with.
     Account {
         #[command(subcommand)]
@@ -140,6 +151,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             runtime.block_on(bench::run(kind, exe))?;
             Ok(std::process::ExitCode::SUCCESS)
         }
+        Command::Migrate { from, to } => runtime.block_on(migrate::run(&from, &to)),
         command => runtime.block_on(admin::run(command, &config)),
     }
 }

@@ -536,7 +536,8 @@ async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec
     let rows = query(
         c,
         "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
-         r.address, r.status, r.attempts, r.next_attempt, r.last_error FROM queue q \
+         r.address, r.status, r.attempts, r.next_attempt, r.last_error, r.notify, r.orcpt \
+         FROM queue q \
          JOIN queue_recipients r ON r.queue_id = q.id \
          WHERE $1::BIGINT IS NULL OR q.id = $1 ORDER BY q.id, r.seq",
         &[&only],
@@ -552,6 +553,8 @@ async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec
             attempts: row.get::<_, i32>(10) as u32,
             next_attempt: row.get(11),
             last_error: row.get(12),
+            notify: row.get::<_, i16>(13) as u8,
+            orcpt: row.get(14),
         };
         match entries.last_mut() {
             Some(last) if last.id == id => last.recipients.push(recipient),
@@ -565,6 +568,7 @@ async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec
                     expires: job.expires,
                     envid: job.envid,
                     ret: job.ret,
+                    smtputf8: job.smtputf8,
                     recipients: vec![recipient],
                 })
             }
@@ -1843,6 +1847,137 @@ impl Store for PostgresStore {
             return Err(StoreError::NotFound(format!("mailbox {mailbox}")));
         }
         Ok(())
+    }
+
+    async fn expunged_records(&self, mailbox: MailboxId) -> Result<Vec<(u32, u64)>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT uid, modseq FROM expunged WHERE mailbox_id = $1 ORDER BY uid",
+            &[&mailbox],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get::<_, i64>(0) as u32, r.get::<_, i64>(1) as u64))
+            .collect())
+    }
+
+    async fn import_mailbox(&self, account: AccountId, mailbox: &Mailbox) -> Result<MailboxId> {
+        valid_mailbox_name(&mailbox.name)?;
+        let client = self.client().await?;
+        let row = query_one(
+            &client,
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity, uidnext, \
+             highestmodseq, subscribed) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (account_id, name) DO UPDATE SET special_use = EXCLUDED.special_use, \
+             uidvalidity = EXCLUDED.uidvalidity, uidnext = EXCLUDED.uidnext, \
+             highestmodseq = EXCLUDED.highestmodseq, subscribed = EXCLUDED.subscribed \
+             RETURNING id",
+            &[
+                &account,
+                &mailbox.name,
+                &mailbox.special_use.map(|u| u.attribute()),
+                &(mailbox.uid_validity as i64),
+                &(mailbox.uid_next as i64),
+                &(mailbox.highest_modseq as i64),
+                &mailbox.subscribed,
+            ],
+        )
+        .await?;
+        Ok(row.get(0))
+    }
+
+    async fn import_messages(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<store::ImportedMessage>,
+        expunged: Vec<(u32, u64)>,
+    ) -> Result<()> {
+        let prepared = tokio::task::spawn_blocking(move || {
+            messages
+                .into_iter()
+                .map(|m| (Blob::new(m.data), m.message, m.summary))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .map_err(backend)?;
+        transaction!(self, |tx| async {
+            mailbox_account(tx, mailbox).await?;
+            for (blob, message, summary) in &prepared {
+                put_blob(tx, blob, summary.as_ref()).await?;
+                insert_message(
+                    tx,
+                    mailbox,
+                    NewMessage {
+                        uid: message.uid,
+                        blob: &blob.id,
+                        flags: message.flags,
+                        keywords: &message.keywords.join(" "),
+                        modseq: message.modseq as i64,
+                        date: message.internal_date,
+                        size: blob.size,
+                        crlf_size: blob.crlf_size,
+                    },
+                )
+                .await?;
+            }
+            for &(uid, modseq) in &expunged {
+                record_expunged(tx, mailbox, uid, modseq as i64).await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64> {
+        let blob_id = sha256_hex(&data);
+        let size = data.len() as i64;
+        transaction!(self, |tx| async {
+            execute(
+                tx,
+                "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                &[&blob_id, &data, &size],
+            )
+            .await?;
+            let id: i64 = query_one(
+                tx,
+                "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+                &[
+                    &blob_id,
+                    &entry.sender,
+                    &size,
+                    &entry.created,
+                    &entry.expires,
+                    &entry.envid,
+                    &entry.ret.map(Ret::as_str),
+                    &entry.smtputf8,
+                ],
+            )
+            .await?
+            .get(0);
+            for r in &entry.recipients {
+                execute(
+                    tx,
+                    "INSERT INTO queue_recipients (queue_id, address, status, attempts, \
+                     next_attempt, last_error, notify, orcpt) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+                    &[
+                        &id,
+                        &r.address,
+                        &r.status.as_str(),
+                        &(r.attempts as i32),
+                        &r.next_attempt,
+                        &r.last_error,
+                        &(r.notify as i16),
+                        &r.orcpt,
+                    ],
+                )
+                .await?;
+            }
+            notify(tx, &[Note::Queue]).await?;
+            Ok(id)
+        })
     }
 
     async fn enqueue(&self, message: Outbound) -> Result<i64> {

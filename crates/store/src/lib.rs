@@ -388,6 +388,10 @@ pub struct QueueRecipient {
     /// Unix seconds of the next attempt.
     pub next_attempt: i64,
     pub last_error: Option<String>,
+    /// [`dsn_notify`] bits.
+    pub notify: u8,
+    /// ORCPT as given.
+    pub orcpt: Option<String>,
 }
 
 /// A queued message with its recipients.
@@ -400,7 +404,18 @@ pub struct QueueEntry {
     pub expires: i64,
     pub envid: Option<String>,
     pub ret: Option<Ret>,
+    pub smtputf8: bool,
     pub recipients: Vec<QueueRecipient>,
+}
+
+/// A message copied exactly from another store (`pigeon migrate`).
+#[derive(Debug, Clone)]
+pub struct ImportedMessage {
+    /// UID, MODSEQ, flags, keywords and internal date are kept; the sizes and blob id are
+    /// computed again from `data`.
+    pub message: Message,
+    pub data: Vec<u8>,
+    pub summary: Option<MessageSummary>,
 }
 
 /// A DKIM signing key of a local domain.
@@ -601,6 +616,25 @@ pub trait Store: Send + Sync + 'static {
     /// and leaves INBOX empty (RFC 9051 §6.3.6).
     async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()>;
     async fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<()>;
+
+    // --- moving an installation between stores (`pigeon migrate`) ---
+    /// Every expunge record of a mailbox: (UID, MODSEQ), ascending by UID.
+    async fn expunged_records(&self, mailbox: MailboxId) -> Result<Vec<(u32, u64)>>;
+    /// Makes the account's mailbox named `mailbox.name` exactly `mailbox` (creating it if
+    /// needed): UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, special use and subscription. Its message
+    /// counts follow the messages imported into it.
+    async fn import_mailbox(&self, account: AccountId, mailbox: &Mailbox) -> Result<MailboxId>;
+    /// Adds messages and expunge records exactly as they were, leaving the mailbox's UIDNEXT
+    /// and HIGHESTMODSEQ alone. Notifies nobody: the store is not in service yet.
+    async fn import_messages(
+        &self,
+        mailbox: MailboxId,
+        messages: Vec<ImportedMessage>,
+        expunged: Vec<(u32, u64)>,
+    ) -> Result<()>;
+    /// Adds a queued message with each recipient's state (status, attempts, next attempt,
+    /// last error, DSN options); returns its new id.
+    async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64>;
 
     // --- outbound queue ---
     /// Queues a message for remote recipients, durably, and wakes [`Store::queue_signal`].

@@ -401,3 +401,140 @@ async fn a_node_killed_under_load_loses_no_acknowledged_message() {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     nodes[1].stop();
 }
+
+/// What a client can see of bob's mail: per mailbox its STATUS and every message's UID,
+/// flags, MODSEQ, internal date, size and bytes.
+async fn what_bob_sees(server: &TestServer) -> String {
+    let mut imap = imap(server, BOB).await;
+    let mut seen = String::new();
+    imap.command("ENABLE QRESYNC").await.unwrap();
+    let list = imap.command("LIST \"\" \"*\"").await.unwrap();
+    seen.push_str(&String::from_utf8_lossy(&list.untagged));
+    for mailbox in ["INBOX", "Projects/2026"] {
+        let status = imap
+            .command(&format!(
+                "STATUS {mailbox} (MESSAGES UIDNEXT UIDVALIDITY HIGHESTMODSEQ UNSEEN)"
+            ))
+            .await
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&status.untagged));
+        imap.command(&format!("EXAMINE {mailbox}")).await.unwrap();
+        let fetched = imap
+            .command("UID FETCH 1:* (FLAGS INTERNALDATE RFC822.SIZE MODSEQ BODY.PEEK[])")
+            .await
+            .unwrap();
+        seen.push_str(&String::from_utf8_lossy(&fetched.untagged));
+        let vanished = imap
+            .command("UID FETCH 1:* (FLAGS) (CHANGEDSINCE 1 VANISHED)")
+            .await
+            .unwrap();
+        assert!(vanished.status.starts_with("OK"), "{vanished:?}");
+        seen.push_str(&String::from_utf8_lossy(&vanished.untagged));
+    }
+    seen
+}
+
+fn migrate(from: &str, to: &str) -> std::process::Output {
+    std::process::Command::new(exe())
+        .args(["migrate", "--from", from, "--to", to])
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_whole_installation_moves_to_postgres_and_back() {
+    let Some(cluster) = PgCluster::start() else {
+        return;
+    };
+    let plain = "[auth]\nallow_plaintext_on_loopback = true\n\n[queue]\nenabled = false\n";
+    let mut old = TestServer::new(exe(), plain);
+    old.admin_ok(&["domain", "add", "localhost"]);
+    for user in [ALICE, BOB] {
+        old.admin_ok(&["user", "add", user, "--password", PW]);
+    }
+    old.admin_ok(&["alias", "add", "info@localhost", BOB]);
+    old.start();
+    for i in 0..4 {
+        deliver(&old, ALICE, BOB, &message(&format!("old-{i}"))).await;
+    }
+    deliver(&old, ALICE, BOB, &crate::fixtures::utf8(BOB, "迁移")).await;
+    let mut imap = imap(&old, BOB).await;
+    imap.command("SELECT INBOX").await.unwrap();
+    for command in [
+        "UID STORE 2 +FLAGS (\\Seen \\Flagged $Work)",
+        "CREATE Projects/2026",
+        "UID COPY 3 Projects/2026",
+        "UID STORE 4 +FLAGS (\\Deleted)",
+        "EXPUNGE",
+        "DELETE Junk",
+    ] {
+        let done = imap.command(command).await.unwrap();
+        assert!(done.status.starts_with("OK"), "{command}: {done:?}");
+    }
+    // A message waiting in the queue (workers are off).
+    let mut smtp = SmtpClient::connect(old.addr("submission"), Duration::from_secs(20))
+        .await
+        .unwrap();
+    smtp.ehlo("laptop").await.unwrap();
+    smtp.auth_plain(ALICE, PW).await.unwrap();
+    smtp.send(ALICE, &["far@away.test"], &message("queued"))
+        .await
+        .unwrap();
+    smtp.quit().await.unwrap();
+    let before = what_bob_sees(&old).await;
+    assert!(before.contains("* VANISHED (EARLIER) 4"), "{before}");
+    let queue_before = old.admin_ok(&["queue", "list"]);
+    let dns_before = old.admin_ok(&["domain", "dns", "localhost"]);
+    old.stop();
+
+    let url = cluster.create_database();
+    let out = migrate(&format!("sqlite:{}", old.data_dir().display()), &url);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("copied 1 domains, 2 accounts") && text.ends_with("ok\n"),
+        "{text}"
+    );
+
+    let mut pg = node(&url, "[queue]\nenabled = false\n");
+    pg.start();
+    assert_eq!(
+        what_bob_sees(&pg).await,
+        before,
+        "IMAP clients see the same mail"
+    );
+    assert_eq!(pg.admin_ok(&["queue", "list"]), queue_before);
+    assert_eq!(pg.admin_ok(&["domain", "dns", "localhost"]), dns_before);
+    // Aliases moved, and new mail continues after the old UIDNEXT.
+    deliver(&pg, ALICE, "info@localhost", &message("new-on-postgres")).await;
+    assert_eq!(pg.uids(BOB), [1, 2, 3, 5, 6]);
+    let after = what_bob_sees(&pg).await;
+    pg.stop();
+
+    // A store that is not empty is refused.
+    let out = migrate(&format!("sqlite:{}", old.data_dir().display()), &url);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("the target store is not empty"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // And back to SQLite.
+    let mut back = TestServer::new(exe(), plain);
+    let out = migrate(&url, &format!("sqlite:{}", back.data_dir().display()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    back.start();
+    assert_eq!(what_bob_sees(&back).await, after);
+    assert_eq!(back.admin_ok(&["queue", "list"]), queue_before);
+    let verify = String::from_utf8(back.admin_ok(&["verify"])).unwrap();
+    assert!(verify.ends_with("ok\n"), "{verify}");
+}
