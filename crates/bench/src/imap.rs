@@ -32,17 +32,17 @@ pub struct Options {
     idle: usize,
 }
 
-const CONFIG: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
+pub(crate) const CONFIG: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\n\n\
     [auth]\nallow_plaintext_on_loopback = true\n";
 
-const PASSWORD: &str = "bench-password";
+pub(crate) const PASSWORD: &str = "bench-password";
 
 fn ms(d: Duration) -> String {
     format!("{:.1} ms", d.as_secs_f64() * 1000.0)
 }
 
-async fn fill(
+pub(crate) async fn fill(
     addr: std::net::SocketAddr,
     user: &'static str,
     count: usize,
@@ -136,77 +136,15 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     c.command("LOGOUT").await.ok();
 
     // Mixed load.
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut tasks = Vec::new();
-    for client_no in 0..options.clients {
-        let stop = stop.clone();
-        let size = options.size;
-        tasks.push(tokio::spawn(async move {
-            let mut c = ImapClient::connect(imap, Duration::from_secs(60)).await?;
-            c.login(load, PASSWORD).await?;
-            let mut latencies = Vec::new();
-            let mut n = client_no * 7919;
-            let message = crate::smtp::make_message(size, client_no);
-            while !stop.load(Ordering::Relaxed) {
-                n = n.wrapping_mul(31).wrapping_add(17);
-                let a = n % 950 + 1;
-                let commands = [
-                    "SELECT INBOX".to_string(),
-                    format!("FETCH {a}:{} (UID FLAGS ENVELOPE)", a + 20),
-                    format!("FETCH {} (BODY.PEEK[])", a + 3),
-                    format!("STORE {} +FLAGS (\\Seen)", a + 5),
-                    "SEARCH UNSEEN".to_string(),
-                    format!("UID SEARCH SUBJECT \"bench {}\"", a),
-                ];
-                for (i, command) in commands.iter().enumerate() {
-                    let t = Instant::now();
-                    c.command(command).await?;
-                    latencies.push((i, t.elapsed()));
-                }
-                let t = Instant::now();
-                c.append("INBOX", "\\Deleted", &message).await?;
-                latencies.push((6, t.elapsed()));
-                let t = Instant::now();
-                c.command("EXPUNGE").await?;
-                latencies.push((7, t.elapsed()));
-            }
-            anyhow::Ok(latencies)
-        }));
-    }
-    let started = Instant::now();
-    tokio::time::sleep(Duration::from_secs(options.seconds)).await;
-    stop.store(true, Ordering::Relaxed);
-    let mut tagged = Vec::new();
-    for task in tasks {
-        tagged.extend(task.await.context("load task panicked")??);
-    }
-    let elapsed = started.elapsed();
-    let names = [
-        "SELECT",
-        "FETCH envelopes",
-        "FETCH body",
-        "STORE",
-        "SEARCH UNSEEN",
-        "SEARCH SUBJECT",
-        "APPEND",
-        "EXPUNGE",
-    ];
-    for (i, name) in names.iter().enumerate() {
-        let these: Vec<Duration> = tagged
-            .iter()
-            .filter(|(k, _)| *k == i)
-            .map(|(_, d)| *d)
-            .collect();
-        let s = Summary::new(these, elapsed);
-        println!("  {name:<16} p50 {} p99 {}", ms(s.p50), ms(s.p99));
-    }
-    let latencies: Vec<Duration> = tagged.into_iter().map(|(_, d)| d).collect();
-    println!(
-        "mixed load: {}",
-        Summary::new(latencies, elapsed)
-            .to_string()
-            .replace("/s;", " commands/s;")
-    );
+    let (tagged, elapsed) = mixed_load(
+        &[imap],
+        load,
+        options.clients,
+        options.seconds,
+        options.size,
+    )
+    .await?;
+    print_mixed(tagged, elapsed);
 
     // IDLE memory.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -239,4 +177,93 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
         println!("server peak RSS {:.1} MB", peak as f64 / 1_048_576.0);
     }
     Ok(())
+}
+
+/// The mixed load: `clients` sessions (spread over `addrs`) on `user`'s mailbox for
+/// `seconds`, each looping SELECT, FETCH, STORE, SEARCH, APPEND and EXPUNGE. Returns each
+/// command's kind and latency, and the time the load ran.
+pub(crate) async fn mixed_load(
+    addrs: &[std::net::SocketAddr],
+    load: &'static str,
+    clients: usize,
+    seconds: u64,
+    size: usize,
+) -> anyhow::Result<(Vec<(usize, Duration)>, Duration)> {
+    let addrs = addrs.to_vec();
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut tasks = Vec::new();
+    for client_no in 0..clients {
+        let stop = stop.clone();
+        let addrs = addrs.clone();
+        tasks.push(tokio::spawn(async move {
+            let imap = addrs[client_no % addrs.len()];
+            let mut c = ImapClient::connect(imap, Duration::from_secs(60)).await?;
+            c.login(load, PASSWORD).await?;
+            let mut latencies = Vec::new();
+            let mut n = client_no * 7919;
+            let message = crate::smtp::make_message(size, client_no);
+            while !stop.load(Ordering::Relaxed) {
+                n = n.wrapping_mul(31).wrapping_add(17);
+                let a = n % 950 + 1;
+                let commands = [
+                    "SELECT INBOX".to_string(),
+                    format!("FETCH {a}:{} (UID FLAGS ENVELOPE)", a + 20),
+                    format!("FETCH {} (BODY.PEEK[])", a + 3),
+                    format!("STORE {} +FLAGS (\\Seen)", a + 5),
+                    "SEARCH UNSEEN".to_string(),
+                    format!("UID SEARCH SUBJECT \"bench {}\"", a),
+                ];
+                for (i, command) in commands.iter().enumerate() {
+                    let t = Instant::now();
+                    c.command(command).await?;
+                    latencies.push((i, t.elapsed()));
+                }
+                let t = Instant::now();
+                c.append("INBOX", "\\Deleted", &message).await?;
+                latencies.push((6, t.elapsed()));
+                let t = Instant::now();
+                c.command("EXPUNGE").await?;
+                latencies.push((7, t.elapsed()));
+            }
+            anyhow::Ok(latencies)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut tagged = Vec::new();
+    for task in tasks {
+        tagged.extend(task.await.context("load task panicked")??);
+    }
+    Ok((tagged, started.elapsed()))
+}
+
+/// Prints per-command percentiles and the overall rate; returns commands per second.
+pub(crate) fn print_mixed(tagged: Vec<(usize, Duration)>, elapsed: Duration) -> f64 {
+    let names = [
+        "SELECT",
+        "FETCH envelopes",
+        "FETCH body",
+        "STORE",
+        "SEARCH UNSEEN",
+        "SEARCH SUBJECT",
+        "APPEND",
+        "EXPUNGE",
+    ];
+    for (i, name) in names.iter().enumerate() {
+        let these: Vec<Duration> = tagged
+            .iter()
+            .filter(|(k, _)| *k == i)
+            .map(|(_, d)| *d)
+            .collect();
+        let s = Summary::new(these, elapsed);
+        println!("  {name:<16} p50 {} p99 {}", ms(s.p50), ms(s.p99));
+    }
+    let latencies: Vec<Duration> = tagged.into_iter().map(|(_, d)| d).collect();
+    let summary = Summary::new(latencies, elapsed);
+    println!(
+        "mixed load: {}",
+        summary.to_string().replace("/s;", " commands/s;")
+    );
+    summary.count as f64 / elapsed.as_secs_f64()
 }

@@ -8,6 +8,7 @@ mod pop3;
 mod queue;
 mod server;
 mod smtp;
+mod stores;
 mod submission;
 
 use std::path::PathBuf;
@@ -28,6 +29,8 @@ pub enum Kind {
     Imap(imap::Options),
     /// The outbound queue: a full queue delivered to a second pigeon over loopback.
     Queue(queue::Options),
+    /// SQLite against PostgreSQL with one and two nodes: SMTP ingest and IMAP commands/s.
+    Stores(stores::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
@@ -37,6 +40,7 @@ pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
         Kind::Pop3(options) => pop3::run(options, exe).await,
         Kind::Imap(options) => imap::run(options, exe).await,
         Kind::Queue(options) => queue::run(options, exe).await,
+        Kind::Stores(options) => stores::run(options, exe).await,
     }
 }
 

@@ -25,6 +25,19 @@ impl BenchServer {
         password: &str,
         extra_config: &str,
     ) -> anyhow::Result<BenchServer> {
+        BenchServer::launch(exe, Some((users, password)), extra_config)
+    }
+
+    /// Starts another node on a store that is set up already (a shared PostgreSQL database).
+    pub fn join(exe: &Path, extra_config: &str) -> anyhow::Result<BenchServer> {
+        BenchServer::launch(exe, None, extra_config)
+    }
+
+    fn launch(
+        exe: &Path,
+        setup: Option<(&[&str], &str)>,
+        extra_config: &str,
+    ) -> anyhow::Result<BenchServer> {
         let (listeners, rest) = if extra_config.starts_with("[[listener]]") {
             let end = extra_config
                 .find("\n[submission]")
@@ -60,9 +73,11 @@ impl BenchServer {
             }
             Ok(())
         };
-        admin(&["domain", "add", "localhost"])?;
-        for user in users {
-            admin(&["user", "add", user, "--password", password])?;
+        if let Some((users, password)) = setup {
+            admin(&["domain", "add", "localhost"])?;
+            for user in users {
+                admin(&["user", "add", user, "--password", password])?;
+            }
         }
         let child = spawn_serve(exe, dir.path())?;
         let mut server = BenchServer {
@@ -131,6 +146,8 @@ impl BenchServer {
     /// Messages not yet in the full-text index (from `pigeon status`).
     pub fn index_backlog(&self, exe: &Path) -> anyhow::Result<u64> {
         let out = Command::new(exe)
+            .arg("--config")
+            .arg(self.dir.path().join("pigeon.toml"))
             .arg("--data")
             .arg(self.dir.path())
             .arg("status")

@@ -51,7 +51,24 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
         "pigeon bench smtp: {} connections, {} messages of {} bytes -> {addr}",
         options.connections, options.messages, options.size
     );
-    let progress = ProgressBar::new(options.messages as u64);
+    let summary = ingest(&[addr], options.connections, options.messages, options.size).await?;
+    println!("delivered {summary}");
+    match server.peak_rss_bytes() {
+        Some(rss) => println!("server peak RSS {:.1} MB", rss as f64 / 1_048_576.0),
+        None => println!("server peak RSS unknown (no /proc)"),
+    }
+    Ok(())
+}
+
+/// Delivers `messages` messages of `size` bytes to sink@localhost over `connections` SMTP
+/// connections (spread over `addrs`); every 250 is durable.
+pub(crate) async fn ingest(
+    addrs: &[std::net::SocketAddr],
+    connections: usize,
+    messages: usize,
+    size: usize,
+) -> anyhow::Result<Summary> {
+    let progress = ProgressBar::new(messages as u64);
     progress.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} {per_sec} eta {eta}")
             .expect("valid template"),
@@ -59,18 +76,17 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..options.connections {
+    for c in 0..connections {
         let next = next.clone();
         let progress = progress.clone();
-        let total = options.messages;
-        let size = options.size;
+        let addr = addrs[c % addrs.len()];
         tasks.push(tokio::spawn(async move {
             let mut client = SmtpClient::connect(addr, Duration::from_secs(60)).await?;
             client.ehlo("bench.localhost").await?;
             let mut latencies = Vec::new();
             loop {
                 let n = next.fetch_add(1, Ordering::Relaxed);
-                if n >= total {
+                if n >= messages {
                     break;
                 }
                 let message = make_message(size, n);
@@ -85,17 +101,11 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
             anyhow::Ok(latencies)
         }));
     }
-    let mut latencies = Vec::with_capacity(options.messages);
+    let mut latencies = Vec::with_capacity(messages);
     for task in tasks {
         latencies.extend(task.await.context("load task panicked")??);
     }
     let elapsed = started.elapsed();
     progress.finish_and_clear();
-    let summary = Summary::new(latencies, elapsed);
-    println!("delivered {summary}");
-    match server.peak_rss_bytes() {
-        Some(rss) => println!("server peak RSS {:.1} MB", rss as f64 / 1_048_576.0),
-        None => println!("server peak RSS unknown (no /proc)"),
-    }
-    Ok(())
+    Ok(Summary::new(latencies, elapsed))
 }

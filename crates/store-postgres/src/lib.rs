@@ -109,8 +109,14 @@ macro_rules! transaction {
     ($store:expr, |$tx:ident| $body:expr) => {{
         let mut attempt = 0u32;
         loop {
-            let mut client = $store.client().await?;
-            let transaction = client.transaction().await.map_err(backend)?;
+            let mut client = match $store.client().await {
+                Ok(client) => client,
+                Err(e) => break Err(e),
+            };
+            let transaction = match client.transaction().await {
+                Ok(transaction) => transaction,
+                Err(e) => break Err(backend(e)),
+            };
             let result = {
                 let $tx = &transaction;
                 $body.await
@@ -158,17 +164,22 @@ async fn execute<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Resu
 
 /// The PostgreSQL store.
 pub struct PostgresStore {
-    pool: Pool,
+    pool: PoolHandle,
     notifier: Arc<Notifier>,
     queue_signal: Arc<tokio::sync::Notify>,
     listener: tokio::task::JoinHandle<()>,
     /// Names this node's queue leases.
     node: String,
+    deliveries: Vec<tokio::sync::mpsc::UnboundedSender<DeliverJob>>,
+    writers: Vec<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for PostgresStore {
     fn drop(&mut self) {
         self.listener.abort();
+        for writer in &self.writers {
+            writer.abort();
+        }
     }
 }
 
@@ -217,8 +228,22 @@ impl PostgresStore {
                 "PostgreSQL LISTEN did not start within 10 s".into(),
             ));
         }
+        let mut deliveries = Vec::new();
+        let activity = Arc::new(Activity::default());
+        let mut writers = vec![tokio::spawn(indexer(pool.clone(), activity.clone()))];
+        for _ in 0..DELIVERY_WRITERS {
+            let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+            deliveries.push(tx);
+            writers.push(tokio::spawn(delivery_writer(
+                pool.clone(),
+                rx,
+                activity.clone(),
+            )));
+        }
         Ok(PostgresStore {
-            pool,
+            deliveries,
+            writers,
+            pool: PoolHandle(pool),
             notifier,
             queue_signal,
             listener,
@@ -227,10 +252,7 @@ impl PostgresStore {
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client> {
-        self.pool
-            .get()
-            .await
-            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}").into()))
+        self.pool.client().await
     }
 
     /// Deletes every table of the schema (tests and `pigeon migrate --force`).
@@ -399,18 +421,14 @@ struct Blob {
     data: Vec<u8>,
     size: i64,
     crlf_size: i64,
-    /// Decoded headers and text for the full-text index.
-    texts: (String, String),
 }
 
 impl Blob {
     fn new(data: Vec<u8>) -> Blob {
-        let (headers, body) = message::summary::texts(&data);
         Blob {
             id: sha256_hex(&data),
             size: data.len() as i64,
             crlf_size: store::crlf_size(&data) as i64,
-            texts: (without_nul(headers), without_nul(body)),
             data,
         }
     }
@@ -418,44 +436,70 @@ impl Blob {
 
 /// Stores a blob (once), its summary and its text.
 async fn put_blob(tx: &Tx<'_>, blob: &Blob, summary: Option<&MessageSummary>) -> Result<()> {
-    execute(
-        tx,
-        "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[&blob.id, &blob.data, &blob.size],
-    )
-    .await?;
-    if let Some(summary) = summary {
-        execute(
-            tx,
-            "INSERT INTO summaries (blob_id, envelope, body_structure, body, header) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-            &[
-                &blob.id,
-                &summary.envelope,
-                &summary.body_structure,
-                &summary.body,
-                &summary.header,
-            ],
-        )
-        .await?;
-    }
-    execute(
-        tx,
-        "INSERT INTO search (blob_id, headers, body) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[&blob.id, &blob.texts.0, &blob.texts.1],
-    )
-    .await?;
+    let stmt = tx.prepare_cached(PUT_BLOB).await.map_err(backend)?;
+    let fields = SummaryFields::of(summary);
+    tx.execute(&stmt, &blob_params(blob, &fields))
+        .await
+        .map_err(backend)?;
     Ok(())
 }
 
-/// Deletes the blob `id` if no message or queue entry references it any more (its summary
-/// and text go with it).
-async fn drop_blob_if_unreferenced(tx: &Tx<'_>, id: &str) -> Result<()> {
+/// Stores a message's bytes (once) and its summary (if given), and queues its text for the
+/// full-text index, in one round trip.
+const PUT_BLOB: &str = "WITH b AS (INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) \
+     ON CONFLICT DO NOTHING RETURNING id), \
+     s AS (INSERT INTO summaries (blob_id, envelope, body_structure, body, header) \
+     SELECT $1, $4, $5, $6, $7 WHERE $4::BYTEA IS NOT NULL ON CONFLICT DO NOTHING) \
+     INSERT INTO index_queue (blob_id) SELECT id FROM b ON CONFLICT DO NOTHING";
+
+/// Takes a UID in the recipient's INBOX and adds the message there, in one round trip.
+const DELIVER_ONE: &str = "WITH m AS (UPDATE mailboxes SET uidnext = uidnext + 1, \
+     highestmodseq = highestmodseq + 1 WHERE account_id = $1 AND name = 'INBOX' \
+     RETURNING id, uidnext - 1 AS uid, highestmodseq) \
+     INSERT INTO messages (mailbox_id, uid, blob_id, modseq, internal_date, size, crlf_size) \
+     SELECT id, uid, $2, highestmodseq, $3, $4, $5 FROM m RETURNING mailbox_id, uid, modseq";
+
+/// A summary's columns, NULL without one.
+struct SummaryFields<'a>([Option<&'a [u8]>; 4]);
+
+impl<'a> SummaryFields<'a> {
+    fn of(summary: Option<&'a MessageSummary>) -> SummaryFields<'a> {
+        SummaryFields(match summary {
+            Some(s) => [
+                Some(&s.envelope[..]),
+                Some(&s.body_structure[..]),
+                Some(&s.body[..]),
+                Some(&s.header[..]),
+            ],
+            None => [None; 4],
+        })
+    }
+}
+
+fn blob_params<'a>(blob: &'a Blob, summary: &'a SummaryFields<'a>) -> [&'a (dyn ToSql + Sync); 7] {
+    [
+        &blob.id,
+        &blob.data,
+        &blob.size,
+        &summary.0[0],
+        &summary.0[1],
+        &summary.0[2],
+        &summary.0[3],
+    ]
+}
+
+/// Deletes the blobs `ids` that no message or queue entry references any more (their
+/// summaries and texts go with them).
+async fn drop_blobs_if_unreferenced(tx: &Tx<'_>, ids: &[String]) -> Result<()> {
+    if ids.is_empty() {
+        return Ok(());
+    }
     execute(
         tx,
-        "DELETE FROM blobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = $1) \
-         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = $1)",
-        &[&id],
+        "DELETE FROM blobs b WHERE b.id = ANY($1) \
+         AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = b.id) \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = b.id)",
+        &[&ids],
     )
     .await?;
     Ok(())
@@ -506,12 +550,19 @@ async fn insert_message(tx: &Tx<'_>, mailbox: MailboxId, m: NewMessage<'_>) -> R
     Ok(())
 }
 
-async fn record_expunged(tx: &Tx<'_>, mailbox: MailboxId, uid: u32, modseq: i64) -> Result<()> {
+/// Remembers removed UIDs with the MODSEQ of their removal (QRESYNC), in one statement.
+async fn record_expunged(tx: &Tx<'_>, mailbox: MailboxId, removed: &[(u32, i64)]) -> Result<()> {
+    if removed.is_empty() {
+        return Ok(());
+    }
+    let uids: Vec<i64> = removed.iter().map(|r| r.0 as i64).collect();
+    let modseqs: Vec<i64> = removed.iter().map(|r| r.1).collect();
     execute(
         tx,
-        "INSERT INTO expunged (mailbox_id, uid, modseq) VALUES ($1, $2, $3) \
+        "INSERT INTO expunged (mailbox_id, uid, modseq) \
+         SELECT $1, u, m FROM unnest($2::BIGINT[], $3::BIGINT[]) AS t(u, m) \
          ON CONFLICT (mailbox_id, uid) DO UPDATE SET modseq = EXCLUDED.modseq",
-        &[&mailbox, &(uid as i64), &modseq],
+        &[&mailbox, &uids, &modseqs],
     )
     .await?;
     Ok(())
@@ -586,8 +637,7 @@ async fn drop_queued(tx: &Tx<'_>, id: i64) -> Result<bool> {
     .await?;
     match blob {
         Some(row) => {
-            let blob: String = row.get(0);
-            drop_blob_if_unreferenced(tx, &blob).await?;
+            drop_blobs_if_unreferenced(tx, &[row.get(0)]).await?;
             Ok(true)
         }
         None => Ok(false),
@@ -636,59 +686,249 @@ async fn create_account_tx(tx: &Tx<'_>, address: &Address, secrets: &Secrets) ->
     Ok(id)
 }
 
-async fn deliver_tx(
-    tx: &Tx<'_>,
-    blob: &Blob,
-    summary: Option<&MessageSummary>,
-    recipients: &[AccountId],
+/// A delivery waiting for its node's delivery writer.
+struct DeliverJob {
+    blob: Blob,
+    summary: Option<MessageSummary>,
+    /// Sorted, without duplicates.
+    recipients: Vec<AccountId>,
     internal_date: i64,
-) -> Result<Vec<Delivered>> {
-    put_blob(tx, blob, summary).await?;
-    let mut delivered = Vec::with_capacity(recipients.len());
-    let mut notes = Vec::with_capacity(recipients.len());
-    // Recipients are sorted, so concurrent deliveries lock INBOXes in the same order.
-    for &account in recipients {
-        let row = query_opt(
-            tx,
-            "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
-             WHERE account_id = $1 AND name = 'INBOX' RETURNING id, uidnext - 1, highestmodseq",
-            &[&account],
+    reply: tokio::sync::oneshot::Sender<Result<Vec<Delivered>>>,
+}
+
+/// Delivery writers per node. Deliveries to one account always go to the same writer, so a
+/// node never waits on its own INBOX locks.
+const DELIVERY_WRITERS: usize = 4;
+/// Most deliveries committed together.
+const MAX_DELIVERY_BATCH: usize = 64;
+
+/// What the `transaction!` macro needs of a store: a pooled connection.
+struct PoolHandle(Pool);
+
+impl PoolHandle {
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.0
+            .get()
+            .await
+            .map_err(|e| StoreError::Backend(format!("PostgreSQL pool: {e}").into()))
+    }
+}
+
+/// Group commit: takes every delivery waiting and commits them in one transaction (one WAL
+/// flush, and the INBOX locks held for one commit instead of one each). If a batch fails, its
+/// deliveries run again one by one, so one bad message cannot fail the others.
+async fn delivery_writer(
+    pool: Pool,
+    mut jobs: tokio::sync::mpsc::UnboundedReceiver<DeliverJob>,
+    activity: Arc<Activity>,
+) {
+    let pool = PoolHandle(pool);
+    while let Some(first) = jobs.recv().await {
+        activity.touch();
+        let mut batch = vec![first];
+        while batch.len() < MAX_DELIVERY_BATCH {
+            match jobs.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        match transaction!(pool, |tx| deliver_batch(tx, &batch)) {
+            Ok(results) => {
+                for (job, delivered) in batch.into_iter().zip(results) {
+                    let _ = job.reply.send(Ok(delivered));
+                }
+            }
+            Err(e) if batch.len() == 1 => {
+                let _ = batch.pop().expect("one job").reply.send(Err(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, jobs = batch.len(), "postgres: a delivery batch failed; one by one");
+                for job in batch {
+                    let one = std::slice::from_ref(&job);
+                    let result = transaction!(pool, |tx| deliver_batch(tx, one));
+                    let _ = job.reply.send(result.map(|mut all| all.remove(0)));
+                }
+            }
+        }
+    }
+}
+
+/// Most texts indexed in one transaction.
+const INDEX_BATCH: i64 = 256;
+/// How long a node must see no delivery before it indexes.
+const INDEX_QUIET: Duration = Duration::from_millis(20);
+/// Under a delivery load that never pauses, index anyway after this long.
+const INDEX_MAX_DEFER: Duration = Duration::from_secs(2);
+
+/// Moves queued texts into the full-text index, as long as the queue has any, while this
+/// node delivers nothing; any node may take any text (`SKIP LOCKED`).
+async fn indexer(pool: Pool, activity: Arc<Activity>) {
+    let pool = PoolHandle(pool);
+    loop {
+        let deferred = std::time::Instant::now();
+        while activity.recent(INDEX_QUIET) && deferred.elapsed() < INDEX_MAX_DEFER {
+            tokio::time::sleep(INDEX_QUIET).await;
+        }
+        match transaction!(pool, |tx| index_step(tx)) {
+            Ok(n) if n > 0 => continue,
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "postgres: indexing failed"),
+        }
+        // Nothing queued: wait for deliveries (from this node) or look again in a while
+        // (other nodes' deliveries).
+        let _ = tokio::time::timeout(Duration::from_secs(5), activity.delivered.notified()).await;
+    }
+}
+
+/// Indexes up to [`INDEX_BATCH`] queued texts; returns how many.
+async fn index_step(tx: &Tx<'_>) -> Result<usize> {
+    let rows = query(
+        tx,
+        "SELECT q.blob_id, b.data FROM index_queue q JOIN blobs b ON b.id = q.blob_id \
+         LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
+        &[&INDEX_BATCH],
+    )
+    .await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let texts = tokio::task::spawn_blocking(move || {
+        rows.iter()
+            .map(|row| {
+                let (headers, body) = message::summary::texts(row.get::<_, &[u8]>(1));
+                (
+                    row.get::<_, String>(0),
+                    without_nul(headers),
+                    without_nul(body),
+                )
+            })
+            .collect::<Vec<_>>()
+    })
+    .await
+    .map_err(backend)?;
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO search (blob_id, headers, body) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
         )
-        .await?
-        .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
-        let (mailbox, uid, modseq): (i64, u32, i64) =
-            (row.get(0), row.get::<_, i64>(1) as u32, row.get(2));
-        insert_message(
-            tx,
-            mailbox,
-            NewMessage {
-                uid,
-                blob: &blob.id,
-                flags: 0,
-                keywords: "",
-                modseq,
-                date: internal_date,
-                size: blob.size,
-                crlf_size: blob.crlf_size,
-            },
-        )
-        .await?;
-        delivered.push(Delivered {
-            account_id: account,
-            mailbox_id: mailbox,
-            uid,
-        });
-        notes.push(Note::Change(
-            account,
-            Change::MessageAdded {
+        .await
+        .map_err(backend)?;
+    let params: Vec<[&(dyn ToSql + Sync); 3]> = texts
+        .iter()
+        .map(|(id, headers, body)| [id as &(dyn ToSql + Sync), headers, body])
+        .collect();
+    let pending: Vec<_> = params.iter().map(|p| tx.execute(&insert, p)).collect();
+    futures_util::future::try_join_all(pending)
+        .await
+        .map_err(backend)?;
+    let ids: Vec<&String> = texts.iter().map(|t| &t.0).collect();
+    execute(
+        tx,
+        "DELETE FROM index_queue WHERE blob_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    Ok(texts.len())
+}
+
+/// When this node last delivered, so its indexer can wait for a quiet moment.
+#[derive(Default)]
+struct Activity {
+    /// Milliseconds since `start` of the last delivery.
+    last: std::sync::atomic::AtomicU64,
+    start: std::sync::OnceLock<std::time::Instant>,
+    delivered: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        self.start
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
+
+    fn touch(&self) {
+        self.last
+            .store(self.now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
+        self.delivered.notify_one();
+    }
+
+    fn recent(&self, within: Duration) -> bool {
+        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        last != 0 && self.now_ms().saturating_sub(last) < within.as_millis() as u64
+    }
+}
+
+/// Delivers a batch inside `tx`, pipelined: every statement goes out before the first answer
+/// is awaited, so the batch costs a few round trips, not a few per message.
+async fn deliver_batch(tx: &Tx<'_>, jobs: &[DeliverJob]) -> Result<Vec<Vec<Delivered>>> {
+    let put_blob = tx.prepare_cached(PUT_BLOB).await.map_err(backend)?;
+    let deliver_one = tx.prepare_cached(DELIVER_ONE).await.map_err(backend)?;
+    let summaries: Vec<SummaryFields> = jobs
+        .iter()
+        .map(|j| SummaryFields::of(j.summary.as_ref()))
+        .collect();
+    let blob_rows: Vec<[&(dyn ToSql + Sync); 7]> = jobs
+        .iter()
+        .zip(&summaries)
+        .map(|(j, s)| blob_params(&j.blob, s))
+        .collect();
+    let message_rows: Vec<[&(dyn ToSql + Sync); 5]> = jobs
+        .iter()
+        .flat_map(|j| {
+            j.recipients.iter().map(move |account| {
+                [
+                    account as &(dyn ToSql + Sync),
+                    &j.blob.id,
+                    &j.internal_date,
+                    &j.blob.size,
+                    &j.blob.crlf_size,
+                ]
+            })
+        })
+        .collect();
+    // Each job's blob goes in before its messages: statements run in the order sent.
+    let mut pending = Vec::with_capacity(blob_rows.len() + message_rows.len());
+    for row in &blob_rows {
+        pending.push(tx.query(&put_blob, row));
+    }
+    for row in &message_rows {
+        pending.push(tx.query(&deliver_one, row));
+    }
+    let answers = futures_util::future::try_join_all(pending)
+        .await
+        .map_err(backend)?;
+    let mut inserted = answers[blob_rows.len()..].iter();
+    let mut results = Vec::with_capacity(jobs.len());
+    let mut notes = Vec::with_capacity(message_rows.len());
+    for job in jobs {
+        let mut delivered = Vec::with_capacity(job.recipients.len());
+        for &account in &job.recipients {
+            let row = inserted
+                .next()
+                .and_then(|rows| rows.first())
+                .ok_or_else(|| StoreError::NotFound(format!("INBOX of account {account}")))?;
+            let (mailbox, uid, modseq): (i64, u32, i64) =
+                (row.get(0), row.get::<_, i64>(1) as u32, row.get(2));
+            delivered.push(Delivered {
+                account_id: account,
                 mailbox_id: mailbox,
                 uid,
-                modseq: modseq as u64,
-            },
-        ));
+            });
+            notes.push(Note::Change(
+                account,
+                Change::MessageAdded {
+                    mailbox_id: mailbox,
+                    uid,
+                    modseq: modseq as u64,
+                },
+            ));
+        }
+        results.push(delivered);
     }
     notify(tx, &notes).await?;
-    Ok(delivered)
+    Ok(results)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -891,9 +1131,8 @@ async fn copy_tx(
             &[&from, &moved],
         )
         .await?;
-        for (uid, _) in &pairs {
-            record_expunged(tx, from, *uid, modseq).await?;
-        }
+        let removed: Vec<(u32, i64)> = pairs.iter().map(|p| (p.0, modseq)).collect();
+        record_expunged(tx, from, &removed).await?;
         notes.push(Note::Change(
             account,
             Change::Expunged {
@@ -932,12 +1171,9 @@ async fn expunge_tx(tx: &Tx<'_>, mailbox: MailboxId, uids: &[u32]) -> Result<Vec
     let mut blobs: Vec<String> = rows.iter().map(|r| r.get(1)).collect();
     blobs.sort_unstable();
     blobs.dedup();
-    for &uid in &removed {
-        record_expunged(tx, mailbox, uid, modseq).await?;
-    }
-    for blob in blobs {
-        drop_blob_if_unreferenced(tx, &blob).await?;
-    }
+    let records: Vec<(u32, i64)> = removed.iter().map(|&u| (u, modseq)).collect();
+    record_expunged(tx, mailbox, &records).await?;
+    drop_blobs_if_unreferenced(tx, &blobs).await?;
     notify(
         tx,
         &[Note::Change(
@@ -994,7 +1230,7 @@ async fn rename_tx(tx: &Tx<'_>, mailbox: MailboxId, new_name: &str) -> Result<Ac
         .map(|r| r.get(0))
         .collect();
         let modseq = bump_modseq(tx, mailbox).await?;
-        for uid in uids {
+        for &uid in &uids {
             let (new_uid, new_modseq) = allocate_uid(tx, target).await?;
             execute(
                 tx,
@@ -1003,8 +1239,9 @@ async fn rename_tx(tx: &Tx<'_>, mailbox: MailboxId, new_name: &str) -> Result<Ac
                 &[&target, &(new_uid as i64), &new_modseq, &mailbox, &uid],
             )
             .await?;
-            record_expunged(tx, mailbox, uid as u32, modseq).await?;
         }
+        let removed: Vec<(u32, i64)> = uids.iter().map(|&u| (u as u32, modseq)).collect();
+        record_expunged(tx, mailbox, &removed).await?;
     } else {
         // Children move along: "a" -> "b" renames "a/x" to "b/x".
         let prefix = format!("{old}/");
@@ -1518,13 +1755,20 @@ impl Store for PostgresStore {
         let blob = tokio::task::spawn_blocking(move || Blob::new(data))
             .await
             .map_err(backend)?;
-        transaction!(self, |tx| deliver_tx(
-            tx,
-            &blob,
-            summary.as_ref(),
-            &recipients,
-            internal_date
-        ))
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let writer = recipients.first().copied().unwrap_or(0) as usize % DELIVERY_WRITERS;
+        self.deliveries[writer]
+            .send(DeliverJob {
+                blob,
+                summary,
+                recipients,
+                internal_date,
+                reply,
+            })
+            .map_err(|_| StoreError::Backend("the delivery writer has stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Backend("the delivery writer dropped a delivery".into()))?
     }
 
     async fn set_flags(
@@ -1737,7 +1981,40 @@ impl Store for PostgresStore {
             &[&mailbox, &pattern],
         )
         .await?;
-        Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
+        let mut uids: Vec<u32> = rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect();
+        // Texts not indexed yet (indexers run when their node is idle) are matched here, so a
+        // search never misses fresh mail.
+        let pending = query(
+            &client,
+            "SELECT m.uid, b.data FROM index_queue q JOIN messages m ON m.blob_id = q.blob_id \
+             JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = $1",
+            &[&mailbox],
+        )
+        .await?;
+        if !pending.is_empty() {
+            let needle = needle.to_lowercase();
+            let found = tokio::task::spawn_blocking(move || {
+                pending
+                    .iter()
+                    .filter(|row| {
+                        let (headers, body) = message::summary::texts(row.get::<_, &[u8]>(1));
+                        let hit = |text: &str| text.to_lowercase().contains(&needle);
+                        match scope {
+                            TextScope::Headers => hit(&headers),
+                            TextScope::Body => hit(&body),
+                            TextScope::All => hit(&headers) || hit(&body),
+                        }
+                    })
+                    .map(|row| row.get::<_, i64>(0) as u32)
+                    .collect::<Vec<u32>>()
+            })
+            .await
+            .map_err(backend)?;
+            uids.extend(found);
+            uids.sort_unstable();
+            uids.dedup();
+        }
+        Ok(uids)
     }
 
     async fn copy(
@@ -1819,9 +2096,7 @@ impl Store for PostgresStore {
             .map(|r| r.get(0))
             .collect();
             execute(tx, "DELETE FROM mailboxes WHERE id = $1", &[&mailbox]).await?;
-            for blob in blobs {
-                drop_blob_if_unreferenced(tx, &blob).await?;
-            }
+            drop_blobs_if_unreferenced(tx, &blobs).await?;
             notify(tx, &[Note::Change(account, Change::MailboxesChanged)]).await
         })
     }
@@ -1922,9 +2197,8 @@ impl Store for PostgresStore {
                 )
                 .await?;
             }
-            for &(uid, modseq) in &expunged {
-                record_expunged(tx, mailbox, uid, modseq as i64).await?;
-            }
+            let records: Vec<(u32, i64)> = expunged.iter().map(|&(u, m)| (u, m as i64)).collect();
+            record_expunged(tx, mailbox, &records).await?;
             Ok(())
         })
     }
@@ -2121,8 +2395,10 @@ impl Store for PostgresStore {
     }
 
     async fn index_backlog(&self) -> Result<u64> {
-        // Text is indexed in the transaction that stores the message.
-        Ok(0)
+        let client = self.client().await?;
+        Ok(query_one(&client, "SELECT COUNT(*) FROM index_queue", &[])
+            .await?
+            .get::<_, i64>(0) as u64)
     }
 
     fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change> {
@@ -2137,6 +2413,7 @@ async fn verify(client: &deadpool_postgres::Client) -> Result<VerifyReport> {
     report.mailboxes = count("SELECT COUNT(*) FROM mailboxes").await? as u64;
     report.messages = count("SELECT COUNT(*) FROM messages").await? as u64;
     report.blobs = count("SELECT COUNT(*) FROM blobs").await? as u64;
+    report.index_backlog = count("SELECT COUNT(*) FROM index_queue").await? as u64;
     let checks = [
         (
             "SELECT COUNT(*) FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \
@@ -2305,6 +2582,98 @@ mod errors {
         assert!(
             error.to_string().contains("cannot connect to PostgreSQL"),
             "{error}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod index {
+    use super::*;
+    use store::Delivery;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn queued_texts_reach_the_index_and_are_found_before_and_after() {
+        let Some(cluster) = test_support::PgCluster::start() else {
+            return;
+        };
+        let store = PostgresStore::connect(&cluster.create_database(), 4, "i")
+            .await
+            .unwrap();
+        store.add_domain("i.test").await.unwrap();
+        let id = store
+            .create_account(
+                &Address::parse("i@i.test").unwrap(),
+                &Secrets {
+                    password_hash: "h".into(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap();
+        for i in 0..30 {
+            store
+                .deliver(Delivery {
+                    data: format!("Subject: n{i}\r\n\r\nneedle{i} Straße 草\r\n").into_bytes(),
+                    recipients: vec![id],
+                    internal_date: 0,
+                    summary: None,
+                })
+                .await
+                .unwrap();
+        }
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        assert_eq!(
+            store
+                .search_text(inbox, "NEEDLE17", TextScope::Body)
+                .await
+                .unwrap(),
+            [18],
+            "found at once, indexed or not"
+        );
+        let mut waited = 0;
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(waited < 200, "the index queue drains");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            waited += 1;
+        }
+        let client = store.client().await.unwrap();
+        let indexed: i64 = query_one(&client, "SELECT COUNT(*) FROM search", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert_eq!(indexed, 30);
+        assert_eq!(
+            store
+                .search_text(inbox, "needle17", TextScope::Body)
+                .await
+                .unwrap(),
+            [18]
+        );
+        assert_eq!(
+            store
+                .search_text(inbox, "STRASSE", TextScope::All)
+                .await
+                .unwrap()
+                .len(),
+            0,
+            "a substring match, not a stemmer"
+        );
+        assert_eq!(
+            store
+                .search_text(inbox, "STRAßE 草", TextScope::Body)
+                .await
+                .unwrap()
+                .len(),
+            30,
+            "case-insensitive beyond ASCII"
+        );
+        assert_eq!(
+            store
+                .search_text(inbox, "n2", TextScope::Headers)
+                .await
+                .unwrap(),
+            [3, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30],
+            "n2 and n20..n29"
         );
     }
 }

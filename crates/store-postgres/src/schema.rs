@@ -158,6 +158,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     END $$;
     CREATE TRIGGER messages_counters AFTER INSERT OR DELETE OR UPDATE OF flags, mailbox_id, size
         ON messages FOR EACH ROW EXECUTE FUNCTION messages_counters();",
+    // 2: text waits in `index_queue` until a node's indexer is idle: trigram indexing costs
+    // more than the delivery it must not slow down.
+    "CREATE TABLE index_queue (
+        blob_id TEXT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE
+    );",
 ];
 
 /// Any number, the same on every node: the advisory lock migrations run under.
