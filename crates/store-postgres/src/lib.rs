@@ -2677,3 +2677,65 @@ mod index {
         );
     }
 }
+
+#[cfg(test)]
+mod listen {
+    use super::*;
+    use store::Delivery;
+
+    /// A node whose LISTEN connection dies (a database restart, a network cut) listens again
+    /// and goes on hearing changes.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_lost_listen_connection_comes_back() {
+        let Some(cluster) = test_support::PgCluster::start() else {
+            return;
+        };
+        let store = PostgresStore::connect(&cluster.create_database(), 4, "l")
+            .await
+            .unwrap();
+        store.add_domain("l.test").await.unwrap();
+        let id = store
+            .create_account(
+                &Address::parse("l@l.test").unwrap(),
+                &Secrets {
+                    password_hash: "h".into(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap();
+        let mut changes = store.subscribe(id);
+        let client = store.client().await.unwrap();
+        let killed: i64 = query_one(
+            &client,
+            "SELECT COUNT(pg_terminate_backend(pid)) FROM pg_stat_activity \
+             WHERE query = 'LISTEN pigeon' AND pid <> pg_backend_pid()",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+        assert_eq!(killed, 1, "the node's one listening connection");
+        // Deliver until the listener is back (it retries every second).
+        let deliver = || {
+            store.deliver(Delivery {
+                data: b"Subject: again\r\n\r\n".to_vec(),
+                recipients: vec![id],
+                internal_date: 0,
+                summary: None,
+            })
+        };
+        let started = std::time::Instant::now();
+        loop {
+            deliver().await.unwrap();
+            match tokio::time::timeout(Duration::from_millis(500), changes.recv()).await {
+                Ok(Ok(Change::MessageAdded { .. })) => break,
+                Ok(other) => panic!("unexpected {other:?}"),
+                Err(_) => assert!(
+                    started.elapsed() < Duration::from_secs(10),
+                    "no notification 10 s after the LISTEN connection died"
+                ),
+            }
+        }
+    }
+}
