@@ -22,11 +22,14 @@ mod schema;
 
 use std::str::FromStr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use async_trait::async_trait;
 use deadpool_postgres::{GenericClient, Manager, ManagerConfig, Pool, RecyclingMethod};
-use sha2::{Digest, Sha256};
+use store::rules::{
+    apply_flags, normalise_alias_source, now, parse_keywords, sha256_hex, uid_validity_after,
+    valid_mailbox_name,
+};
 use store::{
     Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
     DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
@@ -76,13 +79,6 @@ impl std::error::Error for PgError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         std::error::Error::source(&self.0)
     }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 /// Whether an error comes from a race with another transaction, so running the whole
@@ -281,15 +277,6 @@ impl PostgresStore {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
-}
-
 fn mailbox_from_row(row: &Row) -> Mailbox {
     let special: Option<String> = row.get(3);
     Mailbox {
@@ -310,37 +297,6 @@ fn mailbox_from_row(row: &Row) -> Mailbox {
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
      m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
-
-fn parse_keywords(text: &str) -> Vec<String> {
-    text.split(' ')
-        .filter(|k| !k.is_empty())
-        .map(String::from)
-        .collect()
-}
-
-fn valid_mailbox_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.contains("//")
-        || name.chars().any(|c| c.is_control() || c == '*' || c == '%')
-    {
-        return Err(StoreError::Invalid(format!(
-            "invalid mailbox name {name:?}"
-        )));
-    }
-    Ok(())
-}
-
-/// `@domain` (catch-all) or a full address, normalised, with its domain.
-fn normalise_alias_source(address: &str) -> Result<(String, String)> {
-    if let Some(domain) = address.trim().strip_prefix('@') {
-        let domain = normalise_domain(domain)?;
-        return Ok((format!("@{domain}"), domain));
-    }
-    let parsed = Address::parse(address)?;
-    Ok((parsed.as_str().to_owned(), parsed.domain().to_owned()))
-}
 
 /// PostgreSQL text cannot hold NUL.
 fn without_nul(text: String) -> String {
@@ -411,8 +367,7 @@ async fn next_uid_validity(tx: &Tx<'_>) -> Result<i64> {
     )
     .await?
     .get(0);
-    let now = now().clamp(1, u32::MAX as i64);
-    Ok(now.max(last + 1).min(u32::MAX as i64))
+    Ok(uid_validity_after(last) as i64)
 }
 
 /// What a message's bytes become in the store, computed before the transaction.
@@ -962,26 +917,8 @@ async fn store_flags_tx(
             failed.push(uid);
             continue;
         }
-        let (new_flags, new_keywords) = match mode {
-            FlagMode::Replace => (flags, keywords.to_vec()),
-            FlagMode::Add => {
-                let mut k = old_keywords.clone();
-                for kw in keywords {
-                    if !k.iter().any(|x| x.eq_ignore_ascii_case(kw)) {
-                        k.push(kw.clone());
-                    }
-                }
-                (old_flags | flags, k)
-            }
-            FlagMode::Remove => (
-                old_flags & !flags,
-                old_keywords
-                    .iter()
-                    .filter(|x| !keywords.iter().any(|kw| kw.eq_ignore_ascii_case(x)))
-                    .cloned()
-                    .collect(),
-            ),
-        };
+        let (new_flags, new_keywords) =
+            apply_flags(old_flags, &old_keywords, mode, flags, keywords);
         if new_flags == old_flags && new_keywords == old_keywords {
             continue;
         }
@@ -1771,34 +1708,6 @@ impl Store for PostgresStore {
             .map_err(|_| StoreError::Backend("the delivery writer dropped a delivery".into()))?
     }
 
-    async fn set_flags(
-        &self,
-        mailbox: MailboxId,
-        uids: &[u32],
-        add: u32,
-        remove: u32,
-    ) -> Result<Vec<(u32, u64, u32)>> {
-        let mut changed = Vec::new();
-        if add != 0 {
-            changed.extend(
-                self.store_flags(mailbox, uids, FlagMode::Add, add, &[], None)
-                    .await?
-                    .0,
-            );
-        }
-        if remove != 0 {
-            changed.extend(
-                self.store_flags(mailbox, uids, FlagMode::Remove, remove, &[], None)
-                    .await?
-                    .0,
-            );
-        }
-        Ok(changed
-            .into_iter()
-            .map(|u| (u.uid, u.modseq, u.flags))
-            .collect())
-    }
-
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
         transaction!(self, |tx| expunge_tx(tx, mailbox, uids))
     }
@@ -2457,6 +2366,28 @@ async fn verify(client: &deadpool_postgres::Client) -> Result<VerifyReport> {
     Ok(report)
 }
 
+/// Test set-up: a throwaway cluster, a store on a fresh database, domain `t.test` and the
+/// account `u@t.test` (None when PostgreSQL is not installed and the test is skipped).
+#[cfg(test)]
+async fn test_store() -> Option<(test_support::PgCluster, PostgresStore, AccountId)> {
+    let cluster = test_support::PgCluster::start()?;
+    let store = PostgresStore::connect(&cluster.create_database(), 4, "test")
+        .await
+        .unwrap();
+    store.add_domain("t.test").await.unwrap();
+    let id = store
+        .create_account(
+            &Address::parse("u@t.test").unwrap(),
+            &Secrets {
+                password_hash: "h".into(),
+                scram: None,
+            },
+        )
+        .await
+        .unwrap();
+    Some((cluster, store, id))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2593,23 +2524,9 @@ mod index {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn queued_texts_reach_the_index_and_are_found_before_and_after() {
-        let Some(cluster) = test_support::PgCluster::start() else {
+        let Some((_cluster, store, id)) = test_store().await else {
             return;
         };
-        let store = PostgresStore::connect(&cluster.create_database(), 4, "i")
-            .await
-            .unwrap();
-        store.add_domain("i.test").await.unwrap();
-        let id = store
-            .create_account(
-                &Address::parse("i@i.test").unwrap(),
-                &Secrets {
-                    password_hash: "h".into(),
-                    scram: None,
-                },
-            )
-            .await
-            .unwrap();
         for i in 0..30 {
             store
                 .deliver(Delivery {
@@ -2687,23 +2604,9 @@ mod listen {
     /// and goes on hearing changes.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_lost_listen_connection_comes_back() {
-        let Some(cluster) = test_support::PgCluster::start() else {
+        let Some((_cluster, store, id)) = test_store().await else {
             return;
         };
-        let store = PostgresStore::connect(&cluster.create_database(), 4, "l")
-            .await
-            .unwrap();
-        store.add_domain("l.test").await.unwrap();
-        let id = store
-            .create_account(
-                &Address::parse("l@l.test").unwrap(),
-                &Secrets {
-                    password_hash: "h".into(),
-                    scram: None,
-                },
-            )
-            .await
-            .unwrap();
         let mut changes = store.subscribe(id);
         let client = store.client().await.unwrap();
         let killed: i64 = query_one(

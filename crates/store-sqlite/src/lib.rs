@@ -17,11 +17,13 @@ mod schema;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use sha2::{Digest, Sha256};
+use store::rules::{
+    apply_flags, normalise_alias_source, now, parse_keywords, sha256_hex, uid_validity_after,
+    valid_mailbox_name,
+};
 use store::{
     Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
     DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
@@ -50,13 +52,6 @@ pub struct SqliteStore {
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
@@ -227,15 +222,6 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
     }
 }
 
-fn sha256_hex(data: &[u8]) -> String {
-    let digest = Sha256::digest(data);
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push_str(&format!("{byte:02x}"));
-    }
-    hex
-}
-
 fn special_use_name(usage: Option<SpecialUse>) -> Option<&'static str> {
     usage.map(|u| u.attribute())
 }
@@ -260,13 +246,6 @@ fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
 
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
      m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
-
-fn parse_keywords(text: &str) -> Vec<String> {
-    text.split(' ')
-        .filter(|k| !k.is_empty())
-        .map(String::from)
-        .collect()
-}
 
 /// The account a mailbox belongs to, or NotFound.
 fn mailbox_account(conn: &Connection, mailbox: MailboxId) -> Result<AccountId> {
@@ -294,20 +273,6 @@ fn bump_modseq(conn: &Connection, mailbox: MailboxId) -> Result<i64> {
     conn.prepare_cached("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq")
         .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
         .map_err(backend)
-}
-
-fn valid_mailbox_name(name: &str) -> Result<()> {
-    if name.is_empty()
-        || name.starts_with('/')
-        || name.ends_with('/')
-        || name.contains("//")
-        || name.chars().any(|c| c.is_control() || c == '*' || c == '%')
-    {
-        return Err(StoreError::Invalid(format!(
-            "invalid mailbox name {name:?}"
-        )));
-    }
-    Ok(())
 }
 
 /// Stores a blob's summary and indexes its text, once per blob.
@@ -1007,34 +972,6 @@ impl Store for SqliteStore {
             .collect())
     }
 
-    async fn set_flags(
-        &self,
-        mailbox: MailboxId,
-        uids: &[u32],
-        add: u32,
-        remove: u32,
-    ) -> Result<Vec<(u32, u64, u32)>> {
-        let mut changed = Vec::new();
-        if add != 0 {
-            changed.extend(
-                self.store_flags(mailbox, uids, FlagMode::Add, add, &[], None)
-                    .await?
-                    .0,
-            );
-        }
-        if remove != 0 {
-            changed.extend(
-                self.store_flags(mailbox, uids, FlagMode::Remove, remove, &[], None)
-                    .await?
-                    .0,
-            );
-        }
-        Ok(changed
-            .into_iter()
-            .map(|u| (u.uid, u.modseq, u.flags))
-            .collect())
-    }
-
     async fn store_flags(
         &self,
         mailbox: MailboxId,
@@ -1062,26 +999,8 @@ impl Store for SqliteStore {
                         continue;
                     }
                     let old_keywords = parse_keywords(&old_keywords);
-                    let (new_flags, new_keywords) = match mode {
-                        FlagMode::Replace => (flags, keywords.clone()),
-                        FlagMode::Add => {
-                            let mut k = old_keywords.clone();
-                            for kw in &keywords {
-                                if !k.iter().any(|x| x.eq_ignore_ascii_case(kw)) {
-                                    k.push(kw.clone());
-                                }
-                            }
-                            (old_flags | flags, k)
-                        }
-                        FlagMode::Remove => (
-                            old_flags & !flags,
-                            old_keywords
-                                .iter()
-                                .filter(|x| !keywords.iter().any(|kw| kw.eq_ignore_ascii_case(x)))
-                                .cloned()
-                                .collect(),
-                        ),
-                    };
+                    let (new_flags, new_keywords) =
+                        apply_flags(old_flags, &old_keywords, mode, flags, &keywords);
                     if new_flags == old_flags && new_keywords == old_keywords {
                         continue;
                     }
@@ -2079,16 +1998,6 @@ impl Store for SqliteStore {
     }
 }
 
-/// `@domain` (catch-all) or a full address, normalised, with its domain.
-fn normalise_alias_source(address: &str) -> Result<(String, String)> {
-    if let Some(domain) = address.trim().strip_prefix('@') {
-        let domain = normalise_domain(domain)?;
-        return Ok((format!("@{domain}"), domain));
-    }
-    let parsed = Address::parse(address)?;
-    Ok((parsed.as_str().to_owned(), parsed.domain().to_owned()))
-}
-
 /// A UIDVALIDITY larger than any given before, so a re-created mailbox never reuses one.
 fn next_uid_validity(conn: &Connection) -> rusqlite::Result<u32> {
     let last: i64 = conn.query_row(
@@ -2096,8 +2005,7 @@ fn next_uid_validity(conn: &Connection) -> rusqlite::Result<u32> {
         [],
         |r| r.get(0),
     )?;
-    let now = now().clamp(1, u32::MAX as i64);
-    Ok(now.max(last + 1).min(u32::MAX as i64) as u32)
+    Ok(uid_validity_after(last))
 }
 
 fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {

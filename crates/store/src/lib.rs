@@ -11,6 +11,7 @@ pub mod address;
 pub mod conformance;
 mod notify;
 mod resolve;
+pub mod rules;
 
 use async_trait::async_trait;
 
@@ -542,7 +543,27 @@ pub trait Store: Send + Sync + 'static {
         uids: &[u32],
         add: u32,
         remove: u32,
-    ) -> Result<Vec<(u32, u64, u32)>>;
+    ) -> Result<Vec<(u32, u64, u32)>> {
+        let mut changed = Vec::new();
+        if add != 0 {
+            changed.extend(
+                self.store_flags(mailbox, uids, FlagMode::Add, add, &[], None)
+                    .await?
+                    .0,
+            );
+        }
+        if remove != 0 {
+            changed.extend(
+                self.store_flags(mailbox, uids, FlagMode::Remove, remove, &[], None)
+                    .await?
+                    .0,
+            );
+        }
+        Ok(changed
+            .into_iter()
+            .map(|u| (u.uid, u.modseq, u.flags))
+            .collect())
+    }
     /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs removed.
     async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
     /// UIDs expunged (or moved away) with a MODSEQ above `modseq`, ascending (RFC 7162 VANISHED).
