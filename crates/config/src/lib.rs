@@ -32,6 +32,23 @@ pub struct Config {
     pub queue: Queue,
     pub dns: Dns,
     pub store: StoreConfig,
+    pub webmail: Webmail,
+}
+
+/// Webmail settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Webmail {
+    /// A browser session ends after this many seconds without a request.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for Webmail {
+    fn default() -> Self {
+        Webmail {
+            idle_timeout_secs: 30 * 60,
+        }
+    }
 }
 
 /// One listening socket.
@@ -70,6 +87,8 @@ pub enum Protocol {
     Pop3,
     /// IMAP (RFC 9051: 143 and, with implicit TLS, 993).
     Imap,
+    /// The webmail over HTTP (8080 by default; 443 with implicit TLS in production).
+    Http,
 }
 
 impl Protocol {
@@ -79,6 +98,7 @@ impl Protocol {
             Protocol::Submission => "submission",
             Protocol::Pop3 => "pop3",
             Protocol::Imap => "imap",
+            Protocol::Http => "http",
         }
     }
 }
@@ -389,6 +409,7 @@ impl Default for Config {
             queue: Queue::default(),
             dns: Dns::default(),
             store: StoreConfig::default(),
+            webmail: Webmail::default(),
         }
     }
 }
@@ -445,6 +466,7 @@ impl Config {
             listener(Protocol::Pop3, "0.0.0.0:2995", TlsMode::Implicit),
             listener(Protocol::Imap, "0.0.0.0:2143", TlsMode::Starttls),
             listener(Protocol::Imap, "0.0.0.0:2993", TlsMode::Implicit),
+            listener(Protocol::Http, "0.0.0.0:8080", TlsMode::None),
         ]
     }
 
@@ -497,6 +519,14 @@ impl Config {
         }
         if self.queue.lease_secs < 5 {
             problems.push("queue.lease_secs must be at least 5".into());
+        }
+        for listener in self.effective_listeners() {
+            if listener.protocol == Protocol::Http && listener.tls == TlsMode::Starttls {
+                problems.push(format!(
+                    "the http listener on {} has tls = \"starttls\"; HTTP has no STARTTLS: use \"none\" or \"implicit\"",
+                    listener.bind
+                ));
+            }
         }
         if self.store.pool_size == 0 {
             problems.push("store.pool_size must be at least 1".into());

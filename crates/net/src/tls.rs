@@ -176,7 +176,8 @@ impl Tls {
         Ok(())
     }
 
-    pub(crate) fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
+    /// The acceptor, for servers outside this crate's driver (the webmail's HTTPS).
+    pub fn acceptor(&self) -> &tokio_rustls::TlsAcceptor {
         &self.acceptor
     }
 

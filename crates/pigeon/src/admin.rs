@@ -262,7 +262,7 @@ async fn domain(store: &dyn Store, action: DomainAction, config: &Config) -> any
                     (config::Protocol::Imap, true) => "_imaps",
                     (config::Protocol::Pop3, false) => "_pop3",
                     (config::Protocol::Pop3, true) => "_pop3s",
-                    (config::Protocol::Smtp, _) => continue,
+                    (config::Protocol::Smtp | config::Protocol::Http, _) => continue,
                 };
                 records.push((
                     format!("{service}._tcp.{name}"),

@@ -42,6 +42,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
     };
     let tls = net::Tls::new(tls_source).context("set up TLS")?;
+    let https = tls.acceptor().clone();
     let server = net::Server::new(
         net::Limits {
             max_connections: config.limits.max_connections,
@@ -112,6 +113,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         smtp_settings(smtp_server::Mode::Submission),
     ));
 
+    let submitter = Arc::new(smtp_server::Submitter::new(
+        store.clone(),
+        sending_limits.clone(),
+        smtp_settings(smtp_server::Mode::Submission),
+    ));
+    let web_sessions = Arc::new(webmail::Sessions::new(std::time::Duration::from_secs(
+        config.webmail.idle_timeout_secs,
+    )));
+    let webmail_for = |secure| {
+        Arc::new(webmail::Webmail {
+            store: store.clone(),
+            login: login.clone(),
+            submitter: submitter.clone(),
+            sessions: web_sessions.clone(),
+            settings: webmail::Settings {
+                hostname: config.hostname.clone(),
+                max_message_size: config.smtp.max_message_size,
+                secure,
+            },
+        })
+    };
+
     let pop3 = Arc::new(pop3_server::Pop3::new(
         store.clone(),
         login.clone(),
@@ -163,6 +186,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Protocol::Submission => tokio::spawn(server.serve(socket, submission.clone(), mode)),
             Protocol::Pop3 => tokio::spawn(server.serve(socket, pop3.clone(), mode)),
             Protocol::Imap => tokio::spawn(server.serve(socket, imap.clone(), mode)),
+            Protocol::Http if listener.tls == TlsMode::Implicit => {
+                tokio::spawn(webmail::serve_tls(socket, https.clone(), webmail_for(true)))
+            }
+            Protocol::Http => {
+                let site = webmail_for(false);
+                tokio::spawn(async move {
+                    if let Err(e) = webmail::serve(socket, site).await {
+                        tracing::error!(error = %e, "webmail stopped");
+                    }
+                })
+            }
         });
     }
     // Written last and atomically: when the file exists, every listener accepts connections.

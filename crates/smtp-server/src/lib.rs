@@ -17,6 +17,7 @@
 mod limits;
 pub mod mailauth;
 mod sasl_flow;
+mod submit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use store::{AccountId, Address, Delivery, Outbound, OutboundRecipient, Resolutio
 use tracing::{error, info, warn};
 
 pub use limits::SendingLimits;
+pub use submit::{SubmitError, Submitter};
 
 /// Which service a listener runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -167,6 +169,93 @@ pub struct Session {
     tx: Transaction,
 }
 
+/// True if the authenticated user may send as `address`: their own address, an alias that
+/// lists them, or an address the policy allows them.
+pub(crate) async fn owns(
+    store: &dyn Store,
+    settings: &Settings,
+    user: &Authenticated,
+    address: &str,
+) -> Result<bool, store::StoreError> {
+    let address = address.to_lowercase();
+    if address == user.address {
+        return Ok(true);
+    }
+    if let Some(extra) = settings.submission.allowed_senders.get(&user.address) {
+        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+        if extra
+            .iter()
+            .any(|a| *a == address || a.strip_prefix('@') == Some(domain))
+        {
+            return Ok(true);
+        }
+    }
+    Ok(store.alias_sources(&user.address).await?.contains(&address))
+}
+
+/// The headers a submission server adds above a user's message (RFC 6409 §8.3, §8.4): `Date:`
+/// and `Message-ID:` when missing, and DKIM signatures by the `From:` domain's keys.
+pub(crate) async fn submitted_headers(
+    store: &dyn Store,
+    hostname: &str,
+    data: &[u8],
+    summary: &message::headers::HeaderSummary,
+    now: i64,
+    id: &str,
+) -> Vec<u8> {
+    let mut added = Vec::new();
+    if !summary.has_date {
+        added.extend_from_slice(
+            format!("Date: {}\r\n", message::date::format_rfc5322(now)).as_bytes(),
+        );
+    }
+    if !summary.has_message_id {
+        added.extend_from_slice(
+            format!("Message-ID: <{id}.{}@{hostname}>\r\n", random_hex()).as_bytes(),
+        );
+    }
+    // Sign what the recipient will see below our trace headers.
+    if let Some(domain) = summary.from.first().and_then(|f| f.rsplit_once('@')) {
+        match store.dkim_keys(&domain.1.to_lowercase()).await {
+            Ok(keys) if !keys.is_empty() => {
+                let mut unsigned = added.clone();
+                unsigned.extend_from_slice(data);
+                let mut signed = mailauth::sign(&keys, &unsigned);
+                signed.extend_from_slice(&added);
+                added = signed;
+            }
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "DKIM keys unavailable; sending unsigned"),
+        }
+    }
+    added
+}
+
+/// Hands an accepted message to the queue (remote recipients) and the local INBOXes.
+pub(crate) async fn store_accepted(
+    store: &dyn Store,
+    local: &[AccountId],
+    outbound: Option<Outbound>,
+    stored: Vec<u8>,
+    now: i64,
+) -> Result<(), store::StoreError> {
+    if let Some(outbound) = outbound {
+        store.enqueue(outbound).await?;
+    }
+    if !local.is_empty() {
+        let summary = message::summary::summarize(&stored);
+        store
+            .deliver(Delivery {
+                data: stored,
+                recipients: local.to_vec(),
+                internal_date: now,
+                summary: Some(summary),
+            })
+            .await?;
+    }
+    Ok(())
+}
+
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -198,26 +287,8 @@ impl Session {
         self.conn.peer.ip()
     }
 
-    /// True if the authenticated user may send as `address`.
     async fn owns(&self, user: &Authenticated, address: &str) -> Result<bool, store::StoreError> {
-        let address = address.to_lowercase();
-        if address == user.address {
-            return Ok(true);
-        }
-        if let Some(extra) = self.settings.submission.allowed_senders.get(&user.address) {
-            let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            if extra
-                .iter()
-                .any(|a| *a == address || a.strip_prefix('@') == Some(domain))
-            {
-                return Ok(true);
-            }
-        }
-        Ok(self
-            .store
-            .alias_sources(&user.address)
-            .await?
-            .contains(&address))
+        owns(&*self.store, &self.settings, user, address).await
     }
 
     async fn mail(&mut self, from: String, params: MailParams) -> Reply {
@@ -326,36 +397,15 @@ impl Session {
                     }
                 }
             }
-            // RFC 6409 §8.3, §8.4: a submission server may add what the client left out.
-            if !summary.has_date {
-                added.extend_from_slice(
-                    format!("Date: {}\r\n", message::date::format_rfc5322(now)).as_bytes(),
-                );
-            }
-            if !summary.has_message_id {
-                added.extend_from_slice(
-                    format!(
-                        "Message-ID: <{id}.{}@{}>\r\n",
-                        random_hex(),
-                        self.settings.machine.hostname
-                    )
-                    .as_bytes(),
-                );
-            }
-            // Sign what the recipient will see below our trace headers.
-            if let Some(domain) = summary.from.first().and_then(|f| f.rsplit_once('@')) {
-                match self.store.dkim_keys(&domain.1.to_lowercase()).await {
-                    Ok(keys) if !keys.is_empty() => {
-                        let mut unsigned = added.clone();
-                        unsigned.extend_from_slice(&data);
-                        let mut signed = mailauth::sign(&keys, &unsigned);
-                        signed.extend_from_slice(&added);
-                        added = signed;
-                    }
-                    Ok(_) => {}
-                    Err(e) => warn!(error = %e, "DKIM keys unavailable; sending unsigned"),
-                }
-            }
+            added = submitted_headers(
+                &*self.store,
+                &self.settings.machine.hostname,
+                &data,
+                &summary,
+                now,
+                &id,
+            )
+            .await;
         }
         if self.user.is_none()
             && let Some(authenticator) = &self.settings.authenticator
@@ -406,37 +456,22 @@ impl Session {
         drop(data);
         let size = stored.len();
 
-        if !tx.remote.is_empty() {
-            let outbound = Outbound {
-                sender: tx.from.clone(),
-                recipients: tx.remote.clone(),
-                data: stored.clone(),
-                created: now,
-                expires: now + self.settings.queue_lifetime.as_secs() as i64,
-                envid: tx.params.envid.clone(),
-                ret: tx.params.ret.map(|r| match r {
-                    smtp_proto::server::Ret::Full => store::Ret::Full,
-                    smtp_proto::server::Ret::Headers => store::Ret::Headers,
-                }),
-                smtputf8: tx.params.smtputf8,
-            };
-            if let Err(e) = self.store.enqueue(outbound).await {
-                error!(error = %e, "queueing for remote recipients failed");
-                return replies::local_error();
-            }
-        }
-        if !tx.local.is_empty() {
-            let summary = message::summary::summarize(&stored);
-            let delivery = Delivery {
-                data: stored,
-                recipients: tx.local.clone(),
-                internal_date: now,
-                summary: Some(summary),
-            };
-            if let Err(e) = self.store.deliver(delivery).await {
-                error!(error = %e, "delivery failed");
-                return replies::local_error();
-            }
+        let outbound = (!tx.remote.is_empty()).then(|| Outbound {
+            sender: tx.from.clone(),
+            recipients: tx.remote.clone(),
+            data: stored.clone(),
+            created: now,
+            expires: now + self.settings.queue_lifetime.as_secs() as i64,
+            envid: tx.params.envid.clone(),
+            ret: tx.params.ret.map(|r| match r {
+                smtp_proto::server::Ret::Full => store::Ret::Full,
+                smtp_proto::server::Ret::Headers => store::Ret::Headers,
+            }),
+            smtputf8: tx.params.smtputf8,
+        });
+        if let Err(e) = store_accepted(&*self.store, &tx.local, outbound, stored, now).await {
+            error!(error = %e, "storing an accepted message failed");
+            return replies::local_error();
         }
         info!(
             id,

@@ -4,6 +4,8 @@
 //! A test that needs a missing outside program calls [`require_tool`]: locally it skips with a
 //! loud message; with `PIGEON_REQUIRE_ALL=1` (set by `.ci/run`) it fails.
 
+pub mod webdriver;
+
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -42,7 +44,9 @@ pub const LOOPBACK_LISTENERS: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = 
     [[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n\n\
     [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\n\n\
-    [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n";
+    [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n\n\
+    [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\ntls = \"none\"\n\n\
+    [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\ntls = \"implicit\"\n";
 
 /// Tests have no DNS unless they start a [`DnsServer`]: no waiting on the system resolver.
 pub const NO_DNS: &str = "[dns]\noffline = true\n";

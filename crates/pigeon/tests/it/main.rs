@@ -12,6 +12,7 @@ mod queue;
 mod smtp;
 mod submission;
 mod ua;
+mod webmail;
 
 use std::path::Path;
 

@@ -1,0 +1,272 @@
+//! Webmail: the user agent in the browser, served over HTTP by the same binary and talking to
+//! the store directly (not through IMAP).
+//!
+//! The server is a JSON API shaped after JMAP (RFC 8620/8621: a session resource, `Mailbox`,
+//! `Email`, `Thread` and `EmailSubmission` methods in batched method calls, blob upload and
+//! download, an event source for push) plus a plain-JavaScript front end embedded in the binary
+//! (`static/`). Sessions are cookies (HttpOnly, SameSite=Strict, Secure under TLS) with a CSRF
+//! token every state change must carry in `X-CSRF-Token`; every response has a strict
+//! Content-Security-Policy. HTML mail is sanitised (ammonia) and shown in a sandboxed iframe
+//! whose own CSP blocks remote content until the user allows it for that message.
+
+mod api;
+mod mail;
+mod session;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use store::{AccountId, Store};
+
+pub use session::Sessions;
+
+/// What the webmail needs from the rest of the server.
+pub struct Webmail {
+    pub store: Arc<dyn Store>,
+    pub login: Arc<auth::Authenticator>,
+    pub submitter: Arc<smtp_server::Submitter>,
+    /// Shared by every listener of the webmail.
+    pub sessions: Arc<Sessions>,
+    pub settings: Settings,
+}
+
+/// Webmail settings.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Our host name (for Message-IDs).
+    pub hostname: String,
+    /// Largest message (and so upload) accepted, in bytes.
+    pub max_message_size: usize,
+    /// Whether the site is served over TLS (cookies get `Secure`).
+    pub secure: bool,
+}
+
+/// The state every handler gets.
+pub type Shared = Arc<Webmail>;
+
+/// The whole site.
+pub fn router(webmail: Shared) -> Router {
+    let max_upload = webmail.settings.max_message_size;
+    Router::new()
+        .route("/", get(index))
+        .route("/app.js", get(app_js))
+        .route("/app.css", get(app_css))
+        .route("/api/login", post(session::login))
+        .route("/api/logout", post(session::logout))
+        .route("/jmap/session", get(api::session_resource))
+        .route("/jmap/api", post(api::api))
+        .route(
+            "/jmap/upload/{account}/",
+            post(api::upload).layer(DefaultBodyLimit::max(max_upload + 1)),
+        )
+        .route("/jmap/download/{account}/{blob}/{name}", get(api::download))
+        .route("/jmap/html/{email}", get(api::html))
+        .route("/jmap/raw/{email}", get(api::raw))
+        .route("/jmap/eventsource", get(events))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(security_headers))
+        .with_state(webmail)
+}
+
+/// Serves the site over plain HTTP on `listener` until the task is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, webmail: Shared) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        router(webmail).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
+}
+
+/// Serves the site over HTTPS (TLS from the first byte) on `listener`.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    acceptor: tokio_rustls::TlsAcceptor,
+    webmail: Shared,
+) {
+    use tower::ServiceExt;
+    let app = router(webmail);
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "https accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(tls)) =
+                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
+            else {
+                return;
+            };
+            let service = hyper::service::service_fn(
+                move |mut request: hyper::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(ConnectInfo(peer));
+                    app.clone().oneshot(request.map(axum::body::Body::new))
+                },
+            );
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
+                .with_upgrades()
+                .await;
+        });
+    }
+}
+
+/// The policy of the application's own pages: scripts and styles only from us, no framing,
+/// no plugins, mail HTML only in frames from us.
+const APP_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; frame-src 'self'; form-action 'self'; base-uri 'none'; \
+     frame-ancestors 'none'";
+
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(APP_CSP),
+        );
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    if !headers.contains_key(header::X_FRAME_OPTIONS) {
+        headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("../static/index.html"),
+    )
+}
+
+async fn app_js() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("../static/app.js"),
+    )
+}
+
+async fn app_css() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("../static/app.css"),
+    )
+}
+
+async fn not_found() -> Response {
+    error(StatusCode::NOT_FOUND, "not found")
+}
+
+/// A JSON error body: `{"error": "..."}`.
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
+    (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+}
+
+/// The peer's address (for login throttling); loopback when unknown (in-process tests).
+pub(crate) fn peer(connect: Option<axum::Extension<ConnectInfo<SocketAddr>>>) -> IpAddr {
+    connect
+        .map(|axum::Extension(ConnectInfo(addr))| addr.ip())
+        .unwrap_or(IpAddr::from([127, 0, 0, 1]))
+}
+
+#[derive(Deserialize)]
+struct EventQuery {
+    /// `EventSource` cannot send headers: the CSRF token comes as a parameter instead (the
+    /// stream only reads, but it should not be openable by another site either).
+    csrf: Option<String>,
+}
+
+/// Push (RFC 8620 §7.3 shape): a `state` event whenever the account changes, so the page
+/// fetches what changed; a ping keeps proxies from closing the stream.
+async fn events(
+    State(webmail): State<Shared>,
+    headers: HeaderMap,
+    Query(query): Query<EventQuery>,
+) -> Response {
+    let session = match webmail.sessions.from_headers(&headers) {
+        Some(session) => session,
+        None => return error(StatusCode::UNAUTHORIZED, "not logged in"),
+    };
+    if query.csrf.as_deref() != Some(session.csrf.as_str()) {
+        return error(StatusCode::FORBIDDEN, "bad CSRF token");
+    }
+    let account: AccountId = session.account;
+    let mut changes = webmail.store.subscribe(account);
+    let stream = async_stream(move |tx| async move {
+        loop {
+            let event = match changes.recv().await {
+                Ok(change) => api::change_event(account, &change),
+                // Fell behind: tell the page to reload everything.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    api::change_event(account, &store::Change::MailboxesChanged)
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+            };
+            if tx
+                .send(Ok(Event::default().event("state").data(event)))
+                .is_err()
+            {
+                break;
+            }
+        }
+    });
+    Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(Duration::from_secs(20)))
+        .into_response()
+}
+
+/// A stream fed by a task (tokio channels without the tokio-stream crate).
+fn async_stream<F, Fut>(
+    producer: F,
+) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>
+where
+    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Result<Event, std::convert::Infallible>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let task = tokio::spawn(producer(tx));
+    let guard = AbortOnDrop(task);
+    futures_util::stream::poll_fn(move |cx| {
+        let _ = &guard;
+        rx.poll_recv(cx)
+    })
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Path parameter of routes on one email.
+#[derive(Deserialize)]
+pub(crate) struct EmailPath {
+    pub email: String,
+}
+
+pub(crate) type EmailParam = Path<EmailPath>;

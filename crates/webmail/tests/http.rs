@@ -1,0 +1,975 @@
+//! The webmail's HTTP routes, in process, on a real SQLite store with the real login,
+//! submission path and sanitiser: every route and its error paths.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode, header};
+use serde_json::{Value, json};
+use store::{Address, Delivery, Secrets, Store};
+use tower::ServiceExt;
+
+const PW: &str = "web secret";
+
+struct Site {
+    _dir: tempfile::TempDir,
+    store: Arc<dyn Store>,
+    app: Router,
+}
+
+fn secrets(password: &str) -> Secrets {
+    Secrets {
+        password_hash: sasl::hash_password(password, &[7; sasl::SALT_LEN]).unwrap(),
+        scram: None,
+    }
+}
+
+async fn site_with(secure: bool, idle: Duration, max_message_size: usize) -> Site {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap());
+    store.add_domain("localhost").await.unwrap();
+    for user in ["alice@localhost", "bob@localhost", "carol@localhost"] {
+        store
+            .create_account(&Address::parse(user).unwrap(), &secrets(PW))
+            .await
+            .unwrap();
+    }
+    let login = Arc::new(auth::Authenticator::new(
+        store.clone(),
+        sasl::ThrottleConfig::default(),
+        [9; 32],
+    ));
+    let submitter = Arc::new(smtp_server::Submitter::new(
+        store.clone(),
+        Arc::new(smtp_server::SendingLimits::default()),
+        smtp_server::Settings {
+            machine: smtp_proto::ServerConfig {
+                hostname: "mail.localhost".into(),
+                ..Default::default()
+            },
+            command_timeout: Duration::from_secs(60),
+            data_timeout: Duration::from_secs(60),
+            mode: smtp_server::Mode::Submission,
+            submission: smtp_server::SubmissionPolicy {
+                max_messages_per_hour: 100,
+                max_recipients_per_hour: 100,
+                ..Default::default()
+            },
+            queue_lifetime: Duration::from_secs(3600),
+            dev_failures: false,
+            authenticator: None,
+            dmarc_reject: false,
+        },
+    ));
+    let webmail = Arc::new(webmail::Webmail {
+        store: store.clone(),
+        login,
+        submitter,
+        sessions: Arc::new(webmail::Sessions::new(idle)),
+        settings: webmail::Settings {
+            hostname: "mail.localhost".into(),
+            max_message_size,
+            secure,
+        },
+    });
+    Site {
+        _dir: dir,
+        store,
+        app: webmail::router(webmail),
+    }
+}
+
+async fn site() -> Site {
+    site_with(false, Duration::from_secs(600), 1 << 20).await
+}
+
+struct Response {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&self.body)))
+    }
+    fn header(&self, name: header::HeaderName) -> String {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default()
+    }
+}
+
+/// A browser: its cookie and CSRF token.
+struct Browser<'a> {
+    app: &'a Router,
+    cookie: Option<String>,
+    csrf: Option<String>,
+}
+
+impl<'a> Browser<'a> {
+    fn new(site: &'a Site) -> Browser<'a> {
+        Browser {
+            app: &site.app,
+            cookie: None,
+            csrf: None,
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Response {
+        let mut request = Request::builder().method(method).uri(path);
+        if let Some(cookie) = &self.cookie {
+            request = request.header(header::COOKIE, cookie);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = self
+            .app
+            .clone()
+            .oneshot(request.body(Body::from(body)).unwrap())
+            .await
+            .unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = axum::body::to_bytes(response.into_body(), usize::MAX)
+            .await
+            .unwrap()
+            .to_vec();
+        Response {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Response {
+        self.send(Method::GET, path, &[], Vec::new()).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str) -> Response {
+        let body = json!({ "username": user, "password": password }).to_string();
+        let response = self
+            .send(
+                Method::POST,
+                "/api/login",
+                &[("content-type", "application/json")],
+                body.into_bytes(),
+            )
+            .await;
+        if response.status == StatusCode::OK {
+            let cookie = response.header(header::SET_COOKIE);
+            self.cookie = Some(cookie.split(';').next().unwrap().to_string());
+            self.csrf = Some(response.json()["csrfToken"].as_str().unwrap().to_string());
+        }
+        response
+    }
+
+    async fn post_api(&self, calls: Value, csrf: Option<&str>) -> Response {
+        let body = json!({ "methodCalls": calls }).to_string();
+        let token = csrf
+            .map(str::to_string)
+            .or(self.csrf.clone())
+            .unwrap_or_default();
+        self.send(
+            Method::POST,
+            "/jmap/api",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &token),
+            ],
+            body.into_bytes(),
+        )
+        .await
+    }
+
+    /// Runs method calls; returns the responses by call id.
+    async fn api(&self, calls: Value) -> std::collections::HashMap<String, Value> {
+        let response = self.post_api(calls, None).await;
+        assert_eq!(
+            response.status,
+            StatusCode::OK,
+            "{}",
+            String::from_utf8_lossy(&response.body)
+        );
+        response.json()["methodResponses"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r[2].as_str().unwrap().to_string(), r[1].clone()))
+            .collect()
+    }
+
+    async fn upload(&self, name: &str, kind: &str, data: Vec<u8>) -> Response {
+        let token = self.csrf.clone().unwrap_or_default();
+        self.send(
+            Method::POST,
+            &format!("/jmap/upload/{}/?name={name}", self.account().await),
+            &[("content-type", kind), ("x-csrf-token", &token)],
+            data,
+        )
+        .await
+    }
+
+    async fn account(&self) -> String {
+        self.get("/jmap/session").await.json()["primaryAccounts"]["urn:ietf:params:jmap:mail"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string()
+    }
+
+    async fn mailbox(&self, role: &str) -> String {
+        let r = self.api(json!([["Mailbox/get", {}, "m"]])).await;
+        r["m"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["role"] == role || m["name"] == role)
+            .unwrap_or_else(|| panic!("no {role}"))["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn inbox_ids(&self) -> Vec<String> {
+        let inbox = self.mailbox("inbox").await;
+        let r = self
+            .api(json!([["Email/query", {"filter": {"inMailbox": inbox}}, "q"]]))
+            .await;
+        r["q"]["ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect()
+    }
+}
+
+async fn deliver(site: &Site, to: &str, message: &[u8]) {
+    let account = site
+        .store
+        .account(&Address::parse(to).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    site.store
+        .deliver(Delivery {
+            data: message.to_vec(),
+            recipients: vec![account.id],
+            internal_date: 1_795_800_000,
+            summary: Some(message::summary::summarize(message)),
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn pages_and_headers() {
+    let site = site().await;
+    let b = Browser::new(&site);
+    let page = b.get("/").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.header(header::CONTENT_TYPE).starts_with("text/html"));
+    let csp = page.header(header::CONTENT_SECURITY_POLICY);
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    assert_eq!(page.header(header::X_CONTENT_TYPE_OPTIONS), "nosniff");
+    assert_eq!(page.header(header::X_FRAME_OPTIONS), "DENY");
+    assert!(String::from_utf8_lossy(&page.body).contains("/app.js"));
+    let js = b.get("/app.js").await;
+    assert!(
+        js.header(header::CONTENT_TYPE)
+            .starts_with("text/javascript")
+    );
+    let css = b.get("/app.css").await;
+    assert!(css.header(header::CONTENT_TYPE).starts_with("text/css"));
+    let missing = b.get("/nothing/here").await;
+    assert_eq!(missing.status, StatusCode::NOT_FOUND);
+    assert_eq!(missing.json()["error"], "not found");
+}
+
+#[tokio::test]
+async fn login_sessions_csrf_and_logout() {
+    let site = site().await;
+    let mut b = Browser::new(&site);
+    assert_eq!(
+        b.get("/jmap/session").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let wrong = b.login("alice@localhost", "nope").await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(wrong.json()["error"], "wrong username or password");
+    assert!(wrong.header(header::SET_COOKIE).is_empty());
+
+    let ok = b.login("Alice@LOCALHOST", PW).await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let cookie = ok.header(header::SET_COOKIE);
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+    assert_eq!(ok.json()["username"], "alice@localhost");
+
+    let session = b.get("/jmap/session").await;
+    assert_eq!(session.status, StatusCode::OK);
+    let session = session.json();
+    assert_eq!(session["username"], "alice@localhost");
+    assert_eq!(session["csrfToken"], b.csrf.clone().unwrap());
+    assert!(session["capabilities"]["urn:ietf:params:jmap:mail"].is_object());
+
+    // State changes need the CSRF token.
+    let calls = json!([["Mailbox/get", {}, "m"]]);
+    assert_eq!(
+        b.post_api(calls.clone(), Some("")).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let forged = b.post_api(calls.clone(), Some(&"0".repeat(64))).await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(forged.json()["error"], "bad or missing CSRF token");
+    assert_eq!(b.post_api(calls.clone(), None).await.status, StatusCode::OK);
+    let garbage = b
+        .send(
+            Method::POST,
+            "/jmap/api",
+            &[("x-csrf-token", &b.csrf.clone().unwrap())],
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_eq!(garbage.status, StatusCode::BAD_REQUEST);
+    let unknown = b.api(json!([["Nope/get", {}, "n"]])).await;
+    assert_eq!(unknown["n"]["type"], "unknownMethod");
+
+    // Logout ends the session for good.
+    let token = b.csrf.clone().unwrap();
+    let out = b
+        .send(
+            Method::POST,
+            "/api/logout",
+            &[("x-csrf-token", "wrong")],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(
+        out.status,
+        StatusCode::FORBIDDEN,
+        "logout needs the token too"
+    );
+    let out = b
+        .send(
+            Method::POST,
+            "/api/logout",
+            &[("x-csrf-token", &token)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(out.status, StatusCode::NO_CONTENT);
+    assert!(out.header(header::SET_COOKIE).contains("Max-Age=0"));
+    assert_eq!(
+        b.get("/jmap/session").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        b.post_api(calls, None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+}
+
+#[tokio::test]
+async fn sessions_expire_and_tls_cookies_are_secure() {
+    let site = site_with(true, Duration::from_millis(300), 1 << 20).await;
+    let mut b = Browser::new(&site);
+    let ok = b.login("bob@localhost", PW).await;
+    assert!(ok.header(header::SET_COOKIE).contains("; Secure"));
+    assert_eq!(b.get("/jmap/session").await.status, StatusCode::OK);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let expired = b.get("/jmap/session").await;
+    assert_eq!(expired.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(expired.json()["error"], "not logged in or session expired");
+}
+
+#[tokio::test]
+async fn send_with_chinese_subject_and_attachment_then_read_reply_and_thread() {
+    let site = site().await;
+    let mut alice = Browser::new(&site);
+    alice.login("alice@localhost", PW).await;
+    let attachment: Vec<u8> = (0..20_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let up = alice
+        .upload(
+            "%E6%8A%A5%E5%91%8A.bin",
+            "application/octet-stream",
+            attachment.clone(),
+        )
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED);
+    let blob = up.json()["blobId"].as_str().unwrap().to_string();
+    let sent = alice
+        .api(json!([["EmailSubmission/set", {"create": {"s": {
+            "to": ["Bob <bob@localhost>"], "subject": "季度报告 ✓", "text": "请看附件。\nZürich",
+            "attachments": [{"blobId": blob}]
+        }}}, "x"]]))
+        .await;
+    assert!(
+        sent["x"]["notCreated"].as_object().unwrap().is_empty(),
+        "{}",
+        sent["x"]
+    );
+    let sent_id = sent["x"]["created"]["s"]["emailId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    let mut bob = Browser::new(&site);
+    bob.login("bob@localhost", PW).await;
+    let ids = bob.inbox_ids().await;
+    assert_eq!(ids.len(), 1);
+    let got = bob
+        .api(json!([["Email/get", {"ids": ids, "properties": ["body"]}, "g"]]))
+        .await;
+    let email = &got["g"]["list"][0];
+    assert_eq!(email["subject"], "季度报告 ✓");
+    assert_eq!(email["from"][0]["email"], "alice@localhost");
+    assert_eq!(email["keywords"], json!({}), "unread");
+    assert_eq!(email["hasAttachment"], true);
+    assert!(
+        email["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("请看附件。\nZürich")
+    );
+    let file = &email["body"]["attachments"][0];
+    assert_eq!(file["name"], "报告.bin");
+    assert_eq!(file["size"], 20_000);
+    let account = bob.account().await;
+    let download = bob
+        .get(&format!(
+            "/jmap/download/{account}/{}/x.bin",
+            file["blobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.body, attachment, "bytes equal");
+    let disposition = download.header(header::CONTENT_DISPOSITION);
+    assert!(
+        disposition.starts_with("attachment;") && disposition.contains("filename*=UTF-8''x.bin"),
+        "{disposition}"
+    );
+    assert_eq!(
+        download.header(header::CONTENT_TYPE),
+        "application/octet-stream"
+    );
+    assert!(
+        download
+            .header(header::CONTENT_SECURITY_POLICY)
+            .contains("sandbox")
+    );
+
+    // Bob reads and replies; the reply lands in alice's INBOX, threaded with her Sent copy.
+    let id = ids[0].clone();
+    bob.api(json!([["Email/set", {"update": {&id: {"keywords/$seen": true}}}, "s"]]))
+        .await;
+    let reply = bob
+        .api(json!([["EmailSubmission/set", {"create": {"r": {
+            "to": ["alice@localhost"], "subject": "Re: 季度报告 ✓", "text": "收到",
+            "inReplyTo": email["messageId"][0], "references": email["messageId"], "replyingTo": id
+        }}}, "x"]]))
+        .await;
+    assert!(
+        reply["x"]["notCreated"].as_object().unwrap().is_empty(),
+        "{}",
+        reply["x"]
+    );
+    let flags = bob.api(json!([["Email/get", {"ids": [&id]}, "g"]])).await;
+    assert_eq!(
+        flags["g"]["list"][0]["keywords"],
+        json!({"$seen": true, "$answered": true})
+    );
+
+    let alice_inbox = alice.inbox_ids().await;
+    assert_eq!(alice_inbox.len(), 1);
+    let thread = alice
+        .api(json!([["Thread/get", {"ids": [&alice_inbox[0]]}, "t"]]))
+        .await;
+    assert_eq!(
+        thread["t"]["list"][0]["emailIds"],
+        json!([sent_id, alice_inbox[0]]),
+        "her sent message, then the reply"
+    );
+    // Addresses seen become suggestions.
+    let suggest = alice
+        .api(json!([["pigeon:Address/suggest", {"prefix": "bo"}, "a"]]))
+        .await;
+    assert_eq!(suggest["a"]["list"][0]["email"], "bob@localhost");
+}
+
+#[tokio::test]
+async fn other_users_mail_is_not_found_and_senders_must_be_owned() {
+    let site = site().await;
+    deliver(
+        &site,
+        "bob@localhost",
+        b"Subject: private\r\n\r\nfor bob only\r\n",
+    )
+    .await;
+    let mut bob = Browser::new(&site);
+    bob.login("bob@localhost", PW).await;
+    let bob_id = bob.inbox_ids().await[0].clone();
+    let bob_account = bob.account().await;
+
+    let mut carol = Browser::new(&site);
+    carol.login("carol@localhost", PW).await;
+    let got = carol
+        .api(json!([["Email/get", {"ids": [&bob_id]}, "g"]]))
+        .await;
+    assert_eq!(got["g"]["list"], json!([]));
+    assert_eq!(got["g"]["notFound"], json!([&bob_id]));
+    let set = carol
+        .api(json!([["Email/set", {"update": {&bob_id: {"keywords/$seen": true}}, "destroy": [&bob_id]}, "s"]]))
+        .await;
+    assert_eq!(set["s"]["notUpdated"][&bob_id]["type"], "notFound");
+    assert_eq!(set["s"]["notDestroyed"][&bob_id]["type"], "notFound");
+    for path in [
+        format!("/jmap/html/{bob_id}"),
+        format!("/jmap/raw/{bob_id}"),
+        format!("/jmap/download/{bob_account}/{bob_id}-1/x"),
+        format!("/jmap/download/{}/{bob_id}-1/x", carol.account().await),
+    ] {
+        let r = carol.get(&path).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(!String::from_utf8_lossy(&r.body).contains("for bob only"));
+    }
+    // Bob still has it, unread.
+    let still = bob
+        .api(json!([["Email/get", {"ids": [&bob_id]}, "g"]]))
+        .await;
+    assert_eq!(still["g"]["list"][0]["keywords"], json!({}));
+    // Unauthenticated reads are refused.
+    let anonymous = Browser::new(&site);
+    assert_eq!(
+        anonymous.get(&format!("/jmap/raw/{bob_id}")).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Sending as someone else is refused, nothing is delivered.
+    let forged = carol
+        .api(json!([["EmailSubmission/set", {"create": {"f": {
+            "from": "bob@localhost", "to": ["alice@localhost"], "subject": "hi", "text": "x"
+        }}}, "x"]]))
+        .await;
+    assert_eq!(forged["x"]["notCreated"]["f"]["type"], "forbiddenFrom");
+    let unknown = carol
+        .api(json!([["EmailSubmission/set", {"create": {"f": {
+            "to": ["nobody@localhost"], "subject": "hi", "text": "x"
+        }}}, "x"]]))
+        .await;
+    assert_eq!(unknown["x"]["notCreated"]["f"]["type"], "invalidRecipients");
+    let bad = carol
+        .api(json!([["EmailSubmission/set", {"create": {"f": {"to": ["not an address"], "text": "x"}}}, "x"]]))
+        .await;
+    assert_eq!(bad["x"]["notCreated"]["f"]["type"], "invalidRecipients");
+    let mut alice = Browser::new(&site);
+    alice.login("alice@localhost", PW).await;
+    assert!(alice.inbox_ids().await.is_empty());
+}
+
+#[tokio::test]
+async fn oversized_uploads_and_messages_get_a_clear_error() {
+    let site = site_with(false, Duration::from_secs(600), 64 * 1024).await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let big = b
+        .upload("big.bin", "application/octet-stream", vec![1; 80 * 1024])
+        .await;
+    assert_eq!(big.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        big.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("larger than a message may be")
+    );
+    let half = b
+        .upload("a.bin", "application/octet-stream", vec![2; 40 * 1024])
+        .await;
+    assert_eq!(half.status, StatusCode::CREATED);
+    let again = b
+        .upload("b.bin", "application/octet-stream", vec![3; 40 * 1024])
+        .await;
+    assert_eq!(
+        again.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "uploads count together"
+    );
+    // A message over the limit once encoded (base64 grows it) is refused before sending.
+    let blob = half.json()["blobId"].as_str().unwrap().to_string();
+    let sent = b
+        .api(json!([["EmailSubmission/set", {"create": {"s": {
+            "to": ["bob@localhost"], "subject": "big", "text": "x",
+            "attachments": [{"blobId": blob}, {"blobId": blob}]
+        }}}, "x"]]))
+        .await;
+    assert_eq!(sent["x"]["notCreated"]["s"]["type"], "tooLarge");
+    let gone = b
+        .api(json!([["EmailSubmission/set", {"create": {"s": {
+            "to": ["bob@localhost"], "text": "x", "attachments": [{"blobId": "unothere"}]
+        }}}, "x"]]))
+        .await;
+    assert_eq!(gone["x"]["notCreated"]["s"]["type"], "blobNotFound");
+    let wrong_account = b
+        .send(
+            Method::POST,
+            "/jmap/upload/999/?name=x",
+            &[("x-csrf-token", &b.csrf.clone().unwrap())],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(wrong_account.status, StatusCode::NOT_FOUND);
+    let no_csrf = b
+        .send(
+            Method::POST,
+            &format!("/jmap/upload/{}/", b.account().await),
+            &[],
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(no_csrf.status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn folders_flags_moves_trash_and_drafts() {
+    let site = site().await;
+    for i in 0..3 {
+        deliver(
+            &site,
+            "alice@localhost",
+            format!("Subject: m{i}\r\n\r\nbody {i}\r\n").as_bytes(),
+        )
+        .await;
+    }
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let ids = b.inbox_ids().await;
+    assert_eq!(ids.len(), 3, "newest first: {ids:?}");
+    let boxes = b.api(json!([["Mailbox/get", {}, "m"]])).await;
+    let inbox = &boxes["m"]["list"][0];
+    assert_eq!(
+        (inbox["role"].as_str(), inbox["unreadEmails"].as_u64()),
+        (Some("inbox"), Some(3))
+    );
+
+    let made = b
+        .api(json!([
+            ["Mailbox/set", {"create": {"n": {"name": "项目"}}}, "c"],
+            ["Mailbox/set", {"create": {"n": {"name": "项目"}}}, "dup"],
+            ["Mailbox/set", {"create": {"n": {"name": "bad/"}}}, "bad"],
+        ]))
+        .await;
+    let project = made["c"]["created"]["n"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(made["dup"]["notCreated"]["n"]["type"], "alreadyExists");
+    assert_eq!(made["bad"]["notCreated"]["n"]["type"], "invalidArguments");
+    let renamed = b
+        .api(json!([["Mailbox/set", {"update": {&project: {"name": "Projects"}}}, "r"]]))
+        .await;
+    assert!(renamed["r"]["notUpdated"].as_object().unwrap().is_empty());
+    let inbox_id = b.mailbox("inbox").await;
+    let refuse = b
+        .api(json!([["Mailbox/set", {"destroy": [&inbox_id]}, "d"]]))
+        .await;
+    assert_eq!(refuse["d"]["notDestroyed"][&inbox_id]["type"], "forbidden");
+
+    // Flag, read, move to the new folder, delete to Trash, empty Trash.
+    let set = b
+        .api(json!([["Email/set", {"update": {
+            &ids[0]: {"keywords/$flagged": true, "keywords/$seen": true},
+            &ids[1]: {"mailboxIds": {&project: true}},
+            &ids[2]: {"keywords/$bogus": true, "subject": "x"},
+        }}, "s"]]))
+        .await;
+    assert_eq!(set["s"]["updated"][&ids[0]], Value::Null);
+    assert!(
+        set["s"]["updated"][&ids[1]]["id"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("{project}-"))
+    );
+    assert_eq!(set["s"]["notUpdated"][&ids[2]]["type"], "invalidPatch");
+    let got = b.api(json!([["Email/get", {"ids": [&ids[0]]}, "g"]])).await;
+    assert_eq!(
+        got["g"]["list"][0]["keywords"],
+        json!({"$flagged": true, "$seen": true})
+    );
+    let trash = b.mailbox("trash").await;
+    b.api(json!([["Email/set", {"update": {&ids[0]: {"mailboxIds": {&trash: true}}}}, "t"]]))
+        .await;
+    let boxes = b.api(json!([["Mailbox/get", {}, "m"]])).await;
+    let count = |id: &str, key: &str| {
+        boxes["m"]["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["id"] == id)
+            .unwrap()[key]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(
+        (
+            count(&inbox_id, "totalEmails"),
+            count(&trash, "totalEmails"),
+            count(&project, "totalEmails")
+        ),
+        (1, 1, 1)
+    );
+    let emptied = b
+        .api(json!([["pigeon:Mailbox/empty", {"mailboxId": &trash}, "e"]]))
+        .await;
+    assert_eq!(emptied["e"]["removed"], 1);
+    let destroyed = b
+        .api(json!([["Mailbox/set", {"destroy": [&project]}, "d"]]))
+        .await;
+    assert_eq!(destroyed["d"]["destroyed"], json!([project]));
+
+    // Drafts: saved, replaced by the next save, dropped when sent.
+    let first = b
+        .api(json!([["Email/set", {"create": {"d": {"to": ["bob@localhost"], "subject": "draft", "text": "v1"}}}, "s"]]))
+        .await;
+    let draft1 = first["s"]["created"]["d"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let second = b
+        .api(json!([["Email/set", {"create": {"d": {"to": ["bob@localhost"], "subject": "draft", "text": "v2", "draftId": &draft1}}}, "s"]]))
+        .await;
+    let draft2 = second["s"]["created"]["d"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let drafts = b.mailbox("drafts").await;
+    let listed = b
+        .api(json!([["Email/query", {"filter": {"inMailbox": &drafts}}, "q"]]))
+        .await;
+    assert_eq!(listed["q"]["ids"], json!([&draft2]));
+    let got = b
+        .api(json!([["Email/get", {"ids": [&draft2], "properties": ["body"]}, "g"]]))
+        .await;
+    assert_eq!(got["g"]["list"][0]["keywords"]["$draft"], true);
+    assert!(
+        got["g"]["list"][0]["body"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("v2")
+    );
+    b.api(json!([["EmailSubmission/set", {"create": {"s": {"to": ["bob@localhost"], "subject": "draft", "text": "v2", "draftId": &draft2}}}, "x"]])).await;
+    let listed = b
+        .api(json!([["Email/query", {"filter": {"inMailbox": &drafts}}, "q"]]))
+        .await;
+    assert_eq!(listed["q"]["total"], 0, "the sent draft is gone");
+}
+
+#[tokio::test]
+async fn search_pagination_and_filters() {
+    let site = site().await;
+    for i in 0..60 {
+        let attachment = if i % 10 == 0 {
+            "MIME-Version: 1.0\r\nContent-Type: multipart/mixed; boundary=B\r\n\r\n--B\r\nContent-Type: text/plain\r\n\r\nsee file\r\n--B\r\nContent-Type: application/pdf\r\nContent-Disposition: attachment; filename=a.pdf\r\n\r\nPDF\r\n--B--\r\n"
+        } else {
+            "\r\nplain body\r\n"
+        };
+        let from = if i % 2 == 0 {
+            "Zhang San <zhang@example.com>"
+        } else {
+            "bob@localhost"
+        };
+        let body = if i == 42 {
+            "\r\nthe word 独角兽 appears once\r\n"
+        } else {
+            attachment
+        };
+        let message = format!("From: {from}\r\nSubject: report {i}\r\n{body}");
+        deliver(&site, "alice@localhost", message.as_bytes()).await;
+    }
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let inbox = b.mailbox("inbox").await;
+    let page = |position: u64| json!([["Email/query", {"filter": {"inMailbox": &inbox}, "position": position, "limit": 25}, "q"]]);
+    let first = b.api(page(0)).await;
+    assert_eq!(first["q"]["total"], 60);
+    assert_eq!(first["q"]["ids"][0], format!("{inbox}-60"), "newest first");
+    assert_eq!(first["q"]["ids"].as_array().unwrap().len(), 25);
+    let last = b.api(page(50)).await;
+    assert_eq!(last["q"]["ids"].as_array().unwrap().len(), 10);
+    let query = |filter: Value| json!([["Email/query", {"filter": filter}, "q"]]);
+    let total = |r: &std::collections::HashMap<String, Value>| r["q"]["total"].as_u64().unwrap();
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "text": "独角兽"})))
+                .await
+        ),
+        1
+    );
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "body": "PLAIN BODY"})))
+                .await
+        ),
+        53
+    );
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "from": "zhang"})))
+                .await
+        ),
+        30
+    );
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "subject": "report 1"})))
+                .await
+        ),
+        11
+    );
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "hasAttachment": true})))
+                .await
+        ),
+        6
+    );
+    assert_eq!(
+        total(
+            &b.api(query(
+                json!({"inMailbox": &inbox, "hasAttachment": true, "from": "bob"})
+            ))
+            .await
+        ),
+        0
+    );
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "after": "2030-01-01"})))
+                .await
+        ),
+        0
+    );
+    assert_eq!(
+        total(
+            &b.api(query(json!({"inMailbox": &inbox, "before": "2030-01-01"})))
+                .await
+        ),
+        60
+    );
+    let bad = b
+        .api(query(json!({"inMailbox": &inbox, "after": "someday"})))
+        .await;
+    assert_eq!(bad["q"]["type"], "invalidArguments");
+}
+
+#[tokio::test]
+async fn html_mail_is_sanitised_framed_and_remote_images_wait() {
+    let site = site().await;
+    let mail = b"From: x@example.com\r\nSubject: html\r\nMIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+<p onmouseover=\"steal()\">Hello <b>\xe4\xb8\x96\xe7\x95\x8c</b></p><script>alert(1)</script><img src=\"https://tracker.example/p.gif\"><iframe src=\"https://evil.example\"></iframe><form action=\"https://evil.example\"><input name=pw></form>\r\n";
+    deliver(&site, "alice@localhost", mail).await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let id = b.inbox_ids().await[0].clone();
+    let got = b
+        .api(json!([["Email/get", {"ids": [&id], "properties": ["body"]}, "g"]]))
+        .await;
+    let body = &got["g"]["list"][0]["body"];
+    assert_eq!(body["hasHtml"], true);
+    assert_eq!(body["hasRemoteImages"], true);
+    assert!(body["text"].as_str().unwrap().contains("Hello 世界"));
+    let html = b.get(&format!("/jmap/html/{id}")).await;
+    assert_eq!(html.status, StatusCode::OK);
+    let csp = html.header(header::CONTENT_SECURITY_POLICY);
+    assert!(
+        csp.contains("sandbox") && csp.contains("img-src data:;") && !csp.contains("script-src"),
+        "{csp}"
+    );
+    assert_eq!(html.header(header::X_FRAME_OPTIONS), "SAMEORIGIN");
+    let text = String::from_utf8(html.body).unwrap();
+    assert!(text.contains("Hello <b>世界</b>"), "{text}");
+    for banned in [
+        "script",
+        "onmouseover",
+        "tracker.example",
+        "iframe",
+        "<form",
+        "evil.example",
+    ] {
+        assert!(!text.contains(banned), "{banned} in {text}");
+    }
+    let allowed = b.get(&format!("/jmap/html/{id}?remote=1")).await;
+    assert!(
+        allowed
+            .header(header::CONTENT_SECURITY_POLICY)
+            .contains("img-src data: https: http:")
+    );
+    assert!(
+        String::from_utf8(allowed.body)
+            .unwrap()
+            .contains("https://tracker.example/p.gif")
+    );
+    let raw = b.get(&format!("/jmap/raw/{id}")).await;
+    assert_eq!(raw.body, mail.to_vec(), "show original: the stored bytes");
+    assert!(raw.header(header::CONTENT_TYPE).starts_with("text/plain"));
+    assert_eq!(
+        b.get("/jmap/html/nonsense").await.status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+#[tokio::test]
+async fn the_event_source_pushes_changes() {
+    let site = site().await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    assert_eq!(
+        b.get("/jmap/eventsource").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let anonymous = Browser::new(&site);
+    assert_eq!(
+        anonymous.get("/jmap/eventsource?csrf=x").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let request = Request::builder()
+        .uri(format!(
+            "/jmap/eventsource?csrf={}",
+            b.csrf.clone().unwrap()
+        ))
+        .header(header::COOKIE, b.cookie.clone().unwrap())
+        .body(Body::empty())
+        .unwrap();
+    let response = site.app.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()[header::CONTENT_TYPE],
+        "text/event-stream"
+    );
+    let mut stream = response.into_body().into_data_stream();
+    deliver(&site, "alice@localhost", b"Subject: pushed\r\n\r\nx\r\n").await;
+    use futures_util::StreamExt;
+    let chunk = tokio::time::timeout(Duration::from_secs(5), stream.next())
+        .await
+        .expect("an event arrives")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8_lossy(&chunk);
+    assert!(text.starts_with("event: state\ndata: "), "{text}");
+    assert!(text.contains("\"kind\":\"emailAdded\""), "{text}");
+}
