@@ -10,6 +10,7 @@ mod server;
 mod smtp;
 mod stores;
 mod submission;
+mod webmail;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,6 +32,8 @@ pub enum Kind {
     Queue(queue::Options),
     /// SQLite against PostgreSQL with one and two nodes: SMTP ingest and IMAP commands/s.
     Stores(stores::Options),
+    /// The webmail API on a big mailbox: list page, body search, opening a message.
+    Webmail(webmail::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
@@ -41,6 +44,7 @@ pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
         Kind::Imap(options) => imap::run(options, exe).await,
         Kind::Queue(options) => queue::run(options, exe).await,
         Kind::Stores(options) => stores::run(options, exe).await,
+        Kind::Webmail(options) => webmail::run(options, exe).await,
     }
 }
 

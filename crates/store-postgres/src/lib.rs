@@ -1667,6 +1667,29 @@ impl Store for PostgresStore {
         Ok(out)
     }
 
+    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>> {
+        let client = self.client().await?;
+        let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
+        let rows = query(
+            &client,
+            "SELECT uid, modseq, flags, keywords, internal_date, size FROM messages \
+             WHERE mailbox_id = $1 AND uid = ANY($2) ORDER BY uid",
+            &[&mailbox, &uid_list],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| MessageFlags {
+                uid: r.get::<_, i64>(0) as u32,
+                modseq: r.get::<_, i64>(1) as u64,
+                flags: r.get::<_, i32>(2) as u32,
+                keywords: parse_keywords(r.get(3)),
+                internal_date: r.get(4),
+                size: r.get::<_, i64>(5) as u64,
+            })
+            .collect())
+    }
+
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
         let client = self.client().await?;
         query_opt(

@@ -888,6 +888,40 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>> {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        self.read(move |conn| {
+            let mut stmt = conn
+                .prepare_cached(
+                    "SELECT uid, modseq, flags, keywords, internal_date, size \
+                     FROM messages WHERE mailbox_id = ?1 AND uid = ?2",
+                )
+                .map_err(backend)?;
+            let mut out = Vec::with_capacity(uids.len());
+            for uid in uids {
+                let row = stmt
+                    .query_row(params![mailbox, uid], |r| {
+                        let keywords: String = r.get(3)?;
+                        Ok(MessageFlags {
+                            uid: r.get(0)?,
+                            modseq: r.get::<_, i64>(1)? as u64,
+                            flags: r.get(2)?,
+                            keywords: parse_keywords(&keywords),
+                            internal_date: r.get(4)?,
+                            size: r.get::<_, i64>(5)? as u64,
+                        })
+                    })
+                    .optional()
+                    .map_err(backend)?;
+                out.extend(row);
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {
         self.read(move |conn| {
             conn.prepare_cached(

@@ -1107,6 +1107,18 @@ async fn import(store: &dyn Store) {
         store.read_message(inbox.id, 40).await.unwrap(),
         b"Subject: forty\r\n\r\nimported body\n"
     );
+    let meta = store
+        .message_meta(inbox.id, &[89, 3, 40, 40])
+        .await
+        .unwrap();
+    assert_eq!(
+        meta.iter()
+            .map(|m| (m.uid, m.modseq, m.flags))
+            .collect::<Vec<_>>(),
+        [(40, 700, flags::SEEN), (89, 777, 0)],
+        "existing UIDs, in order, once"
+    );
+    assert_eq!(meta[0].keywords, ["$Work"]);
     assert_eq!(
         store.expunged_records(inbox.id).await.unwrap(),
         [(3, 12), (41, 701)]

@@ -531,6 +531,9 @@ pub trait Store: Send + Sync + 'static {
     async fn messages_after(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<Message>>;
     /// Like [`Store::messages_after`] without blob ids: what an IMAP view needs, fast.
     async fn message_flags(&self, mailbox: MailboxId, after_uid: u32) -> Result<Vec<MessageFlags>>;
+    /// The [`MessageFlags`] of the given UIDs (those that exist), in UID order: what a client
+    /// showing a few messages of a big mailbox needs, without loading the rest.
+    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>>;
     /// The stored bytes of a message.
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Stores a message once and adds it to each recipient's INBOX, durably.

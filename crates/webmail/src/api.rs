@@ -569,12 +569,10 @@ async fn email_get(call: &Call<'_>, args: &Value) -> MethodResult {
     }
     let mut found: HashMap<String, Value> = HashMap::new();
     for (mailbox, uids) in by_mailbox {
-        let first = uids.iter().min().copied().unwrap_or(1);
         let metas: HashMap<u32, store::MessageFlags> = store
-            .message_flags(mailbox, first - 1)
+            .message_meta(mailbox, &uids)
             .await?
             .into_iter()
-            .filter(|m| uids.contains(&m.uid))
             .map(|m| (m.uid, m))
             .collect();
         let summaries: HashMap<u32, store::MessageSummary> =
