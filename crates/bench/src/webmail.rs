@@ -29,14 +29,17 @@ pub struct Options {
 const CONFIG: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\ntls = \"none\"\n";
 
-/// One HTTP/1.1 request; returns the status and body.
+/// An HTTP response: status, headers (names lowercase) and body.
+type HttpResponse = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// One HTTP/1.1 request.
 fn http(
     addr: SocketAddr,
     method: &str,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
-) -> anyhow::Result<(u16, Vec<(String, String)>, Vec<u8>)> {
+) -> anyhow::Result<HttpResponse> {
     let mut stream = TcpStream::connect(addr)?;
     let mut request = format!(
         "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Length: {}\r\n",
