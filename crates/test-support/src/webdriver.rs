@@ -150,6 +150,16 @@ impl Browser {
             .unwrap_or_else(|e| panic!("open {url}: {e}"));
     }
 
+    /// Sets the window size (a phone is about 400 wide).
+    pub fn resize(&self, width: u32, height: u32) {
+        self.checked(
+            "POST",
+            "/window/rect",
+            json!({ "width": width, "height": height }),
+        )
+        .unwrap_or_else(|e| panic!("resize: {e}"));
+    }
+
     /// Runs JavaScript (`arguments[i]` are `args`) and returns its result.
     pub fn exec(&self, script: &str, args: Value) -> Value {
         self.checked(

@@ -476,6 +476,35 @@ async fn send_with_chinese_subject_and_attachment_then_read_reply_and_thread() {
             .contains("sandbox")
     );
 
+    // Bob forwards the attachment to carol without downloading it.
+    let forwarded = bob
+        .api(json!([["EmailSubmission/set", {"create": {"f": {
+            "to": ["carol@localhost"], "subject": "Fwd: 季度报告 ✓", "text": "FYI",
+            "attachments": [{"blobId": file["blobId"], "name": file["name"], "type": file["type"]}]
+        }}}, "x"]]))
+        .await;
+    assert!(
+        forwarded["x"]["notCreated"].as_object().unwrap().is_empty(),
+        "{}",
+        forwarded["x"]
+    );
+    let mut carol = Browser::new(&site);
+    carol.login("carol@localhost", PW).await;
+    let carol_ids = carol.inbox_ids().await;
+    let got = carol
+        .api(json!([["Email/get", {"ids": carol_ids, "properties": ["body"]}, "g"]]))
+        .await;
+    let part = &got["g"]["list"][0]["body"]["attachments"][0];
+    assert_eq!(part["name"], "报告.bin");
+    let bytes = carol
+        .get(&format!(
+            "/jmap/download/{}/{}/r.bin",
+            carol.account().await,
+            part["blobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(bytes.body, attachment, "forwarded byte for byte");
+
     // Bob reads and replies; the reply lands in alice's INBOX, threaded with her Sent copy.
     let id = ids[0].clone();
     bob.api(json!([["Email/set", {"update": {&id: {"keywords/$seen": true}}}, "s"]]))

@@ -132,6 +132,22 @@ async fn mail_taken_on_one_node_is_read_and_pushed_on_the_other() {
         String::from_utf8_lossy(&flags.untagged).contains("\\Flagged"),
         "{flags:?}"
     );
+    // And node 2's webmail lists it.
+    let script = format!(
+        "import json, urllib.request\n\
+         base = 'http://{}'\n\
+         def post(path, body, headers={{}}):\n\
+         \x20   r = urllib.request.Request(base + path, data=json.dumps(body).encode(), headers={{'Content-Type': 'application/json', **headers}})\n\
+         \x20   return urllib.request.urlopen(r)\n\
+         login = post('/api/login', {{'username': {BOB:?}, 'password': {PW:?}}})\n\
+         cookie = login.headers['Set-Cookie'].split(';')[0]\n\
+         csrf = json.load(login)['csrfToken']\n\
+         r = post('/jmap/api', {{'methodCalls': [['Email/query', {{}}, 'q'], ['Email/get', {{'#ids': {{'resultOf': 'q', 'path': '/ids'}}}}, 'g']]}}, {{'Cookie': cookie, 'X-CSRF-Token': csrf}})\n\
+         print(json.load(r)['methodResponses'][1][1]['list'][0]['subject'])\n",
+        nodes[1].addr("http")
+    );
+    let subject = crate::python(&script, &[]);
+    assert_eq!(String::from_utf8(subject).unwrap().trim(), "cross-node");
     let verify = String::from_utf8(nodes[1].admin_ok(&["verify"])).unwrap();
     assert!(verify.lines().any(|l| l == "ok"), "{verify}");
 }

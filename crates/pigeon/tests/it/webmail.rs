@@ -392,3 +392,99 @@ async fn hostile_html_never_runs_and_loads_nothing_until_allowed() {
         "only the allowed image: {seen:?}"
     );
 }
+
+#[test]
+fn https_serves_the_site_with_the_server_certificate_and_secure_cookies() {
+    if !test_support::require_tool("curl") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let port = server.addr("http+tls").port();
+    let curl = |args: &[&str]| {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-i", "--cacert"])
+            .arg(server.cert_pem())
+            .args(["--resolve", &format!("localhost:{port}:127.0.0.1")])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let page = curl(&[&format!("https://localhost:{port}/")]);
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(
+        page.to_lowercase()
+            .contains("content-security-policy: default-src 'none'"),
+        "{page}"
+    );
+    let login = curl(&[
+        "-H",
+        "Content-Type: application/json",
+        "--data",
+        &format!("{{\"username\":\"{BOB}\",\"password\":\"{PW}\"}}"),
+        &format!("https://localhost:{port}/api/login"),
+    ]);
+    let cookie = login
+        .lines()
+        .find(|l| l.to_lowercase().starts_with("set-cookie:"))
+        .unwrap_or_else(|| panic!("{login}"));
+    assert!(
+        cookie.contains("HttpOnly")
+            && cookie.contains("SameSite=Strict")
+            && cookie.contains("Secure"),
+        "{cookie}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_phone_one_pane_shows_at_a_time() {
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    deliver(
+        &server,
+        "ana@example.com",
+        BOB,
+        "From: Ana <ana@example.com>\r\nSubject: 手机上看\r\n\r\nsmall screen\r\n".as_bytes(),
+    )
+    .await;
+    let work = tempfile::tempdir().unwrap();
+    let mut steps = Steps::new("phone");
+    let Some(b) = Browser::start(work.path(), &steps.dir) else {
+        return;
+    };
+    b.resize(400, 800);
+    login(&b, &format!("http://{}", server.addr("http")), BOB);
+    let visible = "const v = id => getComputedStyle(document.getElementById(id)).display !== 'none'; \
+                   return [v('folders'), v('list'), v('reader')];";
+    assert_eq!(
+        b.exec(visible, json!([])),
+        json!([false, true, false]),
+        "the list alone"
+    );
+    steps.shot(&b, "phone-list");
+    b.click("#menu");
+    assert_eq!(
+        b.exec(visible, json!([]))[0],
+        true,
+        "the menu shows the folders"
+    );
+    b.click("#folder-list li[data-role=inbox]");
+    let id = wait_for_row(&b, "手机上看");
+    click_row(&b, &id);
+    assert_eq!(
+        b.exec(visible, json!([])),
+        json!([false, false, true]),
+        "the message alone"
+    );
+    steps.shot(&b, "phone-message");
+    b.click("#back");
+    assert_eq!(
+        b.exec(visible, json!([])),
+        json!([false, true, false]),
+        "back to the list"
+    );
+}
