@@ -262,6 +262,8 @@ pub async fn api(
             "Email/set" => email_set(&call, &arguments).await,
             "Thread/get" => thread_get(&call, &arguments).await,
             "EmailSubmission/set" => submission_set(&call, &arguments).await,
+            "Mailbox/changes" => mailbox_changes(&call, &arguments).await,
+            "Email/changes" => email_changes(&call, &arguments).await,
             "pigeon:Mailbox/empty" => mailbox_empty(&call, &arguments).await,
             "pigeon:Address/suggest" => address_suggest(&call, &arguments).await,
             _ => Err(MethodError::new(
@@ -329,7 +331,10 @@ async fn mailbox_get(call: &Call<'_>) -> MethodResult {
             })
         })
         .collect();
-    Ok(json!({ "accountId": call.session.account.to_string(), "list": list, "notFound": [] }))
+    Ok(json!({
+        "accountId": call.session.account.to_string(), "list": list, "notFound": [],
+        "state": account_state(&call.mailboxes),
+    }))
 }
 
 async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
@@ -429,6 +434,112 @@ async fn mailbox_empty(call: &Call<'_>, args: &Value) -> MethodResult {
         .collect();
     let removed = call.store().expunge(mailbox.id, &uids).await?;
     Ok(json!({ "removed": removed.len() }))
+}
+
+/// The account's state string (RFC 8620 §1.6.3): each mailbox's id, HIGHESTMODSEQ and UIDNEXT,
+/// so `*/changes` can tell what happened since.
+fn account_state(mailboxes: &[Mailbox]) -> String {
+    let mut parts: Vec<String> = mailboxes
+        .iter()
+        .map(|m| format!("{}.{}.{}", m.id, m.highest_modseq, m.uid_next))
+        .collect();
+    parts.sort();
+    parts.join("-")
+}
+
+/// A state string back into (mailbox, HIGHESTMODSEQ, UIDNEXT).
+fn parse_state(state: &str) -> Option<Vec<(MailboxId, u64, u32)>> {
+    if state.is_empty() {
+        return Some(Vec::new());
+    }
+    state
+        .split('-')
+        .map(|part| {
+            let mut fields = part.split('.');
+            Some((
+                fields.next()?.parse().ok()?,
+                fields.next()?.parse().ok()?,
+                fields.next()?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+fn since_state(args: &Value) -> Result<(String, Vec<(MailboxId, u64, u32)>), MethodError> {
+    let since = args["sinceState"].as_str().unwrap_or("").to_string();
+    let parsed = parse_state(&since)
+        .ok_or_else(|| MethodError::new("cannotCalculateChanges", "unknown sinceState"))?;
+    Ok((since, parsed))
+}
+
+async fn mailbox_changes(call: &Call<'_>, args: &Value) -> MethodResult {
+    let (since, old) = since_state(args)?;
+    let mut created = Vec::new();
+    let mut updated = Vec::new();
+    for m in &call.mailboxes {
+        match old.iter().find(|(id, _, _)| *id == m.id) {
+            None => created.push(m.id.to_string()),
+            Some(&(_, modseq, uid_next))
+                if modseq != m.highest_modseq || uid_next != m.uid_next =>
+            {
+                updated.push(m.id.to_string())
+            }
+            Some(_) => {}
+        }
+    }
+    let destroyed: Vec<String> = old
+        .iter()
+        .filter(|(id, _, _)| !call.mailboxes.iter().any(|m| m.id == *id))
+        .map(|(id, _, _)| id.to_string())
+        .collect();
+    Ok(json!({
+        "accountId": call.session.account.to_string(),
+        "oldState": since, "newState": account_state(&call.mailboxes), "hasMoreChanges": false,
+        "created": created, "updated": updated, "destroyed": destroyed,
+    }))
+}
+
+/// Emails created, changed and destroyed since a state, from MODSEQs, UIDNEXTs and the
+/// expunge history every mailbox keeps for QRESYNC.
+async fn email_changes(call: &Call<'_>, args: &Value) -> MethodResult {
+    let (since, old) = since_state(args)?;
+    if old
+        .iter()
+        .any(|(id, _, _)| !call.mailboxes.iter().any(|m| m.id == *id))
+    {
+        return Err(MethodError::new(
+            "cannotCalculateChanges",
+            "a mailbox was deleted since; fetch everything again",
+        ));
+    }
+    let store = call.store();
+    let (mut created, mut updated, mut destroyed) = (Vec::new(), Vec::new(), Vec::new());
+    for m in &call.mailboxes {
+        let (modseq, uid_next) = match old.iter().find(|(id, _, _)| *id == m.id) {
+            Some(&(_, modseq, uid_next)) => (modseq, uid_next),
+            None => (0, 1),
+        };
+        if modseq == m.highest_modseq && uid_next == m.uid_next {
+            continue;
+        }
+        for message in store.message_flags(m.id, 0).await? {
+            if message.uid >= uid_next {
+                created.push(email_id(m.id, message.uid));
+            } else if message.modseq > modseq {
+                updated.push(email_id(m.id, message.uid));
+            }
+        }
+        for uid in store.expunged_since(m.id, modseq).await? {
+            if uid < uid_next {
+                destroyed.push(email_id(m.id, uid));
+            }
+        }
+    }
+    Ok(json!({
+        "accountId": call.session.account.to_string(),
+        "oldState": since, "newState": account_state(&call.mailboxes), "hasMoreChanges": false,
+        "created": created, "updated": updated, "destroyed": destroyed,
+    }))
 }
 
 /// Parses an RFC 3339 date (`2026-11-28` or `2026-11-28T10:00:00Z`) to Unix seconds.
@@ -1105,15 +1216,20 @@ async fn thread_get(call: &Call<'_>, args: &Value) -> MethodResult {
             }
         }
         members.insert((mailbox, uid));
-        let mut ordered: Vec<(i64, String)> = all
+        // Oldest first; within one second a reply (which names more ancestors) comes after
+        // what it answers.
+        let mut ordered: Vec<(i64, usize, String)> = all
             .iter()
             .filter(|(b, u, _)| members.contains(&(*b, *u)))
-            .map(|(b, u, h)| (h.sent_at.unwrap_or(0), email_id(*b, *u)))
+            .map(|(b, u, h)| {
+                let depth = h.references.len().max(h.in_reply_to.len());
+                (h.sent_at.unwrap_or(0), depth, email_id(*b, *u))
+            })
             .collect();
         ordered.sort();
         list.push(json!({
             "id": thread_key(&start.2),
-            "emailIds": ordered.into_iter().map(|o| o.1).collect::<Vec<_>>(),
+            "emailIds": ordered.into_iter().map(|o| o.2).collect::<Vec<_>>(),
         }));
     }
     Ok(

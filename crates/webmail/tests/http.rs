@@ -1002,3 +1002,56 @@ async fn the_event_source_pushes_changes() {
     assert!(text.starts_with("event: state\ndata: "), "{text}");
     assert!(text.contains("\"kind\":\"emailAdded\""), "{text}");
 }
+
+#[tokio::test]
+async fn changes_since_a_state() {
+    let site = site().await;
+    for i in 0..3 {
+        deliver(
+            &site,
+            "alice@localhost",
+            format!("Subject: c{i}\r\n\r\nx\r\n").as_bytes(),
+        )
+        .await;
+    }
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let first = b.api(json!([["Mailbox/get", {}, "m"]])).await;
+    let state = first["m"]["state"].as_str().unwrap().to_string();
+    let ids = b.inbox_ids().await;
+    let none = b
+        .api(json!([["Email/changes", {"sinceState": &state}, "c"]]))
+        .await;
+    assert_eq!(none["c"]["created"], json!([]));
+    assert_eq!(none["c"]["newState"], state.as_str());
+
+    // One new, one flagged, one removed.
+    deliver(&site, "alice@localhost", b"Subject: c3\r\n\r\nx\r\n").await;
+    b.api(json!([["Email/set", {"update": {&ids[0]: {"keywords/$flagged": true}}, "destroy": [&ids[2]]}, "s"]])).await;
+    b.api(json!([["Mailbox/set", {"create": {"n": {"name": "Later"}}}, "f"]]))
+        .await;
+    let changes = b
+        .api(json!([
+            ["Email/changes", {"sinceState": &state}, "c"],
+            ["Mailbox/changes", {"sinceState": &state}, "m"],
+        ]))
+        .await;
+    let inbox = b.mailbox("inbox").await;
+    assert_eq!(changes["c"]["created"], json!([format!("{inbox}-4")]));
+    assert_eq!(changes["c"]["updated"], json!([&ids[0]]));
+    assert_eq!(changes["c"]["destroyed"], json!([&ids[2]]));
+    assert_eq!(changes["m"]["updated"], json!([&inbox]));
+    assert_eq!(changes["m"]["created"].as_array().unwrap().len(), 1);
+    let later = changes["m"]["created"][0].as_str().unwrap().to_string();
+    let newer = changes["c"]["newState"].as_str().unwrap().to_string();
+    b.api(json!([["Mailbox/set", {"destroy": [&later]}, "d"]]))
+        .await;
+    let gone = b
+        .api(json!([
+            ["Mailbox/changes", {"sinceState": &newer}, "m"],
+            ["Email/changes", {"sinceState": "nonsense"}, "bad"],
+        ]))
+        .await;
+    assert_eq!(gone["m"]["destroyed"], json!([later]));
+    assert_eq!(gone["bad"]["type"], "cannotCalculateChanges");
+}
