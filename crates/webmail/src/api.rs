@@ -447,8 +447,11 @@ fn account_state(mailboxes: &[Mailbox]) -> String {
     parts.join("-")
 }
 
-/// A state string back into (mailbox, HIGHESTMODSEQ, UIDNEXT).
-fn parse_state(state: &str) -> Option<Vec<(MailboxId, u64, u32)>> {
+/// Each mailbox's (id, HIGHESTMODSEQ, UIDNEXT) in a state string.
+type MailboxStates = Vec<(MailboxId, u64, u32)>;
+
+/// A state string back into its mailboxes' counters.
+fn parse_state(state: &str) -> Option<MailboxStates> {
     if state.is_empty() {
         return Some(Vec::new());
     }
@@ -465,7 +468,7 @@ fn parse_state(state: &str) -> Option<Vec<(MailboxId, u64, u32)>> {
         .collect()
 }
 
-fn since_state(args: &Value) -> Result<(String, Vec<(MailboxId, u64, u32)>), MethodError> {
+fn since_state(args: &Value) -> Result<(String, MailboxStates), MethodError> {
     let since = args["sinceState"].as_str().unwrap_or("").to_string();
     let parsed = parse_state(&since)
         .ok_or_else(|| MethodError::new("cannotCalculateChanges", "unknown sinceState"))?;
