@@ -286,12 +286,33 @@ pub enum Record {
     Txt(String, String),
 }
 
-/// A free loopback port (TCP and UDP were free a moment ago).
+/// A free loopback port (TCP and UDP were free a moment ago) for a test to bind later.
+///
+/// Tests keep such ports by number only (a receiver that is down, a server started later), so
+/// they come from below the kernel's ephemeral range (which `:0` binds and outgoing connections
+/// use) and are never handed out twice in one test binary: otherwise a test's down receiver's
+/// port could become another test's listener, and mail would cross between tests.
 pub fn free_port() -> u16 {
+    const FIRST: u16 = 20_000;
+    const LAST: u16 = 32_000;
+    static GIVEN: std::sync::Mutex<Option<(u16, std::collections::HashSet<u16>)>> =
+        std::sync::Mutex::new(None);
+    let mut given = GIVEN.lock().expect("free_port lock");
+    let (next, seen) = given.get_or_insert_with(|| {
+        // Test binaries run one after another; spread them anyway.
+        let start = FIRST + (std::process::id() % u32::from(LAST - FIRST)) as u16;
+        (start, std::collections::HashSet::new())
+    });
     loop {
-        let tcp = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = tcp.local_addr().expect("addr").port();
-        if std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+        let port = *next;
+        *next = if *next >= LAST { FIRST } else { *next + 1 };
+        if !seen.insert(port) {
+            assert!(seen.len() < usize::from(LAST - FIRST), "out of test ports");
+            continue;
+        }
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && std::net::UdpSocket::bind(("127.0.0.1", port)).is_ok()
+        {
             return port;
         }
     }

@@ -888,7 +888,7 @@ async fn dsn_requests_are_honoured() {
     )
     .await;
     let uids = wait_for_mail(&a, ALICE, 1);
-    assert_eq!(accepted.lock().unwrap().len(), 1);
+    assert_eq!(accepted.lock().unwrap().len(), 1, "log: {}", a.log());
     let dsn = String::from_utf8(a.stored(ALICE, uids[0])).unwrap();
     assert!(dsn.contains("Action: relayed"), "{dsn}");
     assert!(
