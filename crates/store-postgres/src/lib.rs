@@ -1210,31 +1210,76 @@ async fn rename_tx(tx: &Tx<'_>, mailbox: MailboxId, new_name: &str) -> Result<Ac
     Ok(account)
 }
 
-async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i64> {
-    let size = message.data.len() as i64;
+/// Stores a queued message's bytes and envelope; returns its id (the recipients follow).
+async fn insert_queued(
+    tx: &Tx<'_>,
+    blob_id: &str,
+    data: &[u8],
+    envelope: &QueueJob,
+) -> Result<i64> {
+    let size = data.len() as i64;
     execute(
         tx,
         "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-        &[&blob_id, &message.data, &size],
+        &[&blob_id, &data, &size],
     )
     .await?;
-    let id: i64 = query_one(
+    Ok(query_one(
         tx,
         "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
         &[
             &blob_id,
-            &message.sender,
+            &envelope.sender,
             &size,
-            &message.created,
-            &message.expires,
-            &message.envid,
-            &message.ret.map(Ret::as_str),
-            &message.smtputf8,
+            &envelope.created,
+            &envelope.expires,
+            &envelope.envid,
+            &envelope.ret.map(Ret::as_str),
+            &envelope.smtputf8,
         ],
     )
     .await?
-    .get(0);
+    .get(0))
+}
+
+/// The envelope part of a queue row.
+fn envelope(
+    sender: &str,
+    created: i64,
+    expires: i64,
+    envid: &Option<String>,
+    ret: Option<Ret>,
+    smtputf8: bool,
+) -> QueueJob {
+    QueueJob {
+        id: 0,
+        sender: sender.to_owned(),
+        size: 0,
+        created,
+        expires,
+        envid: envid.clone(),
+        ret,
+        smtputf8,
+        recipients: Vec::new(),
+    }
+}
+
+async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i64> {
+    let id = insert_queued(
+        tx,
+        blob_id,
+        &message.data,
+        &envelope(
+            &message.sender,
+            message.created,
+            message.expires,
+            &message.envid,
+            message.ret,
+            message.smtputf8,
+        ),
+    )
+    .await?;
     for r in &message.recipients {
         execute(
             tx,
@@ -2137,31 +2182,16 @@ impl Store for PostgresStore {
 
     async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64> {
         let blob_id = sha256_hex(&data);
-        let size = data.len() as i64;
+        let queued = envelope(
+            &entry.sender,
+            entry.created,
+            entry.expires,
+            &entry.envid,
+            entry.ret,
+            entry.smtputf8,
+        );
         transaction!(self, |tx| async {
-            execute(
-                tx,
-                "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                &[&blob_id, &data, &size],
-            )
-            .await?;
-            let id: i64 = query_one(
-                tx,
-                "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
-                &[
-                    &blob_id,
-                    &entry.sender,
-                    &size,
-                    &entry.created,
-                    &entry.expires,
-                    &entry.envid,
-                    &entry.ret.map(Ret::as_str),
-                    &entry.smtputf8,
-                ],
-            )
-            .await?
-            .get(0);
+            let id = insert_queued(tx, &blob_id, &data, &queued).await?;
             for r in &entry.recipients {
                 execute(
                     tx,

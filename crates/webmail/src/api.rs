@@ -39,6 +39,11 @@ impl MethodError {
             description: description.into(),
         }
     }
+
+    /// The SetError object (RFC 8620 §5.3) of a failed create, update or destroy.
+    fn to_json(&self) -> Value {
+        json!({ "type": self.kind, "description": self.description })
+    }
 }
 
 impl From<store::StoreError> for MethodError {
@@ -251,7 +256,7 @@ pub async fn api(
     let mut responses: Vec<Value> = Vec::new();
     for (name, mut arguments, id) in request.method_calls {
         if let Err(e) = resolve_references(&mut arguments, &responses) {
-            responses.push(json!(["error", {"type": e.kind, "description": e.description}, id]));
+            responses.push(json!(["error", e.to_json(), id]));
             continue;
         }
         let result = match name.as_str() {
@@ -273,9 +278,7 @@ pub async fn api(
         };
         match result {
             Ok(value) => responses.push(json!([name, value, id])),
-            Err(e) => {
-                responses.push(json!(["error", {"type": e.kind, "description": e.description}, id]))
-            }
+            Err(e) => responses.push(json!(["error", e.to_json(), id])),
         }
         // Later calls see what earlier ones changed (new folders, counts).
         if !name.ends_with("/get")
@@ -350,10 +353,7 @@ async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
                 }
                 Err(e) => {
                     let e = MethodError::from(e);
-                    not_created.insert(
-                        key.clone(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_created.insert(key.clone(), e.to_json());
                 }
             }
         }
@@ -374,10 +374,7 @@ async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
                     updated.insert(id.clone(), Value::Null);
                 }
                 Err(e) => {
-                    not_updated.insert(
-                        id.clone(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_updated.insert(id.clone(), e.to_json());
                 }
             }
         }
@@ -401,10 +398,7 @@ async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
             match result {
                 Ok(()) => destroyed.push(id.to_string()),
                 Err(e) => {
-                    not_destroyed.insert(
-                        id.to_string(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_destroyed.insert(id.to_string(), e.to_json());
                 }
             }
         }
@@ -777,10 +771,7 @@ async fn email_set(call: &Call<'_>, args: &Value) -> MethodResult {
                     );
                 }
                 Err(e) => {
-                    not_updated.insert(
-                        id.clone(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_updated.insert(id.clone(), e.to_json());
                 }
             }
         }
@@ -796,10 +787,7 @@ async fn email_set(call: &Call<'_>, args: &Value) -> MethodResult {
                     .or_default()
                     .push((uid, id.into())),
                 Err(e) => {
-                    not_destroyed.insert(
-                        id.into(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_destroyed.insert(id.into(), e.to_json());
                 }
             }
         }
@@ -824,10 +812,7 @@ async fn email_set(call: &Call<'_>, args: &Value) -> MethodResult {
                     created.insert(key.clone(), json!({ "id": id }));
                 }
                 Err(e) => {
-                    not_created.insert(
-                        key.clone(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_created.insert(key.clone(), e.to_json());
                 }
             }
         }
@@ -1071,10 +1056,7 @@ async fn submission_set(call: &Call<'_>, args: &Value) -> MethodResult {
                     created.insert(key.clone(), json!({ "id": key, "emailId": id }));
                 }
                 Err(e) => {
-                    not_created.insert(
-                        key.clone(),
-                        json!({"type": e.kind, "description": e.description}),
-                    );
+                    not_created.insert(key.clone(), e.to_json());
                 }
             }
         }
