@@ -341,25 +341,24 @@ async fn mailbox_get(call: &Call<'_>) -> MethodResult {
 }
 
 async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
+    let mut reply = SetReply::default();
     let store = call.store();
-    let mut created = serde_json::Map::new();
-    let mut not_created = serde_json::Map::new();
     if let Some(create) = args["create"].as_object() {
         for (key, value) in create {
             let name = value["name"].as_str().unwrap_or("").trim();
             match store.create_mailbox(call.session.account, name, None).await {
                 Ok(id) => {
-                    created.insert(key.clone(), json!({ "id": id.to_string() }));
+                    reply
+                        .created
+                        .insert(key.clone(), json!({ "id": id.to_string() }));
                 }
                 Err(e) => {
                     let e = MethodError::from(e);
-                    not_created.insert(key.clone(), e.to_json());
+                    reply.not_created.insert(key.clone(), e.to_json());
                 }
             }
         }
     }
-    let mut updated = serde_json::Map::new();
-    let mut not_updated = serde_json::Map::new();
     if let Some(update) = args["update"].as_object() {
         for (id, value) in update {
             let result = async {
@@ -371,16 +370,14 @@ async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
             .await;
             match result {
                 Ok(()) => {
-                    updated.insert(id.clone(), Value::Null);
+                    reply.updated.insert(id.clone(), Value::Null);
                 }
                 Err(e) => {
-                    not_updated.insert(id.clone(), e.to_json());
+                    reply.not_updated.insert(id.clone(), e.to_json());
                 }
             }
         }
     }
-    let mut destroyed = Vec::new();
-    let mut not_destroyed = serde_json::Map::new();
     if let Some(destroy) = args["destroy"].as_array() {
         for id in destroy.iter().filter_map(Value::as_str) {
             let result = async {
@@ -396,19 +393,14 @@ async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
             }
             .await;
             match result {
-                Ok(()) => destroyed.push(id.to_string()),
+                Ok(()) => reply.destroyed.push(id.to_string()),
                 Err(e) => {
-                    not_destroyed.insert(id.to_string(), e.to_json());
+                    reply.not_destroyed.insert(id.to_string(), e.to_json());
                 }
             }
         }
     }
-    Ok(json!({
-        "accountId": call.session.account.to_string(),
-        "created": created, "notCreated": not_created,
-        "updated": updated, "notUpdated": not_updated,
-        "destroyed": destroyed, "notDestroyed": not_destroyed,
-    }))
+    Ok(reply.into_json(call))
 }
 
 async fn mailbox_empty(call: &Call<'_>, args: &Value) -> MethodResult {
@@ -537,6 +529,28 @@ async fn email_changes(call: &Call<'_>, args: &Value) -> MethodResult {
         "oldState": since, "newState": account_state(&call.mailboxes), "hasMoreChanges": false,
         "created": created, "updated": updated, "destroyed": destroyed,
     }))
+}
+
+/// The reply to a `*/set` call (RFC 8620 §5.3).
+#[derive(Default)]
+struct SetReply {
+    created: serde_json::Map<String, Value>,
+    not_created: serde_json::Map<String, Value>,
+    updated: serde_json::Map<String, Value>,
+    not_updated: serde_json::Map<String, Value>,
+    destroyed: Vec<String>,
+    not_destroyed: serde_json::Map<String, Value>,
+}
+
+impl SetReply {
+    fn into_json(self, call: &Call<'_>) -> Value {
+        json!({
+            "accountId": call.session.account.to_string(),
+            "created": self.created, "notCreated": self.not_created,
+            "updated": self.updated, "notUpdated": self.not_updated,
+            "destroyed": self.destroyed, "notDestroyed": self.not_destroyed,
+        })
+    }
 }
 
 /// Parses an RFC 3339 date (`2026-11-28` or `2026-11-28T10:00:00Z`) to Unix seconds.
@@ -758,26 +772,23 @@ fn thread_key(h: &mail::Headers) -> String {
 }
 
 async fn email_set(call: &Call<'_>, args: &Value) -> MethodResult {
+    let mut reply = SetReply::default();
     let store = call.store();
-    let mut updated = serde_json::Map::new();
-    let mut not_updated = serde_json::Map::new();
     if let Some(update) = args["update"].as_object() {
         for (id, patch) in update {
             match update_email(call, id, patch).await {
                 Ok(new_id) => {
-                    updated.insert(
+                    reply.updated.insert(
                         id.clone(),
                         new_id.map(|n| json!({"id": n})).unwrap_or(Value::Null),
                     );
                 }
                 Err(e) => {
-                    not_updated.insert(id.clone(), e.to_json());
+                    reply.not_updated.insert(id.clone(), e.to_json());
                 }
             }
         }
     }
-    let mut destroyed = Vec::new();
-    let mut not_destroyed = serde_json::Map::new();
     if let Some(destroy) = args["destroy"].as_array() {
         let mut by_mailbox: HashMap<MailboxId, Vec<(u32, String)>> = HashMap::new();
         for id in destroy.iter().filter_map(Value::as_str) {
@@ -787,7 +798,7 @@ async fn email_set(call: &Call<'_>, args: &Value) -> MethodResult {
                     .or_default()
                     .push((uid, id.into())),
                 Err(e) => {
-                    not_destroyed.insert(id.into(), e.to_json());
+                    reply.not_destroyed.insert(id.into(), e.to_json());
                 }
             }
         }
@@ -796,33 +807,26 @@ async fn email_set(call: &Call<'_>, args: &Value) -> MethodResult {
             let removed = store.expunge(mailbox, &uids).await?;
             for (uid, id) in items {
                 if removed.contains(&uid) {
-                    destroyed.push(id);
+                    reply.destroyed.push(id);
                 } else {
-                    not_destroyed.insert(id, json!({"type": "notFound"}));
+                    reply.not_destroyed.insert(id, json!({"type": "notFound"}));
                 }
             }
         }
     }
-    let mut created = serde_json::Map::new();
-    let mut not_created = serde_json::Map::new();
     if let Some(create) = args["create"].as_object() {
         for (key, draft) in create {
             match save_draft(call, draft).await {
                 Ok(id) => {
-                    created.insert(key.clone(), json!({ "id": id }));
+                    reply.created.insert(key.clone(), json!({ "id": id }));
                 }
                 Err(e) => {
-                    not_created.insert(key.clone(), e.to_json());
+                    reply.not_created.insert(key.clone(), e.to_json());
                 }
             }
         }
     }
-    Ok(json!({
-        "accountId": call.session.account.to_string(),
-        "created": created, "notCreated": not_created,
-        "updated": updated, "notUpdated": not_updated,
-        "destroyed": destroyed, "notDestroyed": not_destroyed,
-    }))
+    Ok(reply.into_json(call))
 }
 
 /// Applies `keywords/<k>` patches and a `mailboxIds` move; returns the new id after a move.
@@ -1047,24 +1051,22 @@ async fn save_draft(call: &Call<'_>, draft: &Value) -> Result<String, MethodErro
 }
 
 async fn submission_set(call: &Call<'_>, args: &Value) -> MethodResult {
-    let mut created = serde_json::Map::new();
-    let mut not_created = serde_json::Map::new();
+    let mut reply = SetReply::default();
     if let Some(create) = args["create"].as_object() {
         for (key, value) in create {
             match send(call, value).await {
                 Ok(id) => {
-                    created.insert(key.clone(), json!({ "id": key, "emailId": id }));
+                    reply
+                        .created
+                        .insert(key.clone(), json!({ "id": key, "emailId": id }));
                 }
                 Err(e) => {
-                    not_created.insert(key.clone(), e.to_json());
+                    reply.not_created.insert(key.clone(), e.to_json());
                 }
             }
         }
     }
-    Ok(json!({
-        "accountId": call.session.account.to_string(),
-        "created": created, "notCreated": not_created,
-    }))
+    Ok(reply.into_json(call))
 }
 
 /// Sends through the submission path, keeps a copy in Sent, marks the original answered and
@@ -1434,6 +1436,26 @@ async fn call_for_read<'a>(
     })
 }
 
+/// The stored bytes of one of the logged-in user's emails, for the GET routes: 401 without a
+/// session, 404 for anything that is not theirs.
+#[allow(clippy::result_large_err)]
+async fn stored_email(
+    webmail: &Shared,
+    headers: &HeaderMap,
+    email: &str,
+) -> Result<Vec<u8>, Response> {
+    let session = webmail.sessions.for_read(headers)?;
+    let call = call_for_read(webmail, &session, None).await?;
+    let (mailbox, uid) = call
+        .email(email)
+        .map_err(|_| error(StatusCode::NOT_FOUND, "no such email"))?;
+    webmail
+        .store
+        .read_message(mailbox, uid)
+        .await
+        .map_err(|_| error(StatusCode::NOT_FOUND, "no such email"))
+}
+
 #[derive(Deserialize)]
 pub struct HtmlQuery {
     remote: Option<String>,
@@ -1447,20 +1469,9 @@ pub async fn html(
     Query(query): Query<HtmlQuery>,
     headers: HeaderMap,
 ) -> Response {
-    let session = match webmail.sessions.for_read(&headers) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let call = match call_for_read(&webmail, &session, None).await {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let Ok((mailbox, uid)) = call.email(&path.email) else {
-        return error(StatusCode::NOT_FOUND, "no such email");
-    };
-    let raw = match webmail.store.read_message(mailbox, uid).await {
+    let raw = match stored_email(&webmail, &headers, &path.email).await {
         Ok(raw) => raw,
-        Err(_) => return error(StatusCode::NOT_FOUND, "no such email"),
+        Err(response) => return response,
     };
     let allow_remote = query.remote.as_deref() == Some("1");
     let (body, _) = mail::safe_html(&raw, allow_remote).unwrap_or_default();
@@ -1500,18 +1511,7 @@ pub async fn raw(
     Path(path): EmailParam,
     headers: HeaderMap,
 ) -> Response {
-    let session = match webmail.sessions.for_read(&headers) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    let call = match call_for_read(&webmail, &session, None).await {
-        Ok(call) => call,
-        Err(response) => return response,
-    };
-    let Ok((mailbox, uid)) = call.email(&path.email) else {
-        return error(StatusCode::NOT_FOUND, "no such email");
-    };
-    match webmail.store.read_message(mailbox, uid).await {
+    match stored_email(&webmail, &headers, &path.email).await {
         Ok(raw) => {
             let mut response = raw.into_response();
             response.headers_mut().insert(
@@ -1524,6 +1524,6 @@ pub async fn raw(
             );
             response
         }
-        Err(_) => error(StatusCode::NOT_FOUND, "no such email"),
+        Err(response) => response,
     }
 }
