@@ -341,8 +341,10 @@ impl Session {
         let mut pending = Vec::new();
         loop {
             match changes.try_recv() {
+                Ok(store::Change::Resync) | Err(broadcast::error::TryRecvError::Lagged(_)) => {
+                    lagged = true
+                }
                 Ok(change) => pending.push(change),
-                Err(broadcast::error::TryRecvError::Lagged(_)) => lagged = true,
                 Err(_) => break,
             }
         }
@@ -1219,14 +1221,14 @@ impl net::Session for Session {
             return std::future::pending().await;
         };
         match changes.recv().await {
+            Ok(store::Change::Resync) | Err(broadcast::error::RecvError::Lagged(_)) => {
+                if let Some(view) = self.selected.as_mut() {
+                    let _ = view.resync(&*self.store).await;
+                }
+            }
             Ok(change) => {
                 if let Some(view) = self.selected.as_mut() {
                     view.apply(change);
-                }
-            }
-            Err(broadcast::error::RecvError::Lagged(_)) => {
-                if let Some(view) = self.selected.as_mut() {
-                    let _ = view.resync(&*self.store).await;
                 }
             }
             Err(broadcast::error::RecvError::Closed) => std::future::pending().await,

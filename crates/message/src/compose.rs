@@ -92,12 +92,19 @@ pub fn build(draft: &Draft) -> Vec<u8> {
     if !draft.cc.is_empty() {
         builder = builder.cc(address_list(&draft.cc));
     }
-    if let Some(parent) = &draft.in_reply_to {
+    let mut references: Vec<String> = draft
+        .references
+        .iter()
+        .filter(|r| valid_message_id(r))
+        .cloned()
+        .collect();
+    if let Some(parent) = draft.in_reply_to.as_ref().filter(|p| valid_message_id(p)) {
         builder = builder.in_reply_to(parent.clone());
-        let mut references = draft.references.clone();
         if !references.contains(parent) {
             references.push(parent.clone());
         }
+    }
+    if !references.is_empty() {
         builder = builder.references(MessageId::new_list(
             references.into_iter().map(std::borrow::Cow::<str>::from),
         ));
@@ -114,12 +121,41 @@ pub fn build(draft: &Draft) -> Vec<u8> {
         }
     }
     for a in &draft.attachments {
+        // mail-builder writes the type as given: only a plain `type/subtype` may pass.
+        let kind = if valid_content_type(&a.content_type) {
+            a.content_type.clone()
+        } else {
+            "application/octet-stream".to_string()
+        };
         builder = match &a.content_id {
-            Some(cid) => builder.inline(a.content_type.clone(), cid.clone(), a.data.clone()),
-            None => builder.attachment(a.content_type.clone(), a.filename.clone(), a.data.clone()),
+            Some(cid) if valid_message_id(cid) => builder.inline(kind, cid.clone(), a.data.clone()),
+            _ => builder.attachment(kind, a.filename.clone(), a.data.clone()),
         };
     }
     builder.write_to_vec().unwrap_or_default()
+}
+
+/// A message id (without angle brackets) safe to write into a header: no whitespace, no
+/// brackets, no control characters (mail-builder writes ids as given).
+pub fn valid_message_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 250
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'<' && b != b'>')
+}
+
+/// `type/subtype` made of RFC 2045 token characters.
+pub fn valid_content_type(kind: &str) -> bool {
+    let token = |t: &str| {
+        !t.is_empty()
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+    };
+    kind.len() <= 127
+        && kind
+            .split_once('/')
+            .is_some_and(|(a, b)| token(a) && token(b))
 }
 
 /// A MIME type for a file, from its first bytes, else its name.
@@ -163,6 +199,36 @@ pub fn guess_type(filename: &str, data: &[u8]) -> &'static str {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hostile_ids_and_types_stay_out_of_the_headers() {
+        let draft = super::Draft {
+            from: super::Mailbox::parse("me@mine.test").unwrap(),
+            to: vec![super::Mailbox::parse("you@yours.test").unwrap()],
+            cc: vec![],
+            subject: "s".into(),
+            text: Some("t".into()),
+            html: None,
+            attachments: vec![super::Attachment {
+                filename: "a.bin".into(),
+                content_type: "text/plain\r\nFrom: evil@x.test".into(),
+                data: b"x".to_vec(),
+                content_id: None,
+            }],
+            in_reply_to: Some("x>\r\nFrom: evil@x.test\r\nX: <y".into()),
+            references: vec!["ok@id".into(), "bad id".into()],
+            message_id: "m@mine.test".into(),
+            date: 0,
+        };
+        let built = String::from_utf8(super::build(&draft)).unwrap();
+        assert!(!built.contains("evil@x.test"), "{built}");
+        assert!(
+            built.contains("References: <ok@id>"),
+            "forwards keep references: {built}"
+        );
+        assert!(!built.contains("In-Reply-To"), "{built}");
+        assert!(built.contains("application/octet-stream"), "{built}");
+    }
+
     use super::*;
     use mail_parser::{MessageParser, MimeHeaders};
 

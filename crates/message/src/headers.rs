@@ -19,17 +19,21 @@ pub fn summarize(raw: &[u8]) -> HeaderSummary {
     let Some(message) = MessageParser::default().parse_headers(raw) else {
         return HeaderSummary::default();
     };
+    // Every header of the name, not the last one only: a second `From:` must not slip an
+    // unchecked address past the sender policy.
     let addresses = |name: HeaderName<'_>| -> Vec<String> {
         message
-            .header(name)
-            .and_then(|h| h.as_address())
-            .map(|a| {
+            .headers()
+            .iter()
+            .filter(|h| h.name == name)
+            .filter_map(|h| h.value.as_address())
+            .flat_map(|a| {
                 a.iter()
                     .filter_map(|addr| addr.address.as_ref())
                     .map(|s| s.to_lowercase())
-                    .collect()
+                    .collect::<Vec<_>>()
             })
-            .unwrap_or_default()
+            .collect()
     };
     HeaderSummary {
         from: addresses(HeaderName::From),
@@ -51,6 +55,12 @@ pub fn header_len(raw: &[u8]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_from_header_counts() {
+        let raw = b"From: victim@bank.test\r\nSubject: x\r\nFrom: me@mine.test\r\n\r\nbody\r\n";
+        assert_eq!(summarize(raw).from, ["victim@bank.test", "me@mine.test"]);
+    }
 
     #[test]
     fn from_and_presence() {

@@ -323,10 +323,12 @@ async fn domain_exists<C: GenericClient>(c: &C, domain: &str) -> Result<bool> {
     )
 }
 
+/// The account of a mailbox, locking the mailbox row: every change to a mailbox's messages
+/// takes that row (the counters' trigger does), so taking it first keeps one lock order.
 async fn mailbox_account(tx: &Tx<'_>, mailbox: MailboxId) -> Result<AccountId> {
     query_opt(
         tx,
-        "SELECT account_id FROM mailboxes WHERE id = $1",
+        "SELECT account_id FROM mailboxes WHERE id = $1 FOR UPDATE",
         &[&mailbox],
     )
     .await?
@@ -405,7 +407,8 @@ const PUT_BLOB: &str = "WITH b AS (INSERT INTO blobs (id, data, size) VALUES ($1
      ON CONFLICT DO NOTHING RETURNING id), \
      s AS (INSERT INTO summaries (blob_id, envelope, body_structure, body, header) \
      SELECT $1, $4, $5, $6, $7 WHERE $4::BYTEA IS NOT NULL ON CONFLICT DO NOTHING) \
-     INSERT INTO index_queue (blob_id) SELECT id FROM b ON CONFLICT DO NOTHING";
+     INSERT INTO index_queue (blob_id) SELECT $1 WHERE NOT EXISTS \
+     (SELECT 1 FROM search WHERE blob_id = $1) ON CONFLICT DO NOTHING";
 
 /// Takes a UID in the recipient's INBOX and adds the message there, in one round trip.
 const DELIVER_ONE: &str = "WITH m AS (UPDATE mailboxes SET uidnext = uidnext + 1, \
@@ -1015,8 +1018,21 @@ async fn copy_tx(
     to: MailboxId,
     move_them: bool,
 ) -> Result<Vec<(u32, u32)>> {
-    let account = mailbox_account(tx, from).await?;
-    if mailbox_account(tx, to).await? != account {
+    // Both mailboxes, in id order, so opposite moves cannot deadlock.
+    let rows = query(
+        tx,
+        "SELECT id, account_id FROM mailboxes WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+        &[&vec![from, to]],
+    )
+    .await?;
+    let account_of = |id: MailboxId| {
+        rows.iter()
+            .find(|r| r.get::<_, i64>(0) == id)
+            .map(|r| r.get::<_, i64>(1))
+            .ok_or_else(|| StoreError::NotFound(format!("mailbox {id}")))
+    };
+    let account = account_of(from)?;
+    if account_of(to)? != account {
         return Err(StoreError::Invalid("copy across accounts".into()));
     }
     let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
@@ -1371,6 +1387,15 @@ async fn claim_tx(
 }
 
 async fn record_attempt_tx(tx: &Tx<'_>, id: i64, results: &[AttemptResult]) -> Result<()> {
+    // Attempts on one message's recipients in several domains settle concurrently: the queue
+    // row's lock makes the later one see the earlier one's results, so one of them finds the
+    // message finished and removes it.
+    if query_opt(tx, "SELECT 1 FROM queue WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
     for r in results {
         execute(
             tx,
@@ -2054,7 +2079,7 @@ impl Store for PostgresStore {
         transaction!(self, |tx| async {
             let row = query_opt(
                 tx,
-                "SELECT account_id, name FROM mailboxes WHERE id = $1",
+                "SELECT account_id, name FROM mailboxes WHERE id = $1 FOR UPDATE",
                 &[&mailbox],
             )
             .await?
@@ -2149,7 +2174,13 @@ impl Store for PostgresStore {
         let prepared = tokio::task::spawn_blocking(move || {
             messages
                 .into_iter()
-                .map(|m| (Blob::new(m.data), m.message, m.summary))
+                .map(|m| {
+                    // As SQLite does: imported mail gets its summary, so FETCH never parses it.
+                    let summary = m
+                        .summary
+                        .or_else(|| Some(message::summary::summarize(&m.data)));
+                    (Blob::new(m.data), m.message, summary)
+                })
                 .collect::<Vec<_>>()
         })
         .await
@@ -2682,10 +2713,16 @@ mod listen {
             })
         };
         let started = std::time::Instant::now();
+        let mut resync = false;
         loop {
             deliver().await.unwrap();
             match tokio::time::timeout(Duration::from_millis(500), changes.recv()).await {
-                Ok(Ok(Change::MessageAdded { .. })) => break,
+                Ok(Ok(Change::MessageAdded { .. })) => {
+                    assert!(resync, "sessions are told to reload first");
+                    break;
+                }
+                // What was missed while not listening: sessions reload.
+                Ok(Ok(Change::Resync)) => resync = true,
                 Ok(other) => panic!("unexpected {other:?}"),
                 Err(_) => assert!(
                     started.elapsed() < Duration::from_secs(10),

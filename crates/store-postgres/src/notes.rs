@@ -27,6 +27,8 @@ const MAX_UIDS_PER_LINE: usize = 500;
 
 fn lines(note: &Note, out: &mut Vec<String>) {
     match note {
+        // Local only: a node tells its own sessions after it lost the LISTEN connection.
+        Note::Change(_, Change::Resync) => {}
         Note::Queue => out.push("q".into()),
         Note::Change(account, Change::MailboxesChanged) => out.push(format!("m {account}")),
         Note::Change(
@@ -172,8 +174,10 @@ pub(crate) async fn listen(
                         first = false;
                     } else {
                         tracing::warn!(
-                            "postgres: listening again; changes made meanwhile reach open sessions on their next command"
+                            "postgres: listening again; open sessions reload what they show"
                         );
+                        // Changes made meanwhile were not heard: every session reloads.
+                        notifier.publish_all(Change::Resync);
                         // Anything queued meanwhile is due now.
                         queue_signal.notify_one();
                     }

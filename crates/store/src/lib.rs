@@ -458,6 +458,9 @@ pub enum Change {
         uids: Vec<u32>,
         modseq: u64,
     },
+    /// Notifications may have been lost (a backend lost its connection to other nodes):
+    /// reload from the store.
+    Resync,
 }
 
 /// The size of `data` once every bare LF is a CRLF and it ends with CRLF (see

@@ -27,6 +27,14 @@ impl Notifier {
             .subscribe()
     }
 
+    /// Publishes a change to every subscriber of every account.
+    pub fn publish_all(&self, change: Change) {
+        let channels = self.channels.lock().expect("notifier lock poisoned");
+        for sender in channels.values() {
+            let _ = sender.send(change.clone());
+        }
+    }
+
     /// Publishes a change to the account's subscribers, if any.
     pub fn publish(&self, account: AccountId, change: Change) {
         let mut channels = self.channels.lock().expect("notifier lock poisoned");

@@ -9,7 +9,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +20,8 @@ use crate::mail::{self, Addr};
 use crate::session::{Upload, WebSession};
 use crate::{EmailParam, Shared, error};
 
+/// The largest API request body.
+const MAX_REQUEST: usize = 2 << 20;
 /// Messages a thread search looks back over in each of INBOX, Sent and the email's mailbox.
 const THREAD_WINDOW: usize = 5000;
 /// Messages an address suggestion looks back over.
@@ -102,7 +103,12 @@ impl Call<'_> {
             .split_once('-')
             .and_then(|(m, u)| Some((m.parse().ok()?, u.parse().ok()?)));
         match parsed {
-            Some((mailbox, uid)) if self.mailbox(mailbox).is_ok() => Ok((mailbox, uid)),
+            // Only the canonical spelling: "3-05" would name the same message twice.
+            Some((mailbox, uid))
+                if self.mailbox(mailbox).is_ok() && email_id(mailbox, uid) == id =>
+            {
+                Ok((mailbox, uid))
+            }
             _ => Err(MethodError::new("notFound", format!("no email {id}"))),
         }
     }
@@ -147,6 +153,15 @@ fn keywords(flag_bits: u32, extra: &[String]) -> Value {
     Value::Object(map)
 }
 
+/// RFC 8621 §4.1.1: 1-255 characters of %x21-7E, none of `( ) { ] % * " \`.
+fn valid_keyword(keyword: &str) -> bool {
+    !keyword.is_empty()
+        && keyword.len() <= 255
+        && keyword
+            .bytes()
+            .all(|b| (0x21..=0x7e).contains(&b) && !b"(){]%*\"\\".contains(&b))
+}
+
 fn keyword_bit(keyword: &str) -> Option<u32> {
     Some(match keyword.to_ascii_lowercase().as_str() {
         "$seen" => flags::SEEN,
@@ -170,7 +185,7 @@ pub(crate) fn change_event(account: AccountId, change: &Change) -> String {
         Change::Expunged {
             mailbox_id, modseq, ..
         } => ("emailRemoved", Some(*mailbox_id), *modseq),
-        Change::MailboxesChanged => ("mailboxes", None, 0),
+        Change::MailboxesChanged | Change::Resync => ("mailboxes", None, 0),
     };
     json!({
         "@type": "StateChange",
@@ -221,11 +236,15 @@ pub async fn api(
     State(webmail): State<Shared>,
     connect: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: axum::body::Body,
 ) -> Response {
     let session = match webmail.sessions.for_change(&headers) {
         Ok(session) => session,
         Err(response) => return response,
+    };
+    // Read only once the session is known: strangers cannot make the server hold bodies.
+    let Ok(body) = axum::body::to_bytes(body, MAX_REQUEST).await else {
+        return error(StatusCode::PAYLOAD_TOO_LARGE, "the request is too large");
     };
     let request: Request = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -363,6 +382,9 @@ async fn mailbox_set(call: &Call<'_>, args: &Value) -> MethodResult {
         for (id, value) in update {
             let result = async {
                 let mailbox = call.mailbox(id.parse().unwrap_or(-1))?;
+                if mailbox.name == "INBOX" {
+                    return Err(MethodError::new("forbidden", "INBOX keeps its name"));
+                }
                 let name = value["name"].as_str().unwrap_or("").trim();
                 store.rename_mailbox(mailbox.id, name).await?;
                 Ok::<_, MethodError>(())
@@ -411,6 +433,15 @@ async fn mailbox_empty(call: &Call<'_>, args: &Value) -> MethodResult {
             .parse()
             .unwrap_or(-1),
     )?;
+    if !matches!(
+        mailbox.special_use,
+        Some(SpecialUse::Trash | SpecialUse::Junk)
+    ) {
+        return Err(MethodError::new(
+            "forbidden",
+            "only Trash and Junk are emptied",
+        ));
+    }
     let uids: Vec<u32> = call
         .store()
         .message_flags(mailbox.id, 0)
@@ -427,7 +458,12 @@ async fn mailbox_empty(call: &Call<'_>, args: &Value) -> MethodResult {
 fn account_state(mailboxes: &[Mailbox]) -> String {
     let mut parts: Vec<String> = mailboxes
         .iter()
-        .map(|m| format!("{}.{}.{}", m.id, m.highest_modseq, m.uid_next))
+        .map(|m| {
+            format!(
+                "{}.{}.{}.{}",
+                m.id, m.uid_validity, m.highest_modseq, m.uid_next
+            )
+        })
         .collect();
     parts.sort();
     parts.join("-")
@@ -437,32 +473,48 @@ fn account_state(mailboxes: &[Mailbox]) -> String {
 type MailboxStates = Vec<(MailboxId, u64, u32)>;
 
 /// A state string back into its mailboxes' counters.
-fn parse_state(state: &str) -> Option<MailboxStates> {
+/// A mailbox whose UIDVALIDITY differs from the state's (a new mailbox that reused the id)
+/// is left out: it counts as new.
+fn parse_state(state: &str, mailboxes: &[Mailbox]) -> Option<MailboxStates> {
     if state.is_empty() {
         return Some(Vec::new());
     }
-    state
+    let all = state
         .split('-')
         .map(|part| {
             let mut fields = part.split('.');
             Some((
-                fields.next()?.parse().ok()?,
-                fields.next()?.parse().ok()?,
-                fields.next()?.parse().ok()?,
+                fields.next()?.parse::<MailboxId>().ok()?,
+                fields.next()?.parse::<u32>().ok()?,
+                fields.next()?.parse::<u64>().ok()?,
+                fields.next()?.parse::<u32>().ok()?,
             ))
         })
-        .collect()
+        .collect::<Option<Vec<_>>>()?;
+    Some(
+        all.into_iter()
+            .filter(|(id, validity, _, _)| {
+                mailboxes
+                    .iter()
+                    .all(|m| m.id != *id || m.uid_validity == *validity)
+            })
+            .map(|(id, _, modseq, next)| (id, modseq, next))
+            .collect(),
+    )
 }
 
-fn since_state(args: &Value) -> Result<(String, MailboxStates), MethodError> {
+fn since_state(
+    args: &Value,
+    mailboxes: &[Mailbox],
+) -> Result<(String, MailboxStates), MethodError> {
     let since = args["sinceState"].as_str().unwrap_or("").to_string();
-    let parsed = parse_state(&since)
+    let parsed = parse_state(&since, mailboxes)
         .ok_or_else(|| MethodError::new("cannotCalculateChanges", "unknown sinceState"))?;
     Ok((since, parsed))
 }
 
 async fn mailbox_changes(call: &Call<'_>, args: &Value) -> MethodResult {
-    let (since, old) = since_state(args)?;
+    let (since, old) = since_state(args, &call.mailboxes)?;
     let mut created = Vec::new();
     let mut updated = Vec::new();
     for m in &call.mailboxes {
@@ -491,7 +543,7 @@ async fn mailbox_changes(call: &Call<'_>, args: &Value) -> MethodResult {
 /// Emails created, changed and destroyed since a state, from MODSEQs, UIDNEXTs and the
 /// expunge history every mailbox keeps for QRESYNC.
 async fn email_changes(call: &Call<'_>, args: &Value) -> MethodResult {
-    let (since, old) = since_state(args)?;
+    let (since, old) = since_state(args, &call.mailboxes)?;
     if old
         .iter()
         .any(|(id, _, _)| !call.mailboxes.iter().any(|m| m.id == *id))
@@ -845,6 +897,13 @@ async fn update_email(
     let mut move_to = None;
     for (path, value) in patch {
         if let Some(keyword) = path.strip_prefix("keywords/") {
+            if !valid_keyword(keyword) {
+                return Err(MethodError::new(
+                    "invalidPatch",
+                    format!("{keyword:?} is not a keyword"),
+                ));
+            }
+            let keyword = &keyword.to_ascii_lowercase();
             let on = value.as_bool() == Some(true);
             match (keyword_bit(keyword), on) {
                 (Some(bit), true) => add |= bit,
@@ -855,9 +914,13 @@ async fn update_email(
         } else if path == "mailboxIds" {
             let target = value
                 .as_object()
-                .and_then(|m| m.keys().next())
-                .and_then(|k| k.parse().ok())
-                .ok_or_else(|| MethodError::new("invalidPatch", "mailboxIds names one mailbox"))?;
+                .filter(|m| m.len() == 1)
+                .and_then(|m| m.iter().next())
+                .filter(|(_, on)| **on == Value::Bool(true))
+                .and_then(|(k, _)| k.parse().ok())
+                .ok_or_else(|| {
+                    MethodError::new("invalidPatch", "mailboxIds names one mailbox, set to true")
+                })?;
             move_to = Some(call.mailbox(target)?.id);
         } else {
             return Err(MethodError::new(
@@ -1081,6 +1144,7 @@ async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
             "add at least one recipient",
         ));
     }
+    let sent_box = call.role(SpecialUse::Sent)?.id;
     let user = auth::Authenticated {
         account_id: call.session.account,
         address: call.session.address.clone(),
@@ -1100,10 +1164,10 @@ async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
             }
             smtp_server::SubmitError::Temporary => MethodError::new("serverFail", e.to_string()),
         })?;
+    // The message is on its way: nothing after this may make the user send it again.
     let store = call.store();
-    let sent_box = call.role(SpecialUse::Sent)?.id;
     let summary = message::summary::summarize(&sent);
-    let uid = store
+    let copied = store
         .append(
             sent_box,
             sent,
@@ -1112,11 +1176,10 @@ async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
             store::rules::now(),
             Some(summary),
         )
-        .await?;
+        .await;
     if let Some(original) = &c.replying_to
         && let Ok((mailbox, original_uid)) = call.email(original)
-    {
-        store
+        && let Err(e) = store
             .store_flags(
                 mailbox,
                 &[original_uid],
@@ -1125,13 +1188,18 @@ async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
                 &[],
                 None,
             )
-            .await?;
+            .await
+    {
+        tracing::warn!(error = %e, "webmail: marking the original answered failed");
     }
     if let Some(draft) = &c.draft_id
         && let Ok((mailbox, draft_uid)) = call.email(draft)
-        && call.mailbox(mailbox)?.special_use == Some(SpecialUse::Drafts)
+        && call
+            .mailbox(mailbox)
+            .is_ok_and(|m| m.special_use == Some(SpecialUse::Drafts))
+        && let Err(e) = store.expunge(mailbox, &[draft_uid]).await
     {
-        store.expunge(mailbox, &[draft_uid]).await?;
+        tracing::warn!(error = %e, "webmail: dropping the sent draft failed");
     }
     // The uploads went out with the message.
     call.session
@@ -1143,7 +1211,13 @@ async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
                 .iter()
                 .any(|a| a.blob_id.strip_prefix('u') == Some(token.as_str()))
         });
-    Ok(email_id(sent_box, uid))
+    match copied {
+        Ok(uid) => Ok(email_id(sent_box, uid)),
+        Err(e) => {
+            tracing::error!(error = %e, "webmail: the Sent copy failed after sending");
+            Ok(String::new())
+        }
+    }
 }
 
 /// The conversation of an email: messages in INBOX, Sent and its own mailbox linked to it by
@@ -1151,6 +1225,12 @@ async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
 async fn thread_get(call: &Call<'_>, args: &Value) -> MethodResult {
     let mut list = Vec::new();
     let mut not_found = Vec::new();
+    if args["ids"].as_array().is_some_and(|ids| ids.len() > 20) {
+        return Err(MethodError::new(
+            "requestTooLarge",
+            "at most 20 threads at once",
+        ));
+    }
     for id in args["ids"]
         .as_array()
         .into_iter()
@@ -1277,7 +1357,7 @@ pub async fn upload(
     Path(account): Path<String>,
     Query(query): Query<UploadQuery>,
     headers: HeaderMap,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    body: axum::body::Body,
 ) -> Response {
     let session = match webmail.sessions.for_change(&headers) {
         Ok(session) => session,
@@ -1296,13 +1376,11 @@ pub async fn upload(
             ),
         )
     };
-    let body = match body {
+    // Read only once the session is known, and never more than a message may hold.
+    let body = match axum::body::to_bytes(body, limit).await {
         Ok(body) => body,
         Err(_) => return too_large(),
     };
-    if body.len() + session.uploaded_bytes() > limit {
-        return too_large();
-    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -1311,14 +1389,22 @@ pub async fn upload(
         .to_string();
     let token = crate::session::random_token()[..32].to_string();
     let size = body.len();
-    session.uploads.lock().expect("uploads lock").insert(
-        token.clone(),
-        Upload {
-            name: query.name.unwrap_or_default(),
-            content_type: content_type.clone(),
-            data: body.to_vec(),
-        },
-    );
+    {
+        // Checked and taken under one lock, so parallel uploads cannot pass the limit together.
+        let mut uploads = session.uploads.lock().expect("uploads lock");
+        let held: usize = uploads.values().map(|u| u.data.len()).sum();
+        if held + size > limit {
+            return too_large();
+        }
+        uploads.insert(
+            token.clone(),
+            Upload {
+                name: query.name.unwrap_or_default(),
+                content_type: content_type.clone(),
+                data: body.to_vec(),
+            },
+        );
+    }
     (
         StatusCode::CREATED,
         Json(json!({

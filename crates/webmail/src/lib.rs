@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, DefaultBodyLimit, Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -54,7 +54,6 @@ pub type Shared = Arc<Webmail>;
 
 /// The whole site.
 pub fn router(webmail: Shared) -> Router {
-    let max_upload = webmail.settings.max_message_size;
     Router::new()
         .route("/", get(index))
         .route("/app.js", get(app_js))
@@ -63,10 +62,7 @@ pub fn router(webmail: Shared) -> Router {
         .route("/api/logout", post(session::logout))
         .route("/jmap/session", get(api::session_resource))
         .route("/jmap/api", post(api::api))
-        .route(
-            "/jmap/upload/{account}/",
-            post(api::upload).layer(DefaultBodyLimit::max(max_upload + 1)),
-        )
+        .route("/jmap/upload/{account}/", post(api::upload))
         .route("/jmap/download/{account}/{blob}/{name}", get(api::download))
         .route("/jmap/html/{email}", get(api::html))
         .route("/jmap/raw/{email}", get(api::raw))
@@ -210,7 +206,7 @@ async fn events(
         Some(session) => session,
         None => return error(StatusCode::UNAUTHORIZED, "not logged in"),
     };
-    if query.csrf.as_deref() != Some(session.csrf.as_str()) {
+    if !session::same(query.csrf.as_deref().unwrap_or(""), &session.csrf) {
         return error(StatusCode::FORBIDDEN, "bad CSRF token");
     }
     let account: AccountId = session.account;
@@ -227,6 +223,7 @@ async fn events(
             };
             if tx
                 .send(Ok(Event::default().event("state").data(event)))
+                .await
                 .is_err()
             {
                 break;
@@ -243,10 +240,11 @@ fn async_stream<F, Fut>(
     producer: F,
 ) -> impl futures_util::Stream<Item = Result<Event, std::convert::Infallible>>
 where
-    F: FnOnce(tokio::sync::mpsc::UnboundedSender<Result<Event, std::convert::Infallible>>) -> Fut,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<Event, std::convert::Infallible>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    // Bounded: a page that stops reading holds up its own stream, not the server's memory.
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
     let task = tokio::spawn(producer(tx));
     let guard = AbortOnDrop(task);
     futures_util::stream::poll_fn(move |cx| {

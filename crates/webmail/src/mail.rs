@@ -167,7 +167,34 @@ pub fn body(raw: &[u8]) -> Body {
 
 /// Very plain text from HTML, for previews and HTML-only mail in text views.
 pub fn html_to_text(html: &str) -> String {
-    let cleaned = ammonia::Builder::empty().clean(html).to_string();
+    // Block ends and line breaks become newlines before the tags go.
+    let mut spaced = String::with_capacity(html.len() + 64);
+    let lower = html.to_ascii_lowercase();
+    let mut last = 0;
+    for (i, _) in lower.match_indices('<') {
+        let tag = &lower[i..];
+        let breaks = [
+            "<br",
+            "</p",
+            "</div",
+            "<li",
+            "</li",
+            "</tr",
+            "</h1",
+            "</h2",
+            "</h3",
+            "</blockquote",
+        ]
+        .iter()
+        .any(|t| tag.starts_with(t));
+        if breaks {
+            spaced.push_str(&html[last..i]);
+            spaced.push('\n');
+            last = i;
+        }
+    }
+    spaced.push_str(&html[last..]);
+    let cleaned = ammonia::Builder::empty().clean(&spaced).to_string();
     let mut text = String::with_capacity(cleaned.len());
     let mut chars = cleaned.chars().peekable();
     while let Some(c) = chars.next() {
@@ -226,6 +253,8 @@ pub fn safe_html(raw: &[u8], allow_remote: bool) -> Option<(String, bool)> {
     let remote_seen = Arc::new(AtomicBool::new(false));
     let seen = remote_seen.clone();
     let cleaned = ammonia::Builder::default()
+        // Relative links would point into the webmail itself.
+        .url_relative(ammonia::UrlRelative::Deny)
         .add_url_schemes(["cid"])
         .add_generic_attributes(["style", "align", "valign", "bgcolor", "width", "height"])
         .link_rel(Some("noopener noreferrer"))

@@ -39,17 +39,7 @@ pub struct WebSession {
     pub uploads: Mutex<HashMap<String, Upload>>,
 }
 
-impl WebSession {
-    /// Bytes held in uploads.
-    pub fn uploaded_bytes(&self) -> usize {
-        self.uploads
-            .lock()
-            .expect("uploads lock")
-            .values()
-            .map(|u| u.data.len())
-            .sum()
-    }
-}
+impl WebSession {}
 
 /// Every session of this node.
 pub struct Sessions {
@@ -67,7 +57,7 @@ pub(crate) fn random_token() -> String {
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

@@ -17,9 +17,9 @@ async function jmap(calls) {
     headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf },
     body: JSON.stringify({ using: ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail'], methodCalls: calls }),
   });
-  if (response.status === 401) { showLogin('Your session ended; please log in again.'); throw new Error('not logged in'); }
-  const body = await response.json();
-  if (!response.ok) throw new Error(body.error || response.statusText);
+  if (response.status === 401) { location.reload(); throw new Error('not logged in'); }
+  const body = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(body.error || `${response.status} ${response.statusText}`);
   return body.methodResponses;
 }
 
@@ -60,9 +60,9 @@ $('login').addEventListener('submit', async (e) => {
 });
 
 $('logout').addEventListener('click', async () => {
-  await fetch('/api/logout', { method: 'POST', headers: { 'X-CSRF-Token': state.csrf } });
-  state.csrf = null;
-  showLogin('Logged out.');
+  await fetch('/api/logout', { method: 'POST', headers: { 'X-CSRF-Token': state.csrf } }).catch(() => null);
+  // A fresh page: nothing of this user's mail stays in memory or on screen.
+  location.reload();
 });
 
 async function boot() {
@@ -79,8 +79,8 @@ async function start() {
   $('app').hidden = false;
   $('whoami').textContent = state.username;
   await loadMailboxes();
-  const inbox = state.mailboxes.find((m) => m.role === 'inbox');
-  await selectMailbox(inbox ? inbox.id : state.mailboxes[0].id);
+  const inbox = state.mailboxes.find((m) => m.role === 'inbox') || state.mailboxes[0];
+  if (inbox) await selectMailbox(inbox.id);
   listen();
 }
 
@@ -185,6 +185,11 @@ async function loadList() {
     ['Email/get', { '#ids': { resultOf: 'q', name: 'Email/query', path: '/ids' } }, 'g'],
   ]);
   const query = result(r, 'q');
+  if (!query.ids.length && query.total > 0 && state.page > 0) {
+    // The last page emptied (moves, deletes): show the one before.
+    state.page = Math.floor((query.total - 1) / PAGE);
+    return loadList();
+  }
   state.total = query.total;
   state.ids = query.ids;
   const list = $('messages');
@@ -452,14 +457,25 @@ for (const id of ['c-to', 'c-cc', 'c-bcc']) {
   });
 }
 
+let saving = null;
 async function saveDraft(quiet) {
-  const r = await jmap([['Email/set', { create: { d: composition() } }, 's']]);
-  const s = result(r, 's');
-  const failure = setFailure(s, 'd');
-  if (failure) { $('c-status').textContent = 'Draft not saved: ' + failure; return; }
-  draft.id = s.created.d.id;
-  draft.dirty = false;
-  $('c-status').textContent = (quiet ? 'Draft saved automatically ' : 'Draft saved ') + new Date().toLocaleTimeString();
+  // One save at a time: two at once would each leave a draft behind.
+  if (saving) await saving;
+  saving = (async () => {
+    try {
+      const r = await jmap([['Email/set', { create: { d: composition() } }, 's']]);
+      const s = result(r, 's');
+      const failure = setFailure(s, 'd');
+      if (failure) { $('c-status').textContent = 'Draft not saved: ' + failure; return; }
+      draft.id = s.created.d.id;
+      draft.dirty = false;
+      $('c-status').textContent = (quiet ? 'Draft saved automatically ' : 'Draft saved ') + new Date().toLocaleTimeString();
+    } catch (e) {
+      $('c-status').textContent = 'Draft not saved: ' + e.message;
+    }
+  })();
+  await saving;
+  saving = null;
 }
 
 $('c-save').addEventListener('click', () => saveDraft(false));
@@ -468,11 +484,21 @@ $('composer').addEventListener('close', () => clearInterval(draft.timer));
 
 $('c-send').addEventListener('click', async () => {
   if (draft.attachments.some((a) => !a.blobId)) { $('c-status').textContent = 'Wait for the uploads to finish.'; return; }
-  $('c-status').textContent = 'Sending…';
-  const r = await jmap([['EmailSubmission/set', { create: { s: composition() } }, 'x']]);
-  const failure = setFailure(result(r, 'x'), 's');
-  if (failure) { $('c-status').textContent = 'Not sent: ' + failure; return; }
   clearInterval(draft.timer);
+  if (saving) await saving;
+  $('c-status').textContent = 'Sending…';
+  let failure;
+  try {
+    const r = await jmap([['EmailSubmission/set', { create: { s: composition() } }, 'x']]);
+    failure = setFailure(result(r, 'x'), 's');
+  } catch (e) {
+    failure = e.message;
+  }
+  if (failure) {
+    $('c-status').textContent = 'Not sent: ' + failure;
+    draft.timer = setInterval(() => { if (draft.dirty) saveDraft(true); }, 5000);
+    return;
+  }
   $('composer').close();
   $('list-status').textContent = 'Message sent.';
   loadMailboxes(); loadList();

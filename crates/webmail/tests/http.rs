@@ -1055,3 +1055,67 @@ async fn changes_since_a_state() {
     assert_eq!(gone["m"]["destroyed"], json!([later]));
     assert_eq!(gone["bad"]["type"], "cannotCalculateChanges");
 }
+
+#[tokio::test]
+async fn hostile_input_is_refused_or_neutralised() {
+    let site = site().await;
+    deliver(&site, "alice@localhost", b"Subject: x\r\n\r\nbody\r\n").await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let id = b.inbox_ids().await[0].clone();
+    let inbox = b.mailbox("inbox").await;
+    // Keywords that would break IMAP responses.
+    let set = b
+        .api(json!([["Email/set", {"update": {
+            &id: {"keywords/x)\r\n* 1 EXPUNGE": true},
+        }}, "s"], ["Email/set", {"update": {&id: {"keywords/a b": true}}}, "t"],
+           ["Email/set", {"update": {&id: {"keywords/$Work": true, "mailboxIds": {&inbox: false}}}}, "u"]]))
+        .await;
+    assert_eq!(set["s"]["notUpdated"][&id]["type"], "invalidPatch");
+    assert_eq!(set["t"]["notUpdated"][&id]["type"], "invalidPatch");
+    assert_eq!(
+        set["u"]["notUpdated"][&id]["type"], "invalidPatch",
+        "a move names its target with true"
+    );
+    // Ids spelled another way name nothing.
+    let odd = format!("{inbox}-0{}", id.rsplit('-').next().unwrap());
+    let got = b.api(json!([["Email/get", {"ids": [&odd]}, "g"]])).await;
+    assert_eq!(got["g"]["notFound"], json!([odd]));
+    // INBOX keeps its name and its mail.
+    let r = b
+        .api(json!([
+            ["Mailbox/set", {"update": {&inbox: {"name": "Old"}}}, "r"],
+            ["pigeon:Mailbox/empty", {"mailboxId": &inbox}, "e"],
+        ]))
+        .await;
+    assert_eq!(r["r"]["notUpdated"][&inbox]["type"], "forbidden");
+    assert_eq!(r["e"]["type"], "forbidden");
+    assert_eq!(b.inbox_ids().await, [id.clone()]);
+    // Header injection through threading ids and attachment types goes nowhere.
+    let up = b.upload("a.txt", "text/plain", b"hello".to_vec()).await;
+    let blob = up.json()["blobId"].as_str().unwrap().to_string();
+    let sent = b
+        .api(json!([["EmailSubmission/set", {"create": {"s": {
+            "to": ["bob@localhost"], "subject": "inject", "text": "x",
+            "inReplyTo": "x>\r\nFrom: ceo@localhost\r\nX-Y: <y",
+            "references": ["ok@x", "bad\r\nBcc: all@localhost"],
+            "attachments": [{"blobId": blob, "name": "a.txt", "type": "text/plain\r\nFrom: ceo@localhost"}]
+        }}}, "x"]]))
+        .await;
+    assert!(
+        sent["x"]["notCreated"].as_object().unwrap().is_empty(),
+        "{}",
+        sent["x"]
+    );
+    let mut bob = Browser::new(&site);
+    bob.login("bob@localhost", PW).await;
+    let raw = bob
+        .get(&format!("/jmap/raw/{}", bob.inbox_ids().await[0]))
+        .await;
+    let text = String::from_utf8(raw.body).unwrap();
+    assert!(
+        !text.contains("ceo@localhost") && !text.contains("all@localhost"),
+        "{text}"
+    );
+    assert!(text.contains("References: <ok@x>"), "{text}");
+}
