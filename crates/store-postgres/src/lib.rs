@@ -1330,7 +1330,8 @@ async fn claim_tx(
         "SELECT q.id FROM queue q WHERE EXISTS (SELECT 1 FROM queue_recipients r \
          WHERE r.queue_id = q.id AND r.status IN ('pending', 'deferred') \
          AND r.next_attempt <= $1 AND r.lease_until <= $1) \
-         ORDER BY q.id LIMIT $2 FOR UPDATE SKIP LOCKED",
+         ORDER BY (SELECT MIN(r.next_attempt) FROM queue_recipients r WHERE r.queue_id = q.id \
+         AND r.status IN ('pending', 'deferred')), q.id LIMIT $2 FOR UPDATE SKIP LOCKED",
         &[&now, &(limit as i64)],
     )
     .await?
@@ -1973,9 +1974,18 @@ impl Store for PostgresStore {
             TextScope::Body => "s.body ILIKE $2",
             TextScope::All => "(s.headers ILIKE $2 OR s.body ILIKE $2)",
         };
-        let client = self.client().await?;
+        let mut client = self.client().await?;
+        // One snapshot for both reads: a text an indexer moves from the queue to the index in
+        // between would otherwise be in neither.
+        let snapshot = client
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await
+            .map_err(backend)?;
         let rows = query(
-            &client,
+            &snapshot,
             &format!(
                 "SELECT m.uid FROM messages m JOIN search s ON s.blob_id = m.blob_id \
                  WHERE m.mailbox_id = $1 AND {condition} ORDER BY m.uid"
@@ -1987,12 +1997,13 @@ impl Store for PostgresStore {
         // Texts not indexed yet (indexers run when their node is idle) are matched here, so a
         // search never misses fresh mail.
         let pending = query(
-            &client,
+            &snapshot,
             "SELECT m.uid, b.data FROM index_queue q JOIN messages m ON m.blob_id = q.blob_id \
              JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = $1",
             &[&mailbox],
         )
         .await?;
+        snapshot.commit().await.map_err(backend)?;
         if !pending.is_empty() {
             let needle = needle.to_lowercase();
             let found = tokio::task::spawn_blocking(move || {

@@ -197,7 +197,7 @@ pub(crate) fn change_event(account: AccountId, change: &Change) -> String {
 
 /// `GET /jmap/session`: the JMAP session resource (RFC 8620 §2).
 pub async fn session_resource(State(webmail): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match webmail.sessions.for_read(&headers) {
+    let session = match webmail.sessions.for_read(&headers, webmail.settings.secure) {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -238,7 +238,10 @@ pub async fn api(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let session = match webmail.sessions.for_change(&headers) {
+    let session = match webmail
+        .sessions
+        .for_change(&headers, webmail.settings.secure)
+    {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1359,7 +1362,10 @@ pub async fn upload(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let session = match webmail.sessions.for_change(&headers) {
+    let session = match webmail
+        .sessions
+        .for_change(&headers, webmail.settings.secure)
+    {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1429,7 +1435,7 @@ pub async fn download(
     headers: HeaderMap,
     connect: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
 ) -> Response {
-    let session = match webmail.sessions.for_read(&headers) {
+    let session = match webmail.sessions.for_read(&headers, webmail.settings.secure) {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1530,7 +1536,9 @@ async fn stored_email(
     headers: &HeaderMap,
     email: &str,
 ) -> Result<Vec<u8>, Response> {
-    let session = webmail.sessions.for_read(headers)?;
+    let session = webmail
+        .sessions
+        .for_read(headers, webmail.settings.secure)?;
     let call = call_for_read(webmail, &session, None).await?;
     let (mailbox, uid) = call
         .email(email)

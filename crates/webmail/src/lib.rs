@@ -72,13 +72,15 @@ pub fn router(webmail: Shared) -> Router {
         .with_state(webmail)
 }
 
+/// Most connections one listener serves at once; more wait to be accepted.
+const MAX_CONNECTIONS: usize = 10_000;
+/// A request's head must arrive within this long (slow or idle clients are dropped).
+const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Serves the site over plain HTTP on `listener` until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, webmail: Shared) -> std::io::Result<()> {
-    axum::serve(
-        listener,
-        router(webmail).into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .await
+    accept_loop(listener, None, webmail).await;
+    Ok(())
 }
 
 /// Serves the site over HTTPS (TLS from the first byte) on `listener`.
@@ -87,37 +89,66 @@ pub async fn serve_tls(
     acceptor: tokio_rustls::TlsAcceptor,
     webmail: Shared,
 ) {
-    use tower::ServiceExt;
+    accept_loop(listener, Some(acceptor), webmail).await
+}
+
+/// Accepts connections (at most [`MAX_CONNECTIONS`] at once) and serves each over HTTP/1.1,
+/// with a deadline for the TLS handshake and for every request head.
+async fn accept_loop(
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    webmail: Shared,
+) {
     let app = router(webmail);
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(e) => {
-                tracing::warn!(error = %e, "https accept failed");
+                tracing::warn!(error = %e, "http accept failed");
                 tokio::time::sleep(Duration::from_millis(50)).await;
                 continue;
             }
         };
-        let acceptor = acceptor.clone();
+        let tls = tls.clone();
         let app = app.clone();
         tokio::spawn(async move {
-            let Ok(Ok(tls)) =
-                tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await
-            else {
-                return;
-            };
-            let service = hyper::service::service_fn(
-                move |mut request: hyper::Request<hyper::body::Incoming>| {
-                    request.extensions_mut().insert(ConnectInfo(peer));
-                    app.clone().oneshot(request.map(axum::body::Body::new))
-                },
-            );
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(tls), service)
-                .with_upgrades()
-                .await;
+            let _slot = slot;
+            match tls {
+                Some(acceptor) => {
+                    let Ok(Ok(stream)) =
+                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
+                            .await
+                    else {
+                        return;
+                    };
+                    serve_connection(stream, peer, app).await;
+                }
+                None => serve_connection(stream, peer, app).await,
+            }
         });
     }
+}
+
+async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    use tower::ServiceExt;
+    let service =
+        hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            app.clone().oneshot(request.map(axum::body::Body::new))
+        });
+    let _ = hyper::server::conn::http1::Builder::new()
+        .timer(hyper_util::rt::TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+        .with_upgrades()
+        .await;
 }
 
 /// The policy of the application's own pages: scripts and styles only from us, no framing,
@@ -202,7 +233,10 @@ async fn events(
     headers: HeaderMap,
     Query(query): Query<EventQuery>,
 ) -> Response {
-    let session = match webmail.sessions.from_headers(&headers) {
+    let session = match webmail
+        .sessions
+        .from_headers(&headers, webmail.settings.secure)
+    {
         Some(session) => session,
         None => return error(StatusCode::UNAUTHORIZED, "not logged in"),
     };

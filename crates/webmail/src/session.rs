@@ -16,7 +16,15 @@ use store::AccountId;
 
 use crate::{Shared, error};
 
-const COOKIE: &str = "pigeon_session";
+/// The cookie's name; under TLS with the `__Host-` prefix, which browsers accept only from a
+/// secure origin for the whole host, so no sibling site can plant one.
+fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        "__Host-pigeon_session"
+    } else {
+        "pigeon_session"
+    }
+}
 /// However active, a session ends after this long.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
@@ -97,8 +105,8 @@ impl Sessions {
     }
 
     /// The session the request's cookie names, if it is alive.
-    pub fn from_headers(&self, headers: &HeaderMap) -> Option<Arc<WebSession>> {
-        let token = cookie(headers)?;
+    pub fn from_headers(&self, headers: &HeaderMap, secure: bool) -> Option<Arc<WebSession>> {
+        let token = cookie(headers, secure)?;
         let now = Instant::now();
         let mut map = self.map.lock().expect("sessions lock");
         let session = map.get(&token)?.clone();
@@ -113,9 +121,13 @@ impl Sessions {
     /// The session of a state-changing request: 401 without a live session, 403 without the
     /// session's CSRF token in `X-CSRF-Token`.
     #[allow(clippy::result_large_err)]
-    pub fn for_change(&self, headers: &HeaderMap) -> Result<Arc<WebSession>, Response> {
+    pub fn for_change(
+        &self,
+        headers: &HeaderMap,
+        secure: bool,
+    ) -> Result<Arc<WebSession>, Response> {
         let session = self
-            .from_headers(headers)
+            .from_headers(headers, secure)
             .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "not logged in or session expired"))?;
         let sent = headers
             .get("x-csrf-token")
@@ -129,8 +141,8 @@ impl Sessions {
 
     /// The session of a request that only reads: 401 without one.
     #[allow(clippy::result_large_err)]
-    pub fn for_read(&self, headers: &HeaderMap) -> Result<Arc<WebSession>, Response> {
-        self.from_headers(headers)
+    pub fn for_read(&self, headers: &HeaderMap, secure: bool) -> Result<Arc<WebSession>, Response> {
+        self.from_headers(headers, secure)
             .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "not logged in or session expired"))
     }
 
@@ -151,21 +163,23 @@ impl Sessions {
     }
 }
 
-fn cookie(headers: &HeaderMap) -> Option<String> {
+fn cookie(headers: &HeaderMap, secure: bool) -> Option<String> {
+    let wanted = cookie_name(secure);
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE)
+        .find(|(name, _)| *name == wanted)
         .map(|(_, value)| value.to_string())
 }
 
 fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
-    let secure = if secure { "; Secure" } else { "" };
+    let name = cookie_name(secure);
+    let flag = if secure { "; Secure" } else { "" };
     HeaderValue::from_str(&format!(
-        "{COOKIE}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}"
+        "{name}={value}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{flag}"
     ))
     .expect("cookie is ASCII")
 }
@@ -181,6 +195,7 @@ pub struct LoginRequest {
 pub async fn login(
     State(webmail): State<Shared>,
     connect: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
+    headers: HeaderMap,
     Json(request): Json<LoginRequest>,
 ) -> Response {
     let ip = crate::peer(connect);
@@ -199,6 +214,13 @@ pub async fn login(
             );
         }
     };
+    // A new login ends the session this browser had: no token outlives a login.
+    if let Some(old) = webmail
+        .sessions
+        .from_headers(&headers, webmail.settings.secure)
+    {
+        webmail.sessions.remove(&old);
+    }
     let session = webmail
         .sessions
         .create(user.account_id, user.address.clone());
@@ -217,7 +239,10 @@ pub async fn login(
 
 /// `POST /api/logout`: ends the session and clears the cookie.
 pub async fn logout(State(webmail): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match webmail.sessions.for_change(&headers) {
+    let session = match webmail
+        .sessions
+        .for_change(&headers, webmail.settings.secure)
+    {
         Ok(session) => session,
         Err(response) => return response,
     };

@@ -352,6 +352,17 @@ async fn login_sessions_csrf_and_logout() {
     let unknown = b.api(json!([["Nope/get", {}, "n"]])).await;
     assert_eq!(unknown["n"]["type"], "unknownMethod");
 
+    // Logging in again replaces the browser's session: the old token is dead.
+    let old = b.cookie.clone();
+    assert_eq!(b.login("alice@localhost", PW).await.status, StatusCode::OK);
+    assert_ne!(b.cookie, old);
+    let mut stale = Browser::new(&site);
+    stale.cookie = old;
+    assert_eq!(
+        stale.get("/jmap/session").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+
     // Logout ends the session for good.
     let token = b.csrf.clone().unwrap();
     let out = b
@@ -392,7 +403,11 @@ async fn sessions_expire_and_tls_cookies_are_secure() {
     let site = site_with(true, Duration::from_millis(300), 1 << 20).await;
     let mut b = Browser::new(&site);
     let ok = b.login("bob@localhost", PW).await;
-    assert!(ok.header(header::SET_COOKIE).contains("; Secure"));
+    let cookie = ok.header(header::SET_COOKIE);
+    assert!(
+        cookie.starts_with("__Host-pigeon_session=") && cookie.contains("; Secure"),
+        "{cookie}"
+    );
     assert_eq!(b.get("/jmap/session").await.status, StatusCode::OK);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let expired = b.get("/jmap/session").await;
