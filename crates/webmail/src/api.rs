@@ -293,6 +293,7 @@ pub async fn api(
             "Email/changes" => email_changes(&call, &arguments).await,
             "pigeon:Mailbox/empty" => mailbox_empty(&call, &arguments).await,
             "pigeon:Address/suggest" => address_suggest(&call, &arguments).await,
+            "pigeon:Upload/destroy" => upload_destroy(&call, &arguments),
             _ => Err(MethodError::new(
                 "unknownMethod",
                 format!("no method {name}"),
@@ -639,13 +640,15 @@ async fn email_query(call: &Call<'_>, args: &Value) -> MethodResult {
     let after = parse_date(&filter["after"])?;
     let before = parse_date(&filter["before"])?;
     // Newest first.
-    let mut candidates: Vec<u32> = all
+    // Newest first by arrival (a message moved here keeps its date), then by UID.
+    let mut dated: Vec<(i64, u32)> = all
         .iter()
-        .rev()
         .filter(|m| after.is_none_or(|a| m.internal_date >= a))
         .filter(|m| before.is_none_or(|b| m.internal_date < b))
-        .map(|m| m.uid)
+        .map(|m| (m.internal_date, m.uid))
         .collect();
+    dated.sort_unstable_by(|a, b| b.cmp(a));
+    let mut candidates: Vec<u32> = dated.into_iter().map(|(_, uid)| uid).collect();
     let mut keep = |found: Vec<u32>| {
         let found: HashSet<u32> = found.into_iter().collect();
         candidates.retain(|u| found.contains(u));
@@ -729,12 +732,17 @@ async fn email_get(call: &Call<'_>, args: &Value) -> MethodResult {
                 .collect()
         })
         .unwrap_or_default();
-    if ids.len() > 500 {
-        return Err(MethodError::new("requestTooLarge", "at most 500 ids"));
-    }
     let with_body = args["properties"]
         .as_array()
         .is_some_and(|p| p.iter().any(|v| v == "body"));
+    // Bodies are parsed and sanitised one by one: fewer of them per call.
+    let most = if with_body { 50 } else { 500 };
+    if ids.len() > most {
+        return Err(MethodError::new(
+            "requestTooLarge",
+            format!("at most {most} ids"),
+        ));
+    }
     let store = call.store();
     let mut by_mailbox: HashMap<MailboxId, Vec<u32>> = HashMap::new();
     let mut not_found = Vec::new();
@@ -983,15 +991,21 @@ struct AttachmentRef {
     content_type: Option<String>,
 }
 
-fn mailboxes_of(list: &[String]) -> Result<Vec<message::compose::Mailbox>, MethodError> {
-    list.iter()
-        .map(|s| s.trim())
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            message::compose::Mailbox::parse(s)
-                .map_err(|e| MethodError::new("invalidRecipients", e))
-        })
-        .collect()
+/// The addresses of a field; with `lenient` (drafts) ones that do not parse yet are left out
+/// rather than refused, since the user may be half-way through typing them.
+fn mailboxes_of(
+    list: &[String],
+    lenient: bool,
+) -> Result<Vec<message::compose::Mailbox>, MethodError> {
+    let mut out = Vec::new();
+    for text in list.iter().map(|s| s.trim()).filter(|s| !s.is_empty()) {
+        match message::compose::Mailbox::parse(text) {
+            Ok(mailbox) => out.push(mailbox),
+            Err(_) if lenient => {}
+            Err(e) => return Err(MethodError::new("invalidRecipients", e)),
+        }
+    }
+    Ok(out)
 }
 
 /// An uploaded file, or a part of a stored message (forwarding), by blob id.
@@ -1019,13 +1033,17 @@ async fn blob(call: &Call<'_>, id: &str) -> Result<(String, String, Vec<u8>), Me
 }
 
 /// Builds the message; returns it and its envelope recipients.
-async fn compose(call: &Call<'_>, c: &Composition) -> Result<(Vec<u8>, Vec<String>), MethodError> {
+async fn compose(
+    call: &Call<'_>,
+    c: &Composition,
+    lenient: bool,
+) -> Result<(Vec<u8>, Vec<String>), MethodError> {
     let from = message::compose::Mailbox::parse(c.from.as_deref().unwrap_or(&call.session.address))
         .map_err(|e| MethodError::new("invalidArguments", e))?;
     let (to, cc, bcc) = (
-        mailboxes_of(&c.to)?,
-        mailboxes_of(&c.cc)?,
-        mailboxes_of(&c.bcc)?,
+        mailboxes_of(&c.to, lenient)?,
+        mailboxes_of(&c.cc, lenient)?,
+        mailboxes_of(&c.bcc, lenient)?,
     );
     let mut attachments = Vec::new();
     for a in &c.attachments {
@@ -1093,7 +1111,7 @@ async fn compose(call: &Call<'_>, c: &Composition) -> Result<(Vec<u8>, Vec<Strin
 async fn save_draft(call: &Call<'_>, draft: &Value) -> Result<String, MethodError> {
     let c: Composition = serde_json::from_value(draft.clone())
         .map_err(|e| MethodError::new("invalidArguments", e.to_string()))?;
-    let (data, _) = compose(call, &c).await?;
+    let (data, _) = compose(call, &c, true).await?;
     let drafts = call.role(SpecialUse::Drafts)?.id;
     let summary = message::summary::summarize(&data);
     let uid = call
@@ -1140,7 +1158,7 @@ async fn submission_set(call: &Call<'_>, args: &Value) -> MethodResult {
 async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
     let c: Composition = serde_json::from_value(value.clone())
         .map_err(|e| MethodError::new("invalidArguments", e.to_string()))?;
-    let (data, recipients) = compose(call, &c).await?;
+    let (data, recipients) = compose(call, &c, false).await?;
     if recipients.is_empty() {
         return Err(MethodError::new(
             "invalidRecipients",
@@ -1305,6 +1323,25 @@ async fn thread_get(call: &Call<'_>, args: &Value) -> MethodResult {
     Ok(
         json!({ "accountId": call.session.account.to_string(), "list": list, "notFound": not_found }),
     )
+}
+
+/// Drops uploads the user removed from a message before sending it.
+fn upload_destroy(call: &Call<'_>, args: &Value) -> MethodResult {
+    let mut uploads = call.session.uploads.lock().expect("uploads lock");
+    let mut destroyed = Vec::new();
+    for id in args["blobIds"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+    {
+        if let Some(token) = id.strip_prefix('u')
+            && uploads.remove(token).is_some()
+        {
+            destroyed.push(id.to_string());
+        }
+    }
+    Ok(json!({ "destroyed": destroyed }))
 }
 
 /// Addresses seen in recent mail (INBOX and Sent) that start with `prefix`, for autocomplete.

@@ -517,7 +517,13 @@ function renderAttachments() {
     }
     const remove = document.createElement('button');
     remove.type = 'button'; remove.textContent = '×'; remove.title = 'Remove';
-    remove.addEventListener('click', () => { draft.attachments = draft.attachments.filter((x) => x !== a); draft.dirty = true; renderAttachments(); });
+    remove.addEventListener('click', () => {
+      draft.attachments = draft.attachments.filter((x) => x !== a);
+      draft.dirty = true;
+      renderAttachments();
+      // An upload of this session is freed at once (a forwarded part is not an upload).
+      if (a.blobId && a.blobId.startsWith('u')) jmap([['pigeon:Upload/destroy', { blobIds: [a.blobId] }, 'u']]).catch(() => null);
+    });
     li.append(remove);
     ul.append(li);
   }

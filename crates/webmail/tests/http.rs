@@ -654,6 +654,19 @@ async fn oversized_uploads_and_messages_get_a_clear_error() {
         StatusCode::PAYLOAD_TOO_LARGE,
         "uploads count together"
     );
+    // A removed upload frees its room.
+    let other = b
+        .upload("c.bin", "application/octet-stream", vec![4; 10 * 1024])
+        .await;
+    let other_id = other.json()["blobId"].as_str().unwrap().to_string();
+    let freed = b
+        .api(json!([["pigeon:Upload/destroy", {"blobIds": [&other_id]}, "d"]]))
+        .await;
+    assert_eq!(freed["d"]["destroyed"], json!([other_id]));
+    let fits = b
+        .upload("d.bin", "application/octet-stream", vec![5; 20 * 1024])
+        .await;
+    assert_eq!(fits.status, StatusCode::CREATED);
     // A message over the limit once encoded (base64 grows it) is refused before sending.
     let blob = half.json()["blobId"].as_str().unwrap().to_string();
     let sent = b
@@ -785,6 +798,17 @@ async fn folders_flags_moves_trash_and_drafts() {
         .api(json!([["Mailbox/set", {"destroy": [&project]}, "d"]]))
         .await;
     assert_eq!(destroyed["d"]["destroyed"], json!([project]));
+
+    // A draft keeps what parses of a half-typed address list.
+    let half = b
+        .api(json!([["Email/set", {"create": {"d": {"to": ["bob@localhost", "car"], "subject": "wip", "text": "..."}}}, "s"]]))
+        .await;
+    let wip = half["s"]["created"]["d"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.api(json!([["Email/set", {"destroy": [&wip]}, "x"]]))
+        .await;
 
     // Drafts: saved, replaced by the next save, dropped when sent.
     let first = b
