@@ -220,10 +220,21 @@ impl Browser {
         }
     }
 
+    /// Clicks the element; if the page re-rendered it meanwhile (a push refreshed a list),
+    /// finds it again.
     pub fn click(&self, css: &str) {
-        let id = self.element(css);
-        self.checked("POST", &format!("/element/{id}/click"), json!({}))
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        let mut tries = 0;
+        loop {
+            let id = self.element(css);
+            match self.checked("POST", &format!("/element/{id}/click"), json!({})) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element") && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Types into an input (for a file input: the file's path).

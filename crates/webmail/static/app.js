@@ -327,6 +327,8 @@ async function openEmail(id) {
     container.append(article(email, email.id === id));
   }
   $('original').href = '/jmap/raw/' + encodeURIComponent(id);
+  const box = state.mailboxes.find((m) => m.id === state.current);
+  $('edit-draft').hidden = !(box && box.role === 'drafts');
   $('reader').hidden = false;
   $('app').classList.add('reading');
   const opened = emails.find((e) => e.id === id);
@@ -603,6 +605,22 @@ function forward() {
   });
 }
 
+// A saved draft opens in the composer again; saving or sending replaces it.
+function editDraft() {
+  const e = focusedEmail();
+  if (!e) return;
+  const attachments = ((e.body && e.body.attachments) || []).map((a) => ({ blobId: a.blobId, name: a.name || 'attachment', type: a.type, size: a.size }));
+  openComposer('Draft', {
+    to: e.to.map(fullAddress).join(', '), cc: e.cc.map(fullAddress).join(', '),
+    subject: e.subject, body: (e.body && e.body.text) || '',
+    draft: { id: e.id, attachments, inReplyTo: e.inReplyTo[0] || null, references: e.references },
+  });
+  // Carry on where the text ends.
+  const end = $('c-body').value.length;
+  $('c-body').setSelectionRange(end, end);
+}
+
+$('edit-draft').addEventListener('click', editDraft);
 $('reply').addEventListener('click', () => reply(false));
 $('reply-all').addEventListener('click', () => reply(true));
 $('forward').addEventListener('click', forward);

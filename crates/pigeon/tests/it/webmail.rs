@@ -488,3 +488,50 @@ async fn on_a_phone_one_pane_shows_at_a_time() {
         "back to the list"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saved_draft_is_edited_and_sent_later() {
+    let server = TestServer::with_users(exe(), &[ALICE, BOB], PW);
+    let work = tempfile::tempdir().unwrap();
+    let mut steps = Steps::new("draft");
+    let Some(b) = Browser::start(work.path(), &steps.dir) else {
+        return;
+    };
+    login(&b, &format!("http://{}", server.addr("http")), ALICE);
+    b.click("#compose");
+    b.type_into("#c-to", BOB);
+    b.type_into("#c-subject", "草稿");
+    b.type_into("#c-body", "first words");
+    b.click("#c-save");
+    b.wait(
+        "the draft to be saved",
+        "return document.getElementById('c-status').textContent.startsWith('Draft saved')",
+        WAIT,
+    );
+    b.click("#c-close");
+    b.click("#folder-list li[data-role=drafts]");
+    let id = wait_for_row(&b, "草稿");
+    click_row(&b, &id);
+    steps.shot(&b, "draft-opened");
+    b.click("#edit-draft");
+    b.wait(
+        "the draft in the composer",
+        "return document.getElementById('composer').open && document.getElementById('c-body').value.includes('first words')",
+        WAIT,
+    );
+    b.type_into("#c-body", " and more");
+    b.click("#c-send");
+    b.wait(
+        "the draft to be sent",
+        "return document.getElementById('list-status').textContent.includes('Message sent')",
+        WAIT,
+    );
+    b.wait(
+        "the Drafts folder to empty",
+        "return document.querySelectorAll('#messages li').length === 0",
+        WAIT,
+    );
+    steps.shot(&b, "drafts-empty");
+    let stored = String::from_utf8(server.stored(BOB, 1)).unwrap();
+    assert!(stored.contains("first words and more"), "{stored}");
+}
