@@ -654,8 +654,8 @@ struct DeliverJob {
     reply: tokio::sync::oneshot::Sender<Result<Vec<Delivered>>>,
 }
 
-/// Delivery writers per node. Deliveries to one account always go to the same writer, so a
-/// node never waits on its own INBOX locks.
+/// Delivery writers per node. Deliveries are spread by first recipient, so single-recipient
+/// mail to one account always meets the same writer and rarely waits on its INBOX lock.
 const DELIVERY_WRITERS: usize = 4;
 /// Most deliveries committed together.
 const MAX_DELIVERY_BATCH: usize = 64;
@@ -846,18 +846,34 @@ async fn deliver_batch(tx: &Tx<'_>, jobs: &[DeliverJob]) -> Result<Vec<Vec<Deliv
             })
         })
         .collect();
+    // INBOXes are locked in account order, as every other node's batches lock them, so two
+    // batches cannot deadlock; the sort is stable, so one INBOX still gets its messages in
+    // arrival order.
+    let accounts: Vec<AccountId> = jobs
+        .iter()
+        .flat_map(|j| j.recipients.iter().copied())
+        .collect();
+    let mut order: Vec<usize> = (0..message_rows.len()).collect();
+    order.sort_by_key(|&i| accounts[i]);
     // Each job's blob goes in before its messages: statements run in the order sent.
     let mut pending = Vec::with_capacity(blob_rows.len() + message_rows.len());
     for row in &blob_rows {
         pending.push(tx.query(&put_blob, row));
     }
-    for row in &message_rows {
-        pending.push(tx.query(&deliver_one, row));
+    for &i in &order {
+        pending.push(tx.query(&deliver_one, &message_rows[i]));
     }
     let answers = futures_util::future::try_join_all(pending)
         .await
         .map_err(backend)?;
-    let mut inserted = answers[blob_rows.len()..].iter();
+    // Back in job order.
+    let mut by_row: Vec<Option<&Vec<Row>>> = vec![None; message_rows.len()];
+    for (k, &i) in order.iter().enumerate() {
+        by_row[i] = Some(&answers[blob_rows.len() + k]);
+    }
+    let mut inserted = by_row
+        .into_iter()
+        .map(|rows| rows.expect("every row answered"));
     let mut results = Vec::with_capacity(jobs.len());
     let mut notes = Vec::with_capacity(message_rows.len());
     for job in jobs {

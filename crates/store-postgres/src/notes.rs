@@ -2,7 +2,8 @@
 //!
 //! Lines: `q` (queue work is due), `m ACCOUNT` (mailboxes changed), `a ACCOUNT MAILBOX UID
 //! MODSEQ` (message added), `f ACCOUNT MAILBOX UID MODSEQ FLAGS [KEYWORD...]` (flags changed),
-//! `x ACCOUNT MAILBOX MODSEQ UID,UID,...` (expunged). PostgreSQL caps a payload below 8000
+//! `x ACCOUNT MAILBOX MODSEQ UID,UID,...` (expunged), `r ACCOUNT` (reload: a change too big
+//! to describe in one payload). PostgreSQL caps a payload below 8000
 //! bytes, so long batches are split over several notifications and long UID lists over
 //! several lines.
 
@@ -26,9 +27,20 @@ const MAX_PAYLOAD: usize = 7800;
 const MAX_UIDS_PER_LINE: usize = 500;
 
 fn lines(note: &Note, out: &mut Vec<String>) {
+    let start = out.len();
+    describe(note, out);
+    // A line no payload can carry (a flag change with kilobytes of keywords) becomes "reload".
+    if let Note::Change(account, _) = note
+        && out[start..].iter().any(|line| line.len() > MAX_PAYLOAD)
+    {
+        out.truncate(start);
+        out.push(format!("r {account}"));
+    }
+}
+
+fn describe(note: &Note, out: &mut Vec<String>) {
     match note {
-        // Local only: a node tells its own sessions after it lost the LISTEN connection.
-        Note::Change(_, Change::Resync) => {}
+        Note::Change(account, Change::Resync) => out.push(format!("r {account}")),
         Note::Queue => out.push("q".into()),
         Note::Change(account, Change::MailboxesChanged) => out.push(format!("m {account}")),
         Note::Change(
@@ -108,6 +120,7 @@ fn decode_line(line: &str) -> Option<Note> {
     let account: AccountId = words.next()?.parse().ok()?;
     let change = match kind {
         "m" => Change::MailboxesChanged,
+        "r" => Change::Resync,
         "a" => Change::MessageAdded {
             mailbox_id: words.next()?.parse().ok()?,
             uid: words.next()?.parse().ok()?,
@@ -291,6 +304,28 @@ mod tests {
         }
         assert_eq!(expunged, uids);
         assert_eq!(added, 300);
+    }
+
+    #[test]
+    fn a_change_too_big_for_a_payload_becomes_a_reload() {
+        let keywords: Vec<String> = (0..100).map(|i| format!("{i:0>100}")).collect();
+        let notes = vec![
+            Note::Change(
+                4,
+                Change::FlagsChanged {
+                    mailbox_id: 1,
+                    uid: 2,
+                    modseq: 3,
+                    flags: 0,
+                    keywords,
+                },
+            ),
+            Note::Queue,
+        ];
+        let payloads = encode(&notes);
+        assert!(payloads.iter().all(|p| p.len() <= MAX_PAYLOAD));
+        let decoded: Vec<Note> = payloads.iter().flat_map(|p| decode(p)).collect();
+        assert_eq!(decoded, [Note::Change(4, Change::Resync), Note::Queue]);
     }
 
     #[test]
