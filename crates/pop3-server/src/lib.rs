@@ -89,6 +89,8 @@ impl net::Protocol for Pop3 {
             sasl: None,
             login: None,
             seen: Vec::new(),
+            holder: random_nonce().iter().map(|b| format!("{b:02x}")).collect(),
+            lock_renewed: None,
         }
     }
 
@@ -120,6 +122,21 @@ pub struct Session {
     login: Option<Login>,
     /// Retrieved messages not yet marked `\Seen` in the store.
     seen: Vec<u32>,
+    /// Names this session in the store's maildrop lock (shared by nodes).
+    holder: String,
+    /// When the store's lock was last taken or renewed.
+    lock_renewed: Option<Instant>,
+}
+
+/// The store's lock outlives the session's idle timeout by this, so it never lapses while the
+/// session lives; a dead node's lock lapses this long after its last command.
+const LOCK_MARGIN: Duration = Duration::from_secs(60);
+
+fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 /// How many `\Seen` marks are collected before they are written.
@@ -133,6 +150,18 @@ impl Drop for Session {
                 .expect("locks poisoned")
                 .held
                 .remove(&login.user.account_id);
+            let (store, account, holder) = (
+                self.store.clone(),
+                login.user.account_id,
+                self.holder.clone(),
+            );
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(async move {
+                    if let Err(e) = store.unlock_maildrop(account, &holder).await {
+                        warn!(error = %e, "releasing the maildrop lock failed; it lapses");
+                    }
+                });
+            }
         }
         self.flush_seen();
     }
@@ -188,6 +217,32 @@ impl Session {
             }
             locks.last_login.insert(user.account_id, Instant::now());
         }
+        // Other nodes' sessions too (several nodes on one database).
+        let until = unix_now() + (self.settings.timeout + LOCK_MARGIN).as_secs() as i64;
+        let locked = self
+            .store
+            .lock_maildrop(user.account_id, &self.holder, until)
+            .await;
+        if !matches!(locked, Ok(true)) {
+            self.locks
+                .lock()
+                .expect("locks poisoned")
+                .held
+                .remove(&user.account_id);
+            match locked {
+                Ok(_) => {
+                    warn!(user = %user.address, "maildrop in use on another node");
+                    self.machine.in_use();
+                }
+                Err(e) => {
+                    error!(error = %e, "locking the maildrop failed");
+                    self.machine
+                        .temp_error("SYS/TEMP", "maildrop unavailable, try again later");
+                }
+            }
+            return;
+        }
+        self.lock_renewed = Some(Instant::now());
         match self.snapshot(&user).await {
             Ok((inbox, entries)) => {
                 info!(user = %user.address, messages = entries.len(), "pop3 login");
@@ -374,6 +429,21 @@ impl net::Session for Session {
     }
 
     async fn input(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Flow {
+        // Keep the store's lock ahead of the idle timeout while the client is active.
+        if let (Some(login), Some(renewed)) = (&self.login, self.lock_renewed)
+            && renewed.elapsed() > LOCK_MARGIN
+        {
+            let until = unix_now() + (self.settings.timeout + LOCK_MARGIN).as_secs() as i64;
+            match self
+                .store
+                .lock_maildrop(login.user.account_id, &self.holder, until)
+                .await
+            {
+                Ok(true) => self.lock_renewed = Some(Instant::now()),
+                Ok(false) => warn!(user = %login.user.address, "the maildrop lock was lost"),
+                Err(e) => warn!(error = %e, "renewing the maildrop lock failed"),
+            }
+        }
         self.machine.feed(bytes);
         let flow = loop {
             let Some(event) = self.machine.next() else {

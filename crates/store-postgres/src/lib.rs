@@ -2354,6 +2354,31 @@ impl Store for PostgresStore {
         Ok(())
     }
 
+    async fn lock_maildrop(&self, account: AccountId, holder: &str, until: i64) -> Result<bool> {
+        let client = self.client().await?;
+        let taken = query_opt(
+            &client,
+            "INSERT INTO maildrop_locks (account_id, holder, until) VALUES ($1, $2, $3) \
+             ON CONFLICT (account_id) DO UPDATE SET holder = EXCLUDED.holder, until = EXCLUDED.until \
+             WHERE maildrop_locks.holder = EXCLUDED.holder OR maildrop_locks.until < $4 \
+             RETURNING 1",
+            &[&account, &holder, &until, &now()],
+        )
+        .await?;
+        Ok(taken.is_some())
+    }
+
+    async fn unlock_maildrop(&self, account: AccountId, holder: &str) -> Result<()> {
+        let client = self.client().await?;
+        execute(
+            &client,
+            "DELETE FROM maildrop_locks WHERE account_id = $1 AND holder = $2",
+            &[&account, &holder],
+        )
+        .await?;
+        Ok(())
+    }
+
     fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
         self.queue_signal.clone()
     }
@@ -2757,5 +2782,42 @@ mod listen {
                 ),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod maildrop {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_pop3_session_per_maildrop_across_nodes() {
+        let Some((_cluster, store, id)) = test_store().await else {
+            return;
+        };
+        let later = now() + 600;
+        assert!(store.lock_maildrop(id, "node1-a", later).await.unwrap());
+        assert!(
+            !store.lock_maildrop(id, "node2-b", later).await.unwrap(),
+            "held"
+        );
+        assert!(
+            store
+                .lock_maildrop(id, "node1-a", later + 60)
+                .await
+                .unwrap(),
+            "renewed"
+        );
+        store.unlock_maildrop(id, "node2-b").await.unwrap();
+        assert!(
+            !store.lock_maildrop(id, "node2-b", later).await.unwrap(),
+            "only the holder unlocks"
+        );
+        store.unlock_maildrop(id, "node1-a").await.unwrap();
+        assert!(store.lock_maildrop(id, "node2-b", now() - 1).await.unwrap());
+        // A dead holder's lock lapses at its time.
+        assert!(
+            store.lock_maildrop(id, "node1-c", later).await.unwrap(),
+            "lapsed"
+        );
     }
 }

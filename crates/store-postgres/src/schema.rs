@@ -163,6 +163,12 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     "CREATE TABLE index_queue (
         blob_id TEXT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE
     );",
+    // 3: POP3 maildrop locks shared by the nodes (RFC 1939: one session per maildrop).
+    "CREATE TABLE maildrop_locks (
+        account_id BIGINT PRIMARY KEY REFERENCES accounts(id) ON DELETE CASCADE,
+        holder TEXT NOT NULL,
+        until BIGINT NOT NULL
+    );",
 ];
 
 /// Any number, the same on every node: the advisory lock migrations run under.

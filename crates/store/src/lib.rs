@@ -689,6 +689,19 @@ pub trait Store: Send + Sync + 'static {
     /// Woken whenever queued work becomes due sooner (enqueue, retry).
     fn queue_signal(&self) -> std::sync::Arc<tokio::sync::Notify>;
 
+    // --- POP3 maildrop locks across nodes ---
+    /// Takes (or renews) the exclusive POP3 lock of an account's maildrop for `holder` until
+    /// `until` (Unix seconds); false while another holder has it. A lock whose holder died
+    /// lapses at its `until`. A single-node backend leaves exclusivity to the server's own
+    /// in-process lock and always grants it.
+    async fn lock_maildrop(&self, _account: AccountId, _holder: &str, _until: i64) -> Result<bool> {
+        Ok(true)
+    }
+    /// Gives the lock up, if `holder` has it.
+    async fn unlock_maildrop(&self, _account: AccountId, _holder: &str) -> Result<()> {
+        Ok(())
+    }
+
     // --- DKIM keys ---
     /// Stores a signing key for a local domain.
     async fn add_dkim_key(&self, key: DkimKey) -> Result<()>;

@@ -148,6 +148,37 @@ async fn mail_taken_on_one_node_is_read_and_pushed_on_the_other() {
     );
     let subject = crate::python(&script, &[]);
     assert_eq!(String::from_utf8(subject).unwrap().trim(), "cross-node");
+    // One POP3 session per maildrop, whichever node it is on.
+    let script = format!(
+        "import poplib\n\
+         first = poplib.POP3('127.0.0.1', {})\n\
+         first.user({BOB:?}); first.pass_({PW:?})\n\
+         second = poplib.POP3('127.0.0.1', {})\n\
+         second.user({BOB:?})\n\
+         try:\n\
+         \x20   second.pass_({PW:?}); print('granted')\n\
+         except poplib.error_proto as e:\n\
+         \x20   print(e)\n\
+         first.quit()\n\
+         import time\n\
+         for _ in range(50):\n\
+         \x20   try:\n\
+         \x20       third = poplib.POP3('127.0.0.1', {}); third.user({BOB:?}); third.pass_({PW:?}); print('then granted'); third.quit(); break\n\
+         \x20   except poplib.error_proto:\n\
+         \x20       time.sleep(0.1)\n",
+        nodes[0].addr("pop3").port(),
+        nodes[1].addr("pop3").port(),
+        nodes[1].addr("pop3").port(),
+    );
+    let out = String::from_utf8(crate::python(&script, &[])).unwrap();
+    assert!(
+        out.contains("[IN-USE]"),
+        "node 2 refuses while node 1 holds it: {out}"
+    );
+    assert!(
+        out.contains("then granted"),
+        "and grants it after QUIT: {out}"
+    );
     let verify = String::from_utf8(nodes[1].admin_ok(&["verify"])).unwrap();
     assert!(verify.lines().any(|l| l == "ok"), "{verify}");
 }
