@@ -7,8 +7,9 @@
 //!   background (and at QUIT), so a RETR never waits for an fsync.
 //! - DELE only marks; the deletions happen at QUIT (the UPDATE state), as one expunge that
 //!   IMAP sessions see as EXPUNGE. A dropped connection deletes nothing.
-//! - One POP3 session per maildrop: a second gets `-ERR [IN-USE]` (the lock is per process;
-//!   IMAP sessions are not affected).
+//! - One POP3 session per maildrop: a second gets `-ERR [IN-USE]`, on this node (an
+//!   in-process lock) and on others sharing the store (`Store::lock_maildrop`, a lease renewed
+//!   while the session is active). IMAP sessions are not affected.
 //!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
