@@ -197,7 +197,7 @@ pub(crate) fn change_event(account: AccountId, change: &Change) -> String {
 
 /// `GET /jmap/session`: the JMAP session resource (RFC 8620 §2).
 pub async fn session_resource(State(webmail): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match webmail.sessions.for_read(&headers, webmail.settings.secure) {
+    let session = match webmail.for_read(&headers) {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -238,10 +238,7 @@ pub async fn api(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let session = match webmail
-        .sessions
-        .for_change(&headers, webmail.settings.secure)
-    {
+    let session = match webmail.for_change(&headers) {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1399,10 +1396,7 @@ pub async fn upload(
     headers: HeaderMap,
     body: axum::body::Body,
 ) -> Response {
-    let session = match webmail
-        .sessions
-        .for_change(&headers, webmail.settings.secure)
-    {
+    let session = match webmail.for_change(&headers) {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1472,7 +1466,7 @@ pub async fn download(
     headers: HeaderMap,
     connect: Option<axum::Extension<ConnectInfo<std::net::SocketAddr>>>,
 ) -> Response {
-    let session = match webmail.sessions.for_read(&headers, webmail.settings.secure) {
+    let session = match webmail.for_read(&headers) {
         Ok(session) => session,
         Err(response) => return response,
     };
@@ -1573,9 +1567,7 @@ async fn stored_email(
     headers: &HeaderMap,
     email: &str,
 ) -> Result<Vec<u8>, Response> {
-    let session = webmail
-        .sessions
-        .for_read(headers, webmail.settings.secure)?;
+    let session = webmail.for_read(headers)?;
     let call = call_for_read(webmail, &session, None).await?;
     let (mailbox, uid) = call
         .email(email)

@@ -52,6 +52,30 @@ pub struct Settings {
 /// The state every handler gets.
 pub type Shared = Arc<Webmail>;
 
+#[allow(clippy::result_large_err)]
+impl Webmail {
+    /// The request's live session, if any (the cookie this listener uses).
+    pub(crate) fn session_of(&self, headers: &HeaderMap) -> Option<Arc<session::WebSession>> {
+        self.sessions.from_headers(headers, self.settings.secure)
+    }
+
+    /// The session of a request that only reads: 401 without one.
+    pub(crate) fn for_read(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<session::WebSession>, Response> {
+        self.sessions.for_read(headers, self.settings.secure)
+    }
+
+    /// The session of a state change: 401 without one, 403 without its CSRF token.
+    pub(crate) fn for_change(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Arc<session::WebSession>, Response> {
+        self.sessions.for_change(headers, self.settings.secure)
+    }
+}
+
 /// The whole site.
 pub fn router(webmail: Shared) -> Router {
     Router::new()
@@ -233,10 +257,7 @@ async fn events(
     headers: HeaderMap,
     Query(query): Query<EventQuery>,
 ) -> Response {
-    let session = match webmail
-        .sessions
-        .from_headers(&headers, webmail.settings.secure)
-    {
+    let session = match webmail.session_of(&headers) {
         Some(session) => session,
         None => return error(StatusCode::UNAUTHORIZED, "not logged in"),
     };

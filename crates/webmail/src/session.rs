@@ -215,10 +215,7 @@ pub async fn login(
         }
     };
     // A new login ends the session this browser had: no token outlives a login.
-    if let Some(old) = webmail
-        .sessions
-        .from_headers(&headers, webmail.settings.secure)
-    {
+    if let Some(old) = webmail.session_of(&headers) {
         webmail.sessions.remove(&old);
     }
     let session = webmail
@@ -239,10 +236,7 @@ pub async fn login(
 
 /// `POST /api/logout`: ends the session and clears the cookie.
 pub async fn logout(State(webmail): State<Shared>, headers: HeaderMap) -> Response {
-    let session = match webmail
-        .sessions
-        .for_change(&headers, webmail.settings.secure)
-    {
+    let session = match webmail.for_change(&headers) {
         Ok(session) => session,
         Err(response) => return response,
     };
