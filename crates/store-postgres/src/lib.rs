@@ -295,6 +295,18 @@ fn mailbox_from_row(row: &Row) -> Mailbox {
     }
 }
 
+/// A [`MessageFlags`] from `uid, modseq, flags, keywords, internal_date, size`.
+fn message_flags_row(r: &Row) -> MessageFlags {
+    MessageFlags {
+        uid: r.get::<_, i64>(0) as u32,
+        modseq: r.get::<_, i64>(1) as u64,
+        flags: r.get::<_, i32>(2) as u32,
+        keywords: parse_keywords(r.get(3)),
+        internal_date: r.get(4),
+        size: r.get::<_, i64>(5) as u64,
+    }
+}
+
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
      m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
 
@@ -565,23 +577,9 @@ async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec
             notify: row.get::<_, i16>(13) as u8,
             orcpt: row.get(14),
         };
-        match entries.last_mut() {
-            Some(last) if last.id == id => last.recipients.push(recipient),
-            _ => {
-                let job = queue_job(row, Vec::new());
-                entries.push(QueueEntry {
-                    id,
-                    sender: job.sender,
-                    size: job.size,
-                    created: job.created,
-                    expires: job.expires,
-                    envid: job.envid,
-                    ret: job.ret,
-                    smtputf8: job.smtputf8,
-                    recipients: vec![recipient],
-                })
-            }
-        }
+        QueueEntry::push_row(&mut entries, id, recipient, || {
+            Ok::<_, StoreError>(queue_job(row, Vec::new()))
+        })?;
     }
     Ok(entries)
 }
@@ -1736,21 +1734,7 @@ impl Store for PostgresStore {
         )
         .await?;
         let mut out = Vec::with_capacity(rows.len());
-        out.extend(rows.iter().map(|r| {
-            let keywords: &str = r.get(3);
-            MessageFlags {
-                uid: r.get::<_, i64>(0) as u32,
-                modseq: r.get::<_, i64>(1) as u64,
-                flags: r.get::<_, i32>(2) as u32,
-                keywords: if keywords.is_empty() {
-                    Vec::new()
-                } else {
-                    parse_keywords(keywords)
-                },
-                internal_date: r.get(4),
-                size: r.get::<_, i64>(5) as u64,
-            }
-        }));
+        out.extend(rows.iter().map(message_flags_row));
         Ok(out)
     }
 
@@ -1764,17 +1748,7 @@ impl Store for PostgresStore {
             &[&mailbox, &uid_list],
         )
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| MessageFlags {
-                uid: r.get::<_, i64>(0) as u32,
-                modseq: r.get::<_, i64>(1) as u64,
-                flags: r.get::<_, i32>(2) as u32,
-                keywords: parse_keywords(r.get(3)),
-                internal_date: r.get(4),
-                size: r.get::<_, i64>(5) as u64,
-            })
-            .collect())
+        Ok(rows.iter().map(message_flags_row).collect())
     }
 
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>> {

@@ -244,6 +244,20 @@ fn mailbox_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Mailbox> {
     })
 }
 
+/// A [`MessageFlags`] from `uid, modseq, flags, keywords, internal_date, size`.
+fn message_flags_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageFlags> {
+    // Borrowed: an empty keyword list (the common case) costs no allocation.
+    let keywords = r.get_ref(3)?.as_str().unwrap_or("");
+    Ok(MessageFlags {
+        uid: r.get(0)?,
+        modseq: r.get::<_, i64>(1)? as u64,
+        flags: r.get(2)?,
+        keywords: parse_keywords(keywords),
+        internal_date: r.get(4)?,
+        size: r.get::<_, i64>(5)? as u64,
+    })
+}
+
 const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
      m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
 
@@ -402,23 +416,7 @@ fn queue_entries(conn: &Connection, only: Option<i64>) -> Result<Vec<QueueEntry>
             notify: row.get(13).map_err(backend)?,
             orcpt: row.get(14).map_err(backend)?,
         };
-        match entries.last_mut() {
-            Some(last) if last.id == id => last.recipients.push(recipient),
-            _ => {
-                let job = queue_job(row, Vec::new())?;
-                entries.push(QueueEntry {
-                    id,
-                    sender: job.sender,
-                    size: job.size,
-                    created: job.created,
-                    expires: job.expires,
-                    envid: job.envid,
-                    ret: job.ret,
-                    smtputf8: job.smtputf8,
-                    recipients: vec![recipient],
-                })
-            }
-        }
+        QueueEntry::push_row(&mut entries, id, recipient, || queue_job(row, Vec::new()))?;
     }
     Ok(entries)
 }
@@ -860,22 +858,7 @@ impl Store for SqliteStore {
                 )
                 .map_err(backend)?;
             let rows = stmt
-                .query_map(params![mailbox, after], |r| {
-                    // Borrowed, so the common empty keyword list costs no allocation.
-                    let keywords = r.get_ref(3)?.as_str().unwrap_or("");
-                    Ok(MessageFlags {
-                        uid: r.get(0)?,
-                        modseq: r.get::<_, i64>(1)? as u64,
-                        flags: r.get(2)?,
-                        keywords: if keywords.is_empty() {
-                            Vec::new()
-                        } else {
-                            parse_keywords(keywords)
-                        },
-                        internal_date: r.get(4)?,
-                        size: r.get::<_, i64>(5)? as u64,
-                    })
-                })
+                .query_map(params![mailbox, after], message_flags_row)
                 .map_err(backend)?;
             let mut rows = rows
                 .collect::<rusqlite::Result<Vec<_>>>()
@@ -902,17 +885,7 @@ impl Store for SqliteStore {
             let mut out = Vec::with_capacity(uids.len());
             for uid in uids {
                 let row = stmt
-                    .query_row(params![mailbox, uid], |r| {
-                        let keywords: String = r.get(3)?;
-                        Ok(MessageFlags {
-                            uid: r.get(0)?,
-                            modseq: r.get::<_, i64>(1)? as u64,
-                            flags: r.get(2)?,
-                            keywords: parse_keywords(&keywords),
-                            internal_date: r.get(4)?,
-                            size: r.get::<_, i64>(5)? as u64,
-                        })
-                    })
+                    .query_row(params![mailbox, uid], message_flags_row)
                     .optional()
                     .map_err(backend)?;
                 out.extend(row);

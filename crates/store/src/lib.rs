@@ -419,6 +419,37 @@ pub struct ImportedMessage {
     pub summary: Option<MessageSummary>,
 }
 
+impl QueueEntry {
+    /// Adds one row of a queue listing ordered by message id: the recipient joins the last
+    /// entry if it is the same message, else a new entry starts with the envelope `job` reads
+    /// from the row (only then, so each envelope is read once).
+    pub fn push_row<E>(
+        entries: &mut Vec<QueueEntry>,
+        id: i64,
+        recipient: QueueRecipient,
+        job: impl FnOnce() -> Result<QueueJob, E>,
+    ) -> Result<(), E> {
+        match entries.last_mut() {
+            Some(last) if last.id == id => last.recipients.push(recipient),
+            _ => {
+                let job = job()?;
+                entries.push(QueueEntry {
+                    id,
+                    sender: job.sender,
+                    size: job.size,
+                    created: job.created,
+                    expires: job.expires,
+                    envid: job.envid,
+                    ret: job.ret,
+                    smtputf8: job.smtputf8,
+                    recipients: vec![recipient],
+                })
+            }
+        }
+        Ok(())
+    }
+}
+
 /// A DKIM signing key of a local domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DkimKey {
