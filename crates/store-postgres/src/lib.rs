@@ -1245,7 +1245,7 @@ async fn insert_queued(
     tx: &Tx<'_>,
     blob_id: &str,
     data: &[u8],
-    envelope: &QueueJob,
+    envelope: &Envelope<'_>,
 ) -> Result<i64> {
     let size = data.len() as i64;
     execute(
@@ -1273,26 +1273,14 @@ async fn insert_queued(
     .get(0))
 }
 
-/// The envelope part of a queue row.
-fn envelope(
-    sender: &str,
+/// The envelope part of a queue row, from an `Outbound` or an imported `QueueEntry`.
+struct Envelope<'a> {
+    sender: &'a str,
     created: i64,
     expires: i64,
-    envid: &Option<String>,
+    envid: Option<&'a str>,
     ret: Option<Ret>,
     smtputf8: bool,
-) -> QueueJob {
-    QueueJob {
-        id: 0,
-        sender: sender.to_owned(),
-        size: 0,
-        created,
-        expires,
-        envid: envid.clone(),
-        ret,
-        smtputf8,
-        recipients: Vec::new(),
-    }
 }
 
 async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i64> {
@@ -1300,14 +1288,14 @@ async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i6
         tx,
         blob_id,
         &message.data,
-        &envelope(
-            &message.sender,
-            message.created,
-            message.expires,
-            &message.envid,
-            message.ret,
-            message.smtputf8,
-        ),
+        &Envelope {
+            sender: &message.sender,
+            created: message.created,
+            expires: message.expires,
+            envid: message.envid.as_deref(),
+            ret: message.ret,
+            smtputf8: message.smtputf8,
+        },
     )
     .await?;
     for r in &message.recipients {
@@ -2214,14 +2202,14 @@ impl Store for PostgresStore {
 
     async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64> {
         let blob_id = sha256_hex(&data);
-        let queued = envelope(
-            &entry.sender,
-            entry.created,
-            entry.expires,
-            &entry.envid,
-            entry.ret,
-            entry.smtputf8,
-        );
+        let queued = Envelope {
+            sender: &entry.sender,
+            created: entry.created,
+            expires: entry.expires,
+            envid: entry.envid.as_deref(),
+            ret: entry.ret,
+            smtputf8: entry.smtputf8,
+        };
         transaction!(self, |tx| async {
             let id = insert_queued(tx, &blob_id, &data, &queued).await?;
             for r in &entry.recipients {
