@@ -905,7 +905,9 @@ async fn dsn_requests_are_honoured() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delay_notices_when_asked_and_silence_for_never() {
-    let Some(mut w) = world("delay_warning_secs = 1\nlifetime_secs = 4\n") else {
+    // The lifetime leaves room for attempts a loaded machine runs late: the delay notice must
+    // come before the message expires.
+    let Some(mut w) = world("delay_warning_secs = 1\nlifetime_secs = 8\n") else {
         return;
     };
     w.a.start();
