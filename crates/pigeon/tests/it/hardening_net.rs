@@ -1,0 +1,1 @@
+//! Issue 14 (hardening) regression tests: hardening_net.
