@@ -14,12 +14,22 @@
 //! writes the pending reply, then handshakes on the same socket; it keeps no read-ahead buffer,
 //! and the session's machine drops whatever plaintext followed the command, so no pipelined
 //! plaintext can reach the encrypted session (RFC 3207 §4.2, CVE-2011-0411).
+//!
+//! Faults stay in their connection: a panic anywhere in a session (a bug, or input nobody
+//! foresaw) is caught at the connection's task, logged with the connection id, and closes only
+//! that connection; its slot in the limits is released and every other connection goes on. A
+//! stack overflow is not a panic: it aborts the process, so no code may recurse to a depth the
+//! peer chooses (ARCHITECTURE.md lists every recursion and its bound), worker threads get a
+//! deliberate stack size (`pigeon serve`), and the supervisor restarts the process
+//! (`Restart=on-failure` in the shipped systemd unit).
 
 pub mod tls;
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,10 +37,11 @@ use std::time::Duration;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use futures_util::FutureExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, watch};
-use tracing::{Instrument, debug, info_span, warn};
+use tracing::{Instrument, debug, error, info_span, warn};
 
 /// What the driver does after the session consumed input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,7 +212,7 @@ struct Slot {
 impl Drop for Slot {
     fn drop(&mut self) {
         {
-            let mut per_ip = self.server.per_ip.lock().expect("per-ip lock poisoned");
+            let mut per_ip = lock(&self.server.per_ip);
             if let Some(n) = per_ip.get_mut(&self.ip) {
                 *n -= 1;
                 if *n == 0 {
@@ -245,7 +256,7 @@ impl Server {
     /// Counts a connection attempt; false if `ip` exceeded its rate this minute.
     fn within_rate(&self, ip: IpAddr) -> bool {
         let now = tokio::time::Instant::now();
-        let mut rate = self.rate.lock().expect("rate lock poisoned");
+        let mut rate = lock(&self.rate);
         if rate
             .started
             .is_none_or(|started| now.duration_since(started) >= Duration::from_secs(60))
@@ -263,7 +274,7 @@ impl Server {
         if !self.within_rate(ip) {
             return None;
         }
-        let mut per_ip = self.per_ip.lock().expect("per-ip lock poisoned");
+        let mut per_ip = lock(&self.per_ip);
         let from_ip = per_ip.get(&ip).copied().unwrap_or(0);
         if from_ip >= self.limits.max_connections_per_ip
             || self.open.load(Ordering::Acquire) >= self.limits.max_connections
@@ -356,10 +367,19 @@ impl Server {
             tokio::spawn(
                 async move {
                     debug!("connected");
-                    if let Err(e) = server.drive(stream, session, mode).await {
-                        debug!(error = %e, "connection ended with an error");
+                    // The session is dropped with the future, so nothing of a panicked session
+                    // is used again: asserting unwind safety is sound here.
+                    match AssertUnwindSafe(server.drive(stream, session, mode))
+                        .catch_unwind()
+                        .await
+                    {
+                        Ok(Ok(())) => debug!("closed"),
+                        Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),
+                        Err(panic) => error!(
+                            panic = panic_message(panic.as_ref()),
+                            "session panicked: this connection is closed, the others go on"
+                        ),
                     }
-                    debug!("closed");
                     drop(slot);
                 }
                 .instrument(span),
@@ -505,6 +525,26 @@ impl Server {
         debug!(version = %info.version, cipher = %info.cipher, "TLS established");
         Ok((Stream::Tls(Box::new(stream)), info))
     }
+}
+
+/// The text a panic was raised with, for the log.
+fn panic_message(panic: &(dyn Any + Send)) -> &str {
+    if let Some(text) = panic.downcast_ref::<&str>() {
+        text
+    } else if let Some(text) = panic.downcast_ref::<String>() {
+        text
+    } else {
+        "(no message)"
+    }
+}
+
+/// Locks `mutex` even if a panicking thread held it: the counters it guards stay consistent
+/// at every instruction (one insert or decrement), so a poisoned lock holds valid data, and
+/// one fault must not turn into a panic in every later connection.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 async fn sleep_until_opt(deadline: Option<tokio::time::Instant>) {
