@@ -5,14 +5,25 @@
 //! Why a crate of its own: `sasl` must stay free of IO and clocks, and SMTP, IMAP, POP3 and
 //! webmail must all throttle and verify the same way.
 //!
-//! Argon2 verification is deliberately slow (tens of milliseconds), so it runs on the blocking
-//! pool, and a successful check is remembered for [`CACHE_TTL`] as a keyed SHA-256 of the
-//! password bound to the stored hash: a repeated login costs a hash, and a password change
-//! (a new stored hash) invalidates the entry at once. At most one Argon2 check per CPU runs at
-//! a time (each takes ~19 MiB), so a login storm cannot exhaust memory; a check that waited
-//! looks at the cache again first, so a burst of logins for one user costs one Argon2 run.
-//! Passwords are never logged.
+//! Every attempt passes the throttle's gate first, which counts it as a failure from that
+//! moment until it succeeds, so parallel attempts cannot slip past a lockout (issue 14,
+//! finding 5; see `sasl::throttle`).
+//!
+//! Argon2 verification is deliberately slow (tens of milliseconds) and takes 19 MiB, so it runs
+//! on a fixed pool of threads that reuse their memory ([`pool`]). A successful check is
+//! remembered for [`CACHE_TTL`] as a keyed SHA-256 of the password bound to the stored hash:
+//! a repeated login costs a hash, and a password change (a new stored hash) invalidates the
+//! entry at once. Passwords are never logged.
+//!
+//! Timing (issue 14, finding 6): an unknown user, a malformed user name, or an account whose
+//! stored hash cannot be used costs a full Argon2 check against a dummy hash with the same
+//! parameters, so a wrong password takes as long whether or not the user exists. Only a
+//! correct password can answer faster (from the cache): entries exist only after a correct
+//! password was given, and a guess hits one only if it is that password, so the fast answer
+//! tells a guesser nothing a success does not tell anyway. The cache is consulted only after
+//! the gate, so it never lets guesses past the throttle either.
 
+pub mod pool;
 mod sasl_session;
 
 pub use sasl_session::{SaslSession, SaslStep};
@@ -25,6 +36,8 @@ use std::time::{Duration, Instant};
 use sasl::{ScramKeys, Throttle, ThrottleConfig};
 use store::{AccountId, Address, Store, StoreError};
 use tracing::{info, warn};
+
+use crate::pool::HashPool;
 
 /// How long a verified password is remembered.
 pub const CACHE_TTL: Duration = Duration::from_secs(600);
@@ -48,27 +61,44 @@ pub struct Authenticator {
     store: Arc<dyn Store>,
     throttle: Mutex<Throttle>,
     cache: Mutex<HashMap<AccountId, CacheEntry>>,
-    argon2_permits: tokio::sync::Semaphore,
+    pool: HashPool,
+    /// What unknown users are checked against (`sasl::dummy_hash`).
+    dummy_hash: String,
     /// Random key for the cache digests, so a memory dump does not reveal plain SHA-256s.
     cache_key: [u8; 32],
 }
 
 impl Authenticator {
-    /// `cache_key` must be random bytes (the binary reads them from the OS).
+    /// `cache_key` must be random bytes (the binary reads them from the OS). Argon2 runs on one
+    /// thread per CPU.
     pub fn new(
         store: Arc<dyn Store>,
         throttle: ThrottleConfig,
         cache_key: [u8; 32],
     ) -> Authenticator {
+        Authenticator::with_hash_workers(store, throttle, cache_key, 0)
+    }
+
+    /// Like [`Authenticator::new`] with `hash_workers` Argon2 threads (0: one per CPU).
+    pub fn with_hash_workers(
+        store: Arc<dyn Store>,
+        throttle: ThrottleConfig,
+        cache_key: [u8; 32],
+        hash_workers: usize,
+    ) -> Authenticator {
+        let workers = match hash_workers {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+            n => n,
+        };
+        let dummy_hash = sasl::dummy_hash();
         Authenticator {
             store,
             throttle: Mutex::new(Throttle::new(throttle)),
             cache: Mutex::new(HashMap::new()),
-            argon2_permits: tokio::sync::Semaphore::new(
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2),
-            ),
+            pool: HashPool::new(workers, &dummy_hash),
+            dummy_hash,
             cache_key,
         }
     }
@@ -84,10 +114,11 @@ impl Authenticator {
         out
     }
 
-    /// Waits out the throttle's delay for this attempt; returns false if the attempt must fail
-    /// whatever its credentials (lockout).
+    /// An attempt begins: it is counted as a failure until [`Authenticator::record`] says it
+    /// succeeded. Waits out the throttle's delay; returns false if the attempt must fail
+    /// whatever its credentials (lockout, or too many attempts already waiting).
     pub async fn gate(&self, ip: IpAddr, username: &str) -> bool {
-        let verdict = self.throttle.lock().expect("throttle lock poisoned").check(
+        let verdict = self.throttle.lock().expect("throttle lock poisoned").begin(
             ip,
             username,
             Instant::now(),
@@ -99,20 +130,23 @@ impl Authenticator {
         !verdict.locked
     }
 
-    /// Records the outcome of an attempt that passed [`Authenticator::gate`].
+    /// Records the outcome of an attempt that passed [`Authenticator::gate`]: a success clears
+    /// the counters; a failure was counted when the attempt began.
     pub fn record(&self, ip: IpAddr, username: &str, success: bool) {
-        let mut throttle = self.throttle.lock().expect("throttle lock poisoned");
         if success {
-            throttle.success(ip, username);
+            self.throttle
+                .lock()
+                .expect("throttle lock poisoned")
+                .success(ip, username);
             info!(%ip, user = %username, "login");
         } else {
-            throttle.failure(ip, username, Instant::now());
             warn!(%ip, user = %username, "failed login");
         }
     }
 
     /// PLAIN, LOGIN, IMAP LOGIN, POP3 USER/PASS, webmail: checks a password, with throttling.
-    /// `Ok(None)` means the credentials are wrong (or the IP is locked out).
+    /// `Ok(None)` means the credentials are wrong (or the IP is locked out); `Err` that the
+    /// check could not be made (store failure, Argon2 queue full): answer "try again later".
     pub async fn check_password(
         &self,
         ip: IpAddr,
@@ -133,10 +167,13 @@ impl Authenticator {
         username: &str,
         password: &str,
     ) -> Result<Option<Authenticated>, StoreError> {
-        let Ok(address) = Address::parse(username) else {
-            return Ok(None);
+        let credentials = match Address::parse(username) {
+            Ok(address) => self.store.credentials(&address).await?,
+            Err(_) => None,
         };
-        let Some(credentials) = self.store.credentials(&address).await? else {
+        let Some(credentials) = credentials else {
+            // As slow as a wrong password for a real user.
+            self.argon2(password, &self.dummy_hash).await?;
             return Ok(None);
         };
         let stored = credentials.secrets.password_hash;
@@ -148,20 +185,7 @@ impl Authenticator {
         if self.cached(user.account_id, &stored, &digest) {
             return Ok(Some(user));
         }
-        let _permit = self
-            .argon2_permits
-            .acquire()
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        if self.cached(user.account_id, &stored, &digest) {
-            return Ok(Some(user));
-        }
-        let password = password.to_owned();
-        let hash = stored.clone();
-        let ok = tokio::task::spawn_blocking(move || sasl::verify_password(&password, &hash))
-            .await
-            .map_err(|e| StoreError::Backend(Box::new(e)))?;
-        if !ok {
+        if !self.argon2(password, &stored).await? {
             return Ok(None);
         }
         let mut cache = self.cache.lock().expect("cache lock poisoned");
@@ -178,6 +202,21 @@ impl Authenticator {
             },
         );
         Ok(Some(user))
+    }
+
+    /// One Argon2 check on the pool; an unusable stored hash is logged and never matches.
+    async fn argon2(&self, password: &str, phc: &str) -> Result<bool, StoreError> {
+        match self.pool.verify(password, phc).await {
+            Ok(Ok(matches)) => Ok(matches),
+            Ok(Err(e)) => {
+                warn!(error = %e, "stored password hash cannot be checked");
+                Ok(false)
+            }
+            Err(e) => {
+                warn!(error = %e, "password check not made");
+                Err(StoreError::Backend(Box::new(e)))
+            }
+        }
     }
 
     fn cached(&self, account: AccountId, stored: &str, digest: &[u8; 32]) -> bool {
@@ -295,5 +334,116 @@ mod tests {
         );
         assert!(auth.scram_keys("u@a.test").await.unwrap().is_some());
         assert!(auth.scram_keys("nobody@a.test").await.unwrap().is_none());
+    }
+
+    /// Issue 14, finding 5: 99 wrong passwords in flight at once from one IP, then the right
+    /// one. Each attempt is counted when it starts, so the right one finds the IP locked out.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_guesses_cannot_slip_past_the_lockout() {
+        let config = ThrottleConfig {
+            free_failures: 3,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(20),
+            lockout_after: 10,
+            lockout: Duration::from_secs(60),
+        };
+        let (_dir, auth) = setup(config).await;
+        let auth = Arc::new(auth);
+        let ip: IpAddr = "192.0.2.20".parse().unwrap();
+        let mut guesses = Vec::new();
+        for i in 0..99 {
+            let auth = auth.clone();
+            guesses.push(tokio::spawn(async move {
+                auth.check_password(ip, "u@a.test", &format!("guess{i}"))
+                    .await
+                    .unwrap()
+            }));
+        }
+        // Every guess has passed the gate (it is the first thing each does) and most are
+        // still waiting for their answer.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let right = auth.check_password(ip, "u@a.test", "right").await.unwrap();
+        assert!(right.is_none(), "the right password got past the lockout");
+        for guess in guesses {
+            assert!(guess.await.unwrap().is_none());
+        }
+        // The account itself is not locked: from elsewhere the right password works.
+        let other: IpAddr = "192.0.2.21".parse().unwrap();
+        let mut answer = None;
+        for _ in 0..50 {
+            // Slowed by the account's failures; retried as a user would.
+            answer = auth
+                .check_password(other, "u@a.test", "right")
+                .await
+                .unwrap();
+            if answer.is_some() {
+                break;
+            }
+        }
+        assert!(answer.is_some());
+    }
+
+    /// Unknown users, malformed names and accounts without a usable hash are checked against
+    /// the dummy hash and fail; a password change invalidates the cache.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unknown_users_and_unusable_hashes_fail() {
+        let (_dir, auth) = setup(ThrottleConfig::default()).await;
+        let ip: IpAddr = "192.0.2.30".parse().unwrap();
+        for user in ["nobody@a.test", "", "not an address", "u@unknown.test"] {
+            assert!(
+                auth.check_password(ip, user, "right")
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+            auth.record(ip, user, true); // keep the throttle out of the way
+        }
+        let address = Address::parse("u@a.test").unwrap();
+        assert!(
+            auth.check_password(ip, "u@a.test", "right")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        auth.store
+            .set_password(
+                &address,
+                &Secrets {
+                    password_hash: sasl::hash_password("new", &[2; 16]).unwrap(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            auth.check_password(ip, "u@a.test", "right")
+                .await
+                .unwrap()
+                .is_none(),
+            "the cached old password no longer works"
+        );
+        auth.record(ip, "u@a.test", true);
+        assert!(
+            auth.check_password(ip, "u@a.test", "new")
+                .await
+                .unwrap()
+                .is_some()
+        );
+        auth.store
+            .set_password(
+                &address,
+                &Secrets {
+                    password_hash: String::new(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap();
+        assert!(
+            auth.check_password(ip, "u@a.test", "")
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
 }

@@ -48,6 +48,14 @@ impl SaslSession {
         nonce: &[u8],
     ) -> Option<SaslSession> {
         let mechanism = Mechanism::parse(mechanism)?;
+        // -PLUS binds the exchange to the TLS channel (RFC 5802 §6); without TLS there is no
+        // channel to bind to, so it is neither offered nor accepted.
+        if mechanism == Mechanism::ScramSha256Plus
+            && bindings.tls_exporter.is_none()
+            && bindings.tls_server_end_point.is_none()
+        {
+            return None;
+        }
         Some(SaslSession {
             exchange: ServerExchange::new(mechanism, bindings, plus_offered, nonce),
             ip,

@@ -113,6 +113,12 @@ fn utf8(bytes: &[u8]) -> Option<String> {
     String::from_utf8(bytes.to_vec()).ok()
 }
 
+/// Whether an authorization identity names the authenticated user: the same name, ignoring
+/// case (addresses are case-insensitive here, as everywhere in pigeon).
+fn same_identity(authzid: &str, username: &str) -> bool {
+    authzid == username || authzid.to_lowercase() == username.to_lowercase()
+}
+
 /// RFC 5802 §5.1 saslname: `=2C` is `,` and `=3D` is `=`; any other `=` is malformed.
 fn decode_saslname(s: &str) -> Option<String> {
     let mut out = String::with_capacity(s.len());
@@ -219,6 +225,12 @@ impl ServerExchange {
         if username.is_empty() {
             return Outcome::Malformed("empty user name");
         }
+        if !authzid.is_empty() && !same_identity(&authzid, &username) {
+            // RFC 4616 §2: the server must check that the credentials permit acting as the
+            // authzid. We have no proxy authorisation, so only the user themself qualifies;
+            // anything else fails before the password is checked.
+            return Outcome::Failure;
+        }
         self.state = State::AwaitPassword {
             username: username.clone(),
         };
@@ -294,6 +306,16 @@ impl ServerExchange {
         };
         if username.is_empty() || client_nonce.is_empty() {
             return Outcome::Malformed("empty SCRAM user name or nonce");
+        }
+        if let Some(authzid) = authzid.strip_prefix("a=") {
+            let Some(authzid) = decode_saslname(authzid) else {
+                return Outcome::Malformed("bad SCRAM authzid");
+            };
+            // RFC 5802 §5.1: the authzid is an identity to act as; we allow only the user's own
+            // (no proxy authorisation), as for PLAIN (RFC 4616 §2).
+            if !same_identity(&authzid, &username) {
+                return Outcome::Failure;
+            }
         }
         self.state = State::AwaitKeys(ScramPending {
             username: username.clone(),
@@ -417,8 +439,12 @@ mod tests {
                 password: "tanstaaftanstaaf".into()
             }
         );
+        // RFC 4616 §4's second example: Kurt authorizing as Ursel. Without proxy
+        // authorisation that fails (§2), and before the password is checked.
+        assert_eq!(plain(b"Ursel\0Kurt\0xipj3plmq"), Outcome::Failure);
+        // The user's own name as authzid (any case) is the same as none.
         assert!(
-            matches!(plain(b"Ursel\0Kurt\0xipj3plmq"), Outcome::CheckPassword { authzid: Some(a), .. } if a == "Ursel")
+            matches!(plain(b"Kurt@Example.org\0kurt@example.org\0pw"), Outcome::CheckPassword { authzid: Some(a), username, .. } if a == "Kurt@Example.org" && username == "kurt@example.org")
         );
         assert!(matches!(plain(b"no nuls"), Outcome::Malformed(_)));
         assert!(matches!(plain(b"\0\0pw"), Outcome::Malformed(_)));
@@ -622,6 +648,37 @@ mod tests {
                 "n",
                 b""
             ),
+            Outcome::Malformed(_)
+        ));
+    }
+
+    /// RFC 5802 §5.1 gs2-header authzid: only the user's own identity is accepted.
+    #[test]
+    fn scram_foreign_authzid_fails() {
+        let start = |first: &[u8]| {
+            let mut ex = ServerExchange::new(
+                Mechanism::ScramSha256,
+                ChannelBindings::default(),
+                false,
+                b"0123456789abcdefgh",
+            );
+            ex.start(Some(first))
+        };
+        assert_eq!(start(b"n,a=admin,n=alice,r=abc"), Outcome::Failure);
+        assert_eq!(
+            start(b"n,a=Alice,n=alice,r=abc"),
+            Outcome::NeedScramKeys {
+                username: "alice".into()
+            }
+        );
+        assert_eq!(
+            start(b"n,a=a=2Cb,n=a=2Cb,r=abc"),
+            Outcome::NeedScramKeys {
+                username: "a,b".into()
+            }
+        );
+        assert!(matches!(
+            start(b"n,a=bad=41,n=alice,r=abc"),
             Outcome::Malformed(_)
         ));
     }

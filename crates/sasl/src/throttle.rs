@@ -1,12 +1,25 @@
 //! Failed-login throttling shared by every protocol, per IP address and per account.
 //!
-//! Each key (an IP, an account name) counts recent failures. After `free_failures`, every
-//! further attempt waits `base_delay * 2^(n - free)` (capped at `max_delay`) before its answer.
-//! After `lockout_after` failures an IP is locked out for `lockout`: during that time every
-//! attempt from it fails after the maximum delay, even with the right password, so guessing
-//! gains nothing. Accounts are slowed but never locked, so an attacker cannot lock a user out
-//! of their own mailbox from elsewhere. A success clears the account's and the IP's counters.
-//! Counters of keys with no failure for `lockout` are forgotten.
+//! Each key (an IP, an account name) counts recent failed attempts. After `free_failures`,
+//! every further attempt waits `base_delay * 2^(n - free)` (capped at `max_delay`) before its
+//! answer. After `lockout_after` failures an IP is locked out for `lockout`: during that time
+//! every attempt from it fails after the maximum delay, even with the right password, so
+//! guessing gains nothing. Accounts are slowed but never locked, so an attacker cannot lock a
+//! user out of their own mailbox from elsewhere. A success clears the account's and the IP's
+//! counters. Counters of keys with no attempt for `lockout` are forgotten.
+//!
+//! Concurrency: an attempt counts as a failure from the moment it passes the gate
+//! ([`Throttle::begin`]) until it succeeds ([`Throttle::success`]); there is no separate
+//! "record a failure" step a parallel attempt could overtake. So 100 logins started at once
+//! from one IP see 0, 1, 2, ... earlier failures, and those past `lockout_after` are locked
+//! out before any password is checked. Delays are spaced, not just counted: a key's answers
+//! are scheduled one delay after the previous answer of that key (for a client that waits
+//! for each answer this is the same as "delay from now"), so parallel attempts cannot all sit
+//! out one delay together; an attempt that would have to wait more than `max_delay` behind
+//! the others is failed at once (after `max_delay`, without checking its password). This
+//! bounds the guesses checked per account to about one per `max_delay` once it is under
+//! attack, from however many addresses, while a user who waits for answers sees the same
+//! delays as before.
 //!
 //! Time is passed in, so this is plain, testable code; sessions do the sleeping.
 
@@ -38,8 +51,12 @@ impl Default for ThrottleConfig {
 
 #[derive(Debug, Clone, Copy)]
 struct Entry {
+    /// Failed attempts, counting the ones still in flight (they fail unless they succeed).
     failures: u32,
+    /// When the last attempt began.
     last: Instant,
+    /// When the last admitted attempt may be answered; the next one is spaced after it.
+    answer_at: Instant,
     locked_until: Option<Instant>,
 }
 
@@ -48,8 +65,30 @@ struct Entry {
 pub struct Verdict {
     /// Wait this long before answering.
     pub delay: Duration,
-    /// The key is locked out: fail the attempt whatever the password.
+    /// Fail the attempt whatever the password, without checking it: the key is locked out, or
+    /// too many attempts are already waiting for it.
     pub locked: bool,
+}
+
+/// One key's view of an attempt, before it is committed.
+#[derive(Debug, Clone, Copy)]
+enum Admission {
+    /// Admitted; may be answered at this time.
+    At(Instant),
+    /// Refused (locked out or backlog full).
+    Refused,
+}
+
+fn delay_for(failures: u32, config: &ThrottleConfig) -> Duration {
+    let over = failures.saturating_sub(config.free_failures);
+    if over == 0 {
+        Duration::ZERO
+    } else {
+        config
+            .base_delay
+            .saturating_mul(1u32 << (over - 1).min(16))
+            .min(config.max_delay)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,58 +97,58 @@ struct Counters<K> {
 }
 
 impl<K: Hash + Eq + Clone> Counters<K> {
-    fn verdict(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Verdict {
-        let Some(entry) = self.entries.get(key).copied() else {
-            return Verdict {
-                delay: Duration::ZERO,
-                locked: false,
-            };
-        };
-        if now.duration_since(entry.last) >= config.lockout
-            && entry.locked_until.is_none_or(|t| now >= t)
-        {
+    /// The key's entry as it stands at `now`: expired lockouts and stale counts forgotten.
+    fn current(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Option<Entry> {
+        let entry = self.entries.get(key).copied()?;
+        let locked = entry.locked_until.is_some_and(|t| now < t);
+        let lock_ended = entry.locked_until.is_some_and(|t| now >= t);
+        let stale = now.saturating_duration_since(entry.last) >= config.lockout
+            && now >= entry.answer_at
+            && !locked;
+        if stale || lock_ended {
+            // A lockout that ended, or a quiet key: start counting afresh.
             self.entries.remove(key);
-            return Verdict {
-                delay: Duration::ZERO,
-                locked: false,
-            };
+            return None;
         }
-        if let Some(until) = entry.locked_until
-            && now < until
-        {
-            return Verdict {
-                delay: config.max_delay,
-                locked: true,
-            };
-        }
-        let over = entry.failures.saturating_sub(config.free_failures);
-        let delay = if over == 0 {
-            Duration::ZERO
-        } else {
-            config
-                .base_delay
-                .saturating_mul(1u32 << (over - 1).min(16))
-                .min(config.max_delay)
+        Some(entry)
+    }
+
+    fn admission(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Admission {
+        let Some(entry) = self.current(key, now, config) else {
+            return Admission::At(now);
         };
-        Verdict {
-            delay,
-            locked: false,
+        if entry.locked_until.is_some_and(|t| now < t) {
+            return Admission::Refused;
+        }
+        let at = now.max(entry.answer_at) + delay_for(entry.failures, config);
+        if at.saturating_duration_since(now) > config.max_delay {
+            Admission::Refused
+        } else {
+            Admission::At(at)
         }
     }
 
-    fn failure(&mut self, key: K, now: Instant, config: &ThrottleConfig, may_lock: bool) {
+    /// Counts an attempt that began at `now` as a failure (until it succeeds); `answer_at` is
+    /// when it will be answered if it was admitted.
+    fn begin(
+        &mut self,
+        key: K,
+        now: Instant,
+        answer_at: Option<Instant>,
+        config: &ThrottleConfig,
+        may_lock: bool,
+    ) {
         let entry = self.entries.entry(key).or_insert(Entry {
             failures: 0,
             last: now,
+            answer_at: now,
             locked_until: None,
         });
-        if entry.locked_until.is_some_and(|t| now >= t) {
-            // The lockout ended; start counting afresh.
-            entry.failures = 0;
-            entry.locked_until = None;
-        }
-        entry.failures += 1;
+        entry.failures = entry.failures.saturating_add(1);
         entry.last = now;
+        if let Some(at) = answer_at {
+            entry.answer_at = entry.answer_at.max(at);
+        }
         if may_lock && entry.failures >= config.lockout_after && entry.locked_until.is_none() {
             entry.locked_until = Some(now + config.lockout);
         }
@@ -121,7 +160,9 @@ impl<K: Hash + Eq + Clone> Counters<K> {
 
     fn forget_old(&mut self, now: Instant, config: &ThrottleConfig) {
         self.entries.retain(|_, e| {
-            now.duration_since(e.last) < config.lockout || e.locked_until.is_some_and(|t| now < t)
+            now.saturating_duration_since(e.last) < config.lockout
+                || now < e.answer_at
+                || e.locked_until.is_some_and(|t| now < t)
         });
     }
 }
@@ -149,28 +190,38 @@ impl Throttle {
         }
     }
 
-    /// What an attempt from `ip` for `account` must do; the stricter of the two keys wins.
-    pub fn check(&mut self, ip: IpAddr, account: &str, now: Instant) -> Verdict {
+    /// An attempt from `ip` for `account` begins: it is counted as a failure of both keys
+    /// right away (see the module doc), and the verdict says how long to wait before
+    /// answering and whether it must fail unchecked. The stricter of the two keys wins.
+    pub fn begin(&mut self, ip: IpAddr, account: &str, now: Instant) -> Verdict {
         self.attempts += 1;
         if self.attempts.is_multiple_of(1024) {
             self.by_ip.forget_old(now, &self.config);
             self.by_account.forget_old(now, &self.config);
         }
         let account = account.to_lowercase();
-        let a = self.by_ip.verdict(&ip, now, &self.config);
-        let b = self.by_account.verdict(&account, now, &self.config);
-        Verdict {
-            delay: a.delay.max(b.delay),
-            locked: a.locked || b.locked,
+        let by_ip = self.by_ip.admission(&ip, now, &self.config);
+        let by_account = self.by_account.admission(&account, now, &self.config);
+        let answer_at = match (by_ip, by_account) {
+            (Admission::At(a), Admission::At(b)) => Some(a.max(b)),
+            _ => None,
+        };
+        self.by_ip.begin(ip, now, answer_at, &self.config, true);
+        self.by_account
+            .begin(account, now, answer_at, &self.config, false);
+        match answer_at {
+            Some(at) => Verdict {
+                delay: at.saturating_duration_since(now),
+                locked: false,
+            },
+            None => Verdict {
+                delay: self.config.max_delay,
+                locked: true,
+            },
         }
     }
 
-    pub fn failure(&mut self, ip: IpAddr, account: &str, now: Instant) {
-        self.by_ip.failure(ip, now, &self.config, true);
-        self.by_account
-            .failure(account.to_lowercase(), now, &self.config, false);
-    }
-
+    /// The attempt succeeded: both keys start afresh.
     pub fn success(&mut self, ip: IpAddr, account: &str) {
         self.by_ip.clear(&ip);
         self.by_account.clear(&account.to_lowercase());
@@ -181,73 +232,143 @@ impl Throttle {
 mod tests {
     use super::*;
 
+    const FREE: Verdict = Verdict {
+        delay: Duration::ZERO,
+        locked: false,
+    };
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// A client that waits for each answer, then tries again at once.
     #[test]
-    fn delays_grow_then_lock_out_then_expire() {
+    fn sequential_delays_grow_then_lock_out_then_expire() {
         let config = ThrottleConfig::default();
         let mut t = Throttle::new(config.clone());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let now = Instant::now();
-        let mut delays = Vec::new();
-        for i in 0..20 {
-            let at = now + Duration::from_secs(i);
-            let v = t.check(ip, "bob", at);
-            delays.push(v);
-            if !v.locked {
-                t.failure(ip, "bob", at);
-            }
+        let start = Instant::now();
+        let mut now = start;
+        let mut verdicts = Vec::new();
+        for _ in 0..20 {
+            let v = t.begin(ip, "bob", now);
+            verdicts.push(v);
+            now += v.delay + ms(30);
         }
-        assert_eq!(
-            delays[0],
-            Verdict {
-                delay: Duration::ZERO,
-                locked: false
-            }
-        );
-        assert_eq!(delays[3].delay, Duration::ZERO, "three free failures");
-        assert_eq!(delays[4].delay, Duration::from_millis(500));
-        assert_eq!(delays[5].delay, Duration::from_secs(1));
-        assert_eq!(delays[9].delay, Duration::from_secs(8), "capped");
+        assert_eq!(verdicts[0], FREE);
+        assert_eq!(verdicts[3].delay, Duration::ZERO, "three free failures");
+        assert_eq!(verdicts[4].delay, ms(500));
+        assert_eq!(verdicts[5].delay, ms(1000));
+        assert_eq!(verdicts[9].delay, ms(8000), "capped");
         assert!(
-            delays[10].locked && delays[19].locked,
-            "locked after ten failures"
+            !verdicts[9].locked && verdicts[10].locked && verdicts[19].locked,
+            "locked after ten failures: {verdicts:?}"
         );
 
         // Another IP is not locked out, not even for the attacked account, but is slowed.
         let other: IpAddr = "192.0.2.2".parse().unwrap();
+        assert_eq!(t.begin(other, "carol", now), FREE);
         assert_eq!(
-            t.check(other, "carol", now + Duration::from_secs(30)),
+            t.begin(other, "BOB", now + ms(8000)),
             Verdict {
-                delay: Duration::ZERO,
+                delay: ms(8000),
                 locked: false
             }
         );
-        assert_eq!(
-            t.check(other, "BOB", now + Duration::from_secs(30)),
-            Verdict {
-                delay: Duration::from_secs(8),
-                locked: false
-            }
-        );
-        let later = now + Duration::from_secs(10) + config.lockout + Duration::from_secs(1);
-        assert_eq!(
-            t.check(ip, "bob", later),
-            Verdict {
-                delay: Duration::ZERO,
-                locked: false
-            }
-        );
+        let later = now + config.lockout + Duration::from_secs(20);
+        assert_eq!(t.begin(ip, "bob", later), FREE, "the lockout ends");
     }
 
     #[test]
     fn success_clears() {
         let mut t = Throttle::new(ThrottleConfig::default());
         let ip: IpAddr = "::1".parse().unwrap();
-        let now = Instant::now();
+        let mut now = Instant::now();
         for _ in 0..5 {
-            t.failure(ip, "dan", now);
+            now += t.begin(ip, "dan", now).delay;
         }
-        assert!(t.check(ip, "dan", now).delay > Duration::ZERO);
+        assert!(t.begin(ip, "dan", now).delay > Duration::ZERO);
         t.success(ip, "dan");
-        assert_eq!(t.check(ip, "dan", now).delay, Duration::ZERO);
+        assert_eq!(t.begin(ip, "dan", now), FREE);
+    }
+
+    /// Finding 5 of issue 14: attempts started together are counted when they start, so no
+    /// more than `lockout_after` of them from one IP are ever checked, whatever their number.
+    #[test]
+    fn parallel_attempts_from_one_ip_are_counted_when_they_start() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        let now = Instant::now();
+        let verdicts: Vec<Verdict> = (0..100).map(|_| t.begin(ip, "erin", now)).collect();
+        let admitted = verdicts.iter().filter(|v| !v.locked).count();
+        assert!(
+            admitted > config.free_failures as usize && admitted <= config.lockout_after as usize,
+            "{admitted} admitted: {verdicts:?}"
+        );
+        assert!(verdicts[admitted..].iter().all(|v| v.locked));
+        assert!(verdicts.iter().all(|v| v.delay <= config.max_delay));
+        // The admitted ones are answered one delay after another, not all together.
+        let delays: Vec<Duration> = verdicts[..admitted].iter().map(|v| v.delay).collect();
+        assert_eq!(
+            delays,
+            [0, 0, 0, 0, 500, 1500, 3500, 7500].map(ms),
+            "{verdicts:?}"
+        );
+        // The IP is now locked out, even for an attempt after everything was answered.
+        assert!(t.begin(ip, "erin", now + Duration::from_secs(60)).locked);
+        // Another IP may still log in to the account (slowed, never locked).
+        let other: IpAddr = "192.0.2.10".parse().unwrap();
+        let v = t.begin(other, "erin", now + Duration::from_secs(60));
+        assert!(!v.locked && v.delay <= config.max_delay, "{v:?}");
+    }
+
+    /// Attempts on one account from many IPs at once: a few are checked, spaced by the
+    /// growing delay; the rest fail unchecked until the backlog has drained. So an account
+    /// gets about one checked guess per `max_delay` however many addresses guess in parallel.
+    #[test]
+    fn parallel_attempts_on_one_account_are_spaced() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        let now = Instant::now();
+        let verdicts: Vec<Verdict> = (0..100u8)
+            .map(|i| t.begin(IpAddr::from([198, 51, 100, i]), "fay", now))
+            .collect();
+        let admitted: Vec<Duration> = verdicts
+            .iter()
+            .filter(|v| !v.locked)
+            .map(|v| v.delay)
+            .collect();
+        assert_eq!(admitted, [0, 0, 0, 0, 500, 1500, 3500, 7500].map(ms));
+        // Later, with the backlog answered, one more attempt each `max_delay`.
+        let mut at = now + ms(7500);
+        let mut checked = 0;
+        for i in 0..100u8 {
+            let v = t.begin(IpAddr::from([203, 0, 113, i]), "fay", at);
+            if !v.locked {
+                checked += 1;
+            }
+            at += ms(800);
+        }
+        assert!(
+            (9..=11).contains(&checked),
+            "{checked} checked in 80 s at 8 s each"
+        );
+    }
+
+    #[test]
+    fn counters_are_forgotten() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        let now = Instant::now();
+        for i in 0..2000u16 {
+            t.begin(IpAddr::from([10, 0, (i >> 8) as u8, i as u8]), "gil", now);
+        }
+        let later = now + config.lockout + config.max_delay + Duration::from_secs(1);
+        for _ in 0..1024 {
+            t.begin("10.9.9.9".parse().unwrap(), "someone", later);
+        }
+        assert!(t.by_ip.entries.len() <= 2, "{}", t.by_ip.entries.len());
+        assert!(t.by_account.entries.len() <= 2);
     }
 }
