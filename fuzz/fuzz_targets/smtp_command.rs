@@ -29,7 +29,7 @@ fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
                 // Alternate accepted and refused recipients.
                 Event::Rcpt { .. } if decisions % 2 == 0 => machine.reply(replies::unknown_user()),
                 Event::Rcpt { .. } => machine.reply(replies::recipient_ok()),
-                Event::Message { data } => {
+                Event::Message { data, .. } => {
                     assert!(data.len() <= 4096);
                     messages.push(data);
                     machine.reply(replies::ok());

@@ -1,8 +1,10 @@
-//! The DATA receiver: arbitrary content, dot-stuffed by our encoder, must come back exactly,
-//! whatever the chunking; arbitrary wire bytes must never panic.
+//! The DATA receiver: arbitrary content, dot-stuffed by our encoder, must come back exactly in
+//! its canonical form (bare CR and LF as CRLF), whatever the chunking; the wire never has a
+//! bare CR or LF; arbitrary wire bytes must never panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
+use smtp_proto::canonical::{canonicalize, is_canonical};
 use smtp_proto::data::{DataProgress, DataReceiver, dot_stuff};
 
 fuzz_target!(|data: &[u8]| {
@@ -16,8 +18,13 @@ fuzz_target!(|data: &[u8]| {
     // Round trip through dot-stuffing, fed in chunks of a size chosen by the input.
     let mut wire = Vec::new();
     dot_stuff(data, &mut wire);
+    assert!(is_canonical(&wire));
     let chunk = 1 + data.first().copied().unwrap_or(0) as usize;
-    let mut rx = DataReceiver::new(usize::MAX);
+    // No header limits here: this checks the round trip, not the refusal.
+    let mut rx = DataReceiver::with_canonicalizer(
+        usize::MAX,
+        smtp_proto::canonical::Canonicalizer::new(usize::MAX, usize::MAX),
+    );
     let mut out = Vec::new();
     let mut fed = 0;
     let mut done = false;
@@ -32,10 +39,11 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     assert!(done);
-    let expected = if data.is_empty() || data.ends_with(b"\r\n") {
-        data.to_vec()
+    let canonical = canonicalize(data);
+    let expected = if canonical.is_empty() || canonical.ends_with(b"\r\n") {
+        canonical.into_owned()
     } else {
-        [data, b"\r\n"].concat()
+        [&canonical[..], b"\r\n"].concat()
     };
     assert_eq!(out, expected);
 });

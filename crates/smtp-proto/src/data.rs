@@ -1,9 +1,14 @@
 //! DATA content: the receiver that undoes dot-stuffing and finds the end of data, and the
 //! encoder that applies it (RFC 5321 §4.5.2).
 //!
-//! Only `<CRLF>.<CRLF>` ends the data. A bare LF or bare CR never counts as a line end, so
-//! `\n.\r\n`, `\r.\r` and `.\n` are content, not terminators (no SMTP smuggling). The bytes
-//! between the terminators are kept exactly, bare CR and LF included.
+//! Only `<CRLF>.<CRLF>` ends the data. A bare LF or bare CR never ends a line on the wire, so
+//! `\n.\r\n`, `\r.\r` and `.\n` are content, not terminators (no SMTP smuggling), and a
+//! leading dot is removed only at the start of a CRLF line. The content then gets canonical
+//! line endings ([`crate::canonical`]): every bare CR or LF in it becomes CRLF, so what we
+//! store, sign and relay has no bare CR or LF at all. The encoder does the same before it
+//! stuffs, so no sequence in a message can end our DATA early at any receiver.
+
+use crate::canonical::{Canonicalizer, Findings};
 
 /// Where the receiver is within the current line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,12 +28,16 @@ enum LineState {
 /// Incremental receiver for DATA content with a size limit.
 ///
 /// Content beyond `max_size` is counted but not kept, so a huge message costs no memory and the
-/// session can still answer 552 once the terminator arrives.
+/// session can still answer 552 once the terminator arrives. Likewise once the header breaks
+/// its limits ([`Findings::over_limit`]): a 10 MB header line is counted, never buffered.
 #[derive(Debug)]
 pub struct DataReceiver {
     state: LineState,
     max_size: usize,
     size: usize,
+    canon: Canonicalizer,
+    /// The header broke its limits: nothing more is kept.
+    discard: bool,
 }
 
 /// What [`DataReceiver::ingest`] found.
@@ -41,15 +50,23 @@ pub enum DataProgress {
 }
 
 impl DataReceiver {
+    /// A receiver with the default header limits (RFC 5322 §2.1.1).
     pub fn new(max_size: usize) -> DataReceiver {
+        DataReceiver::with_canonicalizer(max_size, Canonicalizer::default())
+    }
+
+    /// A receiver whose content goes through `canon` (its header limits).
+    pub fn with_canonicalizer(max_size: usize, canon: Canonicalizer) -> DataReceiver {
         DataReceiver {
             state: LineState::Start,
             max_size,
             size: 0,
+            canon,
+            discard: false,
         }
     }
 
-    /// Size of the content so far (after removing dot-stuffing), including any part not kept.
+    /// Size of the content so far (unstuffed, canonical), including any part not kept.
     pub fn size(&self) -> usize {
         self.size
     }
@@ -59,10 +76,40 @@ impl DataReceiver {
         self.size > self.max_size
     }
 
+    /// What the conversion to canonical line endings found so far.
+    pub fn findings(&self) -> Findings {
+        self.canon.findings()
+    }
+
     fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
-        let room = self.max_size.saturating_sub(self.size);
-        out.extend_from_slice(&bytes[..bytes.len().min(room)]);
-        self.size += bytes.len();
+        self.convert(out, Some(bytes));
+    }
+
+    /// Feeds `bytes` (or the end of the content) through the canonicalizer into `out`.
+    fn convert(&mut self, out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+        let DataReceiver {
+            max_size,
+            size,
+            canon,
+            discard,
+            ..
+        } = self;
+        let mut sink = |piece: &[u8]| {
+            let room = max_size.saturating_sub(*size);
+            if !*discard {
+                out.extend_from_slice(&piece[..piece.len().min(room)]);
+            }
+            *size = size.saturating_add(piece.len());
+        };
+        match bytes {
+            Some(bytes) => canon.push(bytes, &mut sink),
+            None => canon.finish(&mut sink),
+        }
+        if !*discard && canon.findings().over_limit() {
+            // The message will be refused: keep nothing more of it.
+            *discard = true;
+            *out = Vec::new();
+        }
     }
 
     /// Consumes `input`, appending unstuffed content to `out`.
@@ -130,6 +177,8 @@ impl DataReceiver {
                 LineState::DotCr => {
                     if input[i] == b'\n' {
                         self.state = LineState::Start;
+                        // The content ended with CRLF, so no CR is held back; finish anyway.
+                        self.convert(out, None);
                         return DataProgress::Done { consumed: i + 1 };
                     }
                     // `.` CR followed by something else: the dot was stuffing, and the CR is
@@ -144,20 +193,31 @@ impl DataReceiver {
 
 /// Applies dot-stuffing to `message` and appends the terminator, the client side of §4.5.2.
 ///
-/// A message that does not end with CRLF gets one before the final `.` line (RFC 5321 requires
-/// the content to end with CRLF); a message that does is sent unchanged, so the receiver
-/// stores exactly the bytes given.
+/// The message is sent with canonical line endings first ([`crate::canonical`]): a bare CR or
+/// LF goes out as CRLF, so nothing in a stored body (`\n.\n`, `\r.\r`, `\n.\r\n`...) can
+/// look like the end of data to any receiver, and every line that starts with a dot gets a
+/// second one. A message that does not end with a line end gets CRLF before the final `.`
+/// line (RFC 5321 requires the content to end with CRLF); a canonical message that does is
+/// sent unchanged, so the receiver stores exactly the bytes given.
 pub fn dot_stuff(message: &[u8], out: &mut Vec<u8>) {
     out.reserve(message.len() + message.len() / 64 + 5);
+    let mut canon = Canonicalizer::new(usize::MAX, usize::MAX);
     let mut line_start = true;
-    for &b in message {
-        if line_start && b == b'.' {
-            out.push(b'.');
+    // Pieces are CRLF or text without CR and LF (the canonicalizer's contract).
+    let mut stuff = |piece: &[u8]| {
+        if piece == b"\r\n" {
+            line_start = true;
+        } else {
+            if line_start && piece.first() == Some(&b'.') {
+                out.push(b'.');
+            }
+            line_start = false;
         }
-        out.push(b);
-        line_start = b == b'\n' && out.len() >= 2 && out[out.len() - 2] == b'\r';
-    }
-    if !message.is_empty() && !message.ends_with(b"\r\n") {
+        out.extend_from_slice(piece);
+    };
+    canon.push(message, &mut stuff);
+    canon.finish(&mut stuff);
+    if !line_start {
         out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
@@ -183,13 +243,14 @@ mod tests {
     }
 
     #[test]
-    fn smuggling_sequences_are_content() {
+    fn smuggling_sequences_are_content_with_canonical_line_ends() {
+        // RFC 5321 §2.3.8: the bare CR and LF become CRLF; a dot is unstuffed only after CRLF.
         let cases: [(&[u8], &[u8]); 5] = [
-            (b"a\n.\r\nb", b"a\n.\r\nb\r\n"),
-            (b"a\r.\rb", b"a\r.\rb\r\n"),
-            (b"a\r\n.\nb", b"a\r\n\nb\r\n"),
-            (b"a\n.\nb", b"a\n.\nb\r\n"),
-            (b"a\r\n.\rb", b"a\r\n\rb\r\n"),
+            (b"a\n.\r\nb", b"a\r\n.\r\nb\r\n"),
+            (b"a\r.\rb", b"a\r\n.\r\nb\r\n"),
+            (b"a\r\n.\nb", b"a\r\n\r\nb\r\n"),
+            (b"a\n.\nb", b"a\r\n.\r\nb\r\n"),
+            (b"a\r\n.\rb", b"a\r\n\r\nb\r\n"),
         ];
         for (body, kept) in cases {
             assert_eq!(receive(body).1, None, "{body:?} must not end the data");
@@ -200,10 +261,25 @@ mod tests {
     }
 
     #[test]
+    fn a_long_header_line_is_counted_not_kept() {
+        let mut rx = DataReceiver::new(usize::MAX);
+        let mut out = Vec::new();
+        let line = [b"X: ".as_slice(), &[b'a'; 100_000]].concat();
+        assert_eq!(rx.ingest(&line, &mut out), DataProgress::NeedMore);
+        assert!(out.len() < 2000, "{} bytes kept", out.len());
+        let done = rx.ingest(b"\r\n\r\nbody\r\n.\r\n", &mut out);
+        assert_eq!(done, DataProgress::Done { consumed: 13 });
+        assert!(rx.findings().long_header_line);
+        assert!(!rx.exceeded());
+        assert_eq!(rx.size(), line.len() + 10);
+        assert!(out.is_empty());
+    }
+
+    #[test]
     fn dots_are_unstuffed() {
         assert_eq!(
             receive(b"..a\r\n.\r\r\n..\r\n.\r\n").0,
-            b".a\r\n\r\r\n.\r\n".to_vec()
+            b".a\r\n\r\n\r\n.\r\n".to_vec()
         );
     }
 
@@ -222,25 +298,28 @@ mod tests {
 
     #[test]
     fn stuff_then_receive_round_trips() {
-        let samples: [&[u8]; 6] = [
-            b"",
-            b".",
-            b"a\r\n.b\r\n",
-            b"x\r\n.\r\n..\r\n",
-            b"no final crlf",
-            b"bare\n.lf\r.cr\r\n",
+        let samples: [(&[u8], &[u8]); 10] = [
+            (b"", b""),
+            (b".", b".\r\n"),
+            (b"a\r\n.b\r\n", b"a\r\n.b\r\n"),
+            (b"x\r\n.\r\n..\r\n", b"x\r\n.\r\n..\r\n"),
+            (b"no final crlf", b"no final crlf\r\n"),
+            (b"bare\n.lf\r.cr\r\n", b"bare\r\n.lf\r\n.cr\r\n"),
+            (b"\n.\n", b"\r\n.\r\n"),
+            (b"a\r", b"a\r\n"),
+            (b".\n", b".\r\n"),
+            (b"\r\r\n.\r\r\n", b"\r\n\r\n.\r\n\r\n"),
         ];
-        for sample in samples {
+        for (sample, expected) in samples {
             let mut wire = Vec::new();
             dot_stuff(sample, &mut wire);
+            assert!(crate::canonical::is_canonical(&wire), "{sample:?}");
             let (out, done) = receive(&wire);
             assert_eq!(done, Some(wire.len()), "{sample:?}");
-            let expected = if sample.is_empty() || sample.ends_with(b"\r\n") {
-                sample.to_vec()
-            } else {
-                [sample, b"\r\n"].concat()
-            };
             assert_eq!(out, expected, "{sample:?}");
         }
+        let mut wire = Vec::new();
+        dot_stuff(b"a\n.\nb\r.\r", &mut wire);
+        assert_eq!(wire, b"a\r\n..\r\nb\r\n..\r\n.\r\n");
     }
 }

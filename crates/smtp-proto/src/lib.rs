@@ -7,6 +7,7 @@
 //! workspace because our crate has the same name); framing, limits, sequencing and DATA handling
 //! are ours.
 
+pub mod canonical;
 pub mod client;
 pub mod data;
 pub mod reply;

@@ -105,6 +105,18 @@ pub mod replies {
     pub fn line_too_long() -> Reply {
         Reply::new(500, "5.5.6", "Line too long")
     }
+    /// A message whose header breaks RFC 5322 §2.1.1 (or our bound on the header section).
+    pub fn header_over_limit(findings: &crate::canonical::Findings) -> Reply {
+        if findings.long_header_line {
+            Reply::new(
+                554,
+                "5.6.0",
+                "Message header line too long (RFC 5322 section 2.1.1: at most 998 octets)",
+            )
+        } else {
+            Reply::new(554, "5.6.0", "Message header section too big")
+        }
+    }
     pub fn not_implemented() -> Reply {
         Reply::new(502, "5.5.1", "Command not implemented")
     }

@@ -14,6 +14,7 @@ use std::borrow::Cow;
 
 use smtp_codec::{Error as CodecError, Request};
 
+use crate::canonical::{self, Canonicalizer, Findings};
 use crate::data::{DataProgress, DataReceiver};
 use crate::reply::{Reply, replies};
 
@@ -36,6 +37,10 @@ pub struct ServerConfig {
     pub auth_requires_tls: bool,
     /// Submission: MAIL needs a successful AUTH first (530 5.7.0 otherwise).
     pub require_auth: bool,
+    /// Longest header line of a message, CRLF excluded (RFC 5322 §2.1.1: 998).
+    pub max_header_line: usize,
+    /// Largest header section of a message.
+    pub max_header_size: usize,
 }
 
 impl Default for ServerConfig {
@@ -50,6 +55,8 @@ impl Default for ServerConfig {
             auth_mechanisms: Vec::new(),
             auth_requires_tls: true,
             require_auth: false,
+            max_header_line: canonical::MAX_HEADER_LINE,
+            max_header_size: canonical::MAX_HEADER_SIZE,
         }
     }
 }
@@ -95,7 +102,10 @@ pub enum Event {
     Rcpt { to: String, params: RcptParams },
     /// The whole message arrived (DATA ended or BDAT LAST): the session stores it and answers
     /// with [`ServerMachine::reply`]; a positive reply means "it is on stable storage".
-    Message { data: Vec<u8> },
+    /// `data` has canonical line endings (no bare CR or LF, [`crate::canonical`]); `findings`
+    /// says what the conversion found, for a session that refuses sloppy headers. A header
+    /// over the limits never gets here: the machine answers 554 5.6.0 itself.
+    Message { data: Vec<u8>, findings: Findings },
     /// AUTH: start a SASL exchange. `initial` is the decoded initial response (SASL-IR);
     /// answer with [`ServerMachine::auth_challenge`] or [`ServerMachine::auth_done`].
     Auth {
@@ -149,10 +159,13 @@ struct Transaction {
     /// RCPT commands seen, and how many were accepted.
     rcpt_seen: usize,
     rcpt_accepted: usize,
-    /// BDAT chunks received so far, in order.
+    /// BDAT chunks received so far, in order, with canonical line endings.
     chunks: Vec<u8>,
-    /// A BDAT chunk was refused for size; later chunks are refused too until RSET or MAIL.
-    chunk_failed: bool,
+    /// Converts BDAT chunks to canonical line endings as they arrive (chunks may split a CRLF).
+    canon: Canonicalizer,
+    /// A BDAT chunk was refused (size, header limits); later chunks get the same reply until
+    /// RSET or MAIL.
+    chunk_failed: Option<Reply>,
     bdat: bool,
 }
 
@@ -464,16 +477,22 @@ impl ServerMachine {
                         }
                         DataProgress::Done { consumed } => {
                             let exceeded = receiver.exceeded();
+                            let findings = receiver.findings();
                             self.input.drain(..consumed);
                             self.phase = Phase::Command;
-                            if exceeded {
+                            if exceeded || findings.over_limit() {
                                 self.reset_transaction();
-                                self.send(replies::message_too_big());
+                                self.send(if exceeded {
+                                    replies::message_too_big()
+                                } else {
+                                    replies::header_over_limit(&findings)
+                                });
                                 continue;
                             }
                             self.pending = Pending::Message;
                             return Some(Event::Message {
                                 data: std::mem::take(&mut self.data),
+                                findings,
                             });
                         }
                     }
@@ -485,7 +504,28 @@ impl ServerMachine {
                 } => {
                     let take = (*remaining).min(self.input.len());
                     if discard.is_none() {
-                        self.tx.chunks.extend_from_slice(&self.input[..take]);
+                        let Transaction { chunks, canon, .. } = &mut self.tx;
+                        canon.push(&self.input[..take], &mut |piece| {
+                            chunks.extend_from_slice(piece)
+                        });
+                        if *remaining == take && *last {
+                            canon.finish(&mut |piece| chunks.extend_from_slice(piece));
+                        }
+                        // BDAT's size check counts wire octets; canonical line ends can add
+                        // some, and the header limits apply here as in DATA.
+                        let findings = canon.findings();
+                        let refusal = if chunks.len() > self.config.max_message_size {
+                            Some(replies::message_too_big())
+                        } else if findings.over_limit() {
+                            Some(replies::header_over_limit(&findings))
+                        } else {
+                            None
+                        };
+                        if let Some(reply) = refusal {
+                            *chunks = Vec::new();
+                            self.tx.chunk_failed = Some(reply.clone());
+                            *discard = Some(reply);
+                        }
                     }
                     self.input.drain(..take);
                     *remaining -= take;
@@ -496,7 +536,7 @@ impl ServerMachine {
                     let discard = discard.take();
                     self.phase = Phase::Command;
                     if let Some(reply) = discard {
-                        if last && self.tx.chunk_failed {
+                        if last && self.tx.chunk_failed.is_some() {
                             self.reset_transaction();
                         }
                         self.send(reply);
@@ -508,8 +548,10 @@ impl ServerMachine {
                         continue;
                     }
                     self.pending = Pending::Message;
+                    let findings = self.tx.canon.findings();
                     return Some(Event::Message {
                         data: std::mem::take(&mut self.tx.chunks),
+                        findings,
                     });
                 }
             }
@@ -518,6 +560,14 @@ impl ServerMachine {
 
     /// Handles one complete command line.
     fn command(&mut self, line: &[u8]) -> Option<Event> {
+        // RFC 5321 §2.3.8: CR only as part of the line's CRLF. The parser would skip a bare CR
+        // inside a word (`EHLO a\rb` read as `ab`); a peer that sends one is refused instead.
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let body = body.strip_suffix(b"\r").unwrap_or(body);
+        if body.contains(&b'\r') {
+            self.error(replies::syntax("Bare CR in command line"));
+            return None;
+        }
         // smtp-proto's parser wants the line to end in LF; we always pass a whole line.
         let parsed = Request::parse(&mut line.iter());
         let request = match parsed {
@@ -693,6 +743,12 @@ impl ServerMachine {
     }
 
     fn hello(&mut self, host: Cow<'_, str>, extended: bool) {
+        // RFC 5321 §4.1.1.1: the argument is a domain or an address literal; control
+        // characters (NUL, TAB, DEL...) are neither, and would end up in our Received: header.
+        if host.bytes().any(|b| b.is_ascii_control()) {
+            self.error(Reply::new(501, "5.5.4", "Invalid domain name in HELO/EHLO"));
+            return;
+        }
         // RFC 5321 §4.1.4: EHLO/HELO resets any transaction in progress.
         self.reset_transaction();
         self.helo = Some(host.into_owned());
@@ -839,7 +895,10 @@ impl ServerMachine {
         }
         self.send(replies::start_data());
         self.data = Vec::new();
-        self.phase = Phase::Data(DataReceiver::new(self.config.max_message_size));
+        self.phase = Phase::Data(DataReceiver::with_canonicalizer(
+            self.config.max_message_size,
+            Canonicalizer::new(self.config.max_header_line, self.config.max_header_size),
+        ));
     }
 
     fn bdat(&mut self, chunk_size: usize, last: bool) {
@@ -848,13 +907,18 @@ impl ServerMachine {
         let discard = if let Err(reply) = self.transaction_ready() {
             self.errors += 1;
             Some(reply)
-        } else if self.tx.chunk_failed
-            || self.tx.chunks.len().saturating_add(chunk_size) > self.config.max_message_size
+        } else if let Some(reply) = &self.tx.chunk_failed {
+            Some(reply.clone())
+        } else if self.tx.chunks.len().saturating_add(chunk_size) > self.config.max_message_size
         {
-            self.tx.chunk_failed = true;
+            self.tx.chunk_failed = Some(replies::message_too_big());
             self.tx.chunks = Vec::new();
             Some(replies::message_too_big())
         } else {
+            if !self.tx.bdat {
+                self.tx.canon =
+                    Canonicalizer::new(self.config.max_header_line, self.config.max_header_size);
+            }
             self.tx.bdat = true;
             self.tx.chunks.reserve(chunk_size.min(1 << 20));
             None

@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use auth::{Authenticated, Authenticator};
 use message::trace::{Received, trace_headers};
 use net::{ConnInfo, Flow, TlsInfo};
+use smtp_proto::canonical::Findings;
 use smtp_proto::{Event, MailParams, RcptParams, Reply, ServerConfig, ServerMachine, replies};
 use store::{AccountId, Address, Delivery, Outbound, OutboundRecipient, Resolution, Store, Target};
 use tracing::{error, info, warn};
@@ -377,7 +378,7 @@ impl Session {
         replies::recipient_ok()
     }
 
-    async fn message(&mut self, mut data: Vec<u8>) -> Reply {
+    async fn message(&mut self, mut data: Vec<u8>, findings: Findings) -> Reply {
         let tx = std::mem::take(&mut self.tx);
         let id = transaction_id();
         let now = unix_now();
@@ -547,8 +548,8 @@ impl net::Session for Session {
                     let reply = self.rcpt(to, params).await;
                     self.machine.reply(reply);
                 }
-                Event::Message { data } => {
-                    let reply = self.message(data).await;
+                Event::Message { data, findings } => {
+                    let reply = self.message(data, findings).await;
                     self.machine.reply(reply);
                 }
                 Event::Auth { mechanism, initial } => self.auth_start(&mechanism, initial).await,

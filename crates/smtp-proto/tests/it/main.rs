@@ -11,6 +11,7 @@
 //! A transcript whose first line is `# mode: submission` runs with STARTTLS and AUTH offered
 //! and required; `STARTTLS` is a sync point (the harness "handshakes" there, and splits never
 //! cross it, as a real client waits for the handshake). The only login is alice/secret.
+//! A line `# header limits: LINE SIZE` sets `max_header_line` and `max_header_size`.
 
 use smtp_proto::{Event, Reply, ServerConfig, ServerMachine};
 
@@ -20,6 +21,7 @@ struct Transcript {
     server: Vec<u8>,
     messages: Vec<Vec<u8>>,
     submission: bool,
+    header_limits: Option<(usize, usize)>,
 }
 
 impl Transcript {
@@ -60,8 +62,13 @@ fn load(text: &str) -> Transcript {
         server: Vec::new(),
         messages: Vec::new(),
         submission: text.starts_with("# mode: submission"),
+        header_limits: None,
     };
     for line in text.lines() {
+        if let Some(limits) = line.strip_prefix("# header limits: ") {
+            let (a, b) = limits.split_once(' ').expect("two numbers");
+            t.header_limits = Some((a.parse().unwrap(), b.parse().unwrap()));
+        }
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
@@ -139,7 +146,7 @@ fn run_with(config: ServerConfig, chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
                         smtp_proto::replies::recipient_ok()
                     })
                 }
-                Event::Message { data } => {
+                Event::Message { data, .. } => {
                     messages.push(data);
                     machine.reply(Reply::new(250, "2.0.0", "Message accepted"));
                 }
@@ -208,11 +215,16 @@ fn check(name: &str) {
     let t = load(&text);
     let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
     let cfg = || {
-        if t.submission {
+        let mut config = if t.submission {
             submission_config()
         } else {
             config()
+        };
+        if let Some((line, size)) = t.header_limits {
+            config.max_header_line = line;
+            config.max_header_size = size;
         }
+        config
     };
 
     let whole: Vec<&[u8]> = t.segments.iter().map(|s| &s[..]).collect();
@@ -286,6 +298,18 @@ fn limits() {
 #[test]
 fn smuggling() {
     check("smuggling");
+}
+#[test]
+fn canonical_line_endings() {
+    check("canonical");
+}
+#[test]
+fn header_limits() {
+    check("header_limits");
+}
+#[test]
+fn bare_cr_and_controls_in_commands() {
+    check("bare_cr");
 }
 #[test]
 fn smtputf8() {
