@@ -238,6 +238,17 @@ impl ServerMachine {
         self.user.as_deref()
     }
 
+    /// The mechanisms offered now: channel-binding ones (`-PLUS`) only under TLS, the channel
+    /// they bind to (RFC 5802 §6).
+    fn mechanisms(&self) -> impl Iterator<Item = &str> {
+        let tls = self.tls;
+        self.config
+            .auth_mechanisms
+            .iter()
+            .map(String::as_str)
+            .filter(move |m| tls || !m.ends_with("-PLUS"))
+    }
+
     fn auth_offered(&self) -> bool {
         !self.config.auth_mechanisms.is_empty()
             && (self.tls || !self.config.auth_requires_tls)
@@ -715,7 +726,7 @@ impl ServerMachine {
             return None;
         }
         let name = mechanism_name(mechanism);
-        let Some(name) = name.filter(|n| self.config.auth_mechanisms.iter().any(|m| m == n)) else {
+        let Some(name) = name.filter(|n| self.mechanisms().any(|m| m == *n)) else {
             self.error(Reply::new(504, "5.5.4", "Unrecognized authentication type"));
             return None;
         };
@@ -776,7 +787,7 @@ impl ServerMachine {
             lines.push("STARTTLS".into());
         }
         if self.auth_offered() {
-            lines.push(format!("AUTH {}", self.config.auth_mechanisms.join(" ")).into());
+            lines.push(format!("AUTH {}", self.mechanisms().collect::<Vec<_>>().join(" ")).into());
         }
         self.send(Reply::multiline(250, "", lines));
     }
@@ -909,8 +920,7 @@ impl ServerMachine {
             Some(reply)
         } else if let Some(reply) = &self.tx.chunk_failed {
             Some(reply.clone())
-        } else if self.tx.chunks.len().saturating_add(chunk_size) > self.config.max_message_size
-        {
+        } else if self.tx.chunks.len().saturating_add(chunk_size) > self.config.max_message_size {
             self.tx.chunk_failed = Some(replies::message_too_big());
             self.tx.chunks = Vec::new();
             Some(replies::message_too_big())
