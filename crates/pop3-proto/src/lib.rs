@@ -214,6 +214,18 @@ impl Machine {
         self.tls || self.config.plaintext_login
     }
 
+    /// The SASL mechanisms offered now: channel-binding ones (`-PLUS`) only under TLS, the
+    /// channel they bind to (RFC 5802 §6).
+    fn mechanisms(&self) -> Vec<String> {
+        let tls = self.tls;
+        self.config
+            .mechanisms
+            .iter()
+            .filter(|m| tls || !m.ends_with("-PLUS"))
+            .cloned()
+            .collect()
+    }
+
     /// TLS is active: implicit TLS (before `greet`) or after STLS. The state restarts.
     pub fn tls_started(&mut self) {
         self.tls = true;
@@ -543,7 +555,7 @@ impl Machine {
             [] => {
                 // RFC 5034 §4 allows AUTH alone to list mechanisms, like CAPA's SASL line.
                 self.ok("");
-                for mechanism in self.config.mechanisms.clone() {
+                for mechanism in self.mechanisms() {
                     self.output.extend_from_slice(mechanism.as_bytes());
                     self.output.extend_from_slice(b"\r\n");
                 }
@@ -556,7 +568,7 @@ impl Machine {
             }
         };
         let mechanism = mechanism.to_ascii_uppercase();
-        if !self.config.mechanisms.contains(&mechanism) {
+        if !self.mechanisms().contains(&mechanism) {
             self.error("unsupported SASL mechanism");
             return None;
         }
@@ -603,8 +615,9 @@ impl Machine {
         ];
         if self.state != State::Transaction && self.login_allowed() {
             lines.push("USER".into());
-            if !self.config.mechanisms.is_empty() {
-                lines.push(format!("SASL {}", self.config.mechanisms.join(" ")));
+            let mechanisms = self.mechanisms();
+            if !mechanisms.is_empty() {
+                lines.push(format!("SASL {}", mechanisms.join(" ")));
             }
         }
         if self.config.stls && !self.tls && self.state != State::Transaction {
