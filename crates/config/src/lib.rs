@@ -174,6 +174,9 @@ pub struct Auth {
     pub base_delay_ms: u64,
     /// Longest delay before a failed attempt is answered, in milliseconds.
     pub max_delay_ms: u64,
+    /// Threads that check passwords (Argon2, 19 MiB of memory each, kept and reused); 0 means
+    /// one per CPU.
+    pub hash_workers: usize,
 }
 
 impl Default for Auth {
@@ -185,6 +188,7 @@ impl Default for Auth {
             lockout_secs: 900,
             base_delay_ms: 500,
             max_delay_ms: 8000,
+            hash_workers: 0,
         }
     }
 }

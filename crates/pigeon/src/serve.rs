@@ -52,7 +52,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         },
         Some(tls),
     );
-    let login = Arc::new(auth::Authenticator::new(
+    let login = Arc::new(auth::Authenticator::with_hash_workers(
         store.clone(),
         sasl::ThrottleConfig {
             free_failures: config.auth.free_failures,
@@ -62,6 +62,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             lockout: std::time::Duration::from_secs(config.auth.lockout_secs),
         },
         crate::admin::random_bytes::<32>()?,
+        config.auth.hash_workers,
     ));
     let resolver = queue::route::resolver(&config.dns.servers)
         .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
