@@ -1,6 +1,6 @@
 //! Typed IMAP commands (RFC 9051 §6, RFC 3501) parsed from tokens.
 
-use crate::token::Token;
+use crate::token::{MAX_DEPTH, Token};
 
 /// A sequence set such as `1:3,7,10:*` (RFC 9051 §9 `sequence-set`), or `$` (SEARCHRES).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -924,11 +924,7 @@ fn parse_search(args: &mut Args, uid: bool) -> Result<CommandBody, ParseError> {
             .ok_or_else(|| ParseError("CHARSET needs a charset name".into()))?;
         charset = Some(name.to_ascii_uppercase());
     }
-    let mut it = tokens.into_iter();
-    let mut keys = Vec::new();
-    while let Some(key) = search_key(&mut it)? {
-        keys.push(key);
-    }
+    let mut keys = search_keys(tokens)?;
     if keys.is_empty() {
         return err("SEARCH needs search keys");
     }
@@ -968,26 +964,97 @@ pub fn parse_date(text: &str) -> Option<i64> {
     Some(era * 146_097 + doe - 719_468)
 }
 
-fn search_key(it: &mut std::vec::IntoIter<Token>) -> Result<Option<SearchKey>, ParseError> {
-    let Some(token) = it.next() else {
-        return Ok(None);
-    };
+/// A search key being read, waiting for the keys it holds.
+enum Pending {
+    /// A list: its keys so far (its tokens are the innermost iterator).
+    List(Vec<SearchKey>),
+    Not,
+    /// OR before its first key, and after it.
+    Or,
+    OrWith(SearchKey),
+}
+
+/// The search keys in `tokens` (RFC 9051 §6.4.4 `search-key`, several in a row).
+///
+/// Without recursion: keys that hold keys (lists, `NOT`, `OR`) wait on a heap stack for
+/// theirs. `NOT NOT NOT ...` and `OR OR OR ...` nest without any parenthesis, so the
+/// tokenizer's bound on lists is not enough: at most [`MAX_DEPTH`] of the three together,
+/// which bounds the recursive walks over the result (evaluation, `Drop`, `Debug`).
+fn search_keys(tokens: Vec<Token>) -> Result<Vec<SearchKey>, ParseError> {
+    // pending[0] is the command's own list of keys; tokens[n] is read by the innermost list.
+    let mut pending = vec![Pending::List(Vec::new())];
+    let mut tokens = vec![tokens.into_iter()];
+    loop {
+        let Some(it) = tokens.last_mut() else {
+            return err("bad search key");
+        };
+        let token = it.next();
+        let mut key = match token {
+            None => {
+                // The innermost list ends; a NOT or OR inside it lacks its key.
+                let keys = match pending.pop() {
+                    Some(Pending::List(keys)) => keys,
+                    Some(Pending::Not) => return err("NOT needs a key"),
+                    _ => return err("OR needs two keys"),
+                };
+                tokens.pop();
+                if pending.is_empty() {
+                    return Ok(keys);
+                }
+                SearchKey::And(keys)
+            }
+            Some(Token::Atom(a))
+                if !a.eq_ignore_ascii_case("NOT") && !a.eq_ignore_ascii_case("OR") =>
+            {
+                leaf_key(a, it)?
+            }
+            Some(Token::List(_) | Token::Atom(_)) => {
+                if pending.len() > MAX_DEPTH {
+                    return err(format!(
+                        "SEARCH nested too deeply: at most {MAX_DEPTH} levels of parentheses, NOT and OR"
+                    ));
+                }
+                match token {
+                    Some(Token::List(list)) => {
+                        pending.push(Pending::List(Vec::new()));
+                        tokens.push(list.into_iter());
+                    }
+                    Some(Token::Atom(a)) if a.eq_ignore_ascii_case("NOT") => {
+                        pending.push(Pending::Not)
+                    }
+                    _ => pending.push(Pending::Or),
+                }
+                continue;
+            }
+            Some(_) => return err("bad search key"),
+        };
+        // A key is complete: it completes the keys waiting for it.
+        loop {
+            match pending.pop() {
+                Some(Pending::Not) => key = SearchKey::Not(Box::new(key)),
+                Some(Pending::Or) => {
+                    pending.push(Pending::OrWith(key));
+                    break;
+                }
+                Some(Pending::OrWith(first)) => key = SearchKey::Or(Box::new(first), Box::new(key)),
+                Some(Pending::List(mut keys)) => {
+                    keys.push(key);
+                    pending.push(Pending::List(keys));
+                    break;
+                }
+                None => return err("bad search key"),
+            }
+        }
+    }
+}
+
+/// A search key that holds no other key.
+#[inline(never)]
+fn leaf_key(atom: String, it: &mut std::vec::IntoIter<Token>) -> Result<SearchKey, ParseError> {
     let mut string = |what: &str| -> Result<String, ParseError> {
         it.next()
             .and_then(|t| t.as_astring())
             .ok_or_else(|| ParseError(format!("{what} needs an argument")))
-    };
-    let atom = match token {
-        Token::List(list) => {
-            let mut inner = list.into_iter();
-            let mut keys = Vec::new();
-            while let Some(k) = search_key(&mut inner)? {
-                keys.push(k);
-            }
-            return Ok(Some(SearchKey::And(keys)));
-        }
-        Token::Atom(a) => a,
-        _ => return err("bad search key"),
     };
     use crate::flags::*;
     let upper = atom.to_ascii_uppercase();
@@ -1066,20 +1133,12 @@ fn search_key(it: &mut std::vec::IntoIter<Token>) -> Result<Option<SearchKey>, P
                 .parse()
                 .map_err(|_| ParseError("bad MODSEQ".into()))?,
         ),
-        "NOT" => SearchKey::Not(Box::new(
-            search_key(it)?.ok_or_else(|| ParseError("NOT needs a key".into()))?,
-        )),
-        "OR" => {
-            let a = search_key(it)?.ok_or_else(|| ParseError("OR needs two keys".into()))?;
-            let b = search_key(it)?.ok_or_else(|| ParseError("OR needs two keys".into()))?;
-            SearchKey::Or(Box::new(a), Box::new(b))
-        }
         _ => match SequenceSet::parse(&atom) {
             Some(set) => SearchKey::Sequence(set),
             None => return err(format!("unknown search key {atom}")),
         },
     };
-    Ok(Some(key))
+    Ok(key)
 }
 
 #[cfg(test)]

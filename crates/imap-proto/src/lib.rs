@@ -142,6 +142,8 @@ pub struct Machine {
     literal_total: usize,
     errors: usize,
     close_emitted: bool,
+    /// The first `scanned` octets of `input` hold no LF (see [`Machine::newline`]).
+    scanned: usize,
 }
 
 /// The tag and command name at the start of a command, if well-formed.
@@ -196,6 +198,7 @@ impl Machine {
             literal_total: 0,
             errors: 0,
             close_emitted: false,
+            scanned: 0,
         }
     }
 
@@ -226,6 +229,7 @@ impl Machine {
     /// Discards buffered input: after STARTTLS (RFC 9051 §6.2.1: no plaintext leaks into TLS).
     pub fn tls_started(&mut self) {
         self.input.clear();
+        self.scanned = 0;
         self.command.clear();
         self.phase = Phase::Line;
     }
@@ -254,6 +258,24 @@ impl Machine {
     pub fn close(&mut self) {
         self.phase = Phase::Closed;
         self.input.clear();
+        self.scanned = 0;
+    }
+
+    /// The position of the next LF in the input. It remembers how far it looked, so a line
+    /// arriving an octet at a time costs linear time, not quadratic.
+    fn newline(&mut self) -> Option<usize> {
+        let from = self.scanned.min(self.input.len());
+        match self.input[from..].iter().position(|&b| b == b'\n') {
+            Some(at) => {
+                // The caller takes the line: what follows has not been looked at.
+                self.scanned = 0;
+                Some(from + at)
+            }
+            None => {
+                self.scanned = self.input.len();
+                None
+            }
+        }
     }
 
     fn bad(&mut self, tag: Option<&str>, text: &str) {
@@ -283,6 +305,7 @@ impl Machine {
                     }
                     let take = remaining.min(self.input.len());
                     self.command.extend(self.input.drain(..take));
+                    self.scanned = 0;
                     let remaining = remaining - take;
                     if remaining > 0 {
                         self.phase = Phase::Literal { remaining };
@@ -296,6 +319,7 @@ impl Machine {
                     }
                     let take = remaining.min(self.input.len());
                     let piece: Vec<u8> = self.input.drain(..take).collect();
+                    self.scanned = 0;
                     let remaining = remaining - take;
                     self.phase = if remaining > 0 {
                         Phase::Stream { remaining }
@@ -305,9 +329,10 @@ impl Machine {
                     return Some(Event::AppendData(piece));
                 }
                 Phase::StreamEnd => {
-                    let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
+                    let Some(pos) = self.newline() else {
                         if self.input.len() > self.config.max_line {
                             self.input.clear();
+                            self.scanned = 0;
                             self.phase = Phase::Skip;
                             let tag = std::mem::take(&mut self.stream_tag);
                             self.bad(Some(&tag), "Line too long");
@@ -325,20 +350,22 @@ impl Machine {
                     self.bad(Some(&tag), "Expected the end of APPEND after the message");
                     return Some(Event::AppendEnd { ok: false });
                 }
-                Phase::Skip => match self.input.iter().position(|&b| b == b'\n') {
+                Phase::Skip => match self.newline() {
                     Some(pos) => {
                         self.input.drain(..=pos);
                         self.phase = Phase::Line;
                     }
                     None => {
                         self.input.clear();
+                        self.scanned = 0;
                         return None;
                     }
                 },
                 Phase::Idle | Phase::AuthLine => {
-                    let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
+                    let Some(pos) = self.newline() else {
                         if self.input.len() > self.config.max_line {
                             self.input.clear();
+                            self.scanned = 0;
                             self.bye("Line too long");
                         }
                         return None;
@@ -369,9 +396,10 @@ impl Machine {
                     }
                 }
                 Phase::Line => {
-                    let Some(pos) = self.input.iter().position(|&b| b == b'\n') else {
+                    let Some(pos) = self.newline() else {
                         if self.input.len() > self.config.max_line {
                             self.input.clear();
+                            self.scanned = 0;
                             self.command.clear();
                             self.phase = Phase::Skip;
                             self.bad(None, "Line too long");
@@ -390,6 +418,22 @@ impl Machine {
                         continue;
                     }
                     self.command.extend_from_slice(&line);
+                    // The lines of one command together are bounded like a single line:
+                    // otherwise `{0}` literals would join lines into a command of any size.
+                    if self.command.len() - self.literal_total > self.config.max_line {
+                        let tag = head(&self.command).map(|h| h.0);
+                        self.command.clear();
+                        self.literal_total = 0;
+                        if matches!(literal_at_end(&line), Some((_, false))) {
+                            // A non-synchronizing literal is already on its way.
+                            self.bye("Command too long");
+                        } else {
+                            // No `+` is sent for a synchronizing literal: the client waits
+                            // for this BAD instead.
+                            self.bad(tag.as_deref(), "Command too long");
+                        }
+                        continue;
+                    }
                     if let Some((len, sync)) = literal_at_end(&line) {
                         let is_append = head(&self.command)
                             .is_some_and(|(_, name, _)| name.eq_ignore_ascii_case("APPEND"));

@@ -2,6 +2,7 @@
 //! and the machine's own output (continuations, BAD) must not depend on how bytes arrive.
 //! The stream below is RFC 9051's examples with literals, LITERAL+, IDLE and AUTHENTICATE.
 
+mod nesting;
 mod oracle;
 
 use imap_proto::{Config, Event, Machine};
