@@ -5,17 +5,22 @@
 //! - MX: any sender; recipients must be ours (aliases, subaddresses and catch-alls resolved),
 //!   otherwise 550 5.1.1 / 550 5.7.1 (never an open relay).
 //! - Submission: AUTH first (only inside TLS unless configured for loopback); the envelope
-//!   sender and every `From:` address must belong to the user (553 5.7.1); local recipients
-//!   are delivered, remote ones queued; `Message-ID:` and `Date:` are added when missing;
-//!   hourly sending limits give 451/452.
+//!   sender and every address of `From:`, `Sender:`, `Resent-From:` and `Resent-Sender:` must
+//!   belong to the user (553 5.7.1), and the header must be clean: one `From:` with addresses,
+//!   no NUL, no bare CR or LF (554 5.6.0; [`originator`]); local recipients are delivered,
+//!   remote ones queued; `Message-ID:` and `Date:` are added when missing; hourly sending
+//!   limits give 451/452.
 //!
-//! Either way the message gets `Return-Path:` and `Received:` in front and `250` is sent only
-//! when the store has committed it (fsync).
+//! Either way the message has canonical line endings (the machine turned every bare CR or LF
+//! into CRLF before anything here parses, signs or stores it, so IMAP, POP3 and the relayed
+//! copy are the same bytes), gets `Return-Path:` and `Received:` in front, and `250` is sent
+//! only when the store has committed it (fsync).
 //!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
 mod limits;
 pub mod mailauth;
+mod originator;
 mod sasl_flow;
 mod submit;
 
@@ -283,6 +288,19 @@ fn not_owned() -> Reply {
     )
 }
 
+/// The SMTP reply to a message the sender policy refused.
+fn refusal_reply(refusal: originator::Refusal) -> Reply {
+    match refusal {
+        originator::Refusal::Format(text) => Reply::new(554, "5.6.0", text),
+        originator::Refusal::NotOwned { field, .. } => Reply::new(
+            553,
+            "5.7.1",
+            format!("{field}: address not owned by the authenticated user"),
+        ),
+        originator::Refusal::Temporary => replies::local_error(),
+    }
+}
+
 impl Session {
     fn peer_ip(&self) -> IpAddr {
         self.conn.peer.ip()
@@ -384,20 +402,25 @@ impl Session {
         let now = unix_now();
         let mut added = Vec::new();
         if let Some(user) = self.user.clone() {
-            let summary = message::headers::summarize(&data);
-            for from in &summary.from {
-                match self.owns(&user, from).await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        warn!(user = %user.address, from = %from, "From: header not owned");
-                        return not_owned();
-                    }
-                    Err(e) => {
-                        error!(error = %e, "sender lookup failed");
-                        return replies::local_error();
-                    }
+            let from = match originator::check(
+                &*self.store,
+                &self.settings,
+                &user,
+                &data,
+                &findings,
+            )
+            .await
+            {
+                Ok(from) => from,
+                Err(refusal) => {
+                    warn!(user = %user.address, ?refusal, "message refused by the sender policy");
+                    return refusal_reply(refusal);
                 }
-            }
+            };
+            let mut summary = message::headers::summarize(&data);
+            // The policy's reading of From: picks the DKIM keys (the same addresses when
+            // mail-parser sees the field; also when only the obsolete `From :` spelling names it).
+            summary.from = from;
             added = submitted_headers(
                 &*self.store,
                 &self.settings.machine.hostname,

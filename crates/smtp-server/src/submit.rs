@@ -1,6 +1,7 @@
 //! Submission without SMTP: the webmail hands a logged-in user's message here, and it takes the
-//! path SMTP submission takes: the sender must be the user's, hourly limits, `Date:` and
-//! `Message-ID:` when missing, DKIM signatures, a trace header, local INBOXes and the queue.
+//! path SMTP submission takes: canonical line endings, the header limits and the sender policy
+//! on every originator field ([`crate::originator`]), hourly limits, `Date:` and `Message-ID:`
+//! when missing, DKIM signatures, a trace header, local INBOXes and the queue.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -10,12 +11,16 @@ use message::trace::{Received, trace_headers};
 use store::{Address, Outbound, OutboundRecipient, Resolution, Store, Target};
 use tracing::{error, info};
 
-use crate::{SendingLimits, Settings, owns, store_accepted, submitted_headers};
+use crate::originator::{self, Refusal};
+use crate::{SendingLimits, Settings, store_accepted, submitted_headers};
 
 /// Why a message was not sent; the text is for the user.
 #[derive(Debug, thiserror::Error)]
 pub enum SubmitError {
-    #[error("you may not send as {0}")]
+    /// The sender policy refused the message: an originator field names an address the user
+    /// does not own, or the header is malformed (no `From:`, an entry without an address, a
+    /// NUL, a line over 998 octets). The text says which.
+    #[error("{0}")]
     NotOwned(String),
     #[error("{0}")]
     Limit(&'static str),
@@ -55,20 +60,34 @@ impl Submitter {
             error!(error = %e, "webmail submission failed");
             SubmitError::Temporary
         };
-        let summary = message::headers::summarize(&data);
+        // What SMTP's DATA receiver does: canonical line endings, then the header limits.
+        let (canonical, findings) = smtp_proto::canonical::inspect(&data);
+        let data = match canonical {
+            std::borrow::Cow::Borrowed(_) => data,
+            std::borrow::Cow::Owned(canonical) => canonical,
+        };
+        if findings.over_limit() {
+            let reply = smtp_proto::replies::header_over_limit(&findings);
+            return Err(SubmitError::NotOwned(reply.lines.join(" ")));
+        }
+        let from =
+            match originator::check(&*self.store, &self.settings, user, &data, &findings).await {
+                Ok(from) => from,
+                Err(Refusal::Format(text)) => return Err(SubmitError::NotOwned(text)),
+                Err(Refusal::NotOwned { field, address }) => {
+                    return Err(SubmitError::NotOwned(format!(
+                        "you may not send as {address} ({field}:)"
+                    )));
+                }
+                Err(Refusal::Temporary) => return Err(SubmitError::Temporary),
+            };
+        let mut summary = message::headers::summarize(&data);
+        summary.from = from;
         let Some(from) = summary.from.first().cloned() else {
             return Err(SubmitError::NotOwned(
-                "a message without a From: address".into(),
+                "the message has no From: address".into(),
             ));
         };
-        for address in &summary.from {
-            if !owns(&*self.store, &self.settings, user, address)
-                .await
-                .map_err(temporary)?
-            {
-                return Err(SubmitError::NotOwned(address.clone()));
-            }
-        }
         if recipients.is_empty() {
             return Err(SubmitError::Recipient(
                 "the message has no recipient".into(),
