@@ -30,16 +30,59 @@ pub(crate) fn status_items(mailbox: &Mailbox, items: &[StatusItem]) -> String {
         .join(" ")
 }
 
-/// IMAP wildcard match: `*` matches anything, `%` anything but the delimiter `/`.
+/// IMAP wildcard match: `*` matches anything, `%` anything but the delimiter `/`
+/// (RFC 9051 §6.3.9).
+///
+/// Dynamic programming over the name, one pattern element at a time: O(pattern × name) time
+/// and O(name) memory, no recursion. A recursive backtracking matcher went as deep as the
+/// pattern is long (a 60,000-character LIST pattern is one line) and took exponential time on
+/// patterns like `*a*a*a*a…b`.
 fn wildcard(pattern: &[char], name: &[char]) -> bool {
-    match pattern.split_first() {
-        None => name.is_empty(),
-        Some(('*', rest)) => (0..=name.len()).any(|i| wildcard(rest, &name[i..])),
-        Some(('%', rest)) => {
-            let limit = name.iter().position(|&c| c == '/').unwrap_or(name.len());
-            (0..=limit).any(|i| wildcard(rest, &name[i..]))
+    if pattern.iter().filter(|&&c| c != '*' && c != '%').count() > name.len() {
+        return false;
+    }
+    // reachable[i]: the pattern so far can match exactly the first i characters of the name.
+    let mut reachable = vec![false; name.len() + 1];
+    reachable[0] = true;
+    let mut last = None;
+    for &p in pattern {
+        // A run of wildcards matches what its widest member matches: `*%` and `%*` are `*`.
+        if let (Some('*' | '%'), '*' | '%') = (last, p) {
+            if last == Some('%') && p == '*' {
+                widen_star(&mut reachable);
+                last = Some('*');
+            }
+            continue;
         }
-        Some((c, rest)) => name.first() == Some(c) && wildcard(rest, &name[1..]),
+        match p {
+            '*' => widen_star(&mut reachable),
+            '%' => {
+                // From each reachable position, extend through any run without a delimiter.
+                let mut open = false;
+                for i in 0..=name.len() {
+                    open = reachable[i] || (open && name[i - 1] != '/');
+                    reachable[i] = open;
+                }
+            }
+            c => {
+                for i in (1..=name.len()).rev() {
+                    reachable[i] = reachable[i - 1] && name[i - 1] == c;
+                }
+                reachable[0] = false;
+            }
+        }
+        last = Some(p);
+        if !reachable.contains(&true) {
+            return false;
+        }
+    }
+    reachable[name.len()]
+}
+
+/// `*` after the pattern so far: every position from the first reachable one on is reachable.
+fn widen_star(reachable: &mut [bool]) {
+    if let Some(first) = reachable.iter().position(|&r| r) {
+        reachable[first..].iter_mut().for_each(|r| *r = true);
     }
 }
 
@@ -139,5 +182,30 @@ mod tests {
         assert!(matches("Work/%", "Work/2026"));
         assert!(matches("inbox", "INBOX"));
         assert!(!matches("Wo", "Work"));
+        assert!(matches("W%k/%6", "Work/2026"));
+        assert!(matches("%/*", "Work/2026/Q1"));
+        assert!(!matches("%/%", "Work/2026/Q1"));
+        assert!(matches("*%", "a/b"));
+        assert!(matches("%*", "a/b"));
+        assert!(!matches("%%", "a/b"));
+        assert!(matches("", ""));
+        assert!(!matches("", "a"));
+    }
+
+    /// Hostile patterns (a LIST line is up to 64 KiB): no deep recursion, no exponential time.
+    #[test]
+    fn long_and_backtracking_patterns() {
+        let long = "a".repeat(60_000);
+        assert!(!matches(&long, "a"));
+        assert!(!matches(
+            &format!("{}%", "a".repeat(30_000)),
+            &"a".repeat(1024)
+        ));
+        let backtracking = format!("{}b", "*a".repeat(30_000));
+        assert!(!matches(&backtracking, &"a".repeat(1024)));
+        assert!(matches(&"%".repeat(60_000), "Work"));
+        let name = "a/".repeat(511) + "b";
+        assert!(matches(&"*".repeat(60_000), &name));
+        assert!(!matches(&format!("{}c", "*a".repeat(500)), &name));
     }
 }

@@ -31,9 +31,18 @@ pub fn parse_keywords(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Mailbox names the store accepts: not empty, no empty hierarchy level, no control
-/// characters, no LIST wildcards.
+/// The longest mailbox name, in bytes (Dovecot allows 4,096 in all; clients show far less).
+/// It bounds LIST's pattern matching, which costs pattern × name per mailbox.
+pub const MAX_MAILBOX_NAME: usize = 1024;
+
+/// Mailbox names the store accepts: not empty, at most [`MAX_MAILBOX_NAME`] bytes, no empty
+/// hierarchy level, no control characters, no LIST wildcards.
 pub fn valid_mailbox_name(name: &str) -> Result<()> {
+    if name.len() > MAX_MAILBOX_NAME {
+        return Err(StoreError::Invalid(format!(
+            "mailbox name longer than {MAX_MAILBOX_NAME} bytes"
+        )));
+    }
     if name.is_empty()
         || name.starts_with('/')
         || name.ends_with('/')
@@ -122,6 +131,8 @@ mod tests {
 
     #[test]
     fn mailbox_names() {
+        assert!(valid_mailbox_name(&"a".repeat(MAX_MAILBOX_NAME)).is_ok());
+        assert!(valid_mailbox_name(&"a".repeat(MAX_MAILBOX_NAME + 1)).is_err());
         for bad in ["", "/a", "a/", "a//b", "a*", "a%b", "a\u{7}"] {
             assert!(valid_mailbox_name(bad).is_err(), "{bad:?}");
         }
