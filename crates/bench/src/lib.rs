@@ -3,6 +3,7 @@
 //!
 //! Timings live here and nowhere else: tests assert behaviour, benchmarks measure it.
 
+pub mod idle;
 mod imap;
 mod pop3;
 mod queue;
@@ -34,6 +35,8 @@ pub enum Kind {
     Stores(stores::Options),
     /// The webmail API on a big mailbox: list page, body search, opening a message.
     Webmail(webmail::Options),
+    /// Idle connections on every protocol at once: memory, and whether the server still answers.
+    Idle(idle::Options),
 }
 
 pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
@@ -45,6 +48,7 @@ pub async fn run(kind: Kind, exe: PathBuf) -> anyhow::Result<()> {
         Kind::Queue(options) => queue::run(options, exe).await,
         Kind::Stores(options) => stores::run(options, exe).await,
         Kind::Webmail(options) => webmail::run(options, exe).await,
+        Kind::Idle(options) => idle::run(options, exe).await,
     }
 }
 

@@ -116,6 +116,9 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Stack size of the runtime's threads (workers and the blocking pool).
+const WORKER_STACK_SIZE: usize = 8 * 1024 * 1024;
+
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let mut config = load_config(&cli)?;
     // Store reads run on the blocking pool; a bounded pool keeps the number of threads (and
@@ -123,6 +126,11 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(16)
+        // Tokio's default is 2 MiB. No code recurses to a depth a peer chooses (ARCHITECTURE.md
+        // lists each recursion and its bound); 8 MiB, the main thread's usual size, leaves room
+        // for the deepest bounded recursion in dependencies (HTML parsing, regexes) with a wide
+        // margin. Only touched pages cost memory, so idle threads cost no more.
+        .thread_stack_size(WORKER_STACK_SIZE)
         .build()
         .context("start the async runtime")?;
     match cli.command {

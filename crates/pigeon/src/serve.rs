@@ -10,6 +10,7 @@ use tracing::info;
 
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging();
+    raise_open_files_limit();
     let store = crate::admin::open_store(&config).await?;
     if !store.has_domain(&config.domain).await? {
         store
@@ -93,7 +94,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 .collect(),
             max_messages_per_hour: config.submission.max_messages_per_hour,
             max_recipients_per_hour: config.submission.max_recipients_per_hour,
-            allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
+            allow_plaintext_on_loopback: config.auth.plaintext_on_loopback(Protocol::Submission),
         },
         queue_lifetime: std::time::Duration::from_secs(config.queue.lifetime_secs),
         dev_failures: config.smtp.dev_failures,
@@ -132,6 +133,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 hostname: config.hostname.clone(),
                 max_message_size: config.smtp.max_message_size,
                 secure,
+                allow_plaintext_on_loopback: config.auth.plaintext_on_loopback(Protocol::Http),
+                max_sessions_per_account: config.webmail.max_sessions_per_account,
             },
         })
     };
@@ -143,7 +146,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             timeout: std::time::Duration::from_secs(config.pop3.timeout_secs),
             expire_days: config.pop3.expire_days,
             login_delay_secs: config.pop3.login_delay_secs,
-            allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
+            allow_plaintext_on_loopback: config.auth.plaintext_on_loopback(Protocol::Pop3),
         },
     ));
 
@@ -151,7 +154,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         store.clone(),
         login.clone(),
         imap_server::Settings {
-            allow_plaintext_on_loopback: config.auth.allow_plaintext_on_loopback,
+            allow_plaintext_on_loopback: config.auth.plaintext_on_loopback(Protocol::Imap),
             max_append: config.imap.max_append,
             idle_timeout: std::time::Duration::from_secs(config.imap.idle_timeout_secs),
             preauth_timeout: std::time::Duration::from_secs(config.imap.preauth_timeout_secs),
@@ -307,4 +310,28 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
+}
+
+/// Raises the soft limit on open files to the hard limit, as other servers do at start: every
+/// connection is a descriptor, and the usual soft default (1,024) would refuse connections long
+/// before `limits.max_connections`. The hard limit is the operator's (systemd `LimitNOFILE=`).
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit {
+        current: limit.maximum,
+        maximum: limit.maximum,
+    };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => info!(
+            limit = limit
+                .maximum
+                .map_or("unlimited".to_string(), |n| n.to_string()),
+            "raised the open-files limit"
+        ),
+        Err(e) => tracing::warn!(error = %e, "could not raise the open-files limit"),
+    }
 }
