@@ -100,11 +100,17 @@ pub enum QueueAction {
     Drop { id: i64 },
 }
 
-/// Opens the configured store backend.
+/// Opens the configured store backend for a server.
 pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    open_store_as(config, store::Role::Server).await
+}
+
+/// Opens the configured store backend; an admin command opens it as [`store::Role::Admin`]
+/// (no background indexing, and a running server's uploads are left alone).
+pub async fn open_store_as(config: &Config, role: store::Role) -> anyhow::Result<Arc<dyn Store>> {
     match config.store.backend {
         config::Backend::Sqlite => {
-            let store = store_sqlite::SqliteStore::open(&config.data_dir)
+            let store = store_sqlite::SqliteStore::open_as(&config.data_dir, role)
                 .with_context(|| format!("open store in {}", config.data_dir.display()))?;
             Ok(Arc::new(store))
         }
@@ -118,9 +124,10 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
                 Some(node) => node.clone(),
                 None => format!("{}:{}", config.hostname, config.data_dir.display()),
             };
-            let store = store_postgres::PostgresStore::connect(url, config.store.pool_size, &node)
-                .await
-                .with_context(|| format!("open PostgreSQL store {}", redact_url(url)))?;
+            let store =
+                store_postgres::PostgresStore::connect_as(url, config.store.pool_size, &node, role)
+                    .await
+                    .with_context(|| format!("open PostgreSQL store {}", redact_url(url)))?;
             Ok(Arc::new(store))
         }
     }
@@ -186,7 +193,7 @@ pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
 }
 
 pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<ExitCode> {
-    let store = open_store(config).await?;
+    let store = open_store_as(config, store::Role::Admin).await?;
     match command {
         crate::Command::Domain { action } => domain(&*store, action, config).await?,
         crate::Command::User { action } => user(&*store, action).await?,
@@ -199,6 +206,7 @@ pub async fn run(command: crate::Command, config: &Config) -> anyhow::Result<Exi
             println!("accounts: {}", store.list_accounts().await?.len());
             println!("queued messages: {}", store.list_queue().await?.len());
             println!("awaiting indexing: {}", store.index_backlog().await?);
+            println!("could not be indexed: {}", store.index_failures().await?);
         }
         crate::Command::Serve { .. }
         | crate::Command::Bench { .. }
@@ -519,6 +527,20 @@ async fn verify(store: &dyn Store) -> anyhow::Result<ExitCode> {
         "{} accounts, {} mailboxes, {} messages, {} stored message bodies, {} awaiting indexing",
         report.accounts, report.mailboxes, report.messages, report.blobs, report.index_backlog
     );
+    if report.index_failures > 0 {
+        println!(
+            "{} messages could not be indexed: text searches do not find them (the server log \
+             says why)",
+            report.index_failures
+        );
+    }
+    if report.uploads > 0 {
+        println!(
+            "{} unfinished uploads hold {} bytes: big APPENDs in progress or interrupted (a \
+             server frees its previous run's when it starts)",
+            report.uploads, report.upload_bytes
+        );
+    }
     if report.problems.is_empty() {
         println!("ok");
         return Ok(ExitCode::SUCCESS);

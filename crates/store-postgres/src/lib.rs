@@ -34,7 +34,7 @@ use store::{
     Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
     DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
     MessageSummary, Notifier, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
-    Result, Ret, Secrets, SpecialUse, Store, StoreError, TextScope, VerifyReport,
+    Result, Ret, Role, Secrets, SpecialUse, Store, StoreError, TextScope, VerifyReport,
     address::normalise_domain,
 };
 use tokio_postgres::error::SqlState;
@@ -138,6 +138,10 @@ macro_rules! transaction {
     }};
 }
 
+mod indexer;
+
+use indexer::Activity;
+
 async fn query<C: GenericClient>(c: &C, sql: &str, params: Params<'_>) -> Result<Vec<Row>> {
     let stmt = c.prepare_cached(sql).await.map_err(backend)?;
     c.query(&stmt, params).await.map_err(backend)
@@ -180,10 +184,25 @@ impl Drop for PostgresStore {
 }
 
 impl PostgresStore {
-    /// Connects to `url` (`postgres://user:password@host:port/db`), runs schema migrations and
-    /// starts listening for other nodes' changes. `node` names this node's queue claims: it
-    /// must differ between nodes and stay the same across restarts of one.
+    /// Connects to `url` (`postgres://user:password@host:port/db`) for a server (see
+    /// [`PostgresStore::connect_as`]).
     pub async fn connect(url: &str, pool_size: usize, node: &str) -> Result<PostgresStore> {
+        PostgresStore::connect_as(url, pool_size, node, Role::Server).await
+    }
+
+    /// Connects to `url` (`postgres://user:password@host:port/db`), runs schema migrations and
+    /// starts listening for other nodes' changes. `node` names this node's queue claims and
+    /// uploads: it must differ between nodes and stay the same across restarts of one. A
+    /// [`Role::Server`] indexes text in the background and frees the uploads its node's
+    /// previous run left (one server runs per node, so they are all dead) and any node's that
+    /// nobody added to for an hour (a node that never came back); a [`Role::Admin`] (a command
+    /// beside a running server of the same node) does neither.
+    pub async fn connect_as(
+        url: &str,
+        pool_size: usize,
+        node: &str,
+        role: Role,
+    ) -> Result<PostgresStore> {
         let config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError::Invalid(format!("bad PostgreSQL URL: {e}")))?;
         let manager = Manager::from_config(
@@ -204,6 +223,9 @@ impl PostgresStore {
             StoreError::Backend(format!("cannot connect to PostgreSQL: {e}").into())
         })?;
         schema::migrate(&mut client).await?;
+        if role == Role::Server {
+            free_uploads(&client, node).await?;
+        }
         drop(client);
         let notifier = Arc::new(Notifier::default());
         let queue_signal = Arc::new(tokio::sync::Notify::new());
@@ -226,7 +248,10 @@ impl PostgresStore {
         }
         let mut deliveries = Vec::new();
         let activity = Arc::new(Activity::default());
-        let mut writers = vec![tokio::spawn(indexer(pool.clone(), activity.clone()))];
+        let mut writers = Vec::new();
+        if role == Role::Server {
+            writers.push(tokio::spawn(indexer::run(pool.clone(), activity.clone())));
+        }
         for _ in 0..DELIVERY_WRITERS {
             let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
             deliveries.push(tx);
@@ -257,7 +282,8 @@ impl PostgresStore {
         client
             .batch_execute(
                 "TRUNCATE domains, accounts, aliases, mailboxes, blobs, messages, expunged, \
-                 summaries, search, queue, queue_recipients, dkim_keys, uploads, upload_chunks \
+                 summaries, search, queue, queue_recipients, dkim_keys, uploads, upload_chunks, \
+                 index_queue, index_failures, maildrop_locks \
                  RESTART IDENTITY CASCADE",
             )
             .await
@@ -275,6 +301,43 @@ impl PostgresStore {
         .await?;
         Ok(row.get::<_, i64>(0) == 0)
     }
+}
+
+/// An upload nobody added to for this long is abandoned (an IMAP session idle that long has
+/// been logged out).
+const UPLOAD_IDLE_SECS: i64 = 3600;
+
+/// Frees the uploads of `node`'s previous run and every abandoned one.
+async fn free_uploads(client: &deadpool_postgres::Client, node: &str) -> Result<()> {
+    let row = query_one(
+        client,
+        "WITH gone AS (DELETE FROM uploads WHERE node = $1 OR touched < $2 RETURNING id) \
+         SELECT COUNT(*), COALESCE(SUM((SELECT SUM(octet_length(c.data)) FROM upload_chunks c \
+         WHERE c.upload_id = gone.id)), 0)::BIGINT FROM gone",
+        &[&node, &(now() - UPLOAD_IDLE_SECS)],
+    )
+    .await?;
+    let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
+    if count > 0 {
+        tracing::info!(
+            uploads = count,
+            bytes,
+            "freed the uploads of interrupted APPENDs"
+        );
+    }
+    Ok(())
+}
+
+/// How many uploads there are and the bytes they hold.
+async fn upload_usage<C: GenericClient>(c: &C) -> Result<(u64, u64)> {
+    let row = query_one(
+        c,
+        "SELECT (SELECT COUNT(*) FROM uploads), \
+         (SELECT COALESCE(SUM(octet_length(data)), 0)::BIGINT FROM upload_chunks)",
+        &[],
+    )
+    .await?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
 fn mailbox_from_row(row: &Row) -> Mailbox {
@@ -706,113 +769,6 @@ async fn delivery_writer(
                 }
             }
         }
-    }
-}
-
-/// Most texts indexed in one transaction.
-const INDEX_BATCH: i64 = 256;
-/// How long a node must see no delivery before it indexes.
-const INDEX_QUIET: Duration = Duration::from_millis(20);
-/// Under a delivery load that never pauses, index anyway after this long.
-const INDEX_MAX_DEFER: Duration = Duration::from_secs(2);
-
-/// Moves queued texts into the full-text index, as long as the queue has any, while this
-/// node delivers nothing; any node may take any text (`SKIP LOCKED`).
-async fn indexer(pool: Pool, activity: Arc<Activity>) {
-    let pool = PoolHandle(pool);
-    loop {
-        let deferred = std::time::Instant::now();
-        while activity.recent(INDEX_QUIET) && deferred.elapsed() < INDEX_MAX_DEFER {
-            tokio::time::sleep(INDEX_QUIET).await;
-        }
-        match transaction!(pool, |tx| index_step(tx)) {
-            Ok(n) if n > 0 => continue,
-            Ok(_) => {}
-            Err(e) => tracing::error!(error = %e, "postgres: indexing failed"),
-        }
-        // Nothing queued: wait for deliveries (from this node) or look again in a while
-        // (other nodes' deliveries).
-        let _ = tokio::time::timeout(Duration::from_secs(5), activity.delivered.notified()).await;
-    }
-}
-
-/// Indexes up to [`INDEX_BATCH`] queued texts; returns how many.
-async fn index_step(tx: &Tx<'_>) -> Result<usize> {
-    let rows = query(
-        tx,
-        "SELECT q.blob_id, b.data FROM index_queue q JOIN blobs b ON b.id = q.blob_id \
-         LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
-        &[&INDEX_BATCH],
-    )
-    .await?;
-    if rows.is_empty() {
-        return Ok(0);
-    }
-    let texts = tokio::task::spawn_blocking(move || {
-        rows.iter()
-            .map(|row| {
-                let (headers, body) = message::summary::texts(row.get::<_, &[u8]>(1));
-                (
-                    row.get::<_, String>(0),
-                    without_nul(headers),
-                    without_nul(body),
-                )
-            })
-            .collect::<Vec<_>>()
-    })
-    .await
-    .map_err(backend)?;
-    let insert = tx
-        .prepare_cached(
-            "INSERT INTO search (blob_id, headers, body) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING",
-        )
-        .await
-        .map_err(backend)?;
-    let params: Vec<[&(dyn ToSql + Sync); 3]> = texts
-        .iter()
-        .map(|(id, headers, body)| [id as &(dyn ToSql + Sync), headers, body])
-        .collect();
-    let pending: Vec<_> = params.iter().map(|p| tx.execute(&insert, p)).collect();
-    futures_util::future::try_join_all(pending)
-        .await
-        .map_err(backend)?;
-    let ids: Vec<&String> = texts.iter().map(|t| &t.0).collect();
-    execute(
-        tx,
-        "DELETE FROM index_queue WHERE blob_id = ANY($1)",
-        &[&ids],
-    )
-    .await?;
-    Ok(texts.len())
-}
-
-/// When this node last delivered, so its indexer can wait for a quiet moment.
-#[derive(Default)]
-struct Activity {
-    /// Milliseconds since `start` of the last delivery.
-    last: std::sync::atomic::AtomicU64,
-    start: std::sync::OnceLock<std::time::Instant>,
-    delivered: tokio::sync::Notify,
-}
-
-impl Activity {
-    fn now_ms(&self) -> u64 {
-        self.start
-            .get_or_init(std::time::Instant::now)
-            .elapsed()
-            .as_millis() as u64
-    }
-
-    fn touch(&self) {
-        self.last
-            .store(self.now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
-        self.delivered.notify_one();
-    }
-
-    fn recent(&self, within: Duration) -> bool {
-        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
-        last != 0 && self.now_ms().saturating_sub(last) < within.as_millis() as u64
     }
 }
 
@@ -1841,17 +1797,18 @@ impl Store for PostgresStore {
 
     async fn begin_upload(&self) -> Result<i64> {
         let client = self.client().await?;
-        // Uploads a crash left behind are dropped once they are a day old.
+        // Uploads nobody added to for an hour are abandoned (those of this node's previous run
+        // are freed when it starts).
         execute(
             &client,
-            "DELETE FROM uploads WHERE created < $1",
-            &[&(now() - 24 * 3600)],
+            "DELETE FROM uploads WHERE touched < $1",
+            &[&(now() - UPLOAD_IDLE_SECS)],
         )
         .await?;
         Ok(query_one(
             &client,
-            "INSERT INTO uploads (created) VALUES ($1) RETURNING id",
-            &[&now()],
+            "INSERT INTO uploads (created, touched, node) VALUES ($1, $1, $2) RETURNING id",
+            &[&now(), &self.node],
         )
         .await?
         .get(0))
@@ -1859,12 +1816,14 @@ impl Store for PostgresStore {
 
     async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()> {
         let client = self.client().await?;
+        // One statement: the upload is marked active and the piece added, or neither.
         let n = execute(
             &client,
-            "INSERT INTO upload_chunks (upload_id, seq, data) SELECT $1, \
+            "WITH u AS (UPDATE uploads SET touched = $3 WHERE id = $1 RETURNING id) \
+             INSERT INTO upload_chunks (upload_id, seq, data) SELECT u.id, \
              COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = $1), 0), $2 \
-             WHERE EXISTS (SELECT 1 FROM uploads WHERE id = $1)",
-            &[&upload, &data],
+             FROM u",
+            &[&upload, &data, &now()],
         )
         .await?;
         if n == 0 {
@@ -1974,11 +1933,14 @@ impl Store for PostgresStore {
         let mut uids: Vec<u32> = rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect();
         // Texts not indexed yet (indexers run when their node is idle) are matched here, so a
         // search never misses fresh mail.
+        // They are read only as far as the index will read them, so a result does not change
+        // when the message is indexed.
         let pending = query(
             &snapshot,
-            "SELECT m.uid, b.data FROM index_queue q JOIN messages m ON m.blob_id = q.blob_id \
+            "SELECT m.uid, substring(b.data FROM 1 FOR $2) FROM index_queue q \
+             JOIN messages m ON m.blob_id = q.blob_id \
              JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = $1",
-            &[&mailbox],
+            &[&mailbox, &(store::index::READ_LIMIT as i32)],
         )
         .await?;
         snapshot.commit().await.map_err(backend)?;
@@ -1988,8 +1950,12 @@ impl Store for PostgresStore {
                 pending
                     .iter()
                     .filter(|row| {
-                        let (headers, body) = message::summary::texts(row.get::<_, &[u8]>(1));
-                        let hit = |text: &str| text.to_lowercase().contains(&needle);
+                        // One the indexer will give up on is not found once it has.
+                        let Ok((headers, body)) = store::index::texts(row.get::<_, &[u8]>(1))
+                        else {
+                            return false;
+                        };
+                        let hit = |text: &str| store::index::matches(text, &needle);
                         match scope {
                             TextScope::Headers => hit(&headers),
                             TextScope::Body => hit(&body),
@@ -2408,6 +2374,15 @@ impl Store for PostgresStore {
             .get::<_, i64>(0) as u64)
     }
 
+    async fn index_failures(&self) -> Result<u64> {
+        let client = self.client().await?;
+        Ok(
+            query_one(&client, "SELECT COUNT(*) FROM index_failures", &[])
+                .await?
+                .get::<_, i64>(0) as u64,
+        )
+    }
+
     fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change> {
         self.notifier.subscribe(account)
     }
@@ -2421,6 +2396,8 @@ async fn verify(client: &deadpool_postgres::Client) -> Result<VerifyReport> {
     report.messages = count("SELECT COUNT(*) FROM messages").await? as u64;
     report.blobs = count("SELECT COUNT(*) FROM blobs").await? as u64;
     report.index_backlog = count("SELECT COUNT(*) FROM index_queue").await? as u64;
+    report.index_failures = count("SELECT COUNT(*) FROM index_failures").await? as u64;
+    (report.uploads, report.upload_bytes) = upload_usage(client).await?;
     let checks = [
         (
             "SELECT COUNT(*) FROM messages m JOIN mailboxes x ON x.id = m.mailbox_id \

@@ -169,6 +169,18 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         holder TEXT NOT NULL,
         until BIGINT NOT NULL
     );",
+    // 4: messages the indexer gave up on (skipped, never retried in a loop); uploads name the
+    // node that takes them and when they last grew, so a restarting node frees its own
+    // interrupted ones and anybody frees those idle for an hour.
+    "CREATE TABLE index_failures (
+        blob_id TEXT PRIMARY KEY REFERENCES blobs(id) ON DELETE CASCADE,
+        failed BIGINT NOT NULL,
+        error TEXT NOT NULL
+    );
+    ALTER TABLE uploads ADD COLUMN node TEXT NOT NULL DEFAULT '';
+    ALTER TABLE uploads ADD COLUMN touched BIGINT NOT NULL DEFAULT 0;
+    UPDATE uploads SET touched = created;
+    CREATE INDEX uploads_node ON uploads(node);",
 ];
 
 /// Any number, the same on every node: the advisory lock migrations run under.

@@ -13,7 +13,9 @@
 //!   mailboxes is stored once. Blobs nobody references are deleted in the same transaction that
 //!   drops the last reference.
 
+mod indexer;
 mod schema;
+mod space;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -28,7 +30,7 @@ use store::{
     Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
     DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
     MessageSummary, Notifier, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
-    Result, Ret, Secrets, SpecialUse, Store, StoreError, TextScope, VerifyReport,
+    Result, Ret, Role, Secrets, SpecialUse, Store, StoreError, TextScope, VerifyReport,
     address::normalise_domain,
 };
 use tokio::sync::oneshot;
@@ -37,9 +39,30 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 512;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
+/// An upload nobody added to for this long is abandoned (an IMAP session idle that long has
+/// been logged out) and freed when the next one begins.
+const UPLOAD_IDLE_SECS: i64 = 3600;
+/// Stack of the writer thread, which also parses messages for the index: the size the
+/// runtime's threads get.
+const WRITER_STACK: usize = 8 << 20;
 
 type Finish = Box<dyn FnOnce(Result<()>) + Send>;
-type Job = Box<dyn FnOnce(&Connection) -> (bool, Finish) + Send>;
+
+/// What running a job gave: whether it succeeded, whether it failed for lack of disk space,
+/// and how to answer its caller once the batch is committed.
+struct Ran {
+    ok: bool,
+    disk_full: bool,
+    finish: Finish,
+}
+
+/// A write for the writer thread. `grows` is about how many bytes it adds (a message's size;
+/// 0 for small changes): when the disk is nearly full, such jobs are refused without running
+/// (`run(None)`) so deletions keep their room (see `space`).
+struct Job {
+    grows: u64,
+    run: Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>,
+}
 
 /// The SQLite store.
 pub struct SqliteStore {
@@ -48,10 +71,26 @@ pub struct SqliteStore {
     readers: Arc<Mutex<Vec<Connection>>>,
     notifier: Notifier,
     queue_signal: Arc<tokio::sync::Notify>,
+    /// A server's shared lock on `<data>/pigeon.lock` while the store is open (see
+    /// [`SqliteStore::open_as`]).
+    _lock: Option<std::fs::File>,
 }
 
 fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
+}
+
+/// Whether a job's error is SQLite saying the disk is full.
+fn is_disk_full(e: &StoreError) -> bool {
+    match e {
+        StoreError::Backend(inner) => {
+            inner
+                .downcast_ref::<rusqlite::Error>()
+                .and_then(|e| e.sqlite_error_code())
+                == Some(rusqlite::ErrorCode::DiskFull)
+        }
+        _ => false,
+    }
 }
 
 fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
@@ -70,9 +109,57 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Takes the server's lock on the data directory: true if no other server has the store open
+/// (then every upload in it belongs to a process that is gone). The lock is shared while held.
+fn server_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
+    use rustix::fs::{FlockOperation, flock};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("pigeon.lock"))
+        .map_err(backend)?;
+    let alone = flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok();
+    flock(&file, FlockOperation::LockShared).map_err(|e| backend(std::io::Error::from(e)))?;
+    Ok((file, alone))
+}
+
+/// Frees every upload (at the start of the only server: big APPENDs a crash interrupted).
+fn free_uploads(conn: &Connection) -> Result<()> {
+    let (count, bytes) = upload_usage(conn).map_err(backend)?;
+    if count > 0 {
+        conn.execute("DELETE FROM uploads", []).map_err(backend)?;
+        tracing::info!(
+            uploads = count,
+            bytes,
+            "freed the uploads of interrupted APPENDs"
+        );
+    }
+    Ok(())
+}
+
+/// How many uploads there are and the bytes they hold.
+fn upload_usage(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM uploads), \
+         (SELECT COALESCE(SUM(length(data)), 0) FROM upload_chunks)",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
+}
+
 impl SqliteStore {
-    /// Opens (creating if needed) the store in `dir`, running schema migrations.
+    /// Opens (creating if needed) the store in `dir` for a server, running schema migrations
+    /// (see [`SqliteStore::open_as`]).
     pub fn open(dir: &Path) -> Result<SqliteStore> {
+        SqliteStore::open_as(dir, Role::Server)
+    }
+
+    /// Opens (creating if needed) the store in `dir`, running schema migrations. A
+    /// [`Role::Server`] indexes text in the background and, if no other server has the store
+    /// open (a lock file says so), frees the uploads a previous run left; a [`Role::Admin`]
+    /// does neither.
+    pub fn open_as(dir: &Path, role: Role) -> Result<SqliteStore> {
         std::fs::create_dir_all(dir).map_err(backend)?;
         let path = dir.join("pigeon.db");
         let conn = open_connection(&path, false)?;
@@ -80,10 +167,22 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(backend)?;
         schema::migrate(&conn)?;
+        let lock = match role {
+            Role::Server => {
+                let (lock, alone) = server_lock(dir)?;
+                if alone {
+                    free_uploads(&conn)?;
+                }
+                Some(lock)
+            }
+            Role::Admin => None,
+        };
         let (tx, rx) = mpsc::channel::<Job>();
+        let dir = dir.to_owned();
         std::thread::Builder::new()
             .name("sqlite-writer".into())
-            .spawn(move || writer_loop(conn, rx))
+            .stack_size(WRITER_STACK)
+            .spawn(move || writer_loop(conn, rx, &dir, role == Role::Server))
             .map_err(backend)?;
         Ok(SqliteStore {
             path,
@@ -91,6 +190,7 @@ impl SqliteStore {
             readers: Arc::new(Mutex::new(Vec::new())),
             notifier: Notifier::default(),
             queue_signal: Arc::default(),
+            _lock: lock,
         })
     }
 
@@ -100,19 +200,39 @@ impl SqliteStore {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        self.write_growing(0, f).await
+    }
+
+    /// Like [`SqliteStore::write`] for a job that adds about `grows` bytes (new mail): refused
+    /// at once while the disk is nearly full.
+    async fn write_growing<T, F>(&self, grows: u64, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
         let (tx, rx) = oneshot::channel::<Result<T>>();
-        let job: Job = Box::new(move |conn| {
-            let result = f(conn);
+        let run = Box::new(move |conn: Option<&Connection>| {
+            let result = match conn {
+                Some(conn) => f(conn),
+                None => Err(StoreError::Backend(
+                    "the disk is nearly full: new mail waits until space is freed".into(),
+                )),
+            };
             let ok = result.is_ok();
+            let disk_full = result.as_ref().err().is_some_and(is_disk_full);
             let finish: Finish = Box::new(move |commit: Result<()>| {
                 let _ = tx.send(commit.and(result));
             });
-            (ok, finish)
+            Ran {
+                ok,
+                disk_full,
+                finish,
+            }
         });
         self.writer
             .lock()
             .expect("writer lock poisoned")
-            .send(job)
+            .send(Job { grows, run })
             .map_err(|_| StoreError::Backend("the writer thread has stopped".into()))?;
         rx.await
             .map_err(|_| StoreError::Backend("the writer thread dropped a job".into()))?
@@ -144,43 +264,33 @@ impl SqliteStore {
     }
 }
 
-/// Most texts indexed per step while the writer has nothing else to do.
-const INDEX_STEP: usize = 512;
-/// How long the writer must be idle before it indexes.
-const INDEX_QUIET: std::time::Duration = std::time::Duration::from_millis(20);
-
-fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
-    // Queued texts may be left from before a restart.
-    let mut index_pending = true;
-    // After real work, wait for a quiet moment before indexing; between index steps, do not.
-    let mut quiet_needed = false;
+/// The writer thread: commits batches of jobs and, between them, indexes (if `index`).
+fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, dir: &Path, index: bool) {
+    let space = space::Space::new(dir);
+    let mut schedule = indexer::Schedule::new(index);
     loop {
-        let first = if index_pending {
-            let wait = if quiet_needed {
-                INDEX_QUIET
-            } else {
-                std::time::Duration::ZERO
-            };
-            match rx.recv_timeout(wait) {
-                Ok(job) => job,
-                Err(mpsc::RecvTimeoutError::Timeout) => {
-                    quiet_needed = false;
-                    index_pending = index_step(&conn, INDEX_STEP).unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "sqlite: indexing failed");
-                        false
-                    });
+        let first = match schedule.due() {
+            Some(due) => {
+                let now = std::time::Instant::now();
+                if schedule.overdue(now) {
+                    // Jobs may be waiting, but indexing has waited long enough.
+                    schedule.run(&conn, &space);
                     continue;
                 }
-                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                match rx.recv_timeout(due.saturating_duration_since(now)) {
+                    Ok(job) => job,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        schedule.run(&conn, &space);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                }
             }
-        } else {
-            match rx.recv() {
+            None => match rx.recv() {
                 Ok(job) => job,
                 Err(_) => break,
-            }
+            },
         };
-        index_pending = true;
-        quiet_needed = true;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match rx.try_recv() {
@@ -188,36 +298,62 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>) {
                 Err(_) => break,
             }
         }
-        let mut finishers = Vec::with_capacity(batch.len());
-        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
-            // Dropping the jobs drops their reply channels: every caller gets an error and
-            // nothing was acknowledged.
-            tracing::error!(error = %e, "sqlite: cannot begin a write transaction");
-            continue;
-        }
-        for job in batch {
-            if let Err(e) = conn.execute_batch("SAVEPOINT job") {
-                tracing::error!(error = %e, "sqlite: savepoint failed");
+        commit_batch(&conn, batch, &space);
+        schedule.after_batch();
+    }
+}
+
+/// Runs every job of a batch in its own savepoint of one transaction, commits once, then
+/// answers the callers.
+fn commit_batch(conn: &Connection, batch: Vec<Job>, space: &space::Space) {
+    let growth: u64 = batch.iter().map(|job| job.grows).sum();
+    let mut budget = space.budget(conn, growth);
+    let mut finishers = Vec::with_capacity(batch.len());
+    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+        // Dropping the jobs drops their reply channels: every caller gets an error and
+        // nothing was acknowledged.
+        tracing::error!(error = %e, "sqlite: cannot begin a write transaction");
+        return;
+    }
+    let mut disk_full = false;
+    for job in batch {
+        if job.grows > 0 {
+            // Counted twice: the WAL and then the database hold it until a checkpoint.
+            let needs = job.grows.saturating_mul(2);
+            if budget < needs {
+                let ran = (job.run)(None);
+                finishers.push((ran.finish, None));
                 continue;
             }
-            let (ok, finish) = job(&conn);
-            let end = if ok {
-                conn.execute_batch("RELEASE job")
-            } else {
-                conn.execute_batch("ROLLBACK TO job; RELEASE job")
-            };
-            finishers.push((finish, end.err().map(backend)));
+            budget -= needs;
         }
-        let commit = conn.execute_batch("COMMIT").map_err(|e| e.to_string());
-        if commit.is_err() {
-            let _ = conn.execute_batch("ROLLBACK");
+        if let Err(e) = conn.execute_batch("SAVEPOINT job") {
+            tracing::error!(error = %e, "sqlite: savepoint failed");
+            continue;
         }
-        for (finish, error) in finishers {
-            match (&commit, error) {
-                (Ok(()), None) => finish(Ok(())),
-                (Ok(()), Some(e)) => finish(Err(e)),
-                (Err(message), _) => finish(Err(StoreError::Backend(message.clone().into()))),
-            }
+        let ran = (job.run)(Some(conn));
+        disk_full |= ran.disk_full;
+        let end = if ran.ok {
+            conn.execute_batch("RELEASE job")
+        } else {
+            conn.execute_batch("ROLLBACK TO job; RELEASE job")
+        };
+        finishers.push((ran.finish, end.err().map(backend)));
+    }
+    let commit = conn.execute_batch("COMMIT");
+    if let Err(e) = &commit {
+        disk_full |= e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull);
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+    if disk_full {
+        space.disk_full();
+    }
+    let commit = commit.map_err(|e| e.to_string());
+    for (finish, error) in finishers {
+        match (&commit, error) {
+            (Ok(()), None) => finish(Ok(())),
+            (Ok(()), Some(e)) => finish(Err(e)),
+            (Err(message), _) => finish(Err(StoreError::Backend(message.clone().into()))),
         }
     }
 }
@@ -314,51 +450,6 @@ fn put_summary(conn: &Connection, blob_id: &str, summary: &MessageSummary) -> Re
     Ok(())
 }
 
-/// Moves queued texts into the full-text index for about `budget` (at most `limit` texts, in
-/// one transaction: FTS5 writes a segment per commit, so tiny commits make it merge forever);
-/// returns whether more wait.
-fn index_step(conn: &Connection, limit: usize) -> rusqlite::Result<bool> {
-    let budget = std::time::Duration::from_millis(30);
-    let started = std::time::Instant::now();
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let step = || -> rusqlite::Result<bool> {
-        let mut stmt = conn.prepare_cached(
-            "SELECT q.blob_id, b.data FROM index_queue q CROSS JOIN blobs b ON b.id = q.blob_id LIMIT ?1",
-        )?;
-        let rows: Vec<(String, Vec<u8>)> = stmt
-            .query_map([limit as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut done = 0;
-        for (blob_id, data) in &rows {
-            if started.elapsed() > budget {
-                break;
-            }
-            done += 1;
-            // The text is derived here, off the delivery path.
-            let (headers, body) = message::summary::texts(data);
-            conn.prepare_cached("INSERT INTO search (blob_id, headers, body) VALUES (?1, ?2, ?3)")?
-                .execute(params![blob_id, headers, body])?;
-            let rowid = conn.last_insert_rowid();
-            conn.prepare_cached("UPDATE summaries SET search_rowid = ?1 WHERE blob_id = ?2")?
-                .execute(params![rowid, blob_id])?;
-            conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
-                .execute([blob_id])?;
-        }
-        // More wait if the budget cut the batch short or the batch was full.
-        Ok(done < rows.len() || rows.len() == limit)
-    };
-    match step() {
-        Ok(more) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(more)
-        }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
-}
-
 /// Removes the summary and index entry of a blob that is gone.
 fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
     let rowid: Option<Option<i64>> = conn
@@ -370,6 +461,8 @@ fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
             .execute([rowid])?;
     }
     conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
+        .execute([blob_id])?;
+    conn.prepare_cached("DELETE FROM index_failures WHERE blob_id = ?1")?
         .execute([blob_id])?;
     Ok(())
 }
@@ -461,6 +554,10 @@ fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
     )?;
     conn.execute(
         "DELETE FROM summaries WHERE blob_id NOT IN (SELECT id FROM blobs)",
+        [],
+    )?;
+    conn.execute(
+        "DELETE FROM index_failures WHERE blob_id NOT IN (SELECT id FROM blobs)",
         [],
     )?;
     conn.execute(
@@ -922,7 +1019,7 @@ impl Store for SqliteStore {
         let size = data.len() as i64;
         let crlf_size = store::crlf_size(&data) as i64;
         let delivered = self
-            .write(move |conn| {
+            .write_growing(size as u64, move |conn| {
                 conn.prepare_cached(
                     "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
                 )
@@ -1053,7 +1150,7 @@ impl Store for SqliteStore {
         let size = data.len() as i64;
         let crlf_size = store::crlf_size(&data) as i64;
         let (account, uid, modseq) = self
-            .write(move |conn| {
+            .write_growing(size as u64, move |conn| {
                 let account = mailbox_account(conn, mailbox)?;
                 conn.prepare_cached("INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)")
                     .and_then(|mut s| s.execute(params![blob_id, data, size]))
@@ -1084,35 +1181,39 @@ impl Store for SqliteStore {
 
     async fn begin_upload(&self) -> Result<i64> {
         self.write(|conn| {
-            // Uploads a crash left behind are dropped once they are a day old.
+            // Uploads nobody added to for an hour are abandoned (those of a previous run are
+            // freed when the server starts).
             conn.execute(
-                "DELETE FROM uploads WHERE created < ?1",
-                [now() - 24 * 3600],
+                "DELETE FROM uploads WHERE touched < ?1",
+                [now() - UPLOAD_IDLE_SECS],
             )
             .map_err(backend)?;
-            conn.execute("INSERT INTO uploads (created) VALUES (?1)", [now()])
-                .map_err(backend)?;
+            conn.execute(
+                "INSERT INTO uploads (created, touched) VALUES (?1, ?1)",
+                [now()],
+            )
+            .map_err(backend)?;
             Ok(conn.last_insert_rowid())
         })
         .await
     }
 
     async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()> {
-        self.write(move |conn| {
+        self.write_growing(data.len() as u64, move |conn| {
+            let touched = conn
+                .prepare_cached("UPDATE uploads SET touched = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![upload, now()]))
+                .map_err(backend)?;
+            if touched == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload}")));
+            }
             conn.prepare_cached(
                 "INSERT INTO upload_chunks (upload_id, seq, data) SELECT ?1, \
-                 COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = ?1), 0), ?2 \
-                 WHERE EXISTS (SELECT 1 FROM uploads WHERE id = ?1)",
+                 COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = ?1), 0), ?2",
             )
             .and_then(|mut s| s.execute(params![upload, data]))
-            .map_err(backend)
-            .and_then(|n| {
-                if n == 0 {
-                    Err(StoreError::NotFound(format!("upload {upload}")))
-                } else {
-                    Ok(())
-                }
-            })
+            .map_err(backend)?;
+            Ok(())
         })
         .await
     }
@@ -1328,20 +1429,26 @@ impl Store for SqliteStore {
             let mut uids: Vec<u32> = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
             // Texts not indexed yet (the indexer runs when the writer is idle) are matched
             // here, so a search never misses fresh mail.
+            // They are read only as far as the index will read them, so a result does not
+            // change when the message is indexed.
             let lower = needle.to_lowercase();
             let mut pending = conn
                 .prepare_cached(
-                    "SELECT m.uid, b.data FROM index_queue q CROSS JOIN messages m ON m.blob_id = q.blob_id \
+                    "SELECT m.uid, b.rowid FROM index_queue q CROSS JOIN messages m ON m.blob_id = q.blob_id \
                      CROSS JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = ?1",
                 )
                 .map_err(backend)?;
-            let rows = pending
-                .query_map([mailbox], |r| Ok((r.get::<_, u32>(0)?, r.get::<_, Vec<u8>>(1)?)))
+            let rows: Vec<(u32, i64)> = pending
+                .query_map([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+                .and_then(|rows| rows.collect())
                 .map_err(backend)?;
-            for row in rows {
-                let (uid, data) = row.map_err(backend)?;
-                let (headers, body) = message::summary::texts(&data);
-                let hit = |text: &str| text.to_lowercase().contains(&lower);
+            for (uid, rowid) in rows {
+                let prefix = indexer::read_prefix(conn, rowid).map_err(backend)?;
+                // One the indexer will give up on is not found once it has.
+                let Ok((headers, body)) = store::index::texts(&prefix) else {
+                    continue;
+                };
+                let hit = |text: &str| store::index::matches(text, &lower);
                 let matched = match scope {
                     TextScope::Headers => hit(&headers),
                     TextScope::Body => hit(&body),
@@ -1576,7 +1683,8 @@ impl Store for SqliteStore {
                 )
             })
             .collect();
-        self.write(move |conn| {
+        let grows = rows.iter().map(|row| row.1 as u64).sum();
+        self.write_growing(grows, move |conn| {
             mailbox_account(conn, mailbox)?;
             for (blob_id, size, crlf_size, m) in &rows {
                 conn.prepare_cached(
@@ -1621,7 +1729,7 @@ impl Store for SqliteStore {
 
     async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64> {
         let blob_id = sha256_hex(&data);
-        self.write(move |conn| {
+        self.write_growing(data.len() as u64, move |conn| {
             let size = data.len() as i64;
             conn.execute(
                 "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
@@ -1727,8 +1835,9 @@ impl Store for SqliteStore {
 
     async fn enqueue(&self, message: Outbound) -> Result<i64> {
         let blob_id = sha256_hex(&message.data);
+        let grows = message.data.len() as u64;
         let id = self
-            .write(move |conn| {
+            .write_growing(grows, move |conn| {
                 let size = message.data.len() as i64;
                 conn.execute(
                     "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
@@ -1996,6 +2105,17 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn index_failures(&self) -> Result<u64> {
+        self.read(|conn| {
+            conn.query_row("SELECT COUNT(*) FROM index_failures", [], |r| {
+                r.get::<_, i64>(0)
+            })
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
+
     async fn verify(&self) -> Result<VerifyReport> {
         self.read(|conn| verify(conn).map_err(backend)).await
     }
@@ -2023,6 +2143,8 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
     report.messages = count("SELECT COUNT(*) FROM messages")? as u64;
     report.blobs = count("SELECT COUNT(*) FROM blobs")? as u64;
     report.index_backlog = count("SELECT COUNT(*) FROM index_queue")? as u64;
+    report.index_failures = count("SELECT COUNT(*) FROM index_failures")? as u64;
+    (report.uploads, report.upload_bytes) = upload_usage(conn)?;
 
     let integrity: String = conn.query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
     if integrity != "ok" {

@@ -158,6 +158,15 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL,
         PRIMARY KEY (upload_id, seq)
     ) WITHOUT ROWID;",
+    // 8: messages the indexer gave up on (skipped, never retried in a loop); when an upload
+    // last grew, so one idle for an hour counts as abandoned.
+    "CREATE TABLE index_failures (
+        blob_id TEXT PRIMARY KEY,
+        failed INTEGER NOT NULL,
+        error TEXT NOT NULL
+    ) WITHOUT ROWID;
+    ALTER TABLE uploads ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
+    UPDATE uploads SET touched = created;",
 ];
 
 /// Brings the database up to the newest schema.

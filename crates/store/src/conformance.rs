@@ -35,6 +35,7 @@ pub async fn run(store: Arc<dyn Store>) {
     flags_and_expunge(&*store).await;
     mailboxes_append_copy(&*store).await;
     summaries_and_search(&*store).await;
+    big_message_indexing(&*store).await;
     queue(&*store).await;
     uploads(&*store).await;
     import(&*store).await;
@@ -765,6 +766,75 @@ async fn summaries_and_search(store: &dyn Store) {
     assert!(report.problems.is_empty(), "{:?}", report.problems);
 }
 
+/// The indexer always makes progress (issue 14): a message far bigger than what the index
+/// reads of it is indexed by its first bytes (`crate::index`), the backlog drains, and later
+/// mail is indexed too. Searching before and after indexing gives the same answers.
+async fn big_message_indexing(store: &dyn Store) {
+    use crate::index::{BODY_TEXT_LIMIT, READ_LIMIT};
+    store.add_domain("d11.test").await.unwrap();
+    let lou = store
+        .create_account(&addr("lou@d11.test"), &secrets("h"))
+        .await
+        .unwrap();
+    let mut big = b"Subject: big\r\n\r\nearlyword\r\n".to_vec();
+    let line = b"the quick brown fox jumps over the lazy dog 0123456789\r\n";
+    while big.len() < READ_LIMIT + BODY_TEXT_LIMIT {
+        big.extend_from_slice(line);
+    }
+    big.extend_from_slice(b"lateword\r\n");
+    let summary = |subject: &str| MessageSummary {
+        envelope: format!("(NIL \"{subject}\")").into_bytes(),
+        body_structure: b"(\"TEXT\" \"PLAIN\")".to_vec(),
+        body: b"(\"TEXT\")".to_vec(),
+        header: format!("Subject: {subject}\r\n\r\n").into_bytes(),
+    };
+    store
+        .deliver(Delivery {
+            data: big,
+            recipients: vec![lou],
+            internal_date: 0,
+            summary: Some(summary("big")),
+        })
+        .await
+        .unwrap();
+    let inbox = store.mailbox(lou, "INBOX").await.unwrap().unwrap();
+    let search = |needle: &'static str| async move {
+        store
+            .search_text(inbox.id, needle, TextScope::Body)
+            .await
+            .unwrap()
+    };
+    assert_eq!(search("earlyword").await, [1], "found while queued");
+    assert!(
+        search("lateword").await.is_empty(),
+        "text past what the index reads is not found, queued or not"
+    );
+    store
+        .deliver(Delivery {
+            data: b"Subject: small\r\n\r\nsmallword after the big one\r\n".to_vec(),
+            recipients: vec![lou],
+            internal_date: 0,
+            summary: Some(summary("small")),
+        })
+        .await
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    while store.index_backlog().await.unwrap() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the index backlog drains (still {})",
+            store.index_backlog().await.unwrap()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(search("earlyword").await, [1], "found once indexed");
+    assert!(search("lateword").await.is_empty());
+    assert_eq!(search("smallword").await, [2], "later mail is indexed too");
+    assert_eq!(store.index_failures().await.unwrap(), 0);
+    let report = store.verify().await.unwrap();
+    assert_eq!((report.index_backlog, report.index_failures), (0, 0));
+}
+
 async fn queue(store: &dyn Store) {
     let signal = store.queue_signal();
     let woken = signal.notified();
@@ -976,6 +1046,14 @@ async fn uploads(store: &dyn Store) {
     store.upload_chunk(second, b"other".to_vec()).await.unwrap();
     store.upload_chunk(first, big.clone()).await.unwrap();
     store.upload_chunk(first, b"\r\n".to_vec()).await.unwrap();
+    // Unfinished uploads are visible to `pigeon verify` (issue 14).
+    let report = store.verify().await.unwrap();
+    assert_eq!(report.uploads, 2, "both uploads are counted");
+    assert_eq!(
+        report.upload_bytes,
+        (16 + big.len() + 2 + 5) as u64,
+        "with their bytes"
+    );
     let mut expected = b"Subject: big\r\n\r\n".to_vec();
     expected.extend_from_slice(&big);
     expected.extend_from_slice(b"\r\n");
@@ -1003,6 +1081,12 @@ async fn uploads(store: &dyn Store) {
             .await
             .unwrap(),
         b""
+    );
+    let report = store.verify().await.unwrap();
+    assert_eq!(
+        (report.uploads, report.upload_bytes),
+        (0, 0),
+        "taken and discarded uploads are gone"
     );
 }
 

@@ -9,6 +9,7 @@
 
 pub mod address;
 pub mod conformance;
+pub mod index;
 mod notify;
 mod resolve;
 pub mod rules;
@@ -520,8 +521,28 @@ pub struct VerifyReport {
     pub blobs: u64,
     /// Messages whose text is not in the full-text index yet (it catches up when idle).
     pub index_backlog: u64,
+    /// Messages the indexer gave up on (their text cannot be derived or stored): they are not
+    /// found by text searches. Not a fault of the store, so not among `problems`.
+    pub index_failures: u64,
+    /// Uploads not taken yet: big IMAP APPENDs in progress, or left by an interrupted one (a
+    /// server frees those of its previous run when it starts).
+    pub uploads: u64,
+    /// Bytes those uploads hold.
+    pub upload_bytes: u64,
     /// Everything found wrong; empty means the store is consistent.
     pub problems: Vec<String>,
+}
+
+/// What a process opening a store does besides answering calls.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// A server (also tests and `pigeon migrate`): indexes text in the background and, when it
+    /// opens the store, frees what a previous run of it left behind (uploads of APPENDs a
+    /// crash interrupted).
+    Server,
+    /// A short-lived admin command, maybe beside a running server: no background work, and
+    /// it leaves the server's things alone (`verify` reports leftovers rather than freeing).
+    Admin,
 }
 
 /// The storage API: everything that reads or writes mail goes through it.
@@ -743,6 +764,8 @@ pub trait Store: Send + Sync + 'static {
     async fn verify(&self) -> Result<VerifyReport>;
     /// Messages whose text is not in the full-text index yet (cheap; for status displays).
     async fn index_backlog(&self) -> Result<u64>;
+    /// Messages the indexer gave up on (see [`VerifyReport::index_failures`]; cheap).
+    async fn index_failures(&self) -> Result<u64>;
     /// Changes to one account, from any session (IDLE, webmail push).
     fn subscribe(&self, account: AccountId) -> tokio::sync::broadcast::Receiver<Change>;
 }

@@ -1,0 +1,264 @@
+//! The per-node full-text indexer: moves texts from `index_queue` into `search` while this
+//! node delivers nothing (what is indexed of a message: `store::index`).
+//!
+//! Any node may take any queued text (`FOR UPDATE SKIP LOCKED`). A step is one transaction
+//! bounded by bytes read ([`store::index::STEP_BYTES`], each message counted up to
+//! [`store::index::READ_LIMIT`], read with `substring` so a big message is never loaded whole)
+//! and by count, and always takes at least one message, so the queue drains whatever the
+//! sizes. If storing a step's texts fails, its messages are indexed again one per transaction,
+//! and one that still fails for a reason of its own goes to `index_failures` and leaves the
+//! queue, like a message whose text cannot be derived: never tried again in a loop. Errors of
+//! the database itself (connection lost, disk full, shutdown) end the step; the indexer tries
+//! again later, waiting longer each time.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::Pool;
+use store::index;
+use store::{Result, StoreError};
+use tokio_postgres::types::ToSql;
+
+use crate::{PgError, PoolHandle, RETRIES, Tx, backend, execute, query, retryable, without_nul};
+
+/// Most queued texts one step looks at.
+const STEP_COUNT: i64 = 256;
+/// How long a node must see no delivery before it indexes.
+const QUIET: Duration = Duration::from_millis(20);
+/// Under a delivery load that never pauses, index anyway after this long.
+const MAX_DEFER: Duration = Duration::from_secs(2);
+/// First and longest wait after a failed step.
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+
+/// Moves queued texts into the full-text index, as long as the queue has any, while this
+/// node delivers nothing.
+pub(crate) async fn run(pool: Pool, activity: Arc<Activity>) {
+    let pool = PoolHandle(pool);
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let deferred = std::time::Instant::now();
+        while activity.recent(QUIET) && deferred.elapsed() < MAX_DEFER {
+            tokio::time::sleep(QUIET).await;
+        }
+        match step(&pool).await {
+            Ok(n) if n > 0 => {
+                backoff = BACKOFF_MIN;
+                continue;
+            }
+            Ok(_) => backoff = BACKOFF_MIN,
+            Err(e) => {
+                tracing::error!(error = %e, retry_in = ?backoff, "postgres: indexing failed");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        }
+        // Nothing queued: wait for deliveries (from this node) or look again in a while
+        // (other nodes' deliveries).
+        let _ = tokio::time::timeout(Duration::from_secs(5), activity.delivered.notified()).await;
+    }
+}
+
+/// One step; returns how many queued texts it took off the queue (indexed or given up on).
+pub(crate) async fn step(pool: &PoolHandle) -> Result<usize> {
+    let mut chosen = Vec::new();
+    let batch = transaction!(pool, |tx| async {
+        chosen = choose(tx, None).await?;
+        let texts = derive(tx, &chosen).await?;
+        store_texts(tx, &texts).await?;
+        Ok(texts.len())
+    });
+    match batch {
+        Ok(n) => Ok(n),
+        Err(e) if transient(&e) || chosen.is_empty() => Err(e),
+        Err(e) => {
+            tracing::warn!(error = %e, messages = chosen.len(), "postgres: an index step failed; one by one");
+            let mut done = 0;
+            for id in chosen {
+                let one = transaction!(pool, |tx| async {
+                    let ids = choose(tx, Some(&id)).await?;
+                    let texts = derive(tx, &ids).await?;
+                    store_texts(tx, &texts).await?;
+                    Ok(texts.len())
+                });
+                match one {
+                    Ok(n) => done += n,
+                    Err(e) if transient(&e) => return Err(e),
+                    Err(e) => {
+                        let reason = format!("storing its text failed: {e}");
+                        done += transaction!(pool, |tx| async {
+                            record_failure(tx, &id, &reason).await?;
+                            Ok(1)
+                        })?;
+                    }
+                }
+            }
+            Ok(done)
+        }
+    }
+}
+
+/// Locks queued texts for this step: the first few whose bytes add up to a step (at least
+/// one), or just `only` if it is still queued and free.
+async fn choose(tx: &Tx<'_>, only: Option<&String>) -> Result<Vec<String>> {
+    let rows = match only {
+        None => {
+            query(
+                tx,
+                "SELECT q.blob_id, b.size FROM index_queue q JOIN blobs b ON b.id = q.blob_id \
+                 LIMIT $1 FOR UPDATE OF q SKIP LOCKED",
+                &[&STEP_COUNT],
+            )
+            .await?
+        }
+        Some(id) => {
+            query(
+                tx,
+                "SELECT q.blob_id, b.size FROM index_queue q JOIN blobs b ON b.id = q.blob_id \
+                 WHERE q.blob_id = $1 FOR UPDATE OF q SKIP LOCKED",
+                &[id],
+            )
+            .await?
+        }
+    };
+    let mut chosen = Vec::new();
+    let mut bytes = 0u64;
+    for row in &rows {
+        if !chosen.is_empty() && bytes >= index::STEP_BYTES {
+            break;
+        }
+        bytes += (row.get::<_, i64>(1).max(0) as u64).min(index::READ_LIMIT as u64);
+        chosen.push(row.get::<_, String>(0));
+    }
+    Ok(chosen)
+}
+
+/// What the index holds of a message, or why it cannot have it.
+type Derived = (String, std::result::Result<(String, String), String>);
+
+/// Reads the chosen messages' first bytes and derives their texts (off the async threads).
+async fn derive(tx: &Tx<'_>, ids: &[String]) -> Result<Vec<Derived>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows = query(
+        tx,
+        "SELECT id, substring(data FROM 1 FOR $2) FROM blobs WHERE id = ANY($1)",
+        &[&ids, &(index::READ_LIMIT as i32)],
+    )
+    .await?;
+    tokio::task::spawn_blocking(move || {
+        rows.iter()
+            .map(|row| {
+                let texts = index::texts(row.get::<_, &[u8]>(1))
+                    .map(|(headers, body)| (without_nul(headers), without_nul(body)));
+                (row.get::<_, String>(0), texts)
+            })
+            .collect()
+    })
+    .await
+    .map_err(backend)
+}
+
+/// Stores derived texts (all statements pipelined), records the ones that could not be
+/// derived, and takes them all off the queue.
+async fn store_texts(tx: &Tx<'_>, texts: &[Derived]) -> Result<()> {
+    if texts.is_empty() {
+        return Ok(());
+    }
+    let insert = tx
+        .prepare_cached(
+            "INSERT INTO search (blob_id, headers, body) VALUES ($1, $2, $3) \
+             ON CONFLICT DO NOTHING",
+        )
+        .await
+        .map_err(backend)?;
+    let mut params: Vec<[&(dyn ToSql + Sync); 3]> = Vec::new();
+    for (id, derived) in texts {
+        match derived {
+            Ok((headers, body)) => params.push([id as &(dyn ToSql + Sync), headers, body]),
+            Err(reason) => record_failure(tx, id, reason).await?,
+        }
+    }
+    let pending: Vec<_> = params.iter().map(|p| tx.execute(&insert, p)).collect();
+    futures_util::future::try_join_all(pending)
+        .await
+        .map_err(backend)?;
+    let ids: Vec<&String> = texts.iter().map(|t| &t.0).collect();
+    execute(
+        tx,
+        "DELETE FROM index_queue WHERE blob_id = ANY($1)",
+        &[&ids],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Gives up on a message: recorded, out of the queue, never tried again.
+async fn record_failure(tx: &Tx<'_>, id: &String, reason: &str) -> Result<()> {
+    tracing::warn!(blob = %id, reason, "postgres: a message cannot be indexed; skipped");
+    let reason = without_nul(reason.to_owned());
+    execute(
+        tx,
+        "INSERT INTO index_failures (blob_id, failed, error) VALUES ($1, $2, $3) \
+         ON CONFLICT (blob_id) DO UPDATE SET failed = EXCLUDED.failed, error = EXCLUDED.error",
+        &[id, &store::rules::now(), &reason],
+    )
+    .await?;
+    execute(tx, "DELETE FROM index_queue WHERE blob_id = $1", &[id]).await?;
+    Ok(())
+}
+
+/// Errors of the database or the connection rather than of one message: trying the same
+/// message later may work.
+fn transient(e: &StoreError) -> bool {
+    let StoreError::Backend(inner) = e else {
+        return false;
+    };
+    let Some(pg) = inner.downcast_ref::<PgError>() else {
+        // The pool or the blocking pool failed, not a statement.
+        return true;
+    };
+    match pg.0.code() {
+        // Connection, transaction rollback, resources (disk full, memory), operator
+        // intervention (shutdown), system errors, lock not available.
+        Some(code) => {
+            let code = code.code();
+            ["08", "40", "53", "57", "58"]
+                .iter()
+                .any(|c| code.starts_with(c))
+                || code == "55P03"
+        }
+        None => true,
+    }
+}
+
+/// When this node last delivered, so its indexer can wait for a quiet moment.
+#[derive(Default)]
+pub(crate) struct Activity {
+    /// Milliseconds since `start` of the last delivery.
+    last: std::sync::atomic::AtomicU64,
+    start: std::sync::OnceLock<std::time::Instant>,
+    delivered: tokio::sync::Notify,
+}
+
+impl Activity {
+    fn now_ms(&self) -> u64 {
+        self.start
+            .get_or_init(std::time::Instant::now)
+            .elapsed()
+            .as_millis() as u64
+    }
+
+    pub(crate) fn touch(&self) {
+        self.last
+            .store(self.now_ms().max(1), std::sync::atomic::Ordering::Relaxed);
+        self.delivered.notify_one();
+    }
+
+    fn recent(&self, within: Duration) -> bool {
+        let last = self.last.load(std::sync::atomic::Ordering::Relaxed);
+        last != 0 && self.now_ms().saturating_sub(last) < within.as_millis() as u64
+    }
+}
