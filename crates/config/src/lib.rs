@@ -41,12 +41,15 @@ pub struct Config {
 pub struct Webmail {
     /// A browser session ends after this many seconds without a request.
     pub idle_timeout_secs: u64,
+    /// Most logged-in browsers per account; a further login ends the one unused longest.
+    pub max_sessions_per_account: usize,
 }
 
 impl Default for Webmail {
     fn default() -> Self {
         Webmail {
             idle_timeout_secs: 30 * 60,
+            max_sessions_per_account: 20,
         }
     }
 }
@@ -162,8 +165,10 @@ pub struct Tls {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Auth {
-    /// Allow password authentication without TLS on loopback connections (never elsewhere).
-    pub allow_plaintext_on_loopback: bool,
+    /// Allow password authentication without TLS on loopback connections (never elsewhere),
+    /// for every protocol when set. Unset, only the webmail's plain-HTTP logins from loopback
+    /// are allowed (see [`Auth::plaintext_on_loopback`]); mail protocols need TLS.
+    pub allow_plaintext_on_loopback: Option<bool>,
     /// Failed attempts before logins from an IP or for an account are slowed down.
     pub free_failures: u32,
     /// Failed attempts after which an IP address is locked out.
@@ -182,7 +187,7 @@ pub struct Auth {
 impl Default for Auth {
     fn default() -> Self {
         Auth {
-            allow_plaintext_on_loopback: false,
+            allow_plaintext_on_loopback: None,
             free_failures: 3,
             lockout_after: 10,
             lockout_secs: 900,
@@ -190,6 +195,19 @@ impl Default for Auth {
             max_delay_ms: 8000,
             hash_workers: 0,
         }
+    }
+}
+
+impl Auth {
+    /// Whether `protocol` takes a password without TLS from a loopback peer (a peer elsewhere
+    /// never sends one in clear). `allow_plaintext_on_loopback` decides when set; unset, only
+    /// the webmail does: browsers count `http://localhost` as a secure context (W3C Secure
+    /// Contexts §3.1) so the development webmail (`http://localhost:8080`, bound to loopback
+    /// only) works out of the box, and a TLS-terminating proxy on the same host can forward to
+    /// a loopback HTTP listener.
+    pub fn plaintext_on_loopback(&self, protocol: Protocol) -> bool {
+        self.allow_plaintext_on_loopback
+            .unwrap_or(protocol == Protocol::Http)
     }
 }
 
@@ -470,7 +488,9 @@ impl Config {
             listener(Protocol::Pop3, "0.0.0.0:2995", TlsMode::Implicit),
             listener(Protocol::Imap, "0.0.0.0:2143", TlsMode::Starttls),
             listener(Protocol::Imap, "0.0.0.0:2993", TlsMode::Implicit),
-            listener(Protocol::Http, "0.0.0.0:8080", TlsMode::None),
+            // Plain HTTP carries passwords in clear: loopback only (a browser on this machine,
+            // or a TLS-terminating proxy in front of it).
+            listener(Protocol::Http, "127.0.0.1:8080", TlsMode::None),
         ]
     }
 
@@ -572,6 +592,9 @@ impl Config {
         if self.imap.preauth_timeout_secs == 0 {
             problems.push("imap.preauth_timeout_secs must be at least 1".into());
         }
+        if self.webmail.max_sessions_per_account == 0 {
+            problems.push("webmail.max_sessions_per_account must be at least 1".into());
+        }
         if self.auth.lockout_after == 0 {
             problems.push("auth.lockout_after must be at least 1".into());
         }
@@ -645,6 +668,62 @@ mod tests {
             panic!("expected Invalid");
         };
         assert_eq!(problems.len(), 3, "{problems:?}");
+    }
+
+    #[test]
+    fn the_default_webmail_listens_on_loopback_only() {
+        // Issue 14: plain HTTP on 0.0.0.0 invited passwords in clear from the network.
+        let http: Vec<Listener> = Config::default()
+            .effective_listeners()
+            .into_iter()
+            .filter(|l| l.protocol == Protocol::Http)
+            .collect();
+        assert_eq!(http.len(), 1, "{http:?}");
+        assert_eq!(http[0].bind, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(http[0].tls, TlsMode::None);
+        // Configured listeners replace the defaults entirely.
+        let config = Config::parse(
+            "[[listener]]\nprotocol = \"http\"\nbind = \"0.0.0.0:443\"\ntls = \"implicit\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.effective_listeners(), config.listeners);
+    }
+
+    #[test]
+    fn plaintext_on_loopback_unset_is_for_the_webmail_only_and_set_applies_to_all() {
+        let unset = Config::parse("").unwrap().auth;
+        assert!(unset.plaintext_on_loopback(Protocol::Http));
+        for mail in [
+            Protocol::Smtp,
+            Protocol::Submission,
+            Protocol::Pop3,
+            Protocol::Imap,
+        ] {
+            assert!(!unset.plaintext_on_loopback(mail), "{mail:?}");
+        }
+        let off = Config::parse("[auth]\nallow_plaintext_on_loopback = false\n")
+            .unwrap()
+            .auth;
+        let on = Config::parse("[auth]\nallow_plaintext_on_loopback = true\n")
+            .unwrap()
+            .auth;
+        for protocol in [Protocol::Http, Protocol::Submission, Protocol::Imap] {
+            assert!(!off.plaintext_on_loopback(protocol), "{protocol:?}");
+            assert!(on.plaintext_on_loopback(protocol), "{protocol:?}");
+        }
+    }
+
+    #[test]
+    fn webmail_sessions_per_account() {
+        assert_eq!(Config::default().webmail.max_sessions_per_account, 20);
+        let config = Config::parse("[webmail]\nmax_sessions_per_account = 0\n").unwrap();
+        let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
+            panic!("expected Invalid");
+        };
+        assert!(
+            problems[0].contains("max_sessions_per_account"),
+            "{problems:?}"
+        );
     }
 
     #[test]

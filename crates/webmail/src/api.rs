@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use store::{AccountId, Change, FlagMode, Mailbox, MailboxId, SpecialUse, TextScope, flags};
 
 use crate::mail::{self, Addr};
-use crate::session::{Upload, WebSession};
+use crate::session::WebSession;
 use crate::{EmailParam, Shared, error};
 
 /// The largest API request body.
@@ -1008,15 +1008,9 @@ fn mailboxes_of(
 /// An uploaded file, or a part of a stored message (forwarding), by blob id.
 async fn blob(call: &Call<'_>, id: &str) -> Result<(String, String, Vec<u8>), MethodError> {
     if let Some(token) = id.strip_prefix('u') {
-        let uploads = call.session.uploads.lock().expect("uploads lock");
-        let upload = uploads
-            .get(token)
-            .ok_or_else(|| MethodError::new("blobNotFound", format!("no upload {id}")))?;
-        return Ok((
-            upload.name.clone(),
-            upload.content_type.clone(),
-            upload.data.clone(),
-        ));
+        return crate::uploads::read(call.session, token)
+            .await?
+            .ok_or_else(|| MethodError::new("blobNotFound", format!("no upload {id}")));
     }
     let (email, part) = id
         .rsplit_once('-')
@@ -1108,6 +1102,7 @@ async fn compose(
 async fn save_draft(call: &Call<'_>, draft: &Value) -> Result<String, MethodError> {
     let c: Composition = serde_json::from_value(draft.clone())
         .map_err(|e| MethodError::new("invalidArguments", e.to_string()))?;
+    let _composing = call.session.quota.composing().await;
     let (data, _) = compose(call, &c, true).await?;
     let drafts = call.role(SpecialUse::Drafts)?.id;
     let summary = message::summary::summarize(&data);
@@ -1155,6 +1150,7 @@ async fn submission_set(call: &Call<'_>, args: &Value) -> MethodResult {
 async fn send(call: &Call<'_>, value: &Value) -> Result<String, MethodError> {
     let c: Composition = serde_json::from_value(value.clone())
         .map_err(|e| MethodError::new("invalidArguments", e.to_string()))?;
+    let _composing = call.session.quota.composing().await;
     let (data, recipients) = compose(call, &c, false).await?;
     if recipients.is_empty() {
         return Err(MethodError::new(
@@ -1322,23 +1318,14 @@ async fn thread_get(call: &Call<'_>, args: &Value) -> MethodResult {
     )
 }
 
-/// Drops uploads the user removed from a message before sending it.
+/// Frees uploads the user removed from a message before sending it.
 fn upload_destroy(call: &Call<'_>, args: &Value) -> MethodResult {
-    let mut uploads = call.session.uploads.lock().expect("uploads lock");
-    let mut destroyed = Vec::new();
-    for id in args["blobIds"]
+    let ids = args["blobIds"]
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(Value::as_str)
-    {
-        if let Some(token) = id.strip_prefix('u')
-            && uploads.remove(token).is_some()
-        {
-            destroyed.push(id.to_string());
-        }
-    }
-    Ok(json!({ "destroyed": destroyed }))
+        .filter_map(Value::as_str);
+    Ok(json!({ "destroyed": crate::uploads::destroy(call.session, ids) }))
 }
 
 /// Addresses seen in recent mail (INBOX and Sent) that start with `prefix`, for autocomplete.
@@ -1381,74 +1368,6 @@ async fn address_suggest(call: &Call<'_>, args: &Value) -> MethodResult {
         .map(|a| json!({ "name": a.name, "email": a.email }))
         .collect();
     Ok(json!({ "list": matches }))
-}
-
-#[derive(Deserialize)]
-pub struct UploadQuery {
-    name: Option<String>,
-}
-
-/// `POST /jmap/upload/{account}/?name=...`: a file for a message being written.
-pub async fn upload(
-    State(webmail): State<Shared>,
-    Path(account): Path<String>,
-    Query(query): Query<UploadQuery>,
-    headers: HeaderMap,
-    body: axum::body::Body,
-) -> Response {
-    let session = match webmail.for_change(&headers) {
-        Ok(session) => session,
-        Err(response) => return response,
-    };
-    if account != session.account.to_string() {
-        return error(StatusCode::NOT_FOUND, "no such account");
-    }
-    let limit = webmail.settings.max_message_size;
-    let too_large = || {
-        error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            &format!(
-                "the files are larger than a message may be ({} MB in all)",
-                limit / (1024 * 1024)
-            ),
-        )
-    };
-    // Read only once the session is known, and never more than a message may hold.
-    let body = match axum::body::to_bytes(body, limit).await {
-        Ok(body) => body,
-        Err(_) => return too_large(),
-    };
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .filter(|t| !t.is_empty() && t.len() < 200)
-        .unwrap_or("application/octet-stream")
-        .to_string();
-    let token = crate::session::random_token()[..32].to_string();
-    let size = body.len();
-    {
-        // Checked and taken under one lock, so parallel uploads cannot pass the limit together.
-        let mut uploads = session.uploads.lock().expect("uploads lock");
-        let held: usize = uploads.values().map(|u| u.data.len()).sum();
-        if held + size > limit {
-            return too_large();
-        }
-        uploads.insert(
-            token.clone(),
-            Upload {
-                name: query.name.unwrap_or_default(),
-                content_type: content_type.clone(),
-                data: body.to_vec(),
-            },
-        );
-    }
-    (
-        StatusCode::CREATED,
-        Json(json!({
-            "accountId": account, "blobId": format!("u{token}"), "type": content_type, "size": size,
-        })),
-    )
-        .into_response()
 }
 
 #[derive(Deserialize)]

@@ -12,6 +12,7 @@
 mod api;
 mod mail;
 mod session;
+mod uploads;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -47,6 +48,11 @@ pub struct Settings {
     pub max_message_size: usize,
     /// Whether the site is served over TLS (cookies get `Secure`).
     pub secure: bool,
+    /// Without TLS, whether logins from loopback are taken (`[auth]`'s policy for HTTP);
+    /// from elsewhere a password in clear never is.
+    pub allow_plaintext_on_loopback: bool,
+    /// Most sessions of one account; a further login ends the one unused longest.
+    pub max_sessions_per_account: usize,
 }
 
 /// The state every handler gets.
@@ -86,7 +92,7 @@ pub fn router(webmail: Shared) -> Router {
         .route("/api/logout", post(session::logout))
         .route("/jmap/session", get(api::session_resource))
         .route("/jmap/api", post(api::api))
-        .route("/jmap/upload/{account}/", post(api::upload))
+        .route("/jmap/upload/{account}/", post(uploads::upload))
         .route("/jmap/download/{account}/{blob}/{name}", get(api::download))
         .route("/jmap/html/{email}", get(api::html))
         .route("/jmap/raw/{email}", get(api::raw))

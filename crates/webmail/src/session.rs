@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::io::Read;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
 use axum::Json;
@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use store::AccountId;
 
-use crate::{Shared, error};
+use crate::{Shared, error, uploads};
 
 /// The cookie's name; under TLS with the `__Host-` prefix, which browsers accept only from a
 /// secure origin for the whole host, so no sibling site can plant one.
@@ -28,13 +28,6 @@ fn cookie_name(secure: bool) -> &'static str {
 /// However active, a session ends after this long.
 const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 
-/// A file uploaded for a message being written.
-pub struct Upload {
-    pub name: String,
-    pub content_type: String,
-    pub data: Vec<u8>,
-}
-
 /// One logged-in browser.
 pub struct WebSession {
     token: String,
@@ -43,15 +36,23 @@ pub struct WebSession {
     pub csrf: String,
     created: Instant,
     last: Mutex<Instant>,
-    /// Uploads by blob id, until sent or the session ends.
-    pub uploads: Mutex<HashMap<String, Upload>>,
+    /// Uploads by token, until sent or removed; they go with the session.
+    pub(crate) uploads: uploads::Uploads,
+    /// This session's share of its account's upload bytes.
+    pub(crate) quota: uploads::Quota,
 }
-
-impl WebSession {}
 
 /// Every session of this node.
 pub struct Sessions {
+    inner: Arc<Inner>,
+    /// Whether the task that ends expired sessions runs.
+    sweeping: OnceLock<()>,
+}
+
+struct Inner {
     map: Mutex<HashMap<String, Arc<WebSession>>>,
+    /// Each account's shared upload count, alive while one of its sessions is.
+    ledgers: Mutex<HashMap<AccountId, Weak<uploads::Ledger>>>,
     idle: Duration,
 }
 
@@ -73,16 +74,69 @@ pub(crate) fn same(a: &str, b: &str) -> bool {
             == 0
 }
 
+impl Inner {
+    fn expired(&self, session: &WebSession, now: Instant) -> bool {
+        let last = *session.last.lock().expect("session lock");
+        now.duration_since(last) > self.idle || now.duration_since(session.created) > LIFETIME
+    }
+
+    /// Takes the expired sessions out of `map`.
+    fn take_expired(
+        &self,
+        map: &mut HashMap<String, Arc<WebSession>>,
+        now: Instant,
+    ) -> Vec<Arc<WebSession>> {
+        let expired: Vec<String> = map
+            .iter()
+            .filter(|(_, s)| self.expired(s, now))
+            .map(|(token, _)| token.clone())
+            .collect();
+        expired.iter().filter_map(|t| map.remove(t)).collect()
+    }
+
+    /// Ends expired sessions; their uploads go with them.
+    fn sweep(&self) {
+        let ended = self.take_expired(&mut self.map.lock().expect("sessions lock"), Instant::now());
+        // Dropped (uploads freed) outside the lock.
+        drop(ended);
+    }
+}
+
 impl Sessions {
     pub fn new(idle: Duration) -> Sessions {
         Sessions {
-            map: Mutex::new(HashMap::new()),
-            idle,
+            inner: Arc::new(Inner {
+                map: Mutex::new(HashMap::new()),
+                ledgers: Mutex::new(HashMap::new()),
+                idle,
+            }),
+            sweeping: OnceLock::new(),
         }
     }
 
-    fn create(&self, account: AccountId, address: String) -> Arc<WebSession> {
+    /// A new session; past `max_per_account` sessions of the account, the one unused longest
+    /// ends (friendlier than refusing the login: the user who forgot to log out elsewhere gets
+    /// in, and someone who knows the password could log in anyway).
+    fn create(
+        &self,
+        account: AccountId,
+        address: String,
+        max_per_account: usize,
+    ) -> Arc<WebSession> {
+        self.start_sweeping();
         let now = Instant::now();
+        let ledger = {
+            let mut ledgers = self.inner.ledgers.lock().expect("ledgers lock");
+            ledgers.retain(|_, l| l.strong_count() > 0);
+            match ledgers.get(&account).and_then(Weak::upgrade) {
+                Some(ledger) => ledger,
+                None => {
+                    let ledger = Arc::new(uploads::Ledger::default());
+                    ledgers.insert(account, Arc::downgrade(&ledger));
+                    ledger
+                }
+            }
+        };
         let session = Arc::new(WebSession {
             token: random_token(),
             account,
@@ -90,27 +144,58 @@ impl Sessions {
             csrf: random_token(),
             created: now,
             last: Mutex::new(now),
-            uploads: Mutex::new(HashMap::new()),
+            uploads: Default::default(),
+            quota: uploads::Quota::new(ledger),
         });
-        let mut map = self.map.lock().expect("sessions lock");
-        // Expired sessions go whenever a new one comes.
-        map.retain(|_, s| !self.expired(s, now));
-        map.insert(session.token.clone(), session.clone());
+        let ended = {
+            let mut map = self.inner.map.lock().expect("sessions lock");
+            // Expired sessions go whenever a new one comes.
+            let mut ended = self.inner.take_expired(&mut map, now);
+            let mut mine: Vec<(Instant, String)> = map
+                .values()
+                .filter(|s| s.account == account)
+                .map(|s| (*s.last.lock().expect("session lock"), s.token.clone()))
+                .collect();
+            mine.sort();
+            let surplus = (mine.len() + 1).saturating_sub(max_per_account.max(1));
+            for (_, token) in mine.into_iter().take(surplus) {
+                ended.extend(map.remove(&token));
+            }
+            map.insert(session.token.clone(), session.clone());
+            ended
+        };
+        if !ended.is_empty() {
+            tracing::debug!(ended = ended.len(), %account, "webmail: sessions ended at login");
+        }
         session
     }
 
-    fn expired(&self, session: &WebSession, now: Instant) -> bool {
-        let last = *session.last.lock().expect("session lock");
-        now.duration_since(last) > self.idle || now.duration_since(session.created) > LIFETIME
+    /// Starts the task that ends expired sessions (and so frees their uploads) even when no
+    /// request comes; it stops when these sessions are dropped.
+    fn start_sweeping(&self) {
+        self.sweeping.get_or_init(|| {
+            let inner = Arc::downgrade(&self.inner);
+            let every =
+                (self.inner.idle / 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    match inner.upgrade() {
+                        Some(inner) => inner.sweep(),
+                        None => return,
+                    }
+                }
+            });
+        });
     }
 
     /// The session the request's cookie names, if it is alive.
     pub fn from_headers(&self, headers: &HeaderMap, secure: bool) -> Option<Arc<WebSession>> {
         let token = cookie(headers, secure)?;
         let now = Instant::now();
-        let mut map = self.map.lock().expect("sessions lock");
+        let mut map = self.inner.map.lock().expect("sessions lock");
         let session = map.get(&token)?.clone();
-        if self.expired(&session, now) {
+        if self.inner.expired(&session, now) {
             map.remove(&token);
             return None;
         }
@@ -147,15 +232,18 @@ impl Sessions {
     }
 
     fn remove(&self, session: &WebSession) {
-        self.map
+        let ended = self
+            .inner
+            .map
             .lock()
             .expect("sessions lock")
             .remove(&session.token);
+        drop(ended);
     }
 
     /// Live sessions (for tests and status).
     pub fn len(&self) -> usize {
-        self.map.lock().expect("sessions lock").len()
+        self.inner.map.lock().expect("sessions lock").len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -184,6 +272,13 @@ fn set_cookie(value: &str, max_age: u64, secure: bool) -> HeaderValue {
     .expect("cookie is ASCII")
 }
 
+/// The listeners' auth policy (`[auth] allow_plaintext_on_loopback`), as for every protocol:
+/// a password over TLS, or in clear only from this machine and only if allowed.
+fn password_allowed(settings: &crate::Settings, peer: std::net::IpAddr) -> bool {
+    let loopback = peer.to_canonical().is_loopback();
+    settings.secure || (settings.allow_plaintext_on_loopback && loopback)
+}
+
 #[derive(Deserialize)]
 pub struct LoginRequest {
     username: String,
@@ -199,6 +294,13 @@ pub async fn login(
     Json(request): Json<LoginRequest>,
 ) -> Response {
     let ip = crate::peer(connect);
+    // Refused before the password is checked, so it does not count against the throttle.
+    if !password_allowed(&webmail.settings, ip) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "this server does not take passwords over plain HTTP: open the webmail at its https:// address",
+        );
+    }
     let user = match webmail
         .login
         .check_password(ip, request.username.trim(), &request.password)
@@ -218,9 +320,11 @@ pub async fn login(
     if let Some(old) = webmail.session_of(&headers) {
         webmail.sessions.remove(&old);
     }
-    let session = webmail
-        .sessions
-        .create(user.account_id, user.address.clone());
+    let session = webmail.sessions.create(
+        user.account_id,
+        user.address.clone(),
+        webmail.settings.max_sessions_per_account,
+    );
     let mut response = Json(serde_json::json!({
         "username": user.address,
         "accountId": user.account_id.to_string(),

@@ -16,6 +16,7 @@ const PW: &str = "web secret";
 struct Site {
     _dir: tempfile::TempDir,
     store: Arc<dyn Store>,
+    sessions: Arc<webmail::Sessions>,
     app: Router,
 }
 
@@ -26,7 +27,38 @@ fn secrets(password: &str) -> Secrets {
     }
 }
 
+/// How a test site is set up.
+struct Options {
+    secure: bool,
+    idle: Duration,
+    max_message_size: usize,
+    allow_plaintext_on_loopback: bool,
+    max_sessions_per_account: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            secure: false,
+            idle: Duration::from_secs(600),
+            max_message_size: 1 << 20,
+            allow_plaintext_on_loopback: true,
+            max_sessions_per_account: 20,
+        }
+    }
+}
+
 async fn site_with(secure: bool, idle: Duration, max_message_size: usize) -> Site {
+    site_of(Options {
+        secure,
+        idle,
+        max_message_size,
+        ..Options::default()
+    })
+    .await
+}
+
+async fn site_of(options: Options) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap());
     store.add_domain("localhost").await.unwrap();
@@ -63,26 +95,30 @@ async fn site_with(secure: bool, idle: Duration, max_message_size: usize) -> Sit
             dmarc_reject: false,
         },
     ));
+    let sessions = Arc::new(webmail::Sessions::new(options.idle));
     let webmail = Arc::new(webmail::Webmail {
         store: store.clone(),
         login,
         submitter,
-        sessions: Arc::new(webmail::Sessions::new(idle)),
+        sessions: sessions.clone(),
         settings: webmail::Settings {
             hostname: "mail.localhost".into(),
-            max_message_size,
-            secure,
+            max_message_size: options.max_message_size,
+            secure: options.secure,
+            allow_plaintext_on_loopback: options.allow_plaintext_on_loopback,
+            max_sessions_per_account: options.max_sessions_per_account,
         },
     });
     Site {
         _dir: dir,
         store,
+        sessions,
         app: webmail::router(webmail),
     }
 }
 
 async fn site() -> Site {
-    site_with(false, Duration::from_secs(600), 1 << 20).await
+    site_of(Options::default()).await
 }
 
 struct Response {
@@ -109,6 +145,8 @@ struct Browser<'a> {
     app: &'a Router,
     cookie: Option<String>,
     csrf: Option<String>,
+    /// The address the server sees (as the listener would set it); loopback when `None`.
+    peer: Option<std::net::SocketAddr>,
 }
 
 impl<'a> Browser<'a> {
@@ -117,6 +155,7 @@ impl<'a> Browser<'a> {
             app: &site.app,
             cookie: None,
             csrf: None,
+            peer: None,
         }
     }
 
@@ -133,6 +172,9 @@ impl<'a> Browser<'a> {
         }
         for (name, value) in headers {
             request = request.header(*name, *value);
+        }
+        if let Some(peer) = self.peer {
+            request = request.extension(axum::extract::ConnectInfo(peer));
         }
         let response = self
             .app
@@ -1157,4 +1199,293 @@ async fn hostile_input_is_refused_or_neutralised() {
         "{text}"
     );
     assert!(text.contains("References: <ok@x>"), "{text}");
+}
+
+/// A peer that is not this machine (TEST-NET-2, RFC 5737): it only labels the in-process
+/// request as a listener would, nothing is ever sent there.
+fn remote_peer() -> std::net::SocketAddr {
+    "198.51.100.7:40000".parse().unwrap()
+}
+
+#[tokio::test]
+async fn plain_http_logins_follow_the_listener_auth_policy() {
+    // Issue 14: passwords over plain HTTP were taken whatever `[auth]` said.
+    let strict = site_of(Options {
+        allow_plaintext_on_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let mut b = Browser::new(&strict);
+    let refused = b.login("alice@localhost", PW).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    let message = refused.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("plain HTTP") && message.contains("https://"),
+        "{message}"
+    );
+    assert!(refused.header(header::SET_COOKIE).is_empty());
+    assert!(strict.sessions.is_empty());
+    // Refused before the password is looked at: a wrong one gets the same answer.
+    let wrong = b.login("alice@localhost", "nope").await;
+    assert_eq!(wrong.status, StatusCode::FORBIDDEN);
+    assert_eq!(wrong.json()["error"], message.as_str());
+
+    // Allowed on loopback (the development default), never from elsewhere.
+    let loopback = site().await;
+    let mut local = Browser::new(&loopback);
+    assert_eq!(
+        local.login("alice@localhost", PW).await.status,
+        StatusCode::OK
+    );
+    let mut mapped = Browser::new(&loopback);
+    mapped.peer = Some("[::ffff:127.0.0.1]:40000".parse().unwrap());
+    assert_eq!(
+        mapped.login("alice@localhost", PW).await.status,
+        StatusCode::OK,
+        "a dual-stack listener sees loopback as ::ffff:127.0.0.1"
+    );
+    let mut far = Browser::new(&loopback);
+    far.peer = Some(remote_peer());
+    let refused = far.login("alice@localhost", PW).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert_eq!(loopback.sessions.len(), 2);
+
+    // Over HTTPS a login is taken from anywhere.
+    let https = site_of(Options {
+        secure: true,
+        allow_plaintext_on_loopback: false,
+        ..Options::default()
+    })
+    .await;
+    let mut far = Browser::new(&https);
+    far.peer = Some(remote_peer());
+    assert_eq!(
+        far.login("alice@localhost", PW).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(far.get("/jmap/session").await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn sessions_per_account_are_capped_and_the_one_unused_longest_ends() {
+    // Issue 14: sessions were unlimited, each holding its own uploads.
+    let site = site_of(Options {
+        max_sessions_per_account: 3,
+        ..Options::default()
+    })
+    .await;
+    let mut browsers = Vec::new();
+    for _ in 0..3 {
+        let mut b = Browser::new(&site);
+        assert_eq!(b.login("alice@localhost", PW).await.status, StatusCode::OK);
+        browsers.push(b);
+    }
+    // Another account's sessions are counted apart.
+    let mut bob = Browser::new(&site);
+    assert_eq!(bob.login("bob@localhost", PW).await.status, StatusCode::OK);
+    // The first is used again, so the second is now the one unused longest.
+    assert_eq!(
+        browsers[0].get("/jmap/session").await.status,
+        StatusCode::OK
+    );
+    let mut fourth = Browser::new(&site);
+    assert_eq!(
+        fourth.login("alice@localhost", PW).await.status,
+        StatusCode::OK
+    );
+    let ended = browsers[1].get("/jmap/session").await;
+    assert_eq!(ended.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(ended.json()["error"], "not logged in or session expired");
+    for b in [&browsers[0], &browsers[2], &fourth, &bob] {
+        assert_eq!(b.get("/jmap/session").await.status, StatusCode::OK);
+    }
+    assert_eq!(site.sessions.len(), 4);
+    // However many logins come, the account never holds more than its cap.
+    for _ in 0..10 {
+        let mut b = Browser::new(&site);
+        assert_eq!(b.login("alice@localhost", PW).await.status, StatusCode::OK);
+    }
+    assert_eq!(site.sessions.len(), 4);
+    assert_eq!(bob.get("/jmap/session").await.status, StatusCode::OK);
+}
+
+/// Ids of the uploads in the store's upload area: an empty piece tells whether one exists
+/// without changing what it holds.
+async fn stored_uploads(store: &dyn Store) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for id in 1..=64 {
+        if store.upload_chunk(id, Vec::new()).await.is_ok() {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Waits (up to 10 s) until the store holds `count` uploads; freeing is done in the background.
+async fn wait_for_uploads(store: &dyn Store, count: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let ids = stored_uploads(store).await;
+        if ids.len() == count {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the store holds uploads {ids:?}, expected {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn uploads_go_to_the_store_are_bounded_per_account_and_freed() {
+    // Issue 14: each session held up to a message's worth of uploads in memory, without a
+    // bound over the account's sessions.
+    const K: usize = 1024;
+    let site = site_of(Options {
+        max_message_size: 256 * K,
+        ..Options::default()
+    })
+    .await;
+    let store = &*site.store;
+    let mut tabs = Vec::new();
+    for _ in 0..4 {
+        let mut b = Browser::new(&site);
+        b.login("alice@localhost", PW).await;
+        tabs.push(b);
+    }
+    let mut blobs = Vec::new();
+    for (i, tab) in tabs.iter().take(3).enumerate() {
+        let up = tab
+            .upload(
+                "f.bin",
+                "application/octet-stream",
+                vec![i as u8 + 1; 150 * K],
+            )
+            .await;
+        assert_eq!(up.status, StatusCode::CREATED, "{}", up.json());
+        blobs.push(up.json()["blobId"].as_str().unwrap().to_string());
+    }
+    // 450 KB held; the account may hold twice the 256 KB message limit over all its sessions.
+    let over = tabs[3]
+        .upload("g.bin", "application/octet-stream", vec![9; 100 * K])
+        .await;
+    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let message = over.json()["error"].as_str().unwrap().to_string();
+    assert!(
+        message.contains("all your open sessions") && message.contains("512 KB"),
+        "{message}"
+    );
+    // Another account has its own room.
+    let mut bob = Browser::new(&site);
+    bob.login("bob@localhost", PW).await;
+    let bobs = bob
+        .upload("b.bin", "application/octet-stream", vec![7; 200 * K])
+        .await;
+    assert_eq!(bobs.status, StatusCode::CREATED);
+    // The files are in the store's upload area (the refused one is dropped from it).
+    wait_for_uploads(store, 4).await;
+
+    // An upload is read as often as needed: downloaded, saved in a draft twice, then sent.
+    let account = tabs[0].account().await;
+    let download = tabs[0]
+        .get(&format!("/jmap/download/{account}/{}/f.bin", blobs[0]))
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.body, vec![1; 150 * K]);
+    let mut draft = Value::Null;
+    for text in ["v1", "v2"] {
+        let saved = tabs[0]
+            .api(json!([["Email/set", {"create": {"d": {
+                "to": ["bob@localhost"], "subject": "files", "text": text, "draftId": draft,
+                "attachments": [{"blobId": &blobs[0]}]
+            }}}, "s"]]))
+            .await;
+        draft = saved["s"]["created"]["d"]["id"].clone();
+        assert!(draft.is_string(), "{saved:?}");
+    }
+    let sent = tabs[0]
+        .api(json!([["EmailSubmission/set", {"create": {"s": {
+            "to": ["bob@localhost"], "subject": "files", "text": "v3", "draftId": draft,
+            "attachments": [{"blobId": &blobs[0]}]
+        }}}, "x"]]))
+        .await;
+    assert!(sent["x"]["created"]["s"]["emailId"].is_string(), "{sent:?}");
+    let inbox = bob.inbox_ids().await;
+    let got = bob
+        .api(json!([["Email/get", {"ids": [&inbox[0]], "properties": ["body"]}, "g"]]))
+        .await;
+    assert_eq!(
+        got["g"]["list"][0]["body"]["attachments"][0]["size"],
+        150 * K
+    );
+    // Sending freed the upload: its room is back.
+    let fits = tabs[3]
+        .upload("g.bin", "application/octet-stream", vec![9; 100 * K])
+        .await;
+    assert_eq!(fits.status, StatusCode::CREATED);
+    wait_for_uploads(store, 4).await;
+
+    // Removed, logged out, or ended by another login: each frees its files in the store.
+    let destroyed = tabs[1]
+        .api(json!([["pigeon:Upload/destroy", {"blobIds": [&blobs[1]]}, "d"]]))
+        .await;
+    assert_eq!(destroyed["d"]["destroyed"], json!([&blobs[1]]));
+    wait_for_uploads(store, 3).await;
+    let csrf = tabs[2].csrf.clone().unwrap();
+    let logout = tabs[2]
+        .send(
+            Method::POST,
+            "/api/logout",
+            &[("x-csrf-token", &csrf)],
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(logout.status, StatusCode::NO_CONTENT);
+    wait_for_uploads(store, 2).await;
+    let mut again = Browser::new(&site);
+    again.cookie = tabs[3].cookie.clone();
+    again.login("alice@localhost", PW).await;
+    wait_for_uploads(store, 1).await;
+    let csrf = bob.csrf.clone().unwrap();
+    bob.send(
+        Method::POST,
+        "/api/logout",
+        &[("x-csrf-token", &csrf)],
+        Vec::new(),
+    )
+    .await;
+    wait_for_uploads(store, 0).await;
+}
+
+#[tokio::test]
+async fn uploads_of_sessions_that_expire_or_are_pushed_out_are_freed() {
+    let site = site_of(Options {
+        idle: Duration::from_millis(500),
+        max_sessions_per_account: 1,
+        ..Options::default()
+    })
+    .await;
+    let store = &*site.store;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let up = b.upload("a.bin", "text/plain", b"first".to_vec()).await;
+    assert_eq!(up.status, StatusCode::CREATED);
+    wait_for_uploads(store, 1).await;
+    // The cap is one session: a login elsewhere ends this one, and its upload goes.
+    let mut other = Browser::new(&site);
+    other.login("alice@localhost", PW).await;
+    wait_for_uploads(store, 0).await;
+    assert_eq!(
+        b.get("/jmap/session").await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // Nobody comes back: the session expires and its upload goes without any request.
+    let up = other
+        .upload("b.bin", "text/plain", b"second".to_vec())
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED);
+    wait_for_uploads(store, 1).await;
+    wait_for_uploads(store, 0).await;
+    assert!(site.sessions.is_empty());
 }
