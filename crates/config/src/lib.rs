@@ -179,8 +179,8 @@ pub struct Auth {
     pub base_delay_ms: u64,
     /// Longest delay before a failed attempt is answered, in milliseconds.
     pub max_delay_ms: u64,
-    /// Threads that check passwords (Argon2, 19 MiB of memory each, kept and reused); 0 means
-    /// one per CPU.
+    /// Threads that check passwords (Argon2, 19 MiB of memory each, taken at start and reused);
+    /// 0 means one per CPU, at most 4.
     pub hash_workers: usize,
 }
 
