@@ -56,6 +56,14 @@ struct CacheEntry {
     expires: Instant,
 }
 
+/// Argon2 threads unless configured: one per CPU, at most 4 (76 MiB). Four already check
+/// about 150 passwords a second, and repeated logins are answered from the cache.
+pub fn default_hash_workers() -> usize {
+    std::thread::available_parallelism()
+        .map_or(2, |n| n.get())
+        .min(4)
+}
+
 /// Shared by every session of every protocol.
 pub struct Authenticator {
     store: Arc<dyn Store>,
@@ -69,8 +77,8 @@ pub struct Authenticator {
 }
 
 impl Authenticator {
-    /// `cache_key` must be random bytes (the binary reads them from the OS). Argon2 runs on one
-    /// thread per CPU.
+    /// `cache_key` must be random bytes (the binary reads them from the OS). Argon2 runs on
+    /// [`default_hash_workers`] threads.
     pub fn new(
         store: Arc<dyn Store>,
         throttle: ThrottleConfig,
@@ -79,7 +87,8 @@ impl Authenticator {
         Authenticator::with_hash_workers(store, throttle, cache_key, 0)
     }
 
-    /// Like [`Authenticator::new`] with `hash_workers` Argon2 threads (0: one per CPU).
+    /// Like [`Authenticator::new`] with `hash_workers` Argon2 threads (0: the default), each
+    /// holding 19 MiB from the start.
     pub fn with_hash_workers(
         store: Arc<dyn Store>,
         throttle: ThrottleConfig,
@@ -87,9 +96,7 @@ impl Authenticator {
         hash_workers: usize,
     ) -> Authenticator {
         let workers = match hash_workers {
-            0 => std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            0 => default_hash_workers(),
             n => n,
         };
         let dummy_hash = sasl::dummy_hash();

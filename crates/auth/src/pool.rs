@@ -4,9 +4,14 @@
 //! its 19 MiB for each one. glibc serves such a buffer from the thread's arena and keeps it
 //! there after the free, so every blocking thread that ever verified a password held 19 MiB
 //! more: an idle server grew from 19 MB to 490 MB after 120 logins, and unauthenticated
-//! clients could drive it. Here `workers` threads each own one [`sasl::Argon2Memory`],
-//! allocated at their first check and reused for every later one, so the memory Argon2 uses
-//! is at most `workers` × 19 MiB, whatever the number of logins.
+//! clients could drive it. Here `workers` threads each own one [`sasl::Argon2Memory`], reused
+//! for every check, so the memory Argon2 uses is `workers` × 19 MiB, whatever the number of
+//! logins (more only if a stored hash asks for more memory than ours: the worker's memory then
+//! grows to that size, at most `sasl::MAX_MEMORY_KIB`).
+//!
+//! The memory is taken and touched when the pool starts (the constructor waits for it), so
+//! what a server holds at idle is what it holds under a login storm: memory is flat from the
+//! start rather than growing with the first logins.
 //!
 //! In front of the workers is a bounded queue (`workers` × [`QUEUE_PER_WORKER`] checks
 //! waiting or running). A check that finds it full waits up to [`QUEUE_WAIT`] for room, then
@@ -54,13 +59,23 @@ impl HashPool {
         let workers = workers.max(1);
         let (jobs, receiver) = mpsc::channel::<Job>();
         let receiver = Arc::new(Mutex::new(receiver));
+        let (ready, started) = mpsc::channel();
         for n in 0..workers {
             let receiver = receiver.clone();
             let dummy = dummy_hash.to_owned();
+            let ready = ready.clone();
             std::thread::Builder::new()
                 .name(format!("argon2-{n}"))
-                .spawn(move || work(&receiver, &dummy))
+                .spawn(move || {
+                    let memory = sasl::Argon2Memory::for_default_params();
+                    let _ = ready.send(());
+                    work(&receiver, &dummy, memory)
+                })
                 .expect("start an Argon2 worker thread");
+        }
+        for _ in 0..workers {
+            // A worker that failed to start its memory panicked; the others still serve.
+            let _ = started.recv();
         }
         HashPool {
             jobs,
@@ -96,8 +111,7 @@ impl HashPool {
     }
 }
 
-fn work(receiver: &Mutex<mpsc::Receiver<Job>>, dummy_hash: &str) {
-    let mut memory = sasl::Argon2Memory::default();
+fn work(receiver: &Mutex<mpsc::Receiver<Job>>, dummy_hash: &str, mut memory: sasl::Argon2Memory) {
     loop {
         // The lock is held only while waiting for the next job (other workers wait on it).
         let job = match receiver
@@ -127,7 +141,7 @@ fn work(receiver: &Mutex<mpsc::Receiver<Job>>, dummy_hash: &str) {
             }
             // Dropping the reply tells the caller (PoolError::Failed); the worker goes on with
             // fresh memory.
-            Err(_) => memory = sasl::Argon2Memory::default(),
+            Err(_) => memory = sasl::Argon2Memory::for_default_params(),
         }
     }
 }
