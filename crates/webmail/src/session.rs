@@ -94,11 +94,27 @@ impl Inner {
         expired.iter().filter_map(|t| map.remove(t)).collect()
     }
 
-    /// Ends expired sessions; their uploads go with them.
-    fn sweep(&self) {
-        let ended = self.take_expired(&mut self.map.lock().expect("sessions lock"), Instant::now());
+    /// Ends expired sessions (their uploads go with them); returns the uploads of live ones
+    /// the store should be told are still in use.
+    fn sweep(&self) -> Vec<Arc<uploads::Upload>> {
+        let now = Instant::now();
+        let mut map = self.map.lock().expect("sessions lock");
+        let ended = self.take_expired(&mut map, now);
+        let stale = map
+            .values()
+            .flat_map(|s| {
+                let uploads = s.uploads.lock().expect("uploads lock");
+                uploads
+                    .values()
+                    .filter(|u| u.stale(now))
+                    .cloned()
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        drop(map);
         // Dropped (uploads freed) outside the lock.
         drop(ended);
+        stale
     }
 }
 
@@ -171,7 +187,8 @@ impl Sessions {
     }
 
     /// Starts the task that ends expired sessions (and so frees their uploads) even when no
-    /// request comes; it stops when these sessions are dropped.
+    /// request comes, and keeps the uploads of live ones from looking abandoned to the store;
+    /// it stops when these sessions are dropped.
     fn start_sweeping(&self) {
         self.sweeping.get_or_init(|| {
             let inner = Arc::downgrade(&self.inner);
@@ -181,7 +198,13 @@ impl Sessions {
                 loop {
                     tokio::time::sleep(every).await;
                     match inner.upgrade() {
-                        Some(inner) => inner.sweep(),
+                        Some(inner) => {
+                            let stale = inner.sweep();
+                            drop(inner);
+                            for upload in stale {
+                                upload.keep_alive().await;
+                            }
+                        }
                         None => return,
                     }
                 }

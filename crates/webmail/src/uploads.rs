@@ -14,6 +14,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
@@ -33,6 +34,9 @@ pub const ACCOUNT_FACTOR: usize = 2;
 /// Bytes gathered before they go to the store as one piece: the most an upload in progress
 /// holds in memory.
 const PIECE: usize = 1 << 20;
+/// The store frees uploads nobody added to for an hour (abandoned APPENDs); one still in use
+/// here gets an empty piece after this long without being read.
+const KEEP_ALIVE: Duration = Duration::from_secs(20 * 60);
 
 /// What one account's sessions hold, shared by them (and freed with the last of them).
 #[derive(Default)]
@@ -164,6 +168,8 @@ pub(crate) struct Upload {
     pub content_type: String,
     /// The store's id for it; `None` once lost (a failed store write).
     stored: tokio::sync::Mutex<Option<i64>>,
+    /// When the store last heard of it.
+    touched: Mutex<Instant>,
     store: Arc<dyn Store>,
     _charge: Charge,
 }
@@ -209,11 +215,35 @@ impl Upload {
             .ok_or_else(|| StoreError::NotFound("upload".into()))?;
         let data = self.store.take_upload(id).await?;
         match put(&*self.store, &data).await {
-            Ok(again) => *stored = Some(again),
+            Ok(again) => {
+                *stored = Some(again);
+                *self.touched.lock().expect("upload lock") = Instant::now();
+            }
             // This use still gets the bytes; later ones find the upload gone.
             Err(e) => tracing::warn!(error = %e, "webmail: storing an upload again failed"),
         }
         Ok(data)
+    }
+
+    /// Whether the store has not heard of it for [`KEEP_ALIVE`].
+    pub(crate) fn stale(&self, now: Instant) -> bool {
+        now.duration_since(*self.touched.lock().expect("upload lock")) >= KEEP_ALIVE
+    }
+
+    /// Tells the store it is still in use (an empty piece adds nothing to it).
+    pub(crate) async fn keep_alive(&self) {
+        let mut stored = self.stored.lock().await;
+        let Some(id) = *stored else {
+            return;
+        };
+        match self.store.upload_chunk(id, Vec::new()).await {
+            Ok(()) => *self.touched.lock().expect("upload lock") = Instant::now(),
+            Err(StoreError::NotFound(_)) => {
+                tracing::warn!(upload = id, "webmail: the store dropped an upload in use");
+                *stored = None;
+            }
+            Err(e) => tracing::warn!(error = %e, "webmail: keeping an upload failed"),
+        }
     }
 }
 
@@ -356,6 +386,7 @@ pub async fn upload(
         name: query.name.unwrap_or_default(),
         content_type: content_type.clone(),
         stored: tokio::sync::Mutex::new(receiving.id.take()),
+        touched: Mutex::new(Instant::now()),
         store,
         _charge: charge,
     });

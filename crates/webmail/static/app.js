@@ -36,17 +36,23 @@ function setFailure(created, key) {
 }
 
 // ---------- login ----------
+// A page neither on HTTPS nor on this machine (W3C Secure Contexts) would send the password
+// across the network in clear: it is never sent from there, whatever the server would say.
+const INSECURE = window.isSecureContext ? '' :
+  'This page is not encrypted: open the webmail at its https:// address to log in.';
+
 function showLogin(message) {
   if (state.events) { state.events.close(); state.events = null; }
   $('app').hidden = true;
   $('login').hidden = false;
-  $('login-error').textContent = message || '';
+  $('login-error').textContent = message || INSECURE;
   $('login-user').focus();
 }
 
 $('login').addEventListener('submit', async (e) => {
   e.preventDefault();
-  $('login-error').textContent = '';
+  $('login-error').textContent = INSECURE;
+  if (INSECURE) return;
   const response = await fetch('/api/login', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json' },
