@@ -1489,3 +1489,52 @@ async fn uploads_of_sessions_that_expire_or_are_pushed_out_are_freed() {
     wait_for_uploads(store, 0).await;
     assert!(site.sessions.is_empty());
 }
+
+#[tokio::test]
+async fn deeply_nested_json_is_refused_never_a_stack_overflow() {
+    // Issue 14: no recursion on attacker-controlled depth. serde_json stops at 128 levels.
+    let site = site().await;
+    let mut b = Browser::new(&site);
+    let deep = |depth: usize| {
+        format!(
+            "{{\"username\": {}1{}, \"password\": \"x\"}}",
+            "[".repeat(depth),
+            "]".repeat(depth)
+        )
+    };
+    let login = b
+        .send(
+            Method::POST,
+            "/api/login",
+            &[("content-type", "application/json")],
+            deep(100_000).into_bytes(),
+        )
+        .await;
+    assert!(login.status.is_client_error(), "{}", login.status);
+    b.login("alice@localhost", PW).await;
+    let calls = format!(
+        "{{\"methodCalls\": [[\"Mailbox/get\", {{\"x\": {}1{}}}, \"m\"]]}}",
+        "{\"a\":".repeat(200_000),
+        "}".repeat(200_000)
+    );
+    let csrf = b.csrf.clone().unwrap();
+    let api = b
+        .send(
+            Method::POST,
+            "/jmap/api",
+            &[
+                ("content-type", "application/json"),
+                ("x-csrf-token", &csrf),
+            ],
+            calls.into_bytes(),
+        )
+        .await;
+    assert_eq!(api.status, StatusCode::BAD_REQUEST);
+    assert!(
+        api.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("recursion limit")
+    );
+    assert_eq!(b.get("/jmap/session").await.status, StatusCode::OK);
+}
