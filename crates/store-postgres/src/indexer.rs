@@ -262,3 +262,82 @@ impl Activity {
         last != 0 && self.now_ms().saturating_sub(last) < within.as_millis() as u64
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use store::{Delivery, Store, TextScope};
+
+    use crate::{query_one, test_store};
+
+    /// Issue 14: a message that fails to index is skipped and recorded, never retried in a
+    /// loop, and does not hold up the others (which share its step).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_that_fails_to_index_is_skipped_and_recorded() {
+        let Some((_cluster, store, id)) = test_store().await else {
+            return;
+        };
+        // The database refuses one message's index row, as a damaged index would.
+        let client = store.client().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE FUNCTION poison() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.body LIKE '%poisonword%' THEN RAISE EXCEPTION 'poisoned' USING ERRCODE = '22000'; \
+                 END IF; RETURN NEW; END $$; \
+                 CREATE TRIGGER poison BEFORE INSERT ON search FOR EACH ROW EXECUTE FUNCTION poison();",
+            )
+            .await
+            .unwrap();
+        let deliver = |raw: String| {
+            store.deliver(Delivery {
+                data: raw.into_bytes(),
+                recipients: vec![id],
+                internal_date: 0,
+                summary: None,
+            })
+        };
+        deliver("Subject: bad\r\n\r\npoisonword\r\n".into())
+            .await
+            .unwrap();
+        for i in 0..3 {
+            deliver(format!("Subject: good{i}\r\n\r\ngoodword\r\n"))
+                .await
+                .unwrap();
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the index backlog drains");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.index_failures().await.unwrap(), 1);
+        let report = store.verify().await.unwrap();
+        assert_eq!(report.index_failures, 1);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let reason: String = query_one(&client, "SELECT error FROM index_failures", &[])
+            .await
+            .unwrap()
+            .get(0);
+        assert!(reason.contains("poisoned"), "{reason}");
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        assert_eq!(
+            store
+                .search_text(inbox, "goodword", TextScope::Body)
+                .await
+                .unwrap(),
+            [2, 3, 4]
+        );
+        // Not tried again: later mail is indexed, the failure stays one.
+        deliver("Subject: later\r\n\r\nlaterword\r\n".into())
+            .await
+            .unwrap();
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the index backlog drains");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.index_failures().await.unwrap(), 1);
+        // Its record goes with the message.
+        store.expunge(inbox, &[1]).await.unwrap();
+        assert_eq!(store.index_failures().await.unwrap(), 0);
+    }
+}

@@ -19,6 +19,7 @@
 
 mod notes;
 mod schema;
+mod uploads;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -40,6 +41,7 @@ use store::{
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
+use uploads::{UPLOAD_IDLE_SECS, free_uploads, upload_usage};
 
 pub use notes::Note;
 
@@ -301,43 +303,6 @@ impl PostgresStore {
         .await?;
         Ok(row.get::<_, i64>(0) == 0)
     }
-}
-
-/// An upload nobody added to for this long is abandoned (an IMAP session idle that long has
-/// been logged out).
-const UPLOAD_IDLE_SECS: i64 = 3600;
-
-/// Frees the uploads of `node`'s previous run and every abandoned one.
-async fn free_uploads(client: &deadpool_postgres::Client, node: &str) -> Result<()> {
-    let row = query_one(
-        client,
-        "WITH gone AS (DELETE FROM uploads WHERE node = $1 OR touched < $2 RETURNING id) \
-         SELECT COUNT(*), COALESCE(SUM((SELECT SUM(octet_length(c.data)) FROM upload_chunks c \
-         WHERE c.upload_id = gone.id)), 0)::BIGINT FROM gone",
-        &[&node, &(now() - UPLOAD_IDLE_SECS)],
-    )
-    .await?;
-    let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
-    if count > 0 {
-        tracing::info!(
-            uploads = count,
-            bytes,
-            "freed the uploads of interrupted APPENDs"
-        );
-    }
-    Ok(())
-}
-
-/// How many uploads there are and the bytes they hold.
-async fn upload_usage<C: GenericClient>(c: &C) -> Result<(u64, u64)> {
-    let row = query_one(
-        c,
-        "SELECT (SELECT COUNT(*) FROM uploads), \
-         (SELECT COALESCE(SUM(octet_length(data)), 0)::BIGINT FROM upload_chunks)",
-        &[],
-    )
-    .await?;
-    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
 fn mailbox_from_row(row: &Row) -> Mailbox {

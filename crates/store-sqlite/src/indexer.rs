@@ -1,15 +1,18 @@
 //! The full-text indexer, run by the writer thread between write batches.
 //!
 //! Deliveries only record a blob in `index_queue`; this moves queued texts into the FTS5
-//! `search` table (what is indexed of a message: `store::index`). Each step is one
-//! transaction bounded by bytes read ([`store::index::STEP_BYTES`]), by count and by time,
-//! and always indexes at least its first message, so the queue drains whatever the sizes. The
-//! writer takes waiting write jobs between steps (a step waits for 20 ms without jobs, but
-//! under a load that never pauses it runs anyway every 2 s), and rests a quarter of a step's
-//! duration after it, so other processes on the same database (admin commands) get the write
-//! lock too. A message whose text cannot be derived or stored goes to `index_failures` and
-//! leaves the queue; errors of the database itself (disk full, I/O) end the step and the
-//! indexer tries again later, waiting longer each time.
+//! `search` table (what is indexed of a message: `store::index`), and deletes the index
+//! entries of deleted messages that EXPUNGE left in `search_trash` (deleting from FTS5 writes
+//! about as much as indexing did). Each step is one transaction bounded by bytes read
+//! ([`store::index::STEP_BYTES`]), by count and by time, and always does at least one thing
+//! (a deleted entry or a message, whatever its size), so the queue drains. The writer takes
+//! waiting write jobs between steps (a step waits for 20 ms without jobs, but under a load
+//! that never pauses it runs anyway every 2 s), and rests a quarter of a step's duration after
+//! it, so other processes on the same database (admin commands) get the write lock too. A
+//! message whose text cannot be derived or stored goes to `index_failures` and leaves the
+//! queue; errors of the database itself (disk full, I/O) end the step and the indexer tries
+//! again later, waiting longer each time. Steps wait while the disk is nearly full
+//! (`crate::space`).
 
 use std::io::Read;
 use std::time::{Duration, Instant};
@@ -26,6 +29,10 @@ const STEP_TIME: Duration = Duration::from_millis(30);
 const QUIET: Duration = Duration::from_millis(20);
 /// Under a load that never pauses, index anyway this long after the last step.
 const MAX_DEFER: Duration = Duration::from_secs(2);
+/// Room (beyond the disk reserve) an index step needs.
+const INDEX_ROOM: u64 = 24 << 20;
+/// How often to look again while the disk has no room for a step.
+const ROOM_WAIT: Duration = Duration::from_secs(5);
 /// First and longest wait after a failed step.
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
@@ -81,9 +88,10 @@ impl Schedule {
     /// Runs one step if the disk has room for it, and plans the next.
     pub(crate) fn run(&mut self, conn: &Connection, space: &crate::space::Space) {
         let started = Instant::now();
-        // An index step adds up to a few MiB (text and its trigrams).
-        if space.budget(conn, 4 * index::STEP_BYTES) < 8 * index::STEP_BYTES {
-            self.due = started + BACKOFF_MAX;
+        // A step adds its texts (a few MiB at most) and their trigrams (up to three times
+        // as much): it waits while the disk has less room than that left over.
+        if space.budget(conn, INDEX_ROOM) < INDEX_ROOM {
+            self.due = started + ROOM_WAIT;
             return;
         }
         match step(conn) {
@@ -112,7 +120,7 @@ impl Schedule {
 pub(crate) fn step(conn: &Connection) -> rusqlite::Result<bool> {
     // Most of the time nothing waits: no write lock for that.
     let any: Option<i64> = conn
-        .prepare_cached("SELECT 1 FROM index_queue LIMIT 1")?
+        .prepare_cached("SELECT 1 FROM index_queue UNION ALL SELECT 1 FROM search_trash LIMIT 1")?
         .query_row([], |r| r.get(0))
         .optional()?;
     if any.is_none() {
@@ -133,6 +141,25 @@ pub(crate) fn step(conn: &Connection) -> rusqlite::Result<bool> {
 
 fn step_in_transaction(conn: &Connection) -> rusqlite::Result<bool> {
     let started = Instant::now();
+    // Index entries of deleted messages first: each costs about what indexing it did.
+    let trash: Vec<i64> = conn
+        .prepare_cached("SELECT search_rowid FROM search_trash LIMIT ?1")?
+        .query_map([STEP_COUNT], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut emptied = 0;
+    for rowid in &trash {
+        if emptied > 0 && started.elapsed() >= STEP_TIME {
+            return Ok(true);
+        }
+        emptied += 1;
+        conn.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+            .execute([rowid])?;
+        conn.prepare_cached("DELETE FROM search_trash WHERE search_rowid = ?1")?
+            .execute([rowid])?;
+    }
+    if trash.len() as i64 == STEP_COUNT {
+        return Ok(true);
+    }
     // Ids and sizes only: a message's bytes are read when its turn comes, and only as far as
     // the index reads them.
     let queued: Vec<(String, Option<i64>)> = conn
@@ -145,7 +172,9 @@ fn step_in_transaction(conn: &Connection) -> rusqlite::Result<bool> {
     let mut done = 0;
     let mut bytes = 0u64;
     for (blob_id, rowid) in &queued {
-        if done > 0 && (bytes >= index::STEP_BYTES || started.elapsed() >= STEP_TIME) {
+        if (done > 0 || emptied > 0)
+            && (bytes >= index::STEP_BYTES || started.elapsed() >= STEP_TIME)
+        {
             break;
         }
         done += 1;
@@ -231,4 +260,207 @@ fn transient(e: &rusqlite::Error) -> bool {
                 | ErrorCode::FileLockingProtocolFailed
         )
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use rusqlite::Connection;
+    use store::{Address, Delivery, MessageSummary, Role, Secrets, Store, TextScope};
+
+    use crate::SqliteStore;
+
+    async fn account(store: &SqliteStore) -> i64 {
+        store.add_domain("i.test").await.unwrap();
+        store
+            .create_account(
+                &Address::parse("i@i.test").unwrap(),
+                &Secrets {
+                    password_hash: "h".into(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap()
+    }
+
+    fn delivery(account: i64, raw: Vec<u8>) -> Delivery {
+        let end = raw
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(raw.len(), |p| p + 4);
+        Delivery {
+            summary: Some(MessageSummary {
+                envelope: b"(NIL)".to_vec(),
+                body_structure: b"()".to_vec(),
+                body: b"()".to_vec(),
+                header: raw[..end].to_vec(),
+            }),
+            data: raw,
+            recipients: vec![account],
+            internal_date: 0,
+        }
+    }
+
+    async fn drained(store: &SqliteStore) {
+        let deadline = Instant::now() + Duration::from_secs(180);
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the index backlog drains");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Issue 14: a message of 40 MB or more made every index step load it whole, find its
+    /// time budget spent before indexing anything and start over, holding the write lock all
+    /// along: indexing stopped for good and other processes' writes failed after 30 s.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_50_mb_message_is_indexed_while_another_process_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let server = SqliteStore::open(dir.path()).unwrap();
+        let id = account(&server).await;
+        let mut raw = b"Subject: huge\r\n\r\nwordnearthestart\r\n".to_vec();
+        let line = b"0123456789abcdefghijklmnopqrstuvwxyz0123456789abcdefghijklmnopqrstuvwx\r\n";
+        while raw.len() < 50_000_000 {
+            raw.extend_from_slice(line);
+        }
+        server.deliver(delivery(id, raw)).await.unwrap();
+        // An admin command is another process with its own connection: its writes need the
+        // write lock the indexer takes between them.
+        let admin = SqliteStore::open_as(dir.path(), Role::Admin).unwrap();
+        for i in 0..5 {
+            admin.add_domain(&format!("a{i}.test")).await.unwrap();
+        }
+        server
+            .deliver(delivery(
+                id,
+                b"Subject: small\r\n\r\nwordofthesmallone\r\n".to_vec(),
+            ))
+            .await
+            .unwrap();
+        drained(&server).await;
+        let inbox = server.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        for (word, uid) in [("wordnearthestart", 1), ("wordofthesmallone", 2)] {
+            assert_eq!(
+                server
+                    .search_text(inbox, word, TextScope::Body)
+                    .await
+                    .unwrap(),
+                [uid]
+            );
+        }
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        let indexed: i64 = conn
+            .query_row("SELECT COUNT(*) FROM search", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(indexed, 2);
+    }
+
+    /// EXPUNGE leaves the index entry to the indexer, which deletes it when idle.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deleted_texts_leave_the_index_when_the_writer_is_idle() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let id = account(&store).await;
+        for word in ["firstword", "secondword"] {
+            store
+                .deliver(delivery(
+                    id,
+                    format!("Subject: s\r\n\r\n{word}\r\n").into_bytes(),
+                ))
+                .await
+                .unwrap();
+        }
+        drained(&store).await;
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        store.expunge(inbox, &[1]).await.unwrap();
+        assert!(
+            store
+                .search_text(inbox, "firstword", TextScope::Body)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        let count = |sql: &str| conn.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while count("SELECT COUNT(*) FROM search_trash") > 0 {
+            assert!(Instant::now() < deadline, "the trash is emptied");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(count("SELECT COUNT(*) FROM search"), 1);
+        assert_eq!(
+            store
+                .search_text(inbox, "secondword", TextScope::Body)
+                .await
+                .unwrap(),
+            [2]
+        );
+    }
+
+    /// Issue 14: a message that fails to index is skipped and recorded, never retried in a
+    /// loop, and does not hold up the others.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_message_that_fails_to_index_is_skipped_and_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let id = account(&store).await;
+        // The database refuses one message's index entry, as a damaged index would.
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER poison BEFORE UPDATE OF search_rowid ON summaries \
+             WHEN instr(OLD.header, 'X-Poison') > 0 BEGIN SELECT RAISE(ABORT, 'poisoned'); END;",
+        )
+        .unwrap();
+        store
+            .deliver(delivery(
+                id,
+                b"Subject: bad\r\nX-Poison: yes\r\n\r\npoisonword\r\n".to_vec(),
+            ))
+            .await
+            .unwrap();
+        for i in 0..3 {
+            store
+                .deliver(delivery(
+                    id,
+                    format!("Subject: good{i}\r\n\r\ngoodword\r\n").into_bytes(),
+                ))
+                .await
+                .unwrap();
+        }
+        drained(&store).await;
+        assert_eq!(store.index_failures().await.unwrap(), 1);
+        let report = store.verify().await.unwrap();
+        assert_eq!(report.index_failures, 1);
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        let reason: String = conn
+            .query_row("SELECT error FROM index_failures", [], |r| r.get(0))
+            .unwrap();
+        assert!(reason.contains("poisoned"), "{reason}");
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        assert_eq!(
+            store
+                .search_text(inbox, "goodword", TextScope::Body)
+                .await
+                .unwrap(),
+            [2, 3, 4]
+        );
+        assert!(
+            store
+                .search_text(inbox, "poisonword", TextScope::Body)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        // Not tried again: more mail comes and goes through the indexer, the failure stays one.
+        store
+            .deliver(delivery(id, b"Subject: later\r\n\r\nlater\r\n".to_vec()))
+            .await
+            .unwrap();
+        drained(&store).await;
+        assert_eq!(store.index_failures().await.unwrap(), 1);
+        // Its record goes with the message.
+        store.expunge(inbox, &[1]).await.unwrap();
+        assert_eq!(store.index_failures().await.unwrap(), 0);
+    }
 }

@@ -16,6 +16,9 @@
 mod indexer;
 mod schema;
 mod space;
+mod uploads;
+
+use uploads::{UPLOAD_IDLE_SECS, free_uploads, server_lock, upload_usage};
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -39,9 +42,6 @@ use tokio::sync::oneshot;
 const MAX_BATCH: usize = 512;
 /// Idle read connections kept open.
 const MAX_IDLE_READERS: usize = 8;
-/// An upload nobody added to for this long is abandoned (an IMAP session idle that long has
-/// been logged out) and freed when the next one begins.
-const UPLOAD_IDLE_SECS: i64 = 3600;
 /// Stack of the writer thread, which also parses messages for the index: the size the
 /// runtime's threads get.
 const WRITER_STACK: usize = 8 << 20;
@@ -107,45 +107,6 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     conn.execute_batch("PRAGMA foreign_keys = ON; PRAGMA synchronous = FULL;")
         .map_err(backend)?;
     Ok(conn)
-}
-
-/// Takes the server's lock on the data directory: true if no other server has the store open
-/// (then every upload in it belongs to a process that is gone). The lock is shared while held.
-fn server_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
-    use rustix::fs::{FlockOperation, flock};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("pigeon.lock"))
-        .map_err(backend)?;
-    let alone = flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok();
-    flock(&file, FlockOperation::LockShared).map_err(|e| backend(std::io::Error::from(e)))?;
-    Ok((file, alone))
-}
-
-/// Frees every upload (at the start of the only server: big APPENDs a crash interrupted).
-fn free_uploads(conn: &Connection) -> Result<()> {
-    let (count, bytes) = upload_usage(conn).map_err(backend)?;
-    if count > 0 {
-        conn.execute("DELETE FROM uploads", []).map_err(backend)?;
-        tracing::info!(
-            uploads = count,
-            bytes,
-            "freed the uploads of interrupted APPENDs"
-        );
-    }
-    Ok(())
-}
-
-/// How many uploads there are and the bytes they hold.
-fn upload_usage(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
-    conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM uploads), \
-         (SELECT COALESCE(SUM(length(data)), 0) FROM upload_chunks)",
-        [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-    )
 }
 
 impl SqliteStore {
@@ -450,14 +411,17 @@ fn put_summary(conn: &Connection, blob_id: &str, summary: &MessageSummary) -> Re
     Ok(())
 }
 
-/// Removes the summary and index entry of a blob that is gone.
+/// Removes the summary of a blob that is gone; its index entry goes to `search_trash`, for
+/// the indexer to delete when the writer is idle (deleting a text from the index writes much
+/// more than the delete itself, so EXPUNGE stays quick and works on a full disk). Searches
+/// never see it: they join the index with the messages.
 fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
     let rowid: Option<Option<i64>> = conn
         .prepare_cached("DELETE FROM summaries WHERE blob_id = ?1 RETURNING search_rowid")?
         .query_row([blob_id], |r| r.get(0))
         .optional()?;
     if let Some(Some(rowid)) = rowid {
-        conn.prepare_cached("DELETE FROM search WHERE rowid = ?1")?
+        conn.prepare_cached("INSERT OR IGNORE INTO search_trash (search_rowid) VALUES (?1)")?
             .execute([rowid])?;
     }
     conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
@@ -561,7 +525,8 @@ fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
         [],
     )?;
     conn.execute(
-        "DELETE FROM search WHERE rowid NOT IN (SELECT search_rowid FROM summaries WHERE search_rowid IS NOT NULL)",
+        "INSERT OR IGNORE INTO search_trash (search_rowid) SELECT rowid FROM search \
+         WHERE rowid NOT IN (SELECT search_rowid FROM summaries WHERE search_rowid IS NOT NULL)",
         [],
     )?;
     Ok(())

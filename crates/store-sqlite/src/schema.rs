@@ -158,13 +158,17 @@ pub(crate) const MIGRATIONS: &[&str] = &[
         data BLOB NOT NULL,
         PRIMARY KEY (upload_id, seq)
     ) WITHOUT ROWID;",
-    // 8: messages the indexer gave up on (skipped, never retried in a loop); when an upload
-    // last grew, so one idle for an hour counts as abandoned.
+    // 8: messages the indexer gave up on (skipped, never retried in a loop); index entries of
+    // deleted messages, which the indexer deletes when idle; when an upload last grew, so one
+    // idle for an hour counts as abandoned.
     "CREATE TABLE index_failures (
         blob_id TEXT PRIMARY KEY,
         failed INTEGER NOT NULL,
         error TEXT NOT NULL
     ) WITHOUT ROWID;
+    CREATE TABLE search_trash (
+        search_rowid INTEGER PRIMARY KEY
+    );
     ALTER TABLE uploads ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
     UPDATE uploads SET touched = created;",
 ];

@@ -134,3 +134,170 @@ fn allocate(path: &Path, size: u64) -> std::io::Result<()> {
         Err(e) => Err(e.into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::{Path, PathBuf};
+    use std::process::Command;
+
+    use store::{Address, Delivery, Secrets, Store};
+
+    use crate::SqliteStore;
+
+    /// A small tmpfs mounted on a temporary directory (root only), unmounted when dropped.
+    struct Tmpfs {
+        dir: tempfile::TempDir,
+    }
+
+    impl Tmpfs {
+        /// None (after a loud notice) where mounting is impossible: not root, or root in a
+        /// container that may not mount (then a failure under `PIGEON_REQUIRE_ALL=1`).
+        fn mount(size: &str) -> Option<Tmpfs> {
+            if !rustix::process::geteuid().is_root() {
+                eprintln!("\n!!! SKIPPED: not root, cannot mount a small tmpfs to fill !!!\n");
+                return None;
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let out = Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .output()
+                .expect("run mount");
+            if !out.status.success() {
+                let why = String::from_utf8_lossy(&out.stderr);
+                if std::env::var("PIGEON_REQUIRE_ALL").as_deref() == Ok("1") {
+                    panic!("root but cannot mount a tmpfs (PIGEON_REQUIRE_ALL=1): {why}");
+                }
+                eprintln!("\n!!! SKIPPED: cannot mount a tmpfs: {why} !!!\n");
+                return None;
+            }
+            Some(Tmpfs { dir })
+        }
+
+        fn path(&self) -> &Path {
+            self.dir.path()
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
+        }
+    }
+
+    /// Fills the file system to the last block with a file; returns its path.
+    fn fill(dir: &Path) -> PathBuf {
+        let path = dir.join("filler");
+        let mut file = std::fs::File::create(&path).unwrap();
+        let block = vec![0xA5u8; 64 << 10];
+        while file.write_all(&block).is_ok() {}
+        let small = [0u8; 512];
+        while file.write_all(&small).is_ok() {}
+        let _ = file.sync_all();
+        path
+    }
+
+    /// Issue 14: on a full disk EXPUNGE failed, so users could not free space.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn mail_can_be_deleted_on_a_full_disk() {
+        let Some(disk) = Tmpfs::mount("128m") else {
+            return;
+        };
+        let store = SqliteStore::open(disk.path()).unwrap();
+        assert!(crate::space::Space::new(disk.path()).has_reserve());
+        store.add_domain("f.test").await.unwrap();
+        let id = store
+            .create_account(
+                &Address::parse("f@f.test").unwrap(),
+                &Secrets {
+                    password_hash: "h".into(),
+                    scram: None,
+                },
+            )
+            .await
+            .unwrap();
+        // Text of random words, indexed: deleting it from the index writes much more than
+        // the delete itself (this is what failed).
+        let message = |n: usize, indexed: bool| {
+            let mut raw = format!("Subject: {n}\r\n\r\n").into_bytes();
+            let header = raw.clone();
+            let mut x = n as u64 * 7919 + 1;
+            // Indexed ones of 512 KiB, the others (which only fill the disk) of 2 MiB.
+            let size = if indexed { 512 << 10 } else { 2 << 20 };
+            while raw.len() < size {
+                x = x
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                for k in 0..(x >> 61) + 2 {
+                    raw.push(b'a' + ((x >> ((k % 11) * 5 + 3)) % 26) as u8);
+                }
+                raw.push(b' ');
+            }
+            Delivery {
+                data: raw,
+                recipients: vec![id],
+                internal_date: 0,
+                summary: indexed.then(|| store::MessageSummary {
+                    envelope: b"(NIL)".to_vec(),
+                    body_structure: b"()".to_vec(),
+                    body: b"()".to_vec(),
+                    header,
+                }),
+            }
+        };
+        let mut delivered = 0;
+        while delivered < 20 {
+            store.deliver(message(delivered, true)).await.unwrap();
+            delivered += 1;
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "indexed");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        // Mail is refused before the disk is full: room for deletions stays. (Unindexed, to
+        // fill quickly.)
+        while store.deliver(message(delivered, false)).await.is_ok() {
+            delivered += 1;
+            assert!(delivered < 200, "deliveries stop before the disk is full");
+        }
+        // Something else takes the rest, to the last block.
+        let filler = fill(disk.path());
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        store
+            .set_flags(inbox, &[1, 2, 3], store::flags::DELETED, 0)
+            .await
+            .expect("flags change on a full disk");
+        assert!(
+            !disk.path().join("pigeon.reserve").exists(),
+            "the reserve made room"
+        );
+        assert_eq!(
+            store
+                .expunge(inbox, &[1, 2, 3])
+                .await
+                .expect("expunge on a full disk"),
+            [1, 2, 3]
+        );
+        let uids: Vec<u32> = (4..=delivered as u32).collect();
+        assert_eq!(store.expunge(inbox, &uids).await.unwrap(), uids);
+        let report = store.verify().await.unwrap();
+        assert!(report.problems.is_empty(), "{:?}", report.problems);
+        // Once there is space again, mail comes in, and the index catches up.
+        std::fs::remove_file(filler).unwrap();
+        store
+            .deliver(message(0, true))
+            .await
+            .expect("delivery after space came back");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(std::time::Instant::now() < deadline, "indexed again");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        drop(store);
+    }
+}
