@@ -135,6 +135,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 secure,
                 allow_plaintext_on_loopback: config.auth.plaintext_on_loopback(Protocol::Http),
                 max_sessions_per_account: config.webmail.max_sessions_per_account,
+                max_connections: config.limits.max_connections,
             },
         })
     };

@@ -53,6 +53,9 @@ pub struct Settings {
     pub allow_plaintext_on_loopback: bool,
     /// Most sessions of one account; a further login ends the one unused longest.
     pub max_sessions_per_account: usize,
+    /// Most connections one listener serves at once (`[limits] max_connections`, as for the
+    /// other protocols); more wait to be accepted.
+    pub max_connections: usize,
 }
 
 /// The state every handler gets.
@@ -102,8 +105,6 @@ pub fn router(webmail: Shared) -> Router {
         .with_state(webmail)
 }
 
-/// Most connections one listener serves at once; more wait to be accepted.
-const MAX_CONNECTIONS: usize = 10_000;
 /// A request's head must arrive within this long (slow or idle clients are dropped).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -122,15 +123,17 @@ pub async fn serve_tls(
     accept_loop(listener, Some(acceptor), webmail).await
 }
 
-/// Accepts connections (at most [`MAX_CONNECTIONS`] at once) and serves each over HTTP/1.1,
+/// Accepts connections (at most `Settings::max_connections` at once) and serves each over HTTP/1.1,
 /// with a deadline for the TLS handshake and for every request head.
 async fn accept_loop(
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     webmail: Shared,
 ) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(
+        webmail.settings.max_connections.max(1),
+    ));
     let app = router(webmail);
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;

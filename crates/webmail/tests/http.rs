@@ -107,6 +107,7 @@ async fn site_of(options: Options) -> Site {
             secure: options.secure,
             allow_plaintext_on_loopback: options.allow_plaintext_on_loopback,
             max_sessions_per_account: options.max_sessions_per_account,
+            max_connections: 10_000,
         },
     });
     Site {
