@@ -61,8 +61,11 @@ struct Ran {
 /// (`run(None)`) so deletions keep their room (see `space`).
 struct Job {
     grows: u64,
-    run: Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>,
+    run: RunJob,
 }
+
+/// Runs a job on the writer's connection, or refuses it (None).
+type RunJob = Box<dyn FnOnce(Option<&Connection>) -> Ran + Send>;
 
 /// The SQLite store.
 pub struct SqliteStore {
