@@ -37,52 +37,89 @@ const ROOM_WAIT: Duration = Duration::from_secs(5);
 const BACKOFF_MIN: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// When the writer should index next.
+/// When the writer should index next. Pure bookkeeping: every method is told the time.
 pub(crate) struct Schedule {
     enabled: bool,
     /// Texts may be waiting.
     pending: bool,
-    /// Not before this.
-    due: Instant,
-    /// The last step ended then (or the writer started).
+    /// The writer's last batch ended then: a step waits for [`QUIET`] after it.
+    last_batch: Instant,
+    /// The last step ended then (or texts became pending): under a load that never pauses, a
+    /// step runs [`MAX_DEFER`] after it anyway.
     last_step: Instant,
+    /// Not before this: the rest after a step, the back-off after a failure, the wait for
+    /// disk room.
+    not_before: Instant,
     backoff: Duration,
+}
+
+/// How a step went.
+pub(crate) enum Outcome {
+    /// It ran; more texts may wait.
+    Done { more: bool },
+    /// The database failed.
+    Failed,
+    /// The disk has no room for it.
+    NoRoom,
 }
 
 impl Schedule {
     /// Texts may be left from before a restart, so an enabled indexer starts by looking.
-    pub(crate) fn new(enabled: bool) -> Schedule {
-        let now = Instant::now();
+    pub(crate) fn new(enabled: bool, now: Instant) -> Schedule {
         Schedule {
             enabled,
             pending: enabled,
-            due: now,
+            last_batch: now,
             last_step: now,
+            not_before: now,
             backoff: BACKOFF_MIN,
         }
     }
 
-    /// When to run the next step, if texts may be waiting.
+    /// When to run the next step if no job comes first, if texts may be waiting.
     pub(crate) fn due(&self) -> Option<Instant> {
-        self.pending.then_some(self.due)
+        let quiet = (self.last_batch + QUIET).min(self.last_step + MAX_DEFER);
+        self.pending.then_some(quiet.max(self.not_before))
     }
 
     /// Whether a step is owed now even though write jobs are waiting.
     pub(crate) fn overdue(&self, now: Instant) -> bool {
-        self.pending && now >= self.due && now.duration_since(self.last_step) >= MAX_DEFER
+        self.pending && now >= self.not_before && now >= self.last_step + MAX_DEFER
     }
 
-    /// The writer committed a batch (which may have queued texts): index after a quiet moment.
-    pub(crate) fn after_batch(&mut self) {
+    /// The writer committed a batch (which may have queued texts).
+    pub(crate) fn after_batch(&mut self, now: Instant) {
         if !self.enabled {
             return;
         }
-        let now = Instant::now();
         if !self.pending {
             self.pending = true;
             self.last_step = now;
         }
-        self.due = self.due.max(now + QUIET);
+        self.last_batch = now;
+    }
+
+    /// Plans the next step after one that began at `started` and ended at `now`.
+    pub(crate) fn after_step(&mut self, outcome: Outcome, started: Instant, now: Instant) {
+        match outcome {
+            Outcome::Done { more } => {
+                self.backoff = BACKOFF_MIN;
+                self.pending = more;
+                self.last_step = now;
+                // The rest lets other processes take the write lock.
+                let rest = ((now - started) / 4).clamp(Duration::from_millis(1), QUIET * 10);
+                self.not_before = now + rest;
+            }
+            Outcome::Failed => {
+                self.last_step = now;
+                self.not_before = now + self.backoff;
+                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
+            }
+            Outcome::NoRoom => {
+                self.last_step = now;
+                self.not_before = now + ROOM_WAIT;
+            }
+        }
     }
 
     /// Runs one step if the disk has room for it, and plans the next.
@@ -90,28 +127,21 @@ impl Schedule {
         let started = Instant::now();
         // A step adds its texts (a few MiB at most) and their trigrams (up to three times
         // as much): it waits while the disk has less room than that left over.
-        if space.budget(conn, INDEX_ROOM) < INDEX_ROOM {
-            self.due = started + ROOM_WAIT;
-            return;
-        }
-        match step(conn) {
-            Ok(more) => {
-                self.backoff = BACKOFF_MIN;
-                self.pending = more;
-                let took = started.elapsed();
-                self.last_step = Instant::now();
-                self.due = self.last_step + (took / 4).clamp(Duration::from_millis(1), QUIET * 10);
-            }
-            Err(e) => {
-                tracing::error!(error = %e, retry_in = ?self.backoff, "sqlite: indexing failed");
-                if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
-                    space.disk_full();
+        let outcome = if space.budget(conn, INDEX_ROOM) < INDEX_ROOM {
+            Outcome::NoRoom
+        } else {
+            match step(conn) {
+                Ok(more) => Outcome::Done { more },
+                Err(e) => {
+                    tracing::error!(error = %e, retry_in = ?self.backoff, "sqlite: indexing failed");
+                    if e.sqlite_error_code() == Some(ErrorCode::DiskFull) {
+                        space.disk_full();
+                    }
+                    Outcome::Failed
                 }
-                self.last_step = Instant::now();
-                self.due = self.last_step + self.backoff;
-                self.backoff = (self.backoff * 2).min(BACKOFF_MAX);
             }
-        }
+        };
+        self.after_step(outcome, started, Instant::now());
     }
 }
 
@@ -260,6 +290,76 @@ fn transient(e: &rusqlite::Error) -> bool {
                 | ErrorCode::FileLockingProtocolFailed
         )
     )
+}
+
+#[cfg(test)]
+mod schedule_tests {
+    use std::time::{Duration, Instant};
+
+    use super::{MAX_DEFER, Outcome, QUIET, Schedule};
+
+    #[test]
+    fn a_quiet_writer_indexes_soon_after_its_last_batch() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(true, t0);
+        assert_eq!(
+            s.due(),
+            Some(t0 + QUIET),
+            "leftovers from before a restart soon"
+        );
+        s.after_step(Outcome::Done { more: false }, t0, t0);
+        assert_eq!(s.due(), None, "nothing waits");
+        let t1 = t0 + Duration::from_secs(10);
+        s.after_batch(t1);
+        assert_eq!(s.due(), Some(t1 + QUIET));
+        assert!(
+            Schedule::new(false, t0).due().is_none(),
+            "admin commands never index"
+        );
+    }
+
+    #[test]
+    fn a_load_that_never_pauses_does_not_starve_indexing() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(true, t0);
+        s.after_step(Outcome::Done { more: true }, t0, t0);
+        let mut t = t0;
+        while !s.overdue(t) {
+            t += Duration::from_millis(5);
+            s.after_batch(t);
+            assert!(
+                t < t0 + 2 * MAX_DEFER,
+                "a step is owed within {MAX_DEFER:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn steps_rest_and_failures_back_off() {
+        let t0 = Instant::now();
+        let mut s = Schedule::new(true, t0);
+        let end = t0 + Duration::from_millis(400);
+        s.after_step(Outcome::Done { more: true }, t0, end);
+        assert_eq!(
+            s.due(),
+            Some(end + Duration::from_millis(100)),
+            "a quarter of the step"
+        );
+        s.after_step(Outcome::Failed, end, end);
+        assert_eq!(s.due(), Some(end + Duration::from_secs(1)));
+        s.after_step(Outcome::Failed, end, end);
+        assert_eq!(
+            s.due(),
+            Some(end + Duration::from_secs(2)),
+            "longer each time"
+        );
+        assert!(
+            !s.overdue(end + Duration::from_millis(1500)),
+            "not even under load"
+        );
+        s.after_step(Outcome::Done { more: true }, end, end);
+        assert_eq!(s.due(), Some(end + Duration::from_millis(1)));
+    }
 }
 
 #[cfg(test)]

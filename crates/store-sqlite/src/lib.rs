@@ -231,7 +231,7 @@ impl SqliteStore {
 /// The writer thread: commits batches of jobs and, between them, indexes (if `index`).
 fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, dir: &Path, index: bool) {
     let space = space::Space::new(dir);
-    let mut schedule = indexer::Schedule::new(index);
+    let mut schedule = indexer::Schedule::new(index, std::time::Instant::now());
     loop {
         let first = match schedule.due() {
             Some(due) => {
@@ -263,7 +263,7 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, dir: &Path, index: boo
             }
         }
         commit_batch(&conn, batch, &space);
-        schedule.after_batch();
+        schedule.after_batch(std::time::Instant::now());
     }
 }
 
