@@ -6,6 +6,11 @@
 
 use mail_parser::{HeaderName, Message, MessageParser, MessagePart, PartType};
 
+use crate::mime::MAX_DEPTH;
+
+/// The structure of an empty text part: a message without a body, or an empty multipart.
+const EMPTY_TEXT: &[u8] = b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
+
 fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
     let quotable = s.len() < 1024
         && s.iter()
@@ -156,21 +161,15 @@ pub fn structures(raw: &[u8], message: Option<&Message<'_>>) -> (Vec<u8>, Vec<u8
     match message {
         Some(message) => {
             write_envelope(&mut envelope, raw, message, false);
-            part_structure(&mut body, raw, message, message.root_part(), false, false);
-            part_structure(
-                &mut body_structure,
-                raw,
-                message,
-                message.root_part(),
-                true,
-                false,
-            );
+            let root = message.root_part();
+            let lines = Lines::new(raw);
+            part_structure(&mut body, &lines, message, root, false, false, 0);
+            part_structure(&mut body_structure, &lines, message, root, true, false, 0);
         }
         None => {
             envelope.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
-            let plain = b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
-            body.extend_from_slice(plain);
-            body_structure.extend_from_slice(plain);
+            body.extend_from_slice(EMPTY_TEXT);
+            body_structure.extend_from_slice(EMPTY_TEXT);
         }
     }
     (envelope, body, body_structure)
@@ -241,21 +240,64 @@ fn disposition(out: &mut Vec<u8>, part: &MessagePart<'_>, utf8: bool) {
     }
 }
 
+/// Counts the lines of byte ranges of one message. The line ends are found once: every
+/// nested message part contains the next, so counting each part's own bytes would read a
+/// message once per level.
+struct Lines<'r> {
+    raw: &'r [u8],
+    ends: std::cell::OnceCell<Vec<u32>>,
+}
+
+impl<'r> Lines<'r> {
+    fn new(raw: &'r [u8]) -> Lines<'r> {
+        Lines {
+            raw,
+            ends: std::cell::OnceCell::new(),
+        }
+    }
+
+    /// Lines in `range` (RFC 9051 body-fld-lines); a last line without a line end counts too.
+    fn count(&self, range: std::ops::Range<usize>) -> usize {
+        let Some(body) = self.raw.get(range.clone()) else {
+            return 0;
+        };
+        let ends = self.ends.get_or_init(|| {
+            let at = self.raw.iter().enumerate().filter(|(_, b)| **b == b'\n');
+            at.map(|(i, _)| i as u32).collect()
+        });
+        let before = |end: usize| ends.partition_point(|&p| (p as usize) < end);
+        before(range.end) - before(range.start)
+            + usize::from(!body.is_empty() && !body.ends_with(b"\n"))
+    }
+}
+
+/// Writes the BODY/BODYSTRUCTURE of `part` at nesting `depth`. Recursive, but over a message
+/// from [`crate::mime::parse`], which is never deeper than [`MAX_DEPTH`]; the depth is
+/// checked here too, so no input can make this recurse further.
 fn part_structure(
     out: &mut Vec<u8>,
-    raw: &[u8],
+    lines: &Lines<'_>,
     message: &Message<'_>,
     part: &MessagePart<'_>,
     extensible: bool,
     utf8: bool,
+    depth: usize,
 ) {
+    let raw = lines.raw;
     let content_type = content_header(part, HeaderName::ContentType);
-    if let PartType::Multipart(children) = &part.body {
+    let deep = depth >= MAX_DEPTH;
+    if let (PartType::Multipart(children), false) = (&part.body, deep) {
         out.push(b'(');
+        let mut any = false;
         for &child in children {
             if let Some(child) = message.parts.get(child as usize) {
-                part_structure(out, raw, message, child, extensible, utf8);
+                part_structure(out, lines, message, child, extensible, utf8, depth + 1);
+                any = true;
             }
+        }
+        if !any {
+            // RFC 9051 body-type-mpart needs at least one part.
+            out.extend_from_slice(EMPTY_TEXT);
         }
         out.push(b' ');
         upper_quoted(
@@ -272,7 +314,11 @@ fn part_structure(
         out.push(b')');
         return;
     }
+    // A multipart or message part left opaque (deeper than MAX_DEPTH, or unparsable) cannot
+    // be shown as what it claims: its BODYSTRUCTURE would need children.
+    let opaque = deep || crate::mime::is_opaque(part);
     let (ctype, subtype) = match content_type {
+        _ if opaque => ("APPLICATION".to_string(), "OCTET-STREAM".to_string()),
         Some(ct) => (
             ct.c_type.to_string(),
             ct.subtype().unwrap_or("PLAIN").to_string(),
@@ -306,20 +352,34 @@ fn part_structure(
         .unwrap_or_else(|| "7BIT".into());
     string(out, encoding.as_bytes(), false);
     out.extend_from_slice(format!(" {}", body.len()).as_bytes());
-    // Lines of the body; a last line without a line end counts too.
-    let lines = body.iter().filter(|&&b| b == b'\n').count()
-        + usize::from(!body.is_empty() && !body.ends_with(b"\n"));
+    let line_count = lines.count(part.offset_body as usize..part.offset_end as usize);
     match &part.body {
-        PartType::Message(nested) if ctype.eq_ignore_ascii_case("message") => {
-            // mail-parser's offsets in a nested message are positions in the outer raw bytes.
+        PartType::Message(nested) if !opaque && ctype.eq_ignore_ascii_case("message") => {
+            // mail-parser's offsets in a nested message are positions in its raw_message field: the
+            // outer message, or the decoded bytes of a base64/quoted-printable one.
+            let nested_raw: &[u8] = &nested.raw_message;
             out.push(b' ');
-            write_envelope(out, raw, nested, utf8);
+            write_envelope(out, nested_raw, nested, utf8);
             out.push(b' ');
-            part_structure(out, raw, nested, nested.root_part(), extensible, utf8);
-            out.extend_from_slice(format!(" {lines}").as_bytes());
+            let root = nested.root_part();
+            if std::ptr::eq(nested_raw, raw) {
+                part_structure(out, lines, nested, root, extensible, utf8, depth + 1);
+            } else {
+                let nested_lines = Lines::new(nested_raw);
+                part_structure(
+                    out,
+                    &nested_lines,
+                    nested,
+                    root,
+                    extensible,
+                    utf8,
+                    depth + 1,
+                );
+            }
+            out.extend_from_slice(format!(" {line_count}").as_bytes());
         }
         _ if ctype.eq_ignore_ascii_case("text") => {
-            out.extend_from_slice(format!(" {lines}").as_bytes())
+            out.extend_from_slice(format!(" {line_count}").as_bytes())
         }
         _ => {}
     }
@@ -334,18 +394,20 @@ fn part_structure(
 /// BODYSTRUCTURE (`extensible`) or BODY of a message.
 pub fn body_structure(raw: &[u8], extensible: bool, utf8: bool) -> Vec<u8> {
     let mut out = Vec::new();
-    match MessageParser::default().parse(raw) {
-        Some(message) => part_structure(
-            &mut out,
-            raw,
-            &message,
-            message.root_part(),
-            extensible,
-            utf8,
-        ),
-        None => out.extend_from_slice(
-            b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)",
-        ),
+    match crate::mime::parse(raw) {
+        Some(message) => {
+            let root = message.root_part();
+            part_structure(
+                &mut out,
+                &Lines::new(raw),
+                &message,
+                root,
+                extensible,
+                utf8,
+                0,
+            )
+        }
+        None => out.extend_from_slice(EMPTY_TEXT),
     }
     out
 }
@@ -363,62 +425,81 @@ pub struct PartRange {
 }
 
 /// Finds body part `path` (RFC 9051 §6.4.5 section numbers). An empty path is the message.
+/// `None` when there is no such part, also for parts inside one left opaque by
+/// [`crate::mime::parse`] (deeper than [`MAX_DEPTH`]): IMAP answers those as absent.
 pub fn part_range(raw: &[u8], path: &[u32]) -> Option<PartRange> {
-    let message = MessageParser::default().parse(raw)?;
-    locate(raw, 0, &message, path)
-}
-
-fn locate(raw: &[u8], base: usize, message: &Message<'_>, path: &[u32]) -> Option<PartRange> {
+    let message = crate::mime::parse(raw)?;
     let root = message.root_part();
-    let range = |a: u32, b: u32| (base + a as usize)..(base + b as usize);
-    let Some((&first, rest)) = path.split_first() else {
+    if path.is_empty() {
+        let header = span(root.offset_header, root.offset_body);
+        let body = span(root.offset_body, root.offset_end);
         return Some(PartRange {
-            header: range(root.offset_header, root.offset_body),
-            body: range(root.offset_body, root.offset_end),
+            header,
+            body,
             inner: None,
             decoded: root.contents().to_vec(),
         });
-    };
-    let part = match &root.body {
-        PartType::Multipart(children) => message
-            .parts
-            .get(*children.get(first as usize - 1)? as usize)?,
-        // A single-part message has one part, number 1.
-        _ if first == 1 => root,
-        _ => return None,
-    };
-    let part = descend(message, part, rest)?;
-    let (part, rest_path, inner_message) = part;
+    }
+    // One step per section number, through multiparts and into nested messages: a loop, so
+    // the path's length costs no stack.
+    let mut current: &Message<'_> = &message;
+    let mut part = current.root_part();
+    let mut at_message_root = true;
+    for &n in path {
+        let index = (n as usize).checked_sub(1)?;
+        part = match &part.body {
+            PartType::Multipart(children) => current.parts.get(*children.get(index)? as usize)?,
+            PartType::Message(nested) if !at_message_root => {
+                // Only the same bytes can be addressed: not the decoded bytes of an encoded
+                // nested message (its offsets are positions in those).
+                if !std::ptr::eq(&*nested.raw_message, raw) {
+                    return None;
+                }
+                current = nested;
+                let nested_root = nested.root_part();
+                match &nested_root.body {
+                    PartType::Multipart(children) => {
+                        nested.parts.get(*children.get(index)? as usize)?
+                    }
+                    // A single-part message has one part, number 1.
+                    _ if index == 0 => nested_root,
+                    _ => return None,
+                }
+            }
+            // A single-part message has one part, number 1.
+            _ if at_message_root && index == 0 => part,
+            _ => return None,
+        };
+        at_message_root = false;
+    }
+    let body = span(part.offset_body, part.offset_end);
+    let header = span(part.offset_header, part.offset_body);
     if let PartType::Message(nested) = &part.body {
-        // mail-parser's offsets in a nested message are positions in the outer raw bytes.
-        let nested_base = base;
-        if !rest_path.is_empty() {
-            return locate(raw, nested_base, nested, rest_path);
-        }
+        // n.HEADER and n.TEXT: only when the nested message's bytes are the message's own.
         let nested_root = nested.root_part();
-        let inner = Some((
-            (nested_base + nested_root.offset_header as usize)
-                ..(nested_base + nested_root.offset_body as usize),
-            (nested_base + nested_root.offset_body as usize)
-                ..(nested_base + nested_root.offset_end as usize),
-        ));
+        let inner = std::ptr::eq(&*nested.raw_message, raw).then(|| {
+            (
+                span(nested_root.offset_header, nested_root.offset_body),
+                span(nested_root.offset_body, nested_root.offset_end),
+            )
+        });
         return Some(PartRange {
-            header: range(part.offset_header, part.offset_body),
-            body: range(part.offset_body, part.offset_end),
+            decoded: raw.get(body.clone())?.to_vec(),
+            header,
+            body,
             inner,
-            decoded: raw.get(range(part.offset_body, part.offset_end))?.to_vec(),
         });
     }
-    if !rest_path.is_empty() || inner_message {
-        return None;
-    }
-    let body = range(part.offset_body, part.offset_end);
     Some(PartRange {
-        header: range(part.offset_header, part.offset_body),
         decoded: transfer_decoded(part, raw.get(body.clone())?),
+        header,
         body,
         inner: None,
     })
+}
+
+fn span(start: u32, end: u32) -> std::ops::Range<usize> {
+    start as usize..end as usize
 }
 
 /// A part's content with only its transfer encoding removed (RFC 3516): mail-parser hands
@@ -440,29 +521,6 @@ pub(crate) fn transfer_decoded(part: &MessagePart<'_>, body: &[u8]) -> Vec<u8> {
     };
     // Undecodable content is returned as it is stored: the best that can be given.
     decoded.unwrap_or_else(|| body.to_vec())
-}
-
-/// Walks down multipart children for the remaining path; stops at a nested message.
-fn descend<'m, 'x>(
-    message: &'m Message<'x>,
-    mut part: &'m MessagePart<'x>,
-    mut path: &'m [u32],
-) -> Option<(&'m MessagePart<'x>, &'m [u32], bool)> {
-    loop {
-        if matches!(part.body, PartType::Message(_)) {
-            return Some((part, path, false));
-        }
-        let Some((&n, rest)) = path.split_first() else {
-            return Some((part, path, false));
-        };
-        match &part.body {
-            PartType::Multipart(children) => {
-                part = message.parts.get(*children.get(n as usize - 1)? as usize)?;
-                path = rest;
-            }
-            _ => return None,
-        }
-    }
 }
 
 /// The header lines of `header` whose names are (or, with `not`, are not) in `fields`,

@@ -1,7 +1,7 @@
 //! Content tests for IMAP SEARCH: case-insensitive substring matches on decoded headers and
 //! text bodies (RFC 9051 §6.4.4), on mail-parser.
 
-use mail_parser::{HeaderValue, MessageParser};
+use mail_parser::HeaderValue;
 
 fn contains(haystack: &str, needle: &str) -> bool {
     needle.is_empty() || haystack.to_lowercase().contains(&needle.to_lowercase())
@@ -40,7 +40,7 @@ impl<'a> Searchable<'a> {
     pub fn new(raw: &'a [u8]) -> Searchable<'a> {
         Searchable {
             raw,
-            message: MessageParser::default().parse(raw),
+            message: crate::mime::parse(raw),
         }
     }
 

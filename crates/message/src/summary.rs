@@ -2,8 +2,6 @@
 //! IMAP FETCH ENVELOPE/BODYSTRUCTURE and SEARCH never re-parse the message (issue: "computed
 //! once at delivery and stored").
 
-use mail_parser::MessageParser;
-
 /// Precomputed views of one message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Summary {
@@ -20,8 +18,9 @@ pub struct Summary {
 /// Computes the summary of `raw`. Malformed messages give a best-effort result.
 pub fn summarize(raw: &[u8]) -> Summary {
     let header_end = crate::headers::header_len(raw);
-    // One parse serves every view.
-    let parsed = MessageParser::default().parse(raw);
+    // One parse serves every view; depth-bounded (crate::mime), so no message can make the
+    // views below recurse without limit.
+    let parsed = crate::mime::parse(raw);
     let (envelope, body, body_structure) = crate::imap::structures(raw, parsed.as_ref());
     Summary {
         envelope,
@@ -34,8 +33,7 @@ pub fn summarize(raw: &[u8]) -> Summary {
 /// The decoded header values and text-body text of `raw`, for the full-text index (computed
 /// when the store indexes, not at delivery).
 pub fn texts(raw: &[u8]) -> (String, String) {
-    MessageParser::default()
-        .parse(raw)
+    crate::mime::parse(raw)
         .as_ref()
         .map(texts_of)
         .unwrap_or_default()

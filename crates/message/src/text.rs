@@ -2,11 +2,11 @@
 //! part, as markup), its transfer encoding removed and its charset decoded to UTF-8 with
 //! encoding_rs, which knows every WHATWG label (mail-parser alone misses some, e.g. `shift_jis`).
 
-use mail_parser::{MessageParser, MimeHeaders, PartType};
+use mail_parser::{MimeHeaders, PartType};
 
 /// The text and whether it is HTML; None when the message has no text part.
 pub fn readable_text(raw: &[u8]) -> Option<(String, bool)> {
-    let message = MessageParser::default().parse(raw)?;
+    let message = crate::mime::parse(raw)?;
     // mail-parser may list one part as both text and HTML body; the part's type decides.
     let index = *message.text_body.first().or(message.html_body.first())?;
     let part = message.parts.get(index as usize)?;
