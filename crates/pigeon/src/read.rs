@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use client::imap::{ImapClient, quote, split_responses};
-use imap_proto::token::{Token, tokenize};
+use imap_proto::token::{Token, tokenize_response};
 use mail_parser::{MessageParser, MimeHeaders};
 use serde::Serialize;
 
@@ -118,7 +118,7 @@ fn fetch_items(untagged: &[u8]) -> Vec<Vec<Token>> {
             let text = line.strip_prefix(b"* ")?;
             let space = text.iter().position(|&b| b == b' ')?;
             let rest = text[space + 1..].strip_prefix(b"FETCH ")?;
-            match tokenize(rest).ok()?.pop()? {
+            match tokenize_response(rest).ok()?.pop()? {
                 Token::List(items) => Some(items),
                 _ => None,
             }
@@ -151,12 +151,18 @@ fn flag_list(token: Option<&Token>) -> Vec<String> {
 }
 
 /// Whether a BODYSTRUCTURE has a part with an attachment disposition.
+/// Whether a BODYSTRUCTURE names an attachment. A loop over an explicit stack: the
+/// structure comes from the server, and its nesting must not cost this process's stack.
 fn has_attachment(token: &Token) -> bool {
-    match token {
-        Token::List(items) => items.iter().any(has_attachment),
-        Token::String(s) => s.eq_ignore_ascii_case(b"attachment"),
-        _ => false,
+    let mut stack = vec![token];
+    while let Some(token) = stack.pop() {
+        match token {
+            Token::List(items) => stack.extend(items),
+            Token::String(s) if s.eq_ignore_ascii_case(b"attachment") => return true,
+            _ => {}
+        }
     }
+    false
 }
 
 #[derive(Serialize)]
@@ -359,7 +365,7 @@ pub async fn run(args: ReadArgs) -> anyhow::Result<()> {
             let mut names = Vec::new();
             for line in split_responses(&list.untagged) {
                 if let Some(rest) = line.strip_prefix(b"* LIST ")
-                    && let Ok(tokens) = tokenize(rest)
+                    && let Ok(tokens) = tokenize_response(rest)
                     && let Some(name) = tokens.get(2).and_then(Token::as_astring)
                 {
                     names.push(name);
@@ -519,9 +525,8 @@ pub async fn original_headers(
 /// Prints a message: headers, text (HTML as text), attachments.
 fn show(uid: u32, raw: &[u8], json: bool) -> anyhow::Result<()> {
     let args_json = json;
-    let m = MessageParser::default()
-        .parse(raw)
-        .context("the message cannot be parsed")?;
+    // Depth-bounded (issue 14): a message nested 100,000 levels deep cannot overflow.
+    let m = message::mime::parse(raw).context("the message cannot be parsed")?;
     let text = match message::text::readable_text(raw) {
         Some((html, true)) => html_to_text(&html),
         Some((text, false)) => text,
@@ -579,9 +584,8 @@ fn show(uid: u32, raw: &[u8], json: bool) -> anyhow::Result<()> {
 fn save(uid: u32, raw: &[u8], dir: &Path, json: bool) -> anyhow::Result<()> {
     let args_json = json;
     let dir = dir.to_path_buf();
-    let m = MessageParser::default()
-        .parse(raw)
-        .context("the message cannot be parsed")?;
+    // Depth-bounded (issue 14): a message nested 100,000 levels deep cannot overflow.
+    let m = message::mime::parse(raw).context("the message cannot be parsed")?;
     std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
     let mut saved = Vec::new();
     for (i, a) in m.attachments().enumerate() {
