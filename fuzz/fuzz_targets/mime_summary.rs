@@ -1,0 +1,108 @@
+//! Arbitrary bytes as a message through every MIME view pigeon computes (issue 14): the
+//! delivery summary (ENVELOPE, BODY, BODYSTRUCTURE), index texts, sections, SEARCH, the
+//! readable text and a DSN returning it. No panic, no stack overflow, structures balanced and
+//! no deeper than `message::mime::MAX_DEPTH` allows, section ranges inside the message.
+//!
+//! Run with inputs big enough to nest far past the limit: a level of
+//! `Content-Type:message/rfc822` takes 30 bytes, so `-max_len=1000000` reaches 30,000 levels:
+//! `cargo fuzz run -s none mime_summary -- -max_len=1000000`
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use message::mime::MAX_DEPTH;
+
+/// The deepest parenthesis nesting of an IMAP structure, skipping quoted strings and
+/// literals; panics if unbalanced.
+fn paren_depth(s: &[u8]) -> usize {
+    let (mut depth, mut max, mut i) = (0usize, 0usize, 0);
+    while i < s.len() {
+        match s[i] {
+            b'"' => {
+                i += 1;
+                while s[i] != b'"' {
+                    i += if s[i] == b'\\' { 2 } else { 1 };
+                }
+            }
+            b'{' => {
+                let close = i + s[i..].iter().position(|&b| b == b'}').expect("literal");
+                let len: usize = std::str::from_utf8(&s[i + 1..close])
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert_eq!(&s[close + 1..close + 3], b"\r\n");
+                i = close + 2 + len;
+            }
+            b'(' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' => depth = depth.checked_sub(1).expect("balanced"),
+            _ => {}
+        }
+        i += 1;
+    }
+    assert_eq!(depth, 0, "balanced");
+    max
+}
+
+fn check_range(raw: &[u8], path: &[u32]) {
+    if let Some(range) = message::imap::part_range(raw, path) {
+        assert!(range.header.start <= range.header.end);
+        assert!(range.header.end <= range.body.start || path.is_empty());
+        assert!(range.body.start <= range.body.end && range.body.end <= raw.len());
+        if let Some((header, text)) = range.inner {
+            assert!(header.end <= text.start && text.end <= raw.len());
+        }
+    }
+}
+
+fuzz_target!(|data: &[u8]| {
+    let summary = message::summary::summarize(data);
+    for structure in [&summary.body, &summary.body_structure] {
+        assert!(paren_depth(structure) <= 2 * MAX_DEPTH + 8);
+    }
+    paren_depth(&summary.envelope);
+    let _ = message::summary::texts(data);
+
+    // Sections: the whole message, straight down, and a path the input chooses.
+    check_range(data, &[]);
+    let down = data
+        .first()
+        .map_or(1, |&b| usize::from(b) % (MAX_DEPTH + 8) + 1);
+    check_range(data, &vec![1; down]);
+    let chosen: Vec<u32> = data
+        .iter()
+        .rev()
+        .take(80)
+        .map(|&b| u32::from(b % 4))
+        .collect();
+    check_range(data, &chosen);
+
+    let searchable = message::search::Searchable::new(data);
+    let _ = searchable.body("needle");
+    let _ = searchable.text("needle");
+    let _ = searchable.header("subject", "needle");
+    let _ = message::text::readable_text(data);
+
+    let report = message::dsn::build(&message::dsn::Report {
+        reporting_mta: "mx.example",
+        envid: None,
+        arrival_date: 0,
+        sender: "sender@example.org",
+        recipients: vec![message::dsn::RecipientReport {
+            address: "rcpt@example.com".into(),
+            original: None,
+            action: message::dsn::Action::Failed,
+            status: "5.1.1".into(),
+            remote_mta: None,
+            diagnostic: None,
+            last_attempt: None,
+            will_retry_until: None,
+        }],
+        original: data,
+        headers_only: false,
+        date: 0,
+        message_id: "report@mx.example".into(),
+    });
+    assert!(paren_depth(&message::summary::summarize(&report).body_structure) <= 2 * MAX_DEPTH + 8);
+});
