@@ -383,8 +383,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// Sends one message: MAIL, RCPT for each recipient, DATA, content. Pipelined when the
     /// server offers PIPELINING. Returns the final reply (250 means the server has it).
     /// Fails if the sender or every recipient is refused; refused recipients among accepted
-    /// ones are reported in `Delivery::refused`.
+    /// ones are reported in `Delivery::refused`. The content goes out with canonical line
+    /// endings (a bare CR or LF as CRLF, RFC 5321 §2.3.8) and exact dot-stuffing.
     pub async fn send(&mut self, from: &str, to: &[&str], message: &[u8]) -> Result<Delivery> {
+        let message = &smtp_proto::canonical::canonicalize(message)[..];
         let utf8 = !from.is_ascii() || to.iter().any(|t| !t.is_ascii());
         let mut mail = format!("MAIL FROM:<{from}>");
         if self.has_extension("SIZE") {
@@ -455,7 +457,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         Ok(Delivery { reply, refused })
     }
 
-    /// Sends the message with BDAT (RFC 3030) in chunks of `chunk` bytes.
+    /// Sends the message with BDAT (RFC 3030) in chunks of `chunk` bytes, with canonical line
+    /// endings like [`SmtpClient::send`].
     pub async fn send_bdat(
         &mut self,
         from: &str,
@@ -463,6 +466,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         message: &[u8],
         chunk: usize,
     ) -> Result<ServerReply> {
+        let message = &smtp_proto::canonical::canonicalize(message)[..];
         let reply = self.command(&format!("MAIL FROM:<{from}>")).await?;
         if !reply.is_positive() {
             return Err(Error::Rejected(reply));
@@ -503,6 +507,12 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
     /// `chunking`) pipelined when the server offers PIPELINING. Parameters are given ready
     /// (e.g. ` SIZE=123 BODY=8BITMIME`). After a failed transaction the caller sends RSET
     /// before the next one.
+    ///
+    /// The content always goes out with canonical line endings, also in BDAT where length
+    /// framing would carry anything: a bare CR or LF in `message` is sent as CRLF, so no
+    /// receiver can find an end of data in it (the SMTP smuggling class of CVE-2023-51764);
+    /// DATA is then dot-stuffed exactly (RFC 5321 §4.5.2). A caller that declares SIZE should
+    /// count the canonical form ([`smtp_proto::canonical::canonicalize`]).
     pub async fn transaction(
         &mut self,
         from: &str,
@@ -511,6 +521,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         message: &[u8],
         chunking: bool,
     ) -> Result<Transaction> {
+        let message = &smtp_proto::canonical::canonicalize(message)[..];
         let pipelining = self.has_extension("PIPELINING");
         let mut envelope = format!("MAIL FROM:<{from}>{mail_params}\r\n");
         for (rcpt, params) in recipients {

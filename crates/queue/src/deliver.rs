@@ -220,6 +220,14 @@ impl Session {
     ) -> (Vec<Outcome>, bool) {
         let peer = self.peer.clone();
         let all = |o: Outcome| (vec![o; recipients.len()], true);
+        // Mail is stored with canonical line endings since it is received that way; one queued
+        // before that (or by a bug) is made canonical here, so SIZE counts what is sent and no
+        // bare CR or LF ever reaches a peer (the client's DATA writer enforces it again).
+        let canonical = smtp_proto::canonical::canonicalize(message);
+        if let std::borrow::Cow::Owned(_) = canonical {
+            tracing::warn!(%peer, "queued message had bare CR or LF; sending it with CRLF");
+        }
+        let message = &canonical[..];
         let needs_utf8 = job.smtputf8
             || !job.sender.is_ascii()
             || recipients.iter().any(|r| !r.address.is_ascii());
