@@ -597,6 +597,74 @@ Content-Disposition: attachment; filename=\"x.bin\"\r\n\r\nAAEC\r\n--b--\r\n";
         );
     }
 
+    /// imap-codec (an independent IMAP implementation) decodes `structure` as a BODYSTRUCTURE.
+    fn oracle_decodes(structure: &[u8]) {
+        use imap_codec::decode::Decoder;
+        let response = [b"* 1 FETCH (BODYSTRUCTURE ", structure, b")\r\n"].concat();
+        if let Err(e) = imap_codec::ResponseCodec::default().decode(&response) {
+            panic!("{e:?}: {}", String::from_utf8_lossy(structure));
+        }
+    }
+
+    fn corpus_file(name: &str) -> Vec<u8> {
+        let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../pigeon/tests/data/mime/");
+        std::fs::read(format!("{root}{name}")).unwrap()
+    }
+
+    /// A multipart without its boundary, a message/rfc822 part that does not parse and an
+    /// empty multipart used to come out as structures no client can read (a multipart or
+    /// message type without children): they are opaque parts or get an empty text part.
+    #[test]
+    fn unparsed_containers_give_valid_structures() {
+        for (name, expected) in [
+            (
+                "malformed/002.eml",
+                "(\"APPLICATION\" \"OCTET-STREAM\" (\"BOUNDARY\" \"ab\")",
+            ),
+            (
+                "malformed/022.eml",
+                "(\"APPLICATION\" \"OCTET-STREAM\" NIL NIL NIL \"7BIT\" 55",
+            ),
+            (
+                "malformed/000.eml",
+                "((\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0) \"MIXED\"",
+            ),
+        ] {
+            let raw = corpus_file(name);
+            for extensible in [true, false] {
+                let bs = body_structure(&raw, extensible, false);
+                oracle_decodes(&bs);
+                assert!(
+                    String::from_utf8_lossy(&bs).contains(expected),
+                    "{name}: {}",
+                    String::from_utf8_lossy(&bs)
+                );
+            }
+        }
+    }
+
+    /// A base64 message/rfc822 (RFC 2046 §5.2.1 forbids it, senders do it): mail-parser's
+    /// offsets in it are positions in its decoded bytes, so its ENVELOPE and parts are read
+    /// there (they were read from the outer message: garbage), and sections inside it, which
+    /// have no bytes of their own in the message, are absent.
+    #[test]
+    fn encoded_nested_message() {
+        let raw = corpus_file("rfc/008.eml");
+        let bs = body_structure(&raw, true, false);
+        oracle_decodes(&bs);
+        let bs = String::from_utf8(bs).unwrap();
+        assert!(
+            bs.contains("(\"Tue, 14 Dec 2021 11:48:25 +0100\" \"HTML test\""),
+            "{bs}"
+        );
+        assert!(bs.contains("\"<random-message-id@example.com>\")"), "{bs}");
+        let part = part_range(&raw, &[2]).unwrap();
+        // BODY[2] is the part's bytes as stored (base64); no HEADER/TEXT inside it.
+        assert_eq!(part.body.len(), 1179);
+        assert!(part.inner.is_none());
+        assert!(part_range(&raw, &[2, 1]).is_none());
+    }
+
     #[test]
     fn nested_message() {
         let raw = b"Subject: outer\r\nContent-Type: multipart/mixed; boundary=\"o\"\r\n\r\n--o\r\nContent-Type: text/plain\r\n\r\nouter text\r\n--o\r\nContent-Type: message/rfc822\r\n\r\nSubject: inner\r\n\r\ninner body\r\n--o--\r\n";
