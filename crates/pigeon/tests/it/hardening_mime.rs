@@ -487,3 +487,41 @@ async fn deep_html_opens_in_the_webmail() {
     }
     every_protocol_answers(&server).await;
 }
+
+/// The user agent (`pigeon read`) lists, shows and saves deeply nested mail from the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deep_mime_reads_in_the_user_agent() {
+    use crate::ua::{imap_reader, ok, ua};
+    let server = server();
+    let messages = [
+        nested_multiparts(100_000),
+        nested_messages(100_000),
+        deep_html(100_000, "div"),
+    ];
+    for message in &messages {
+        deliver(&server, "mallory@evil.test", BOB, message).await;
+    }
+    let home = imap_reader(&server);
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "list"], PW))).unwrap();
+    assert_eq!(list.as_array().unwrap().len(), messages.len(), "{list}");
+    for uid in 1..=messages.len() {
+        let uid = uid.to_string();
+        let shown: serde_json::Value =
+            serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "show", &uid], PW)))
+                .unwrap();
+        assert!(
+            shown["subject"].as_str().unwrap().contains("nested"),
+            "{shown:.300}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        ok(ua(
+            home.path(),
+            &["read", "save", &uid, "--dir", dir.path().to_str().unwrap()],
+            PW,
+        ));
+    }
+    let shown = ok(ua(home.path(), &["read", "show", "3"], PW));
+    assert!(shown.contains("deep html text"), "{shown:.300}");
+    every_protocol_answers(&server).await;
+}
