@@ -65,11 +65,14 @@ async fn every_corpus_message_survives_smtp_imap_pop3_and_the_user_agent() {
     }
     smtp.quit().await.unwrap();
 
-    // Stored exactly (a message not ending in a line break gets one: SMTP needs it).
+    // Stored exactly (a message not ending in a line break gets one: SMTP needs it), with
+    // canonical line ends: the bare LFs of the corpus's LF-only files became CRLF on the way
+    // (RFC 5321 §2.3.8; our client sends them so, and the server would make them so).
     let uids = server.uids(BOB);
     assert_eq!(uids.len(), files.len());
     let mut stored_all = Vec::new();
     for ((uid, original), file) in uids.iter().zip(&originals).zip(&files) {
+        let original = &smtp_proto::canonical::canonicalize(original).into_owned();
         let stored = server.stored(BOB, *uid);
         // Our trace headers, then the message as sent (some carry their own Return-Path:).
         let trace = stored.len() - strip_trace(&stored).len();

@@ -199,7 +199,8 @@ for i, (m, text) in enumerate(messages):
 # Hand-written edge cases (files h*.eml, written below) are checked for survival and text only.
 hand = {
     'h00.eml': (b'From: a@example.org\r\nTo: bob@localhost\r\nSubject: =?utf-8?q?split_?= =?iso-8859-1?q?caf=E9?= =?utf-8?b?IOeUteWtkA==?=\r\n'
-                b'X-Long: ' + b' '.join([b'word%d' % i for i in range(200)]) + b'\r\n'
+                # 1.5 KB of one field, folded: a line may not exceed 998 octets (RFC 5322 §2.1.1).
+                b'X-Long: ' + b'\r\n '.join(b' '.join(b'word%d' % i for i in range(j, j + 20)) for j in range(0, 200, 20)) + b'\r\n'
                 b'MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\n\r\nEncoded words across charsets.\r\n',
                 'Encoded words across charsets.\n'),
     'h01.eml': (b'From: a@example.org\r\nTo: bob@localhost\r\nSubject: missing final boundary\r\nMIME-Version: 1.0\r\n'
