@@ -764,6 +764,35 @@ Content-Type: multipart/related; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text
         assert_eq!(clean(&rewrite_html(&html)), clean(&html));
     }
 
+    /// A hostile document big enough to be rewritten is cleaned as well as a small one.
+    #[test]
+    fn a_big_hostile_document_is_cleaned_too() {
+        let html = String::from_utf8_lossy(MAIL);
+        let html = &html[html.find("<p onclick").unwrap()
+            ..html.find("\r\n--B\r\nContent-Type: image").unwrap()];
+        let big = html_mail(&format!(
+            "{}<svg><script>alert(2)</script></svg><a href=\"java&#x09;script:alert(3)\">x</a>\
+             <img src=x onerror=alert(4)><iframe src=\"https://evil.example/\"></iframe>\
+             <div style=\"background:url(https://track.example/b.gif)\">bg</div>",
+            html.repeat(1000)
+        ));
+        let (clean, remote) = safe_html(&big, false).unwrap();
+        assert!(remote);
+        for bad in [
+            "script",
+            "onclick",
+            "onerror",
+            "javascript",
+            "alert",
+            "track.example",
+            "evil.example",
+            "<iframe",
+        ] {
+            assert!(!clean.contains(bad), "{bad}");
+        }
+        assert!(clean.contains("https://ok.example/"));
+    }
+
     /// Every view of a message nested 100,000 levels deep (issue 14), on a worker's stack.
     #[test]
     fn deeply_nested_mime_opens() {
