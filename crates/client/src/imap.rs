@@ -114,22 +114,25 @@ impl<S: AsyncRead + AsyncWrite + Unpin> ImapClient<S> {
                 return Err(Error::Rejected(status));
             }
             untagged.extend_from_slice(&line);
-            // A literal at the end of the line: read its bytes, then the rest of the line.
-            if let Some(len) = literal_length(&line) {
-                let mut data = vec![0; len];
-                crate::within::<_, Error>(self.timeout, self.stream.read_exact(&mut data)).await?;
-                untagged.extend_from_slice(&data);
+            // Literals at the end of the line: read their bytes, then the rest of the line.
+            while let Some(len) = literal_length(&line) {
+                self.read_literal(len, &mut untagged).await?;
                 self.read_line(&mut line).await?;
                 untagged.extend_from_slice(&line);
-                while let Some(len) = literal_length(&line) {
-                    let mut data = vec![0; len];
-                    self.stream.read_exact(&mut data).await?;
-                    untagged.extend_from_slice(&data);
-                    self.read_line(&mut line).await?;
-                    untagged.extend_from_slice(&line);
-                }
             }
         }
+    }
+
+    /// Appends a literal's `len` octets to `out`. Memory grows with what arrives, not with the
+    /// announced length: a hostile server's `{18446744073709551615}` is no allocation failure.
+    async fn read_literal(&mut self, len: usize, out: &mut Vec<u8>) -> Result<()> {
+        let start = out.len();
+        let mut limited = (&mut self.stream).take(len as u64);
+        crate::within::<_, Error>(self.timeout, limited.read_to_end(out)).await?;
+        if out.len() - start < len {
+            return Err(Error::Closed);
+        }
+        Ok(())
     }
 
     /// LOGIN.
@@ -196,7 +199,7 @@ pub fn split_responses(data: &[u8]) -> Vec<&[u8]> {
             break;
         };
         match literal_length(&data[pos..end]) {
-            Some(len) => pos = (end + len).min(data.len()),
+            Some(len) => pos = end.saturating_add(len).min(data.len()),
             None => {
                 let line = &data[start..end];
                 responses.push(line.strip_suffix(b"\r\n").unwrap_or(line));
@@ -206,4 +209,61 @@ pub fn split_responses(data: &[u8]) -> Vec<&[u8]> {
         }
     }
     responses
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that greets, then answers whatever is asked with `reply`.
+    async fn session(
+        reply: Vec<u8>,
+    ) -> (
+        ImapClient<tokio::io::DuplexStream>,
+        tokio::task::JoinHandle<()>,
+    ) {
+        let (ours, mut theirs) = tokio::io::duplex(1 << 20);
+        let server = tokio::spawn(async move {
+            theirs.write_all(b"* OK hostile\r\n").await.unwrap();
+            let mut command = [0u8; 64];
+            let _ = theirs.read(&mut command).await;
+            let _ = theirs.write_all(&reply).await;
+        });
+        let client = ImapClient::start(ours, Duration::from_secs(10))
+            .await
+            .unwrap();
+        (client, server)
+    }
+
+    #[tokio::test]
+    async fn a_huge_announced_literal_is_no_allocation() {
+        // The server announces 2^64-1 octets and sends three: the read ends, nothing aborts.
+        let (mut client, server) =
+            session(b"* 1 FETCH (BODY[] {18446744073709551615}\r\nabc".to_vec()).await;
+        assert!(matches!(
+            client.command("FETCH 1 BODY[]").await,
+            Err(Error::Closed)
+        ));
+        server.await.unwrap();
+        assert_eq!(
+            split_responses(b"* 1 FETCH (BODY[] {18446744073709551615}\r\nabc\r\n"),
+            Vec::<&[u8]>::new(),
+            "an unfinished literal is no response"
+        );
+    }
+
+    #[tokio::test]
+    async fn deep_responses_are_read_and_split_without_recursion() {
+        let deep = format!(
+            "* 1 FETCH (UID 1 BODYSTRUCTURE {}\"TEXT\"{})\r\nc1 OK done\r\n",
+            "(".repeat(100_000),
+            ")".repeat(100_000)
+        );
+        let (mut client, server) = session(deep.clone().into_bytes()).await;
+        let response = client.command("FETCH 1 BODYSTRUCTURE").await.unwrap();
+        server.await.unwrap();
+        let lines = split_responses(&response.untagged);
+        assert_eq!(lines.len(), 1);
+        assert_eq!(lines[0].len(), deep.find("\r\n").unwrap());
+    }
 }

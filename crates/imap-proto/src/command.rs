@@ -1049,7 +1049,6 @@ fn search_keys(tokens: Vec<Token>) -> Result<Vec<SearchKey>, ParseError> {
 }
 
 /// A search key that holds no other key.
-#[inline(never)]
 fn leaf_key(atom: String, it: &mut std::vec::IntoIter<Token>) -> Result<SearchKey, ParseError> {
     let mut string = |what: &str| -> Result<String, ParseError> {
         it.next()

@@ -317,11 +317,7 @@ mod tests {
             Ok(vec![expected, Token::Nil])
         );
         // Strings and literals inside an elided list are read past correctly.
-        let response = format!(
-            "{}\"a)\" {{2}}\r\n)){} z",
-            "(".repeat(200),
-            ")".repeat(200)
-        );
+        let response = format!("{}\"a)\" {{2}}\r\n)){} z", "(".repeat(200), ")".repeat(200));
         assert_eq!(
             tokenize_response(response.as_bytes()).map(|t| t.len()),
             Ok(2)

@@ -36,6 +36,8 @@ const HEADER_SCAN_LIMIT: usize = 5000;
 
 /// Collects the full-text queries a key tree needs; `all_headers` is set when some key needs
 /// every message's header block (short header needles, SENT* dates, small mailboxes).
+/// Recursive, like [`matches`]: a parsed key nests at most `imap_proto::token::MAX_DEPTH`
+/// (100) levels deep, lists, NOT and OR together (the parser refuses deeper ones with BAD).
 fn queries(
     key: &SearchKey,
     small: bool,
@@ -91,6 +93,7 @@ impl Candidate<'_> {
     }
 }
 
+/// Whether the candidate matches `key`; recursion at most `MAX_DEPTH` deep (see [`queries`]).
 fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
     let day = c.meta.internal_date().div_euclid(86_400);
     let sent_day = || c.header().and_then(|h| h.sent_day());
