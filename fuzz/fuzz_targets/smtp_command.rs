@@ -14,6 +14,9 @@ fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
         starttls: false,
         auth_mechanisms: vec!["PLAIN".into(), "LOGIN".into()],
         auth_requires_tls: false,
+        // Small header limits, so short inputs reach the refusal paths too.
+        max_header_line: 100,
+        max_header_size: 600,
         ..ServerConfig::default()
     });
     machine.greet();
@@ -29,8 +32,11 @@ fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<Vec<u8>>) {
                 // Alternate accepted and refused recipients.
                 Event::Rcpt { .. } if decisions % 2 == 0 => machine.reply(replies::unknown_user()),
                 Event::Rcpt { .. } => machine.reply(replies::recipient_ok()),
-                Event::Message { data, .. } => {
+                Event::Message { data, findings } => {
                     assert!(data.len() <= 4096);
+                    // What reaches the session has canonical line ends and a header in bounds.
+                    assert!(smtp_proto::canonical::is_canonical(&data));
+                    assert!(!findings.over_limit());
                     messages.push(data);
                     machine.reply(replies::ok());
                 }
