@@ -117,6 +117,9 @@ impl SaslSession {
                     } else {
                         None
                     };
+                    if keys.is_none() {
+                        self.exchange.set_decoy_key(auth.decoy_key());
+                    }
                     self.exchange.scram_keys(keys)
                 }
                 Outcome::Success { final_data, .. } => {

@@ -107,6 +107,8 @@ pub struct ServerExchange {
     plus_offered: bool,
     server_nonce: String,
     state: State,
+    /// Keys the made-up salt of an unknown user (see [`ServerExchange::set_decoy_key`]).
+    decoy_key: [u8; 32],
 }
 
 fn utf8(bytes: &[u8]) -> Option<String> {
@@ -152,7 +154,15 @@ impl ServerExchange {
             plus_offered,
             server_nonce: base64::engine::general_purpose::STANDARD_NO_PAD.encode(nonce),
             state: State::Start,
+            decoy_key: [0; 32],
         }
+    }
+
+    /// The secret an unknown user's made-up salt is derived with. Without one the salt would
+    /// be a public function of the name, and a client could tell "no such user" by computing
+    /// it; with a server secret it looks like any stored salt.
+    pub fn set_decoy_key(&mut self, key: [u8; 32]) {
+        self.decoy_key = key;
     }
 
     pub fn mechanism(&self) -> Mechanism {
@@ -338,7 +348,7 @@ impl ServerExchange {
         let (salt, iterations) = match &keys {
             Some(k) => (k.salt.clone(), k.iterations),
             None => (
-                sha256(pending.username.as_bytes())[..16].to_vec(),
+                hmac_sha256(&self.decoy_key, pending.username.as_bytes())[..16].to_vec(),
                 crate::scram::DEFAULT_ITERATIONS,
             ),
         };
@@ -549,6 +559,44 @@ mod tests {
         let auth_message = format!("{first_bare},{server_first},{without_proof}");
         let (proof, _) = crate::scram::client_proof(password, &salt, 4096, auth_message.as_bytes());
         ex.step(format!("{without_proof},p={}", B64.encode(proof)).as_bytes())
+    }
+
+    /// Issue 14 (finding 6): an unknown user's salt is keyed by a server secret, so a client
+    /// cannot compute it from the name and learn that the user does not exist.
+    #[test]
+    fn unknown_users_get_a_salt_only_the_server_can_compute() {
+        let salt_for = |key: [u8; 32], user: &str| {
+            let mut ex = ServerExchange::new(
+                Mechanism::ScramSha256,
+                ChannelBindings::default(),
+                false,
+                b"server-nonce-bytes",
+            );
+            let first = format!("n,,n={user},r=clientnonce");
+            assert!(matches!(
+                ex.start(Some(first.as_bytes())),
+                Outcome::NeedScramKeys { .. }
+            ));
+            ex.set_decoy_key(key);
+            let Outcome::Challenge(challenge) = ex.scram_keys(None) else {
+                panic!("no challenge");
+            };
+            let text = String::from_utf8(challenge).unwrap();
+            text.split(',')
+                .find_map(|f| f.strip_prefix("s="))
+                .unwrap()
+                .to_string()
+        };
+        let public = B64.encode(&sha256(b"nobody@x.test")[..16]);
+        let a = salt_for([1; 32], "nobody@x.test");
+        assert_eq!(a, salt_for([1; 32], "nobody@x.test"), "stable for a name");
+        assert_ne!(
+            a,
+            salt_for([2; 32], "nobody@x.test"),
+            "depends on the secret"
+        );
+        assert_ne!(a, salt_for([1; 32], "other@x.test"), "depends on the name");
+        assert_ne!(a, public);
     }
 
     #[test]
