@@ -11,6 +11,7 @@ use tracing::info;
 pub async fn run(config: Config) -> anyhow::Result<()> {
     init_logging();
     raise_open_files_limit();
+    let signals = Signals::install()?;
     let store = crate::admin::open_store(&config).await?;
     if !store.has_domain(&config.domain).await? {
         store
@@ -222,7 +223,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         None
     };
 
-    wait_for_signal(&server).await?;
+    wait_for_signal(signals, &server).await?;
     info!("shutting down");
     let _ = stop_queue.send(true);
     server.shutdown().await;
@@ -281,12 +282,33 @@ fn outbound_queue(
     Ok(queue::Queue::new(store, settings, router))
 }
 
+/// The signals `serve` answers. Installed before any listener is bound: until then a signal
+/// has its default effect (SIGTERM kills), which would cut sessions already being served while
+/// start-up still awaited the store.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("install SIGHUP handler")?,
+        })
+    }
+}
+
 /// Waits for SIGTERM or SIGINT; SIGHUP reloads the TLS certificate meanwhile.
-async fn wait_for_signal(server: &net::Server) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("install SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("install SIGHUP handler")?;
+async fn wait_for_signal(signals: Signals, server: &net::Server) -> anyhow::Result<()> {
+    let Signals {
+        mut term,
+        mut int,
+        mut hup,
+    } = signals;
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
