@@ -175,6 +175,14 @@ pub(crate) fn parse(field: &Field) -> Parsed {
         {
             Some(Address::List(list)) => list.iter().collect(),
             Some(Address::Group(groups)) => {
+                // A group's display name (RFC 6854 allows groups in From) is shown by readers
+                // like a mailbox's, so its decoded text is policed too.
+                names.extend(
+                    groups
+                        .iter()
+                        .filter_map(|g| g.name.as_deref())
+                        .map(str::to_string),
+                );
                 groups.iter().flat_map(|g| g.addresses.iter()).collect()
             }
             None => Vec::new(),
@@ -290,6 +298,10 @@ mod tests {
         let parsed = check("From: me@x.test (victim@bank.test)").unwrap();
         assert_eq!(parsed[0].addresses, ["me@x.test"]);
         assert_eq!(parsed[0].tokens, ["victim@bank.test"]);
+        // A group's encoded display name that reads as another address (RFC 6854 groups).
+        let parsed = check("From: =?utf-8?q?ceo=40bank.test?=: me@x.test;").unwrap();
+        assert_eq!(parsed[0].addresses, ["me@x.test"]);
+        assert_eq!(parsed[0].tokens, ["ceo@bank.test"]);
         // Two angle addresses: whichever a reader picks must be ours.
         let parsed = check("From: <me@x.test> <victim@bank.test>").unwrap();
         let all: Vec<_> = parsed[0]
