@@ -302,17 +302,32 @@ impl Signals {
     }
 }
 
-/// Waits for SIGTERM or SIGINT; SIGHUP reloads the TLS certificate meanwhile.
+/// How often the certificate is looked at again without a SIGHUP: a self-signed one is made
+/// anew a month before it expires, and files a renewal tool replaced are picked up.
+const CERTIFICATE_CHECK: std::time::Duration = std::time::Duration::from_secs(24 * 60 * 60);
+
+/// Waits for SIGTERM or SIGINT; SIGHUP (and a daily check) reloads the TLS certificate meanwhile.
 async fn wait_for_signal(signals: Signals, server: &net::Server) -> anyhow::Result<()> {
     let Signals {
         mut term,
         mut int,
         mut hup,
     } = signals;
+    let mut daily = tokio::time::interval_at(
+        tokio::time::Instant::now() + CERTIFICATE_CHECK,
+        CERTIFICATE_CHECK,
+    );
     loop {
         tokio::select! {
             _ = term.recv() => return Ok(()),
             _ = int.recv() => return Ok(()),
+            _ = daily.tick() => {
+                if let Some(tls) = server.tls()
+                    && let Err(e) = tls.reload()
+                {
+                    tracing::error!(error = %e, "daily TLS check failed; keeping the old certificate");
+                }
+            }
             _ = hup.recv() => {
                 if let Some(tls) = server.tls() {
                     match tls.reload() {
