@@ -34,6 +34,13 @@ pub const ACCOUNT_FACTOR: usize = 2;
 /// Bytes gathered before they go to the store as one piece: the most an upload in progress
 /// holds in memory.
 const PIECE: usize = 1 << 20;
+/// What every upload is charged beyond its bytes (its store row and its entry here), so that
+/// empty uploads cannot be made without bound.
+const UPLOAD_OVERHEAD: usize = 256;
+/// Most files one session may hold at once (a message has far fewer attachments).
+const MAX_UPLOADS: usize = 500;
+/// The longest file name an upload may have, in bytes.
+const MAX_NAME: usize = 255;
 /// The store frees uploads nobody added to for an hour (abandoned APPENDs); one still in use
 /// here gets an empty piece after this long without being read.
 const KEEP_ALIVE: Duration = Duration::from_secs(20 * 60);
@@ -336,6 +343,13 @@ pub async fn upload(
     {
         return over.response(settings);
     }
+    let name = query.name.unwrap_or_default();
+    if name.len() > MAX_NAME {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "the file name is too long (at most 255 bytes)",
+        );
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -358,7 +372,17 @@ pub async fn upload(
         Err(e) => return unavailable(e),
     };
     let id = receiving.id.expect("just begun");
+    if session.uploads.lock().expect("uploads lock").len() >= MAX_UPLOADS {
+        return error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too many files uploaded in this session (at most 500): remove some first",
+        );
+    }
     let mut charge = session.quota.charge();
+    if let Err(over) = charge.grow(UPLOAD_OVERHEAD + name.len(), settings) {
+        return over.response(settings);
+    }
+    let mut size = 0;
     let mut piece = Vec::new();
     let mut frames = body.into_data_stream();
     while let Some(frame) = frames.next().await {
@@ -369,6 +393,7 @@ pub async fn upload(
         if let Err(over) = charge.grow(bytes.len(), settings) {
             return over.response(settings);
         }
+        size += bytes.len();
         piece.extend_from_slice(&bytes);
         if piece.len() >= PIECE
             && let Err(e) = store.upload_chunk(id, std::mem::take(&mut piece)).await
@@ -381,9 +406,8 @@ pub async fn upload(
     {
         return unavailable(e);
     }
-    let size = charge.bytes;
     let upload = Arc::new(Upload {
-        name: query.name.unwrap_or_default(),
+        name,
         content_type: content_type.clone(),
         stored: tokio::sync::Mutex::new(receiving.id.take()),
         touched: Mutex::new(Instant::now()),

@@ -670,6 +670,36 @@ async fn other_users_mail_is_not_found_and_senders_must_be_owned() {
     assert!(alice.inbox_ids().await.is_empty());
 }
 
+/// Empty uploads cost a store row each: their number is bounded per session, and their names.
+#[tokio::test]
+async fn uploads_are_bounded_in_number_and_name_length() {
+    let site = site_with(false, Duration::from_secs(600), 50 * 1024 * 1024).await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let long = b
+        .upload(&"n".repeat(256), "application/octet-stream", Vec::new())
+        .await;
+    assert_eq!(long.status, StatusCode::BAD_REQUEST);
+    for i in 0..500 {
+        let r = b
+            .upload(&format!("e{i}"), "application/octet-stream", Vec::new())
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "upload {i}");
+    }
+    let more = b
+        .upload("one-more", "application/octet-stream", Vec::new())
+        .await;
+    assert_eq!(more.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(
+        more.json()["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many files"),
+        "{}",
+        more.json()
+    );
+}
+
 #[tokio::test]
 async fn oversized_uploads_and_messages_get_a_clear_error() {
     let site = site_with(false, Duration::from_secs(600), 64 * 1024).await;
