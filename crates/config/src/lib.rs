@@ -244,6 +244,10 @@ pub struct Smtp {
     pub max_recipients: usize,
     /// Longest command line, in bytes, CRLF included.
     pub max_line_length: usize,
+    /// Longest header line of a received message, in bytes without CRLF (RFC 5322 §2.1.1:
+    /// 998); longer ones are refused with 554 5.6.0. Raise it to take mail from senders that
+    /// break the rule; the header section as a whole stays bounded at 256 KiB.
+    pub max_header_line: usize,
     /// Idle timeout while waiting for a command, in seconds (RFC 5321 §4.5.3.2.7: 5 minutes).
     pub command_timeout_secs: u64,
     /// Idle timeout while receiving DATA or BDAT content, in seconds (§4.5.3.2.6: 3 minutes).
@@ -264,6 +268,7 @@ impl Default for Smtp {
             max_message_size: 50 * 1024 * 1024,
             max_recipients: 100,
             max_line_length: 2048,
+            max_header_line: 998,
             command_timeout_secs: 300,
             data_timeout_secs: 180,
             dev_failures: false,
@@ -521,6 +526,11 @@ impl Config {
         if self.smtp.max_line_length < 512 {
             problems.push("smtp.max_line_length must be at least 512 (RFC 5321 §4.5.3.1.4)".into());
         }
+        if !(998..=256 * 1024).contains(&self.smtp.max_header_line) {
+            problems.push(
+                "smtp.max_header_line must be between 998 (RFC 5322 §2.1.1) and 262144".into(),
+            );
+        }
         if self.smtp.command_timeout_secs == 0 || self.smtp.data_timeout_secs == 0 {
             problems.push("smtp timeouts must be at least 1 second".into());
         }
@@ -664,10 +674,11 @@ mod tests {
         };
         config.smtp.max_recipients = 0;
         config.smtp.max_line_length = 10;
+        config.smtp.max_header_line = 100;
         let ConfigError::Invalid(problems) = config.validate().unwrap_err() else {
             panic!("expected Invalid");
         };
-        assert_eq!(problems.len(), 3, "{problems:?}");
+        assert_eq!(problems.len(), 4, "{problems:?}");
     }
 
     #[test]

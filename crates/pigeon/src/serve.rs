@@ -76,6 +76,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             max_message_size: config.smtp.max_message_size,
             max_recipients: config.smtp.max_recipients,
             max_line_length: config.smtp.max_line_length,
+            max_header_line: config.smtp.max_header_line,
             ..smtp_proto::ServerConfig::default()
         },
         command_timeout: config.smtp.command_timeout(),
