@@ -83,6 +83,41 @@ fn backend(e: impl std::error::Error + Send + Sync + 'static) -> StoreError {
     StoreError::Backend(Box::new(e))
 }
 
+/// What a caller gets for a job that panicked.
+fn internal_error() -> StoreError {
+    StoreError::Backend("internal error".into())
+}
+
+/// The text of a caught panic, for the log.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> &str {
+    panic
+        .downcast_ref::<&str>()
+        .copied()
+        .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+        .unwrap_or("(no message)")
+}
+
+/// Runs `f`, catching a panic (logged as `what`): the writer thread must outlive any bug in
+/// one job or step, or every later write would fail while the process stays up.
+fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(value) => Some(value),
+        Err(panic) => {
+            tracing::error!(panic = panic_message(&panic), "sqlite: {what} panicked");
+            None
+        }
+    }
+}
+
+/// Ends a transaction a panic left open, so the next batch can begin.
+fn roll_back_if_open(conn: &Connection) {
+    if !conn.is_autocommit() {
+        if let Err(e) = conn.execute_batch("ROLLBACK") {
+            tracing::error!(error = %e, "sqlite: cannot roll back after a panic");
+        }
+    }
+}
+
 /// Whether a job's error is SQLite saying the disk is full.
 fn is_disk_full(e: &StoreError) -> bool {
     match e {
@@ -134,8 +169,11 @@ impl SqliteStore {
         let lock = match role {
             Role::Server => {
                 let (lock, alone) = server_lock(dir)?;
-                if alone {
-                    free_uploads(&conn)?;
+                // Best effort: on a full disk the DELETE needs room in the WAL it may not
+                // get, and a server that cannot start cannot free any (issue 14). Uploads
+                // left over are freed an hour after they were last touched anyway.
+                if alone && let Err(e) = free_uploads(&conn) {
+                    tracing::warn!(error = %e, "sqlite: cannot free the uploads of a previous run; left for later");
                 }
                 Some(lock)
             }
@@ -177,7 +215,16 @@ impl SqliteStore {
         let (tx, rx) = oneshot::channel::<Result<T>>();
         let run = Box::new(move |conn: Option<&Connection>| {
             let result = match conn {
-                Some(conn) => f(conn),
+                // A panic in one job (a bug) fails that job alone: its savepoint is rolled
+                // back and the writer goes on serving every other session (issue 14).
+                Some(conn) => std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(conn)))
+                    .unwrap_or_else(|panic| {
+                        tracing::error!(
+                            panic = panic_message(&panic),
+                            "sqlite: a write job panicked; rolled back"
+                        );
+                        Err(internal_error())
+                    }),
                 None => Err(StoreError::Backend(
                     "the disk is nearly full: new mail waits until space is freed".into(),
                 )),
@@ -238,13 +285,13 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, dir: &Path, index: boo
                 let now = std::time::Instant::now();
                 if schedule.overdue(now) {
                     // Jobs may be waiting, but indexing has waited long enough.
-                    schedule.run(&conn, &space);
+                    index_step(&mut schedule, &conn, &space);
                     continue;
                 }
                 match rx.recv_timeout(due.saturating_duration_since(now)) {
                     Ok(job) => job,
                     Err(mpsc::RecvTimeoutError::Timeout) => {
-                        schedule.run(&conn, &space);
+                        index_step(&mut schedule, &conn, &space);
                         continue;
                     }
                     Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -262,8 +309,21 @@ fn writer_loop(conn: Connection, rx: mpsc::Receiver<Job>, dir: &Path, index: boo
                 Err(_) => break,
             }
         }
-        commit_batch(&conn, batch, &space);
+        // Jobs catch their own panics; this is for the batch's bookkeeping. The callers of
+        // jobs not yet answered get an error (their reply channels are dropped).
+        if guarded("a write batch", || commit_batch(&conn, batch, &space)).is_none() {
+            roll_back_if_open(&conn);
+        }
         schedule.after_batch(std::time::Instant::now());
+    }
+}
+
+/// One index step; a panic in it rolls it back and counts as a failed step (backing off).
+fn index_step(schedule: &mut indexer::Schedule, conn: &Connection, space: &space::Space) {
+    let started = std::time::Instant::now();
+    if guarded("an index step", || schedule.run(conn, space)).is_none() {
+        roll_back_if_open(conn);
+        schedule.after_step(indexer::Outcome::Failed, started, std::time::Instant::now());
     }
 }
 
@@ -295,7 +355,15 @@ fn commit_batch(conn: &Connection, batch: Vec<Job>, space: &space::Space) {
             tracing::error!(error = %e, "sqlite: savepoint failed");
             continue;
         }
-        let ran = (job.run)(Some(conn));
+        // `write_growing` catches a job's panic and answers its caller; this keeps the
+        // batch going should anything else in a job panic (its caller then gets an error
+        // from its dropped reply channel).
+        let Some(ran) = guarded("a write job", || (job.run)(Some(conn))) else {
+            if let Err(e) = conn.execute_batch("ROLLBACK TO job; RELEASE job") {
+                tracing::error!(error = %e, "sqlite: rollback of a panicked job failed");
+            }
+            continue;
+        };
         disk_full |= ran.disk_full;
         let end = if ran.ok {
             conn.execute_batch("RELEASE job")
@@ -2182,6 +2250,60 @@ fn verify(conn: &Connection) -> rusqlite::Result<VerifyReport> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Issue 14: a panic in one write job ended the writer thread, and every later write of
+    /// every session failed ("the writer thread has stopped") while the process stayed up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_panicking_write_job_fails_alone_and_later_writes_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let result: Result<()> = store
+            .write(|conn| {
+                conn.execute(
+                    "INSERT INTO domains (name, created) VALUES ('half.test', 0)",
+                    [],
+                )
+                .map_err(backend)?;
+                panic!("a bug in a write job");
+            })
+            .await;
+        match result {
+            Err(StoreError::Backend(e)) => assert_eq!(e.to_string(), "internal error"),
+            other => panic!("expected an internal error, got {other:?}"),
+        }
+        // A job that panics outside the caught part (the backstop in the batch loop).
+        store
+            .writer
+            .lock()
+            .unwrap()
+            .send(Job {
+                grows: 0,
+                run: Box::new(|conn| {
+                    if let Some(conn) = conn {
+                        let _ = conn.execute(
+                            "INSERT INTO domains (name, created) VALUES ('raw.test', 0)",
+                            [],
+                        );
+                    }
+                    panic!("a bug around a write job")
+                }),
+            })
+            .unwrap();
+        store.add_domain("after.test").await.unwrap();
+        let domains: Vec<String> = store
+            .read(|conn| {
+                conn.prepare("SELECT name FROM domains ORDER BY name")
+                    .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+                    .map_err(backend)
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            domains,
+            vec!["after.test".to_owned()],
+            "the panicked jobs rolled back"
+        );
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn conformance() {

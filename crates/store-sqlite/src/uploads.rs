@@ -23,7 +23,12 @@ pub(crate) fn server_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
         .open(dir.join("pigeon.lock"))
         .map_err(backend)?;
     let alone = flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok();
-    flock(&file, FlockOperation::LockShared).map_err(|e| backend(std::io::Error::from(e)))?;
+    if let Err(e) = flock(&file, FlockOperation::LockShared) {
+        // Some file systems (CIFS, FUSE) have no flock: serve anyway, but without the lock
+        // nothing says another server is not using the uploads, so none are freed at start.
+        tracing::warn!(error = %std::io::Error::from(e), "sqlite: cannot lock pigeon.lock; uploads of a previous run are not freed at start");
+        return Ok((file, false));
+    }
     Ok((file, alone))
 }
 
@@ -91,5 +96,27 @@ mod tests {
             restarted.upload_chunk(upload, b"late".to_vec()).await,
             Err(store::StoreError::NotFound(_))
         ));
+    }
+
+    /// Issue 14: freeing a previous run's uploads at start needs room in the WAL; on a full
+    /// disk it failed, so the server failed to start (and restarted in a loop) instead of
+    /// serving the EXPUNGEs that would free space.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_server_starts_even_if_freeing_old_uploads_fails() {
+        let dir = tempfile::tempdir().unwrap();
+        let running = SqliteStore::open(dir.path()).unwrap();
+        let upload = running.begin_upload().await.unwrap();
+        running.upload_chunk(upload, vec![b'x'; 10]).await.unwrap();
+        drop(running);
+        // The DELETE fails, as it does when SQLite cannot grow the WAL on a full disk.
+        let conn = rusqlite::Connection::open(dir.path().join("pigeon.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER full BEFORE DELETE ON uploads \
+             BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+        let store = SqliteStore::open(dir.path()).expect("the server starts");
+        store.add_domain("still.test").await.unwrap();
+        assert_eq!(uploads(dir.path()).await, (1, 10), "left for later");
     }
 }
