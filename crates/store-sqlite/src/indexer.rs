@@ -9,8 +9,9 @@
 //! waiting write jobs between steps (a step waits for 20 ms without jobs, but under a load
 //! that never pauses it runs anyway every 2 s), and rests a quarter of a step's duration after
 //! it, so other processes on the same database (admin commands) get the write lock too. A
-//! message whose text cannot be derived or stored goes to `index_failures` and leaves the
-//! queue; errors of the database itself (disk full, I/O) end the step and the indexer tries
+//! message whose text cannot be derived, or cannot be stored for a reason of its own (too big,
+//! refused by a constraint), goes to `index_failures` and leaves the queue; any other error
+//! (disk full, I/O, a damaged index) is the database's: it ends the step and the indexer tries
 //! again later, waiting longer each time. Steps wait while the disk is nearly full
 //! (`crate::space`).
 
@@ -222,7 +223,7 @@ fn step_in_transaction(conn: &Connection) -> rusqlite::Result<bool> {
                     Ok(()) => conn.execute_batch("RELEASE text")?,
                     Err(e) => {
                         conn.execute_batch("ROLLBACK TO text; RELEASE text")?;
-                        if transient(&e) {
+                        if !of_this_message(&e) {
                             return Err(e);
                         }
                         record_failure(conn, blob_id, &format!("storing its text failed: {e}"))?;
@@ -274,21 +275,15 @@ fn record_failure(conn: &Connection, blob_id: &str, reason: &str) -> rusqlite::R
     dequeue(conn, blob_id)
 }
 
-/// Errors of the database or the machine rather than of one message: trying the same message
-/// later may work.
-fn transient(e: &rusqlite::Error) -> bool {
+/// Whether storing a message's text failed for a reason of that message (too big, refused
+/// by a constraint on its row), so trying it again would fail again. Anything else (disk full,
+/// I/O, a damaged index, a schema or internal error) is the database's: recording it against
+/// each message in turn would drop every queued text from search for good, so it ends the
+/// step and the indexer tries again later (issue 14).
+fn of_this_message(e: &rusqlite::Error) -> bool {
     matches!(
         e.sqlite_error_code(),
-        Some(
-            ErrorCode::DiskFull
-                | ErrorCode::SystemIoFailure
-                | ErrorCode::DatabaseBusy
-                | ErrorCode::DatabaseLocked
-                | ErrorCode::OutOfMemory
-                | ErrorCode::CannotOpen
-                | ErrorCode::ReadOnly
-                | ErrorCode::FileLockingProtocolFailed
-        )
+        Some(ErrorCode::TooBig | ErrorCode::ConstraintViolation | ErrorCode::TypeMismatch)
     )
 }
 
@@ -495,6 +490,51 @@ mod tests {
                 .await
                 .unwrap(),
             [2]
+        );
+    }
+
+    /// Issue 14: an error of the database itself (here a schema error, as a damaged index or
+    /// an internal error would be) was recorded against each queued message in turn, dropping
+    /// them all from search for good. It ends the step; the texts wait and are indexed once the
+    /// database works again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_error_leaves_the_texts_queued_not_failed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let id = account(&store).await;
+        let conn = Connection::open(dir.path().join("pigeon.db")).unwrap();
+        conn.execute_batch(
+            "CREATE TRIGGER broken BEFORE UPDATE OF search_rowid ON summaries \
+             BEGIN SELECT * FROM no_such_table; END;",
+        )
+        .unwrap();
+        for i in 0..3 {
+            store
+                .deliver(delivery(
+                    id,
+                    format!("Subject: m{i}\r\n\r\nqueuedword\r\n").into_bytes(),
+                ))
+                .await
+                .unwrap();
+        }
+        // The first step runs 20 ms after the last delivery and fails.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            store.index_failures().await.unwrap(),
+            0,
+            "nothing given up on"
+        );
+        assert_eq!(store.index_backlog().await.unwrap(), 3, "all still queued");
+        conn.execute_batch("DROP TRIGGER broken").unwrap();
+        drained(&store).await;
+        assert_eq!(store.index_failures().await.unwrap(), 0);
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        assert_eq!(
+            store
+                .search_text(inbox, "queuedword", TextScope::Body)
+                .await
+                .unwrap(),
+            [1, 2, 3]
         );
     }
 
