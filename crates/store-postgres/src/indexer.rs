@@ -6,10 +6,11 @@
 //! [`store::index::READ_LIMIT`], read with `substring` so a big message is never loaded whole)
 //! and by count, and always takes at least one message, so the queue drains whatever the
 //! sizes. If storing a step's texts fails, its messages are indexed again one per transaction,
-//! and one that still fails for a reason of its own goes to `index_failures` and leaves the
-//! queue, like a message whose text cannot be derived: never tried again in a loop. Errors of
-//! the database itself (connection lost, disk full, shutdown) end the step; the indexer tries
-//! again later, waiting longer each time.
+//! and one that still fails for a reason of its own (a data exception or a program limit) goes
+//! to `index_failures` and leaves the queue, like a message whose text cannot be derived: never
+//! tried again in a loop. Any other error is the database's (connection lost, disk full,
+//! shutdown, a damaged index, permissions): it ends the step; the indexer tries again later,
+//! waiting longer each time.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +85,11 @@ pub(crate) async fn step(pool: &PoolHandle) -> Result<usize> {
                 });
                 match one {
                     Ok(n) => done += n,
-                    Err(e) if transient(&e) => return Err(e),
+                    // Alone in its transaction and still failing for a reason that is not its
+                    // own (a damaged index, a missing table, permissions): the database's
+                    // problem, which would fail every message in turn. Back off, keep them
+                    // queued (issue 14).
+                    Err(e) if !of_this_message(&e) => return Err(e),
                     Err(e) => {
                         let reason = format!("storing its text failed: {e}");
                         done += transaction!(pool, |tx| async {
@@ -234,6 +239,22 @@ fn transient(e: &StoreError) -> bool {
     }
 }
 
+/// Whether a message's statement failed for a reason of that message, so trying it again
+/// would fail again: a data exception (class 22: a value the column or function refuses) or a
+/// program limit (class 54: e.g. a text too big for the index).
+fn of_this_message(e: &StoreError) -> bool {
+    let StoreError::Backend(inner) = e else {
+        return false;
+    };
+    inner
+        .downcast_ref::<PgError>()
+        .and_then(|pg| pg.0.code())
+        .is_some_and(|code| {
+            let code = code.code();
+            code.starts_with("22") || code.starts_with("54")
+        })
+}
+
 /// When this node last delivered, so its indexer can wait for a quiet moment.
 #[derive(Default)]
 pub(crate) struct Activity {
@@ -270,6 +291,62 @@ mod tests {
     use store::{Delivery, Store, TextScope};
 
     use crate::{query_one, test_store};
+
+    /// Issue 14: an error of the database itself (here XX000, as a damaged index gives) was
+    /// recorded against each queued message in turn, dropping them all from search for good.
+    /// It ends the step; the texts wait and are indexed once the database works again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_database_error_leaves_the_texts_queued_not_failed() {
+        let Some((_cluster, store, id)) = test_store().await else {
+            return;
+        };
+        let client = store.client().await.unwrap();
+        client
+            .batch_execute(
+                "CREATE FUNCTION broken() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+                 RAISE EXCEPTION 'index damaged' USING ERRCODE = 'XX000'; END $$; \
+                 CREATE TRIGGER broken BEFORE INSERT ON search FOR EACH ROW EXECUTE FUNCTION broken();",
+            )
+            .await
+            .unwrap();
+        for i in 0..3 {
+            store
+                .deliver(Delivery {
+                    data: format!("Subject: m{i}\r\n\r\nqueuedword\r\n").into_bytes(),
+                    recipients: vec![id],
+                    internal_date: 0,
+                    summary: None,
+                })
+                .await
+                .unwrap();
+        }
+        // The first step runs 20 ms after the last delivery and fails.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(
+            store.index_failures().await.unwrap(),
+            0,
+            "nothing given up on"
+        );
+        assert_eq!(store.index_backlog().await.unwrap(), 3, "all still queued");
+        client
+            .batch_execute("DROP TRIGGER broken ON search")
+            .await
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while store.index_backlog().await.unwrap() > 0 {
+            assert!(Instant::now() < deadline, "the index backlog drains");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(store.index_failures().await.unwrap(), 0);
+        let inbox = store.mailbox(id, "INBOX").await.unwrap().unwrap().id;
+        assert_eq!(
+            store
+                .search_text(inbox, "queuedword", TextScope::Body)
+                .await
+                .unwrap(),
+            [1, 2, 3]
+        );
+    }
 
     /// Issue 14: a message that fails to index is skipped and recorded, never retried in a
     /// loop, and does not hold up the others (which share its step).
