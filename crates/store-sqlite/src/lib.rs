@@ -1224,12 +1224,21 @@ impl Store for SqliteStore {
                 [now() - UPLOAD_IDLE_SECS],
             )
             .map_err(backend)?;
+            // Never an id given out before (see schema migration 9).
+            let id: i64 = conn
+                .query_row(
+                    "UPDATE upload_ids SET last = \
+                     max(last, COALESCE((SELECT MAX(id) FROM uploads), 0)) + 1 RETURNING last",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
             conn.execute(
-                "INSERT INTO uploads (created, touched) VALUES (?1, ?1)",
-                [now()],
+                "INSERT INTO uploads (id, created, touched) VALUES (?1, ?2, ?2)",
+                params![id, now()],
             )
             .map_err(backend)?;
-            Ok(conn.last_insert_rowid())
+            Ok(id)
         })
         .await
     }

@@ -171,6 +171,11 @@ pub(crate) const MIGRATIONS: &[&str] = &[
     );
     ALTER TABLE uploads ADD COLUMN touched INTEGER NOT NULL DEFAULT 0;
     UPDATE uploads SET touched = created;",
+    // 9: the highest upload id ever given out. `INTEGER PRIMARY KEY` alone reuses the id of
+    // the newest upload once it is freed, and a session still holding that id would then add
+    // to (or take) another account's upload; ids now only grow (no table rebuild needed).
+    "CREATE TABLE upload_ids (last INTEGER NOT NULL);
+    INSERT INTO upload_ids SELECT COALESCE(MAX(id), 0) FROM uploads;",
 ];
 
 /// Brings the database up to the newest schema.

@@ -98,6 +98,30 @@ mod tests {
         ));
     }
 
+    /// Issue 14: a freed upload's id was given to the next upload (`INTEGER PRIMARY KEY`
+    /// takes the highest id + 1), so a session still holding the old id (a webmail draft, an
+    /// APPEND cut short) could add to or take another account's upload.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn upload_ids_are_never_reused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let first = store.begin_upload().await.unwrap();
+        let second = store.begin_upload().await.unwrap();
+        store.discard_upload(second).await.unwrap();
+        let third = store.begin_upload().await.unwrap();
+        assert!(third > second, "{third} after {second}");
+        store.upload_chunk(third, b"mine".to_vec()).await.unwrap();
+        drop(store);
+        // A restart frees every upload; the ids still do not come back.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let fourth = store.begin_upload().await.unwrap();
+        assert!(fourth > third && third > first, "{fourth} after {third}");
+        assert!(matches!(
+            store.upload_chunk(third, b"stale".to_vec()).await,
+            Err(store::StoreError::NotFound(_))
+        ));
+    }
+
     /// Issue 14: freeing a previous run's uploads at start needs room in the WAL; on a full
     /// disk it failed, so the server failed to start (and restarted in a loop) instead of
     /// serving the EXPUNGEs that would free space.
