@@ -111,10 +111,10 @@ fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> Option<T> {
 
 /// Ends a transaction a panic left open, so the next batch can begin.
 fn roll_back_if_open(conn: &Connection) {
-    if !conn.is_autocommit() {
-        if let Err(e) = conn.execute_batch("ROLLBACK") {
-            tracing::error!(error = %e, "sqlite: cannot roll back after a panic");
-        }
+    if !conn.is_autocommit()
+        && let Err(e) = conn.execute_batch("ROLLBACK")
+    {
+        tracing::error!(error = %e, "sqlite: cannot roll back after a panic");
     }
 }
 
