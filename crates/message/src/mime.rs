@@ -41,6 +41,29 @@ use mail_parser::{
 /// parser (most of which recurse too).
 pub const MAX_DEPTH: usize = 64;
 
+/// The most parts one message is parsed into (the message itself counts as one). Each part
+/// costs a few hundred bytes parsed and in its BODYSTRUCTURE, and an empty part only 7 bytes
+/// of message (`--a\r\n\r\n`): without a cap, 50 MB of them would be 7 million parts.
+/// Real mail has a few dozen. When a multipart's next part would pass the cap, the rest of
+/// that multipart (up to its close delimiter, or the end of the message) is one opaque part
+/// without headers ([`is_opaque`]). Nested `message/rfc822` roots may add at most one part
+/// each past the cap, and they are at most [`MAX_DEPTH`] deep.
+pub const MAX_PARTS: usize = 10_000;
+
+/// The longest multipart boundary honoured. RFC 2046 §5.1.1 allows 70 characters, but real
+/// senders exceed it (mail-parser's own test messages use 82), so a larger bound; a longer
+/// boundary makes its multipart a text leaf, as a boundary that never appears does. Every
+/// `--` in a body is compared against the boundary, so its length multiplies parsing time.
+pub const MAX_BOUNDARY_LEN: usize = 256;
+
+/// Searching for a multipart's boundary that is not there reads the rest of the message,
+/// and the part is then a leaf: a message of many such parts, each with a new boundary,
+/// would be read once per part. Searches that fail may read at most this many times the
+/// message's size in all; past that, a boundary not yet found is taken as absent (its
+/// multipart is a text leaf). A boundary once found absent from some offset is never
+/// searched for again after it.
+const MAX_FAILED_SCANS: usize = 8;
+
 /// How many base64/quoted-printable-encoded nested messages (which RFC 2046 §5.2.1 forbids,
 /// but some senders produce) are decoded and parsed inside each other; as in mail-parser.
 const MAX_NESTED_ENCODED: usize = 3;
@@ -53,9 +76,14 @@ pub fn parse(raw: &[u8]) -> Option<Message<'_>> {
 
 /// Whether `part` was left opaque: it declares a multipart or message type but was parsed
 /// as a leaf (deeper than [`MAX_DEPTH`], a multipart without its boundary, or a nested
-/// message that could not be parsed). IMAP shows such parts as `APPLICATION/OCTET-STREAM`,
-/// since a multipart or `message/rfc822` BODYSTRUCTURE must have children.
+/// message that could not be parsed), or it is the rest of a multipart past [`MAX_PARTS`]
+/// (a binary part without headers, which parsing produces in no other case). IMAP shows
+/// such parts as `APPLICATION/OCTET-STREAM`, since a multipart or `message/rfc822`
+/// BODYSTRUCTURE must have children.
 pub fn is_opaque(part: &MessagePart<'_>) -> bool {
+    if part.headers.is_empty() && matches!(part.body, PartType::Binary(_)) {
+        return true;
+    }
     let Some(content_type) = part
         .headers
         .header_value(&HeaderName::ContentType)
@@ -172,6 +200,34 @@ fn nested_end(raw: &[u8], stream: &MessageStream<'_>, boundary: Option<&[u8]>) -
     }
 }
 
+/// `MessageStream::seek_next_part`, which reads the rest of the message when the boundary
+/// is absent, made linear over a whole parse: a boundary found absent from an offset is
+/// remembered (absent after it too), boundaries longer than [`MAX_BOUNDARY_LEN`] are not
+/// searched for, and failed searches may read at most [`MAX_FAILED_SCANS`] times the
+/// message. `false` (stream unmoved) when the boundary is not searched for or not found.
+fn seek_boundary(
+    stream: &mut MessageStream<'_>,
+    boundary: &[u8],
+    absent: &mut std::collections::BTreeMap<Vec<u8>, usize>,
+    scan_budget: &mut usize,
+) -> bool {
+    let from = stream.offset();
+    if boundary.len() > MAX_BOUNDARY_LEN || absent.get(boundary).is_some_and(|&at| at <= from) {
+        return false;
+    }
+    let cost = stream.remaining();
+    if cost > *scan_budget {
+        // Out of budget: taken as absent, without reading.
+        return false;
+    }
+    if stream.seek_next_part(boundary) {
+        return true;
+    }
+    *scan_budget -= cost;
+    absent.insert(boundary.to_vec(), from);
+    false
+}
+
 fn part_header<'x>(headers: Vec<mail_parser::Header<'x>>, state: &State) -> MessagePart<'x> {
     MessagePart {
         headers,
@@ -202,6 +258,12 @@ fn parse_at(raw: &[u8], encoded: usize, start_depth: usize, decoded: bool) -> Op
     let mut state = State::message();
     let mut stack: Vec<(State, Option<Message<'_>>)> = Vec::with_capacity(4);
     let mut part_headers = Vec::new();
+    // Parts read so far, in this message and all nested ones (bounded by MAX_PARTS).
+    let mut parts_read = 0usize;
+    // Boundaries known absent from the message at and after an offset, and how many bytes
+    // failed searches may still read (MAX_FAILED_SCANS).
+    let mut absent: std::collections::BTreeMap<Vec<u8>, usize> = Default::default();
+    let mut scan_budget = raw.len().saturating_mul(MAX_FAILED_SCANS);
 
     'outer: loop {
         state.offset_header = stream.offset();
@@ -211,221 +273,275 @@ fn parse_at(raw: &[u8], encoded: usize, start_depth: usize, decoded: bool) -> Op
         state.offset_body = stream.offset();
         state.parts += 1;
         state.sub_part_ids.push(message.parts.len() as u32);
-        // The depth of the part whose headers were just read.
-        let depth = start_depth + stack.len();
-        let may_descend = depth < MAX_DEPTH;
+        parts_read += 1;
+        'part: {
+            if parts_read >= MAX_PARTS
+                && state.mime_type != MimeType::Message
+                && let Some(boundary) = state.mime_boundary.clone()
+            {
+                // Past the cap: the rest of this multipart is one opaque part, from this part's
+                // header to the line end before the close delimiter `--boundary--`.
+                part_headers.clear();
+                let start = state.offset_header;
+                let mut end = None;
+                loop {
+                    let (offset_end, _) = stream.mime_part(&boundary);
+                    if offset_end == usize::MAX {
+                        break;
+                    }
+                    if stream.peek_bytes(2) == Some(b"--") {
+                        end = Some(offset_end);
+                        break;
+                    }
+                }
+                let end = end.unwrap_or_else(|| {
+                    // No close delimiter: the rest of the message.
+                    stream.seek_end();
+                    state.mime_boundary = None;
+                    raw.len()
+                });
+                message.attachments.push(message.parts.len() as u32);
+                message.parts.push(MessagePart {
+                    headers: Vec::new(),
+                    encoding: Encoding::None,
+                    is_encoding_problem: false,
+                    body: PartType::Binary(raw.get(start..end).unwrap_or_default().into()),
+                    offset_header: start as u32,
+                    offset_body: start as u32,
+                    offset_end: end as u32,
+                });
+                if state.mime_boundary.is_none() {
+                    break 'outer;
+                }
+                // The 'inner loop below closes the multipart.
+                break 'part;
+            }
+            // The depth of the part whose headers were just read.
+            let depth = start_depth + stack.len();
+            let may_descend = depth < MAX_DEPTH;
 
-        let content_type = part_headers
-            .header_value(&HeaderName::ContentType)
-            .and_then(|c| c.as_content_type());
-        let (is_multipart, mut is_inline, mut is_text, mut mime_type) =
-            mime_type(content_type, state.mime_type);
+            let content_type = part_headers
+                .header_value(&HeaderName::ContentType)
+                .and_then(|c| c.as_content_type());
+            let (is_multipart, mut is_inline, mut is_text, mut mime_type) =
+                mime_type(content_type, state.mime_type);
 
-        if is_multipart && !may_descend {
-            // Too deep: the whole multipart is one opaque leaf.
-            mime_type = MimeType::Other;
-        } else if is_multipart
-            && let Some(boundary) = content_type.and_then(|f| f.attribute("boundary"))
-        {
-            if stream.seek_next_part(boundary.as_bytes()) {
-                let part_id = message.parts.len();
-                let new_state = State {
-                    in_alternative: state.in_alternative
-                        || mime_type == MimeType::MultipartAlternative,
-                    mime_type,
-                    mime_boundary: Some(boundary.as_bytes().to_vec()),
-                    html_parts: message.html_body.len(),
-                    text_parts: message.text_body.len(),
-                    need_html_body: state.need_html_body,
-                    need_text_body: state.need_text_body,
-                    part_id: part_id as u32,
-                    ..Default::default()
+            if is_multipart && !may_descend {
+                // Too deep: the whole multipart is one opaque leaf.
+                mime_type = MimeType::Other;
+            } else if is_multipart
+                && let Some(boundary) = content_type.and_then(|f| f.attribute("boundary"))
+            {
+                if seek_boundary(
+                    &mut stream,
+                    boundary.as_bytes(),
+                    &mut absent,
+                    &mut scan_budget,
+                ) {
+                    let part_id = message.parts.len();
+                    let new_state = State {
+                        in_alternative: state.in_alternative
+                            || mime_type == MimeType::MultipartAlternative,
+                        mime_type,
+                        mime_boundary: Some(boundary.as_bytes().to_vec()),
+                        html_parts: message.html_body.len(),
+                        text_parts: message.text_body.len(),
+                        need_html_body: state.need_html_body,
+                        need_text_body: state.need_text_body,
+                        part_id: part_id as u32,
+                        ..Default::default()
+                    };
+                    message
+                        .parts
+                        .push(part_header(std::mem::take(&mut part_headers), &state));
+                    stack.push((state, None));
+                    state = new_state;
+                    stream.skip_crlf();
+                    continue 'outer;
+                } else {
+                    mime_type = MimeType::TextOther;
+                    is_text = true;
+                }
+            }
+
+            let (mut encoding, decode): (Encoding, DecodeFnc<'_>) =
+                match part_headers.header_value(&HeaderName::ContentTransferEncoding) {
+                    Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("base64") => {
+                        (Encoding::Base64, MessageStream::decode_base64_mime)
+                    }
+                    Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("quoted-printable") => (
+                        Encoding::QuotedPrintable,
+                        MessageStream::decode_quoted_printable_mime,
+                    ),
+                    _ => (Encoding::None, MessageStream::mime_part),
                 };
+
+            if mime_type == MimeType::Message
+                && (!may_descend || decoded && encoding == Encoding::None)
+            {
+                // Too deep, or a plain nested message in decoded bytes: one opaque leaf.
+                mime_type = MimeType::Other;
+            }
+            if mime_type == MimeType::Message && encoding == Encoding::None {
+                // A nested message: its header follows at once, parsed in this same loop.
+                let new_state = State {
+                    mime_boundary: state.mime_boundary.take(),
+                    part_id: message.parts.len() as u32,
+                    ..State::message()
+                };
+                message.attachments.push(message.parts.len() as u32);
                 message
                     .parts
                     .push(part_header(std::mem::take(&mut part_headers), &state));
-                stack.push((state, None));
+                stack.push((state, Some(message)));
+                message = Message::default();
                 state = new_state;
-                stream.skip_crlf();
-                continue;
-            } else {
-                mime_type = MimeType::TextOther;
+                continue 'outer;
+            }
+
+            let (offset_end, mut bytes) =
+                decode(&mut stream, state.mime_boundary.as_deref().unwrap_or(b""));
+
+            // Recover the contents of a part that does not decode.
+            let mut is_encoding_problem = offset_end == usize::MAX;
+            if is_encoding_problem {
+                encoding = Encoding::None;
+                if mime_type != MimeType::TextPlain {
+                    mime_type = MimeType::TextOther;
+                }
+                is_inline = false;
                 is_text = true;
-            }
-        }
-
-        let (mut encoding, decode): (Encoding, DecodeFnc<'_>) =
-            match part_headers.header_value(&HeaderName::ContentTransferEncoding) {
-                Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("base64") => {
-                    (Encoding::Base64, MessageStream::decode_base64_mime)
+                let (offset_end, boundary_found) =
+                    stream.seek_part_end(state.mime_boundary.as_deref());
+                state.offset_end = offset_end;
+                bytes = raw
+                    .get(state.offset_body..state.offset_end)
+                    .unwrap_or_default()
+                    .into();
+                if !boundary_found {
+                    state.mime_boundary = None;
                 }
-                Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("quoted-printable") => (
-                    Encoding::QuotedPrintable,
-                    MessageStream::decode_quoted_printable_mime,
-                ),
-                _ => (Encoding::None, MessageStream::mime_part),
-            };
-
-        if mime_type == MimeType::Message && (!may_descend || decoded && encoding == Encoding::None)
-        {
-            // Too deep, or a plain nested message in decoded bytes: one opaque leaf.
-            mime_type = MimeType::Other;
-        }
-        if mime_type == MimeType::Message && encoding == Encoding::None {
-            // A nested message: its header follows at once, parsed in this same loop.
-            let new_state = State {
-                mime_boundary: state.mime_boundary.take(),
-                part_id: message.parts.len() as u32,
-                ..State::message()
-            };
-            message.attachments.push(message.parts.len() as u32);
-            message
-                .parts
-                .push(part_header(std::mem::take(&mut part_headers), &state));
-            stack.push((state, Some(message)));
-            message = Message::default();
-            state = new_state;
-            continue;
-        }
-
-        let (offset_end, mut bytes) =
-            decode(&mut stream, state.mime_boundary.as_deref().unwrap_or(b""));
-
-        // Recover the contents of a part that does not decode.
-        let mut is_encoding_problem = offset_end == usize::MAX;
-        if is_encoding_problem {
-            encoding = Encoding::None;
-            if mime_type != MimeType::TextPlain {
-                mime_type = MimeType::TextOther;
+            } else {
+                state.offset_end = offset_end;
             }
-            is_inline = false;
-            is_text = true;
-            let (offset_end, boundary_found) = stream.seek_part_end(state.mime_boundary.as_deref());
-            state.offset_end = offset_end;
-            bytes = raw
-                .get(state.offset_body..state.offset_end)
-                .unwrap_or_default()
-                .into();
-            if !boundary_found {
-                state.mime_boundary = None;
-            }
-        } else {
-            state.offset_end = offset_end;
-        }
 
-        let body = if mime_type != MimeType::Message {
-            let is_inline = is_inline
-                && part_headers
-                    .header_value(&HeaderName::ContentDisposition)
-                    .is_none_or(|d| !d.as_content_type().is_some_and(|ct| ct.is_attachment()))
-                && (state.parts == 1
-                    || state.mime_type != MimeType::MultipartRelated
-                        && (mime_type == MimeType::Inline
-                            || content_type.is_none_or(|c| !c.has_attribute("name"))));
-            // A message of one text/plain part is text whatever its encoding problems.
-            let is_inline = is_inline
-                || state.parts == 1
-                    && state.mime_type == MimeType::Message
-                    && mime_type == MimeType::TextPlain
-                    && is_encoding_problem;
+            let body = if mime_type != MimeType::Message {
+                let is_inline = is_inline
+                    && part_headers
+                        .header_value(&HeaderName::ContentDisposition)
+                        .is_none_or(|d| !d.as_content_type().is_some_and(|ct| ct.is_attachment()))
+                    && (state.parts == 1
+                        || state.mime_type != MimeType::MultipartRelated
+                            && (mime_type == MimeType::Inline
+                                || content_type.is_none_or(|c| !c.has_attribute("name"))));
+                // A message of one text/plain part is text whatever its encoding problems.
+                let is_inline = is_inline
+                    || state.parts == 1
+                        && state.mime_type == MimeType::Message
+                        && mime_type == MimeType::TextPlain
+                        && is_encoding_problem;
 
-            let (add_to_html, add_to_text) = if state.mime_type == MimeType::MultipartAlternative {
-                match mime_type {
-                    MimeType::TextHtml => (true, false),
-                    MimeType::TextPlain => (false, true),
-                    _ => (false, false),
+                let (add_to_html, add_to_text) =
+                    if state.mime_type == MimeType::MultipartAlternative {
+                        match mime_type {
+                            MimeType::TextHtml => (true, false),
+                            MimeType::TextPlain => (false, true),
+                            _ => (false, false),
+                        }
+                    } else if is_inline {
+                        if state.in_alternative && (state.need_text_body || state.need_html_body) {
+                            match mime_type {
+                                MimeType::TextHtml => state.need_text_body = false,
+                                MimeType::TextPlain => state.need_html_body = false,
+                                _ => (),
+                            }
+                        }
+                        (state.need_html_body, state.need_text_body)
+                    } else {
+                        (false, false)
+                    };
+                if add_to_html {
+                    message.html_body.push(message.parts.len() as u32);
                 }
-            } else if is_inline {
-                if state.in_alternative && (state.need_text_body || state.need_html_body) {
-                    match mime_type {
-                        MimeType::TextHtml => state.need_text_body = false,
-                        MimeType::TextPlain => state.need_html_body = false,
-                        _ => (),
+                if add_to_text {
+                    message.text_body.push(message.parts.len() as u32);
+                }
+
+                if is_text {
+                    let charset = content_type.and_then(|ct| {
+                        ct.attribute("charset")
+                            .and_then(|c| charset_decoder(c.as_bytes()))
+                    });
+                    let text = match (bytes, charset) {
+                        (Cow::Owned(vec), Some(decoder)) => decoder(&vec).into(),
+                        (Cow::Owned(vec), None) => String::from_utf8(vec)
+                            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+                            .into(),
+                        (Cow::Borrowed(bytes), Some(decoder)) => decoder(bytes).into(),
+                        (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
+                    };
+                    let is_html = mime_type == MimeType::TextHtml;
+                    if !add_to_html && is_html || !add_to_text && !is_html {
+                        message.attachments.push(message.parts.len() as u32);
+                    }
+                    if is_html {
+                        PartType::Html(text)
+                    } else {
+                        PartType::Text(text)
+                    }
+                } else {
+                    message.attachments.push(message.parts.len() as u32);
+                    if is_inline {
+                        PartType::InlineBinary(bytes)
+                    } else {
+                        PartType::Binary(bytes)
                     }
                 }
-                (state.need_html_body, state.need_text_body)
             } else {
-                (false, false)
-            };
-            if add_to_html {
-                message.html_body.push(message.parts.len() as u32);
-            }
-            if add_to_text {
-                message.text_body.push(message.parts.len() as u32);
-            }
-
-            if is_text {
-                let charset = content_type.and_then(|ct| {
-                    ct.attribute("charset")
-                        .and_then(|c| charset_decoder(c.as_bytes()))
-                });
-                let text = match (bytes, charset) {
-                    (Cow::Owned(vec), Some(decoder)) => decoder(&vec).into(),
-                    (Cow::Owned(vec), None) => String::from_utf8(vec)
-                        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
-                        .into(),
-                    (Cow::Borrowed(bytes), Some(decoder)) => decoder(bytes).into(),
-                    (Cow::Borrowed(bytes), None) => String::from_utf8_lossy(bytes),
-                };
-                let is_html = mime_type == MimeType::TextHtml;
-                if !add_to_html && is_html || !add_to_text && !is_html {
-                    message.attachments.push(message.parts.len() as u32);
-                }
-                if is_html {
-                    PartType::Html(text)
-                } else {
-                    PartType::Text(text)
-                }
-            } else {
+                // An encoded nested message: decoded, then parsed on its own.
                 message.attachments.push(message.parts.len() as u32);
-                if is_inline {
-                    PartType::InlineBinary(bytes)
-                } else {
-                    PartType::Binary(bytes)
+                // Owned parts (bounded: nothing in them nests but encoded messages, at most
+                // MAX_NESTED_ENCODED deep); the borrow of `bytes` ends with this statement.
+                let nested = (encoded != 0)
+                    .then(|| parse_at(bytes.as_ref(), encoded - 1, depth + 1, true))
+                    .flatten()
+                    .map(|nested| {
+                        let parts: Vec<MessagePart<'static>> =
+                            nested.parts.into_iter().map(|p| p.into_owned()).collect();
+                        (
+                            nested.html_body,
+                            nested.text_body,
+                            nested.attachments,
+                            parts,
+                        )
+                    });
+                match nested {
+                    Some((html_body, text_body, attachments, parts)) => {
+                        PartType::Message(Message {
+                            html_body,
+                            text_body,
+                            attachments,
+                            parts,
+                            raw_message: bytes.into_owned().into(),
+                        })
+                    }
+                    None => {
+                        is_encoding_problem = true;
+                        PartType::Binary(bytes)
+                    }
                 }
-            }
-        } else {
-            // An encoded nested message: decoded, then parsed on its own.
-            message.attachments.push(message.parts.len() as u32);
-            // Owned parts (bounded: nothing in them nests but encoded messages, at most
-            // MAX_NESTED_ENCODED deep); the borrow of `bytes` ends with this statement.
-            let nested = (encoded != 0)
-                .then(|| parse_at(bytes.as_ref(), encoded - 1, depth + 1, true))
-                .flatten()
-                .map(|nested| {
-                    let parts: Vec<MessagePart<'static>> =
-                        nested.parts.into_iter().map(|p| p.into_owned()).collect();
-                    (
-                        nested.html_body,
-                        nested.text_body,
-                        nested.attachments,
-                        parts,
-                    )
-                });
-            match nested {
-                Some((html_body, text_body, attachments, parts)) => PartType::Message(Message {
-                    html_body,
-                    text_body,
-                    attachments,
-                    parts,
-                    raw_message: bytes.into_owned().into(),
-                }),
-                None => {
-                    is_encoding_problem = true;
-                    PartType::Binary(bytes)
-                }
-            }
-        };
+            };
 
-        message.parts.push(MessagePart {
-            headers: std::mem::take(&mut part_headers),
-            encoding,
-            is_encoding_problem,
-            body,
-            offset_header: state.offset_header as u32,
-            offset_body: state.offset_body as u32,
-            offset_end: state.offset_end as u32,
-        });
+            message.parts.push(MessagePart {
+                headers: std::mem::take(&mut part_headers),
+                encoding,
+                is_encoding_problem,
+                body,
+                offset_header: state.offset_header as u32,
+                offset_body: state.offset_body as u32,
+                offset_end: state.offset_end as u32,
+            });
+        }
 
         if state.mime_boundary.is_none() {
             if stream.offset() >= raw.len() {
