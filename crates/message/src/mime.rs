@@ -12,7 +12,7 @@
 //! [`parse`] is mail-parser's own message parser (`parsers::message::parse_` of 0.11.9,
 //! MIT/Apache-2.0, Stalwart Labs) driven by the same public `MessageStream` primitives, so
 //! it makes the same decisions (tests compare the two on the corpus and on 3,000 damaged
-//! messages), plus two rules:
+//! messages), plus these rules:
 //!
 //! - a part at depth [`MAX_DEPTH`] is never descended into. A multipart or message part
 //!   there becomes an opaque leaf (`PartType::Binary`, listed as an attachment) holding its
@@ -20,7 +20,12 @@
 //! - inside the decoded bytes of a base64/quoted-printable `message/rfc822` (which RFC 2046
 //!   §5.2.1 forbids; decoded anyway, at most three inside each other as in mail-parser), a
 //!   plain nested message is such a leaf too: that result must be copied to be kept, and a
-//!   copy per nested level would cost the message's size times its depth.
+//!   copy per nested level would cost the message's size times its depth;
+//! - at most [`MAX_PARTS`] parts: the rest of a multipart past them is one opaque part;
+//! - a boundary longer than [`MAX_BOUNDARY_LEN`] is none (its multipart is a text leaf), a
+//!   boundary found absent is not searched for again, and searches that fail read at most
+//!   [`MAX_FAILED_SCANS`] times the message (a multipart whose boundary never appears made
+//!   mail-parser read the rest of the message once per such part).
 //!
 //! Nothing is refused: the message is stored byte for byte and everything down to the limit
 //! is parsed as usual. Parsing stays linear in the message's size.
