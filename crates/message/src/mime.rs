@@ -67,7 +67,7 @@ pub const MAX_BOUNDARY_LEN: usize = 256;
 /// message's size in all; past that, a boundary not yet found is taken as absent (its
 /// multipart is a text leaf). A boundary once found absent from some offset is never
 /// searched for again after it.
-const MAX_FAILED_SCANS: usize = 8;
+pub const MAX_FAILED_SCANS: usize = 8;
 
 /// How many base64/quoted-printable-encoded nested messages (which RFC 2046 §5.2.1 forbids,
 /// but some senders produce) are decoded and parsed inside each other; as in mail-parser.
