@@ -26,13 +26,16 @@ pub struct Options {
     /// Probes per protocol for the latency figures.
     #[arg(long, default_value_t = 50)]
     pub probes: usize,
+    /// Only these protocols (smtp, submission, imap, pop3, http); all of them by default.
+    #[arg(long, value_delimiter = ',')]
+    pub only: Vec<String>,
 }
 
 const CONFIG: &str = "[[listener]]\nprotocol = \"smtp\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"submission\"\nbind = \"127.0.0.1:0\"\ntls = \"starttls\"\n\n\
     [[listener]]\nprotocol = \"imap\"\nbind = \"127.0.0.1:0\"\n\n\
     [[listener]]\nprotocol = \"pop3\"\nbind = \"127.0.0.1:0\"\n\n\
-    [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\n";
+    [[listener]]\nprotocol = \"http\"\nbind = \"127.0.0.1:0\"\ntls = \"none\"\n";
 
 /// One protocol's part in the benchmark: what a client says first and what ends each answer.
 #[derive(Clone, Copy)]
@@ -222,10 +225,11 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 
 async fn probe_all(
     server: &BenchServer,
+    protocols: &[Probe],
     probes: usize,
 ) -> anyhow::Result<Vec<(Duration, Duration)>> {
     let mut figures = Vec::new();
-    for probe in PROBES {
+    for probe in protocols {
         let addr = server.addr(probe.protocol)?;
         let mut times = Vec::with_capacity(probes);
         for _ in 0..probes {
@@ -243,27 +247,39 @@ fn ms(d: Duration) -> String {
 
 pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
     let n = options.connections;
-    let total = n * PROBES.len();
-    // The server holds as many descriptors as this process: both inherit the raised hard limit.
-    raise_open_files_limit(total as u64 * 2 + 4096)?;
+    let probes: Vec<Probe> = PROBES
+        .into_iter()
+        .filter(|p| options.only.is_empty() || options.only.iter().any(|o| o == p.protocol))
+        .collect();
+    if probes.is_empty() {
+        bail!("--only names no protocol of smtp, submission, imap, pop3, http");
+    }
+    let total = n * probes.len();
+    // Each held connection is a descriptor here and one in the server, which inherits the
+    // raised limit (and raises its own soft limit to it).
+    raise_open_files_limit(total as u64 + 1024)?;
     let server = BenchServer::start(&exe, &[], "", CONFIG)?;
     println!(
-        "pigeon bench idle: {n} idle connections on each of smtp, submission, imap, pop3 and \
-         http ({total} in all), held {} s",
+        "pigeon bench idle: {n} idle connections on each of {} ({total} in all), held {} s",
+        probes
+            .iter()
+            .map(|p| p.protocol)
+            .collect::<Vec<_>>()
+            .join(", "),
         options.hold_secs
     );
-    let before_probes = probe_all(&server, options.probes).await?;
+    let before_probes = probe_all(&server, &probes, options.probes).await?;
     let rss_before = server.rss_bytes().unwrap_or(0);
 
     let started = Instant::now();
     let mut held = Vec::new();
-    for probe in PROBES {
+    for &probe in &probes {
         let streams = open_many(probe, server.addr(probe.protocol)?, n).await?;
         held.push(streams);
     }
     let open_time = started.elapsed();
     let rss_held = server.rss_bytes().unwrap_or(0);
-    let during_probes = probe_all(&server, options.probes).await?;
+    let during_probes = probe_all(&server, &probes, options.probes).await?;
     tokio::time::sleep(Duration::from_secs(options.hold_secs)).await;
 
     println!(
@@ -279,7 +295,7 @@ pub async fn run(options: Options, exe: PathBuf) -> anyhow::Result<()> {
         "{:<11} {:>12} {:>12} {:>14} {:>14} {:>10}",
         "protocol", "probe p50", "probe p99", "held: p50", "held: p99", "still open"
     );
-    for (i, probe) in PROBES.iter().enumerate() {
+    for (i, probe) in probes.iter().enumerate() {
         let open = held[i].iter().filter(|s| still_open(s)).count();
         println!(
             "{:<11} {:>12} {:>12} {:>14} {:>14} {:>10}",
