@@ -163,8 +163,19 @@ pub fn structures(raw: &[u8], message: Option<&Message<'_>>) -> (Vec<u8>, Vec<u8
             write_envelope(&mut envelope, raw, message, false);
             let root = message.root_part();
             let lines = Lines::new(raw);
-            part_structure(&mut body, &lines, message, root, false, false, 0);
-            part_structure(&mut body_structure, &lines, message, root, true, false, 0);
+            let mut seen = std::collections::HashSet::new();
+            part_structure(&mut body, &lines, message, root, false, false, 0, &mut seen);
+            seen.clear();
+            part_structure(
+                &mut body_structure,
+                &lines,
+                message,
+                root,
+                true,
+                false,
+                0,
+                &mut seen,
+            );
         }
         None => {
             envelope.extend_from_slice(b"(NIL NIL NIL NIL NIL NIL NIL NIL NIL NIL)");
@@ -295,6 +306,9 @@ impl<'r> Lines<'r> {
 /// Writes the BODY/BODYSTRUCTURE of `part` at nesting `depth`. Recursive, but over a message
 /// from [`crate::mime::parse`], which is never deeper than [`MAX_DEPTH`]; the depth is
 /// checked here too, so no input can make this recurse further.
+// The walk's state (output, line index, message, options, depth, parts seen): a struct would
+// only rename the same eight things.
+#[allow(clippy::too_many_arguments)]
 fn part_structure(
     out: &mut Vec<u8>,
     lines: &Lines<'_>,
@@ -303,7 +317,15 @@ fn part_structure(
     extensible: bool,
     utf8: bool,
     depth: usize,
+    seen: &mut std::collections::HashSet<usize>,
 ) {
+    // Each part is written once. A parse always gives a tree, but a part reached twice (a
+    // child list naming a part again) would make the output grow exponentially with depth:
+    // 4 KB of input made gigabytes before this check.
+    if !seen.insert(std::ptr::from_ref(part) as usize) {
+        out.extend_from_slice(EMPTY_TEXT);
+        return;
+    }
     let raw = lines.raw;
     let content_type = content_header(part, HeaderName::ContentType);
     let deep = depth >= MAX_DEPTH;
@@ -312,7 +334,16 @@ fn part_structure(
         let mut any = false;
         for &child in children {
             if let Some(child) = message.parts.get(child as usize) {
-                part_structure(out, lines, message, child, extensible, utf8, depth + 1);
+                part_structure(
+                    out,
+                    lines,
+                    message,
+                    child,
+                    extensible,
+                    utf8,
+                    depth + 1,
+                    seen,
+                );
                 any = true;
             }
         }
@@ -386,7 +417,7 @@ fn part_structure(
             out.push(b' ');
             let root = nested.root_part();
             if std::ptr::eq(nested_raw, raw) {
-                part_structure(out, lines, nested, root, extensible, utf8, depth + 1);
+                part_structure(out, lines, nested, root, extensible, utf8, depth + 1, seen);
             } else {
                 let nested_lines = Lines::new(nested_raw);
                 part_structure(
@@ -397,6 +428,7 @@ fn part_structure(
                     extensible,
                     utf8,
                     depth + 1,
+                    seen,
                 );
             }
             out.extend_from_slice(format!(" {line_count}").as_bytes());
@@ -428,6 +460,7 @@ pub fn body_structure(raw: &[u8], extensible: bool, utf8: bool) -> Vec<u8> {
                 extensible,
                 utf8,
                 0,
+                &mut std::collections::HashSet::new(),
             )
         }
         None => out.extend_from_slice(EMPTY_TEXT),

@@ -197,3 +197,22 @@ fn a_text_leaf_at_the_depth_limit_stays_text() {
         assert_eq!(&raw[leaf.body], b"the leaf");
     });
 }
+
+/// Two 4–8 KB inputs the `mime_structure` fuzzer found: BODYSTRUCTURE of each took over 2 GB
+/// and 26 s, because a part reached twice was written again at every level (exponential in
+/// the depth). Each part is now written once, so the structure stays small.
+#[test]
+fn fuzzer_found_structures_stay_small() {
+    for input in [
+        &include_bytes!("data/fuzz-oom-1.eml")[..],
+        &include_bytes!("data/fuzz-oom-2.eml")[..],
+    ] {
+        on_small_stack(move || {
+            for extensible in [false, true] {
+                let structure = imap::body_structure(input, extensible, false);
+                assert!(structure.len() < 64 * 1024, "{} bytes", structure.len());
+            }
+            all_views(input);
+        });
+    }
+}
