@@ -45,3 +45,19 @@ pub fn check_range(raw: &[u8], path: &[u32]) {
         }
     }
 }
+
+/// Sections of `data`: the whole message, straight down, and a path the input chooses.
+pub fn check_sections(data: &[u8]) {
+    check_range(data, &[]);
+    let down = data
+        .first()
+        .map_or(1, |&b| usize::from(b) % (message::mime::MAX_DEPTH + 8) + 1);
+    check_range(data, &vec![1; down]);
+    let chosen: Vec<u32> = data
+        .iter()
+        .rev()
+        .take(80)
+        .map(|&b| u32::from(b % 4))
+        .collect();
+    check_range(data, &chosen);
+}

@@ -14,7 +14,7 @@ use message::mime::MAX_DEPTH;
 
 #[path = "mime_common.rs"]
 mod common;
-use common::{check_range, paren_depth};
+use common::{check_sections, paren_depth};
 
 fuzz_target!(|data: &[u8]| {
     let summary = message::summary::summarize(data);
@@ -24,19 +24,7 @@ fuzz_target!(|data: &[u8]| {
     paren_depth(&summary.envelope);
     let _ = message::summary::texts(data);
 
-    // Sections: the whole message, straight down, and a path the input chooses.
-    check_range(data, &[]);
-    let down = data
-        .first()
-        .map_or(1, |&b| usize::from(b) % (MAX_DEPTH + 8) + 1);
-    check_range(data, &vec![1; down]);
-    let chosen: Vec<u32> = data
-        .iter()
-        .rev()
-        .take(80)
-        .map(|&b| u32::from(b % 4))
-        .collect();
-    check_range(data, &chosen);
+    check_sections(data);
 
     let searchable = message::search::Searchable::new(data);
     let _ = searchable.body("needle");
