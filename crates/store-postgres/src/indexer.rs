@@ -287,8 +287,9 @@ impl Activity {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
+    use store::prelude::*;
 
-    use store::{Delivery, Store, TextScope};
+    use store::{Delivery, TextScope};
 
     use crate::{query_one, test_store};
 

@@ -1,6 +1,7 @@
 //! Uploads (big IMAP APPENDs arriving in pieces) that nobody will take: those of this node's
 //! previous run, freed when its server connects, and abandoned ones of any node.
 
+use super::*;
 use deadpool_postgres::GenericClient;
 use store::Result;
 use store::rules::now;
@@ -44,9 +45,75 @@ pub(crate) async fn upload_usage<C: GenericClient>(c: &C) -> Result<(u64, u64)> 
     Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
+#[async_trait]
+impl store::UploadStore for PostgresStore {
+    async fn begin_upload(&self) -> Result<i64> {
+        let client = self.client().await?;
+        // Uploads nobody added to for an hour are abandoned (those of this node's previous run
+        // are freed when it starts).
+        execute(
+            &client,
+            "DELETE FROM uploads WHERE touched < $1",
+            &[&(now() - UPLOAD_IDLE_SECS)],
+        )
+        .await?;
+        Ok(query_one(
+            &client,
+            "INSERT INTO uploads (created, touched, node) VALUES ($1, $1, $2) RETURNING id",
+            &[&now(), &self.node],
+        )
+        .await?
+        .get(0))
+    }
+
+    async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()> {
+        let client = self.client().await?;
+        // One statement: the upload is marked active and the piece added, or neither.
+        let n = execute(
+            &client,
+            "WITH u AS (UPDATE uploads SET touched = $3 WHERE id = $1 RETURNING id) \
+             INSERT INTO upload_chunks (upload_id, seq, data) SELECT u.id, \
+             COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = $1), 0), $2 \
+             FROM u",
+            &[&upload, &data, &now()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("upload {upload}")));
+        }
+        Ok(())
+    }
+
+    async fn take_upload(&self, upload: i64) -> Result<Vec<u8>> {
+        transaction!(self, |tx| async {
+            let rows = query(
+                tx,
+                "SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY seq",
+                &[&upload],
+            )
+            .await?;
+            let mut data = Vec::new();
+            for row in &rows {
+                data.extend_from_slice(row.get::<_, &[u8]>(0));
+            }
+            if execute(tx, "DELETE FROM uploads WHERE id = $1", &[&upload]).await? == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload}")));
+            }
+            Ok(data)
+        })
+    }
+
+    async fn discard_upload(&self, upload: i64) -> Result<()> {
+        let client = self.client().await?;
+        execute(&client, "DELETE FROM uploads WHERE id = $1", &[&upload]).await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use store::{Role, Store};
+    use store::Role;
+    use store::prelude::*;
 
     use crate::PostgresStore;
 

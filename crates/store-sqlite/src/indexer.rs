@@ -360,9 +360,10 @@ mod schedule_tests {
 #[cfg(test)]
 mod tests {
     use std::time::{Duration, Instant};
+    use store::prelude::*;
 
     use rusqlite::Connection;
-    use store::{Address, Delivery, MessageSummary, Role, Secrets, Store, TextScope};
+    use store::{Address, Delivery, MessageSummary, Role, Secrets, TextScope};
 
     use crate::SqliteStore;
 

@@ -140,8 +140,9 @@ mod tests {
     use std::io::Write;
     use std::path::{Path, PathBuf};
     use std::process::Command;
+    use store::prelude::*;
 
-    use store::{Address, Delivery, Secrets, Store};
+    use store::{Address, Delivery, Secrets};
 
     use crate::SqliteStore;
 

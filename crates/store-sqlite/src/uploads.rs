@@ -1,6 +1,7 @@
 //! Uploads (big IMAP APPENDs arriving in pieces) that nobody will take: those of a previous
 //! run, freed when a server opens the store, and abandoned ones.
 
+use super::*;
 use std::path::Path;
 
 use rusqlite::Connection;
@@ -56,10 +57,97 @@ pub(crate) fn upload_usage(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
     )
 }
 
+#[async_trait]
+impl store::UploadStore for SqliteStore {
+    async fn begin_upload(&self) -> Result<i64> {
+        self.write(|conn| {
+            // Uploads nobody added to for an hour are abandoned (those of a previous run are
+            // freed when the server starts).
+            conn.execute(
+                "DELETE FROM uploads WHERE touched < ?1",
+                [now() - UPLOAD_IDLE_SECS],
+            )
+            .map_err(backend)?;
+            // Never an id given out before (see schema migration 9).
+            let id: i64 = conn
+                .query_row(
+                    "UPDATE upload_ids SET last = \
+                     max(last, COALESCE((SELECT MAX(id) FROM uploads), 0)) + 1 RETURNING last",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            conn.execute(
+                "INSERT INTO uploads (id, created, touched) VALUES (?1, ?2, ?2)",
+                params![id, now()],
+            )
+            .map_err(backend)?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn upload_chunk(&self, upload: i64, data: Vec<u8>) -> Result<()> {
+        self.write_growing(data.len() as u64, move |conn| {
+            let touched = conn
+                .prepare_cached("UPDATE uploads SET touched = ?2 WHERE id = ?1")
+                .and_then(|mut s| s.execute(params![upload, now()]))
+                .map_err(backend)?;
+            if touched == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload}")));
+            }
+            conn.prepare_cached(
+                "INSERT INTO upload_chunks (upload_id, seq, data) SELECT ?1, \
+                 COALESCE((SELECT MAX(seq) + 1 FROM upload_chunks WHERE upload_id = ?1), 0), ?2",
+            )
+            .and_then(|mut s| s.execute(params![upload, data]))
+            .map_err(backend)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn take_upload(&self, upload: i64) -> Result<Vec<u8>> {
+        self.write(move |conn| {
+            let mut data = Vec::new();
+            {
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT data FROM upload_chunks WHERE upload_id = ?1 ORDER BY seq",
+                    )
+                    .map_err(backend)?;
+                let mut rows = stmt.query([upload]).map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let chunk = row.get_ref(0).map_err(backend)?;
+                    data.extend_from_slice(chunk.as_blob().map_err(backend)?);
+                }
+            }
+            let deleted = conn
+                .execute("DELETE FROM uploads WHERE id = ?1", [upload])
+                .map_err(backend)?;
+            if deleted == 0 {
+                return Err(StoreError::NotFound(format!("upload {upload}")));
+            }
+            Ok(data)
+        })
+        .await
+    }
+
+    async fn discard_upload(&self, upload: i64) -> Result<()> {
+        self.write(move |conn| {
+            conn.execute("DELETE FROM uploads WHERE id = ?1", [upload])
+                .map(|_| ())
+                .map_err(backend)
+        })
+        .await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::SqliteStore;
-    use store::{Role, Store};
+    use store::Role;
+    use store::prelude::*;
 
     async fn uploads(dir: &std::path::Path) -> (u64, u64) {
         let admin = SqliteStore::open_as(dir, Role::Admin).unwrap();

@@ -3,9 +3,10 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use store::prelude::*;
 
 use client::smtp::SmtpClient;
-use store::{Address, Store};
+use store::Address;
 use test_support::{TestServer, strip_trace};
 
 use crate::exe;

@@ -3,6 +3,7 @@
 
 use std::process::Command;
 use std::time::Duration;
+use store::prelude::*;
 
 use test_support::{TestServer, require_tool};
 
@@ -528,7 +529,7 @@ async fn mbsync_two_way_sync() {
     };
     std::fs::rename(&first, cur.join(flagged)).unwrap();
     let store = store_sqlite::SqliteStore::open(server.data_dir()).unwrap();
-    use store::Store;
+
     let bob = store
         .account(&store::Address::parse(BOB).unwrap())
         .await

@@ -6,10 +6,11 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use store::prelude::*;
 
 use client::imap::ImapClient;
 use client::smtp::SmtpClient;
-use store::{Address, Store};
+use store::Address;
 use store_postgres::PostgresStore;
 use test_support::{PgCluster, TestServer};
 

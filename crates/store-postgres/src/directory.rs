@@ -1,0 +1,278 @@
+//! The directory: domains, accounts, aliases and DKIM keys.
+
+use super::*;
+
+#[async_trait]
+impl store::DirectoryStore for PostgresStore {
+    async fn add_domain(&self, name: &str) -> Result<()> {
+        let name = normalise_domain(name)?;
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "INSERT INTO domains (name, created) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&name, &now()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::AlreadyExists(format!("domain {name}")));
+        }
+        Ok(())
+    }
+
+    async fn list_domains(&self) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = query(&client, "SELECT name FROM domains ORDER BY name", &[]).await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn has_domain(&self, name: &str) -> Result<bool> {
+        let name = name.trim_end_matches('.').to_lowercase();
+        domain_exists(&self.client().await?, &name).await
+    }
+
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        let name = name.trim_end_matches('.').to_lowercase();
+        transaction!(self, |tx| async {
+            let row = query_one(
+                tx,
+                "SELECT (SELECT COUNT(*) FROM accounts WHERE domain = $1), \
+                 (SELECT COUNT(*) FROM aliases WHERE domain = $1)",
+                &[&name],
+            )
+            .await?;
+            let (users, aliases): (i64, i64) = (row.get(0), row.get(1));
+            if users > 0 || aliases > 0 {
+                return Err(StoreError::InUse(format!(
+                    "domain {name} still has {users} user(s) and {aliases} alias(es); delete them first"
+                )));
+            }
+            if execute(tx, "DELETE FROM domains WHERE name = $1", &[&name]).await? == 0 {
+                return Err(StoreError::NotFound(format!("domain {name}")));
+            }
+            Ok(())
+        })
+    }
+
+    async fn create_account(&self, address: &Address, secrets: &Secrets) -> Result<AccountId> {
+        transaction!(self, |tx| create_account_tx(tx, address, secrets))
+    }
+
+    async fn list_accounts(&self) -> Result<Vec<Account>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT id, address, created FROM accounts ORDER BY address",
+            &[],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| Account {
+                id: r.get(0),
+                address: r.get(1),
+                created: r.get(2),
+            })
+            .collect())
+    }
+
+    async fn account(&self, address: &Address) -> Result<Option<Account>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT id, address, created FROM accounts WHERE address = $1",
+            &[&address.as_str()],
+        )
+        .await?;
+        Ok(row.map(|r| Account {
+            id: r.get(0),
+            address: r.get(1),
+            created: r.get(2),
+        }))
+    }
+
+    async fn credentials(&self, address: &Address) -> Result<Option<Credentials>> {
+        let client = self.client().await?;
+        let row = query_opt(
+            &client,
+            "SELECT id, address, password_hash, scram FROM accounts WHERE address = $1",
+            &[&address.as_str()],
+        )
+        .await?;
+        Ok(row.map(|r| Credentials {
+            account_id: r.get(0),
+            address: r.get(1),
+            secrets: Secrets {
+                password_hash: r.get(2),
+                scram: r.get(3),
+            },
+        }))
+    }
+
+    async fn set_password(&self, address: &Address, secrets: &Secrets) -> Result<()> {
+        let client = self.client().await?;
+        let n = execute(
+            &client,
+            "UPDATE accounts SET password_hash = $1, scram = $2 WHERE address = $3",
+            &[&secrets.password_hash, &secrets.scram, &address.as_str()],
+        )
+        .await?;
+        if n == 0 {
+            return Err(StoreError::NotFound(format!("user {address}")));
+        }
+        Ok(())
+    }
+
+    async fn delete_account(&self, address: &Address) -> Result<()> {
+        transaction!(self, |tx| async {
+            let n = execute(
+                tx,
+                "DELETE FROM accounts WHERE address = $1",
+                &[&address.as_str()],
+            )
+            .await?;
+            if n == 0 {
+                return Err(StoreError::NotFound(format!("user {address}")));
+            }
+            collect_garbage(tx).await
+        })
+    }
+
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
+        let (source, domain) = normalise_alias_source(address)?;
+        let mut clean = Vec::new();
+        for target in targets {
+            clean.push(Address::parse(target)?.as_str().to_owned());
+        }
+        if clean.is_empty() {
+            return Err(StoreError::Invalid(
+                "an alias needs at least one target".into(),
+            ));
+        }
+        transaction!(self, |tx| async {
+            if !domain_exists(tx, &domain).await? {
+                return Err(StoreError::Invalid(format!("unknown domain {domain}")));
+            }
+            for target in &clean {
+                execute(
+                    tx,
+                    "INSERT INTO aliases (address, target, domain) VALUES ($1, $2, $3) \
+                     ON CONFLICT DO NOTHING",
+                    &[&source, target, &domain],
+                )
+                .await?;
+            }
+            Ok(())
+        })
+    }
+
+    async fn list_aliases(&self) -> Result<Vec<Alias>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT address, target FROM aliases ORDER BY address, seq",
+            &[],
+        )
+        .await?;
+        let mut aliases: Vec<Alias> = Vec::new();
+        for row in rows {
+            let (address, target): (String, String) = (row.get(0), row.get(1));
+            match aliases.last_mut() {
+                Some(last) if last.address == address => last.targets.push(target),
+                _ => aliases.push(Alias {
+                    address,
+                    targets: vec![target],
+                }),
+            }
+        }
+        Ok(aliases)
+    }
+
+    async fn alias_targets(&self, address: &str) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT target FROM aliases WHERE address = $1 ORDER BY seq",
+            &[&address.to_lowercase()],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn alias_sources(&self, target: &str) -> Result<Vec<String>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT address FROM aliases WHERE target = $1 ORDER BY address",
+            &[&target.to_lowercase()],
+        )
+        .await?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn delete_alias(&self, address: &str) -> Result<()> {
+        let (source, _) = normalise_alias_source(address)?;
+        let client = self.client().await?;
+        if execute(
+            &client,
+            "DELETE FROM aliases WHERE address = $1",
+            &[&source],
+        )
+        .await?
+            == 0
+        {
+            return Err(StoreError::NotFound(format!("alias {source}")));
+        }
+        Ok(())
+    }
+
+    async fn add_dkim_key(&self, key: DkimKey) -> Result<()> {
+        transaction!(self, |tx| async {
+            if !domain_exists(tx, &key.domain).await? {
+                return Err(StoreError::NotFound(format!("domain {}", key.domain)));
+            }
+            let n = execute(
+                tx,
+                "INSERT INTO dkim_keys (domain, selector, algorithm, private_key, public_key, \
+                 created) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                &[
+                    &key.domain,
+                    &key.selector,
+                    &key.algorithm,
+                    &key.private_key,
+                    &key.public_key,
+                    &key.created,
+                ],
+            )
+            .await?;
+            if n == 0 {
+                return Err(StoreError::AlreadyExists(format!(
+                    "DKIM selector {} of {}",
+                    key.selector, key.domain
+                )));
+            }
+            Ok(())
+        })
+    }
+
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
+        let client = self.client().await?;
+        let rows = query(
+            &client,
+            "SELECT domain, selector, algorithm, private_key, public_key, created \
+             FROM dkim_keys WHERE domain = $1 ORDER BY created, selector",
+            &[&domain.to_lowercase()],
+        )
+        .await?;
+        Ok(rows
+            .iter()
+            .map(|r| DkimKey {
+                domain: r.get(0),
+                selector: r.get(1),
+                algorithm: r.get(2),
+                private_key: r.get(3),
+                public_key: r.get(4),
+                created: r.get(5),
+            })
+            .collect())
+    }
+}

@@ -1,0 +1,207 @@
+//! The outbound queue.
+
+use super::*;
+
+#[async_trait]
+impl store::QueueStore for SqliteStore {
+    async fn enqueue(&self, message: Outbound) -> Result<i64> {
+        let blob_id = sha256_hex(&message.data);
+        let grows = message.data.len() as u64;
+        let id = self
+            .write_growing(grows, move |conn| {
+                let size = message.data.len() as i64;
+                conn.execute(
+                    "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
+                    params![blob_id, message.data, size],
+                )
+                .map_err(backend)?;
+                conn.prepare_cached(
+                    "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![
+                        blob_id,
+                        message.sender,
+                        size,
+                        message.created,
+                        message.expires,
+                        message.envid,
+                        message.ret.map(Ret::as_str),
+                        message.smtputf8
+                    ])
+                })
+                .map_err(backend)?;
+                let id = conn.last_insert_rowid();
+                let mut insert = conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO queue_recipients \
+                         (queue_id, address, status, next_attempt, notify, orcpt) \
+                         VALUES (?1, ?2, 'pending', ?3, ?4, ?5)",
+                    )
+                    .map_err(backend)?;
+                for r in message.recipients {
+                    insert
+                        .execute(params![id, r.address, message.created, r.notify, r.orcpt])
+                        .map_err(backend)?;
+                }
+                Ok(id)
+            })
+            .await?;
+        self.queue_signal.notify_one();
+        Ok(id)
+    }
+
+    async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
+        self.read(|conn| queue_entries(conn, None)).await
+    }
+
+    async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>> {
+        self.read(move |conn| Ok(queue_entries(conn, Some(id))?.pop()))
+            .await
+    }
+
+    async fn queue_data(&self, id: i64) -> Result<Vec<u8>> {
+        self.read(move |conn| {
+            conn.prepare_cached(
+                "SELECT b.data FROM queue q JOIN blobs b ON b.id = q.blob_id WHERE q.id = ?1",
+            )
+            .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+            .map_err(backend)?
+            .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))
+        })
+        .await
+    }
+
+    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>> {
+        self.write(move |conn| {
+            let mut jobs: Vec<QueueJob> = Vec::new();
+            {
+                // Due recipients, oldest due first, whole messages up to `limit`.
+                let mut stmt = conn
+                    .prepare_cached(
+                        "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, \
+                         q.smtputf8, r.address, r.notify, r.orcpt, r.attempts \
+                         FROM queue_recipients r JOIN queue q ON q.id = r.queue_id \
+                         WHERE r.status IN ('pending', 'deferred') AND r.next_attempt <= ?1 \
+                         AND r.lease_until <= ?1 ORDER BY r.next_attempt, q.id",
+                    )
+                    .map_err(backend)?;
+                let mut rows = stmt.query([now]).map_err(backend)?;
+                while let Some(row) = rows.next().map_err(backend)? {
+                    let id: i64 = row.get(0).map_err(backend)?;
+                    let recipient = JobRecipient {
+                        address: row.get(8).map_err(backend)?,
+                        notify: row.get(9).map_err(backend)?,
+                        orcpt: row.get(10).map_err(backend)?,
+                        attempts: row.get(11).map_err(backend)?,
+                    };
+                    if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
+                        job.recipients.push(recipient);
+                        continue;
+                    }
+                    if jobs.len() == limit {
+                        break;
+                    }
+                    jobs.push(queue_job(row, vec![recipient])?);
+                }
+            }
+            let mut lease = conn
+                .prepare_cached(
+                    "UPDATE queue_recipients SET lease_until = ?3 WHERE queue_id = ?1 AND address = ?2",
+                )
+                .map_err(backend)?;
+            for job in &jobs {
+                for r in &job.recipients {
+                    lease
+                        .execute(params![job.id, r.address, lease_until])
+                        .map_err(backend)?;
+                }
+            }
+            Ok(jobs)
+        })
+        .await
+    }
+
+    async fn record_attempt(&self, id: i64, results: Vec<AttemptResult>) -> Result<()> {
+        self.write(move |conn| {
+            let mut update = conn
+                .prepare_cached(
+                    "UPDATE queue_recipients SET status = ?3, last_error = ?4, next_attempt = ?5, \
+                     attempts = attempts + 1, lease_until = 0 WHERE queue_id = ?1 AND address = ?2",
+                )
+                .map_err(backend)?;
+            for r in &results {
+                update
+                    .execute(params![
+                        id,
+                        r.address,
+                        r.status.as_str(),
+                        r.error,
+                        r.next_attempt
+                    ])
+                    .map_err(backend)?;
+            }
+            let open: bool = conn
+                .prepare_cached(
+                    "SELECT 1 FROM queue_recipients WHERE queue_id = ?1 \
+                     AND status IN ('pending', 'deferred')",
+                )
+                .and_then(|mut s| s.exists([id]))
+                .map_err(backend)?;
+            if !open {
+                drop_queued(conn, id)?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn next_queue_due(&self) -> Result<Option<i64>> {
+        self.read(|conn| {
+            conn.prepare_cached(
+                "SELECT MIN(MAX(next_attempt, lease_until)) FROM queue_recipients \
+                 WHERE status IN ('pending', 'deferred')",
+            )
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(backend)
+        })
+        .await
+    }
+
+    async fn retry_queue(&self, id: Option<i64>, now: i64) -> Result<u64> {
+        let n = self
+            .write(move |conn| {
+                conn.prepare_cached(
+                    "UPDATE queue_recipients SET next_attempt = ?2 \
+                     WHERE (?1 IS NULL OR queue_id = ?1) AND status IN ('pending', 'deferred')",
+                )
+                .and_then(|mut s| s.execute(params![id, now]))
+                .map(|n| n as u64)
+                .map_err(backend)
+            })
+            .await?;
+        self.queue_signal.notify_one();
+        Ok(n)
+    }
+
+    async fn drop_queue(&self, id: i64) -> Result<bool> {
+        self.write(move |conn| drop_queued(conn, id)).await
+    }
+
+    async fn release_queue_leases(&self) -> Result<()> {
+        self.write(|conn| {
+            conn.execute(
+                "UPDATE queue_recipients SET lease_until = 0 WHERE lease_until != 0",
+                [],
+            )
+            .map(|_| ())
+            .map_err(backend)
+        })
+        .await
+    }
+
+    fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
+        self.queue_signal.clone()
+    }
+}
