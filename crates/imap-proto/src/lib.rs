@@ -16,6 +16,7 @@
 //! stream it into the store.
 
 pub mod command;
+mod parser;
 pub mod token;
 pub mod utf7;
 pub mod write;
@@ -24,6 +25,7 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
 
 pub use command::{Command, CommandBody};
+use parser::head;
 
 /// System flag bits; the same values as `store::flags` (imap-server checks that).
 pub mod flags {
@@ -144,29 +146,6 @@ pub struct Machine {
     close_emitted: bool,
     /// The first `scanned` octets of `input` hold no LF (see [`Machine::newline`]).
     scanned: usize,
-}
-
-/// The tag and command name at the start of a command, if well-formed.
-fn head(command: &[u8]) -> Option<(String, String, usize)> {
-    let space = command.iter().position(|&b| b == b' ')?;
-    let tag = std::str::from_utf8(&command[..space]).ok()?;
-    let valid_tag = !tag.is_empty()
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !b"+(){\"\\%*".contains(&b));
-    if !valid_tag {
-        return None;
-    }
-    let rest = &command[space + 1..];
-    let end = rest
-        .iter()
-        .position(|&b| b == b' ' || b == b'\r' || b == b'\n')
-        .unwrap_or(rest.len());
-    let name = std::str::from_utf8(&rest[..end]).ok()?;
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        return None;
-    }
-    Some((tag.to_string(), name.to_string(), space + 1 + end))
 }
 
 /// A literal announced at the end of `line` (before CRLF): (length, synchronizing).

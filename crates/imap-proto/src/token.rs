@@ -28,7 +28,7 @@ impl Token {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TokenError(pub &'static str);
 
-/// The deepest nesting of parenthesised lists [`tokenize`] accepts, and (in `command.rs`) of
+/// The deepest nesting of parenthesised lists [`tokenize`] accepts, and (in `parser/search.rs`) of
 /// lists, `NOT` and `OR` together in a SEARCH. No client comes near it (imap-codec stops at 9
 /// SEARCH levels, a BODYSTRUCTURE is about one level per MIME level), and it keeps every walk
 /// over a parsed command (the parser, SEARCH evaluation, `Drop`, `Debug`) a few hundred
