@@ -1,6 +1,9 @@
 //! The directory: domains, accounts, aliases and DKIM keys.
 
 use super::*;
+use crate::mailboxes::next_uid_validity;
+use crate::messages::collect_garbage;
+use crate::rows::special_use_name;
 
 #[async_trait]
 impl store::DirectoryStore for SqliteStore {
@@ -358,4 +361,18 @@ impl store::DirectoryStore for SqliteStore {
         })
         .await
     }
+}
+
+pub(crate) fn domain_in_use(conn: &Connection, domain: &str) -> rusqlite::Result<(i64, i64)> {
+    let users: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM accounts WHERE domain = ?1",
+        [domain],
+        |r| r.get(0),
+    )?;
+    let aliases: i64 = conn.query_row(
+        "SELECT COUNT(*) FROM aliases WHERE domain = ?1",
+        [domain],
+        |r| r.get(0),
+    )?;
+    Ok((users, aliases))
 }

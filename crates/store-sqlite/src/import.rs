@@ -1,6 +1,9 @@
 //! Moving an installation between stores (`pigeon migrate`).
 
 use super::*;
+use crate::mailboxes::mailbox_account;
+use crate::messages::put_summary;
+use crate::rows::special_use_name;
 
 #[async_trait]
 impl store::MigrationStore for SqliteStore {

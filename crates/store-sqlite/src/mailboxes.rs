@@ -1,6 +1,8 @@
 //! Mailboxes of an account, and the POP3 maildrop lock.
 
 use super::*;
+use crate::messages::collect_garbage;
+use crate::rows::{MAILBOX_COLUMNS, mailbox_from_row, special_use_name};
 
 #[async_trait]
 impl store::MailboxStore for SqliteStore {
@@ -190,4 +192,42 @@ impl store::MailboxStore for SqliteStore {
         })
         .await
     }
+}
+
+/// The account a mailbox belongs to, or NotFound.
+pub(crate) fn mailbox_account(conn: &Connection, mailbox: MailboxId) -> Result<AccountId> {
+    conn.prepare_cached("SELECT account_id FROM mailboxes WHERE id = ?1")
+        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)).optional())
+        .map_err(backend)?
+        .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// Takes the next UID and MODSEQ of a mailbox.
+pub(crate) fn allocate_uid(conn: &Connection, mailbox: MailboxId) -> Result<(u32, i64)> {
+    conn.prepare_cached(
+        "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+         WHERE id = ?1 RETURNING uidnext - 1, highestmodseq",
+    )
+    .and_then(|mut s| {
+        s.query_row([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    })
+    .map_err(backend)?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+pub(crate) fn bump_modseq(conn: &Connection, mailbox: MailboxId) -> Result<i64> {
+    conn.prepare_cached("UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = ?1 RETURNING highestmodseq")
+        .and_then(|mut s| s.query_row([mailbox], |r| r.get(0)))
+        .map_err(backend)
+}
+
+/// A UIDVALIDITY larger than any given before, so a re-created mailbox never reuses one.
+pub(crate) fn next_uid_validity(conn: &Connection) -> rusqlite::Result<u32> {
+    let last: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(uid_validity_after(last))
 }

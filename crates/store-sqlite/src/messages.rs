@@ -1,6 +1,8 @@
 //! Messages in mailboxes: delivery, reading, flags, expunge, copy and move, search.
 
 use super::*;
+use crate::mailboxes::{allocate_uid, bump_modseq, mailbox_account};
+use crate::rows::message_flags_row;
 
 #[async_trait]
 impl store::MessageStore for SqliteStore {
@@ -387,79 +389,8 @@ impl store::MessageStore for SqliteStore {
         scope: TextScope,
     ) -> Result<Vec<u32>> {
         let needle = needle.to_owned();
-        self.read(move |conn| {
-            // The trigram index answers MATCH for needles of three characters or more; shorter
-            // ones use LIKE, which the trigram table also serves (by scanning).
-            let (condition, pattern) = if needle.chars().count() >= 3 {
-                let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
-                let query = match scope {
-                    TextScope::Headers => format!("headers : {phrase}"),
-                    TextScope::Body => format!("body : {phrase}"),
-                    TextScope::All => format!("{{headers body}} : {phrase}"),
-                };
-                ("search MATCH ?2", query)
-            } else {
-                let like = format!(
-                    "%{}%",
-                    needle
-                        .replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_")
-                );
-                let condition = match scope {
-                    TextScope::Headers => "s.headers LIKE ?2 ESCAPE '\\'",
-                    TextScope::Body => "s.body LIKE ?2 ESCAPE '\\'",
-                    TextScope::All => {
-                        "(s.headers LIKE ?2 ESCAPE '\\' OR s.body LIKE ?2 ESCAPE '\\')"
-                    }
-                };
-                (condition, like)
-            };
-            let sql = format!(
-                "SELECT m.uid FROM search s JOIN messages m ON m.blob_id = s.blob_id \
-                 WHERE m.mailbox_id = ?1 AND {condition} ORDER BY m.uid"
-            );
-            let mut stmt = conn.prepare_cached(&sql).map_err(backend)?;
-            let rows = stmt
-                .query_map(params![mailbox, pattern], |r| r.get(0))
-                .map_err(backend)?;
-            let mut uids: Vec<u32> = rows.collect::<rusqlite::Result<_>>().map_err(backend)?;
-            // Texts not indexed yet (the indexer runs when the writer is idle) are matched
-            // here, so a search never misses fresh mail.
-            // They are read only as far as the index will read them, so a result does not
-            // change when the message is indexed.
-            let lower = needle.to_lowercase();
-            let mut pending = conn
-                .prepare_cached(
-                    "SELECT m.uid, b.rowid FROM index_queue q CROSS JOIN messages m ON m.blob_id = q.blob_id \
-                     CROSS JOIN blobs b ON b.id = q.blob_id WHERE m.mailbox_id = ?1",
-                )
-                .map_err(backend)?;
-            let rows: Vec<(u32, i64)> = pending
-                .query_map([mailbox], |r| Ok((r.get(0)?, r.get(1)?)))
-                .and_then(|rows| rows.collect())
-                .map_err(backend)?;
-            for (uid, rowid) in rows {
-                let prefix = indexer::read_prefix(conn, rowid).map_err(backend)?;
-                // One the indexer will give up on is not found once it has.
-                let Ok((headers, body)) = store::index::texts(&prefix) else {
-                    continue;
-                };
-                let hit = |text: &str| store::index::matches(text, &lower);
-                let matched = match scope {
-                    TextScope::Headers => hit(&headers),
-                    TextScope::Body => hit(&body),
-                    TextScope::All => hit(&headers) || hit(&body),
-                };
-                if matched {
-                    uids.push(uid);
-                }
-            }
-            uids.sort_unstable();
-            uids.dedup();
-            Ok(uids)
-        })
-        .await
+        self.read(move |conn| search::search_text(conn, mailbox, &needle, scope))
+            .await
     }
 
     async fn copy(
@@ -540,4 +471,92 @@ impl store::MessageStore for SqliteStore {
         }
         Ok(pairs)
     }
+}
+
+/// Stores a blob's summary and indexes its text, once per blob.
+pub(crate) fn put_summary(
+    conn: &Connection,
+    blob_id: &str,
+    summary: &MessageSummary,
+) -> Result<()> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO summaries (blob_id, envelope, body_structure, body, header) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                blob_id,
+                summary.envelope,
+                summary.body_structure,
+                summary.body,
+                summary.header
+            ])
+        })
+        .map_err(backend)?;
+    if inserted > 0 {
+        conn.prepare_cached("INSERT OR IGNORE INTO index_queue (blob_id) VALUES (?1)")
+            .and_then(|mut s| s.execute([blob_id]))
+            .map_err(backend)?;
+    }
+    Ok(())
+}
+
+/// Removes the summary of a blob that is gone; its index entry goes to `search_trash`, for
+/// the indexer to delete when the writer is idle (deleting a text from the index writes much
+/// more than the delete itself, so EXPUNGE stays quick and works on a full disk). Searches
+/// never see it: they join the index with the messages.
+pub(crate) fn drop_summary(conn: &Connection, blob_id: &str) -> rusqlite::Result<()> {
+    let rowid: Option<Option<i64>> = conn
+        .prepare_cached("DELETE FROM summaries WHERE blob_id = ?1 RETURNING search_rowid")?
+        .query_row([blob_id], |r| r.get(0))
+        .optional()?;
+    if let Some(Some(rowid)) = rowid {
+        conn.prepare_cached("INSERT OR IGNORE INTO search_trash (search_rowid) VALUES (?1)")?
+            .execute([rowid])?;
+    }
+    conn.prepare_cached("DELETE FROM index_queue WHERE blob_id = ?1")?
+        .execute([blob_id])?;
+    conn.prepare_cached("DELETE FROM index_failures WHERE blob_id = ?1")?
+        .execute([blob_id])?;
+    Ok(())
+}
+
+/// Deletes the blob `id` if no message or queue entry references it any more. Used on the
+/// hot path (expunge), where scanning every blob would stall the writer.
+pub(crate) fn drop_blob_if_unreferenced(conn: &Connection, id: &str) -> rusqlite::Result<()> {
+    let deleted = conn
+        .prepare_cached(
+            "DELETE FROM blobs WHERE id = ?1 AND NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = ?1) \
+             AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = ?1)",
+        )?
+        .execute([id])?;
+    if deleted > 0 {
+        drop_summary(conn, id)?;
+    }
+    Ok(())
+}
+
+/// Deletes every blob that no message or queue entry references any more (after deleting a
+/// whole account or mailbox; a full scan).
+pub(crate) fn collect_garbage(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute(
+        "DELETE FROM blobs WHERE NOT EXISTS (SELECT 1 FROM messages WHERE blob_id = blobs.id) \
+         AND NOT EXISTS (SELECT 1 FROM queue WHERE blob_id = blobs.id)",
+        [],
+    )?;
+    conn.execute(
+        "DELETE FROM summaries WHERE blob_id NOT IN (SELECT id FROM blobs)",
+        [],
+    )?;
+    conn.execute(
+        "DELETE FROM index_failures WHERE blob_id NOT IN (SELECT id FROM blobs)",
+        [],
+    )?;
+    conn.execute(
+        "INSERT OR IGNORE INTO search_trash (search_rowid) SELECT rowid FROM search \
+         WHERE rowid NOT IN (SELECT search_rowid FROM summaries WHERE search_rowid IS NOT NULL)",
+        [],
+    )?;
+    Ok(())
 }

@@ -1,6 +1,8 @@
 //! The outbound queue.
 
 use super::*;
+use crate::messages::drop_blob_if_unreferenced;
+use crate::rows::queue_job;
 
 #[async_trait]
 impl store::QueueStore for SqliteStore {
@@ -203,5 +205,50 @@ impl store::QueueStore for SqliteStore {
 
     fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
         self.queue_signal.clone()
+    }
+}
+
+/// Queue entries (all, or one) with their recipients.
+pub(crate) fn queue_entries(conn: &Connection, only: Option<i64>) -> Result<Vec<QueueEntry>> {
+    let mut stmt = conn
+        .prepare_cached(
+            "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
+             r.address, r.status, r.attempts, r.next_attempt, r.last_error, r.notify, r.orcpt \
+             FROM queue q \
+             JOIN queue_recipients r ON r.queue_id = q.id \
+             WHERE ?1 IS NULL OR q.id = ?1 ORDER BY q.id, r.rowid",
+        )
+        .map_err(backend)?;
+    let mut rows = stmt.query([only]).map_err(backend)?;
+    let mut entries: Vec<QueueEntry> = Vec::new();
+    while let Some(row) = rows.next().map_err(backend)? {
+        let id: i64 = row.get(0).map_err(backend)?;
+        let status: String = row.get(9).map_err(backend)?;
+        let recipient = QueueRecipient {
+            address: row.get(8).map_err(backend)?,
+            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+            attempts: row.get(10).map_err(backend)?,
+            next_attempt: row.get(11).map_err(backend)?,
+            last_error: row.get(12).map_err(backend)?,
+            notify: row.get(13).map_err(backend)?,
+            orcpt: row.get(14).map_err(backend)?,
+        };
+        QueueEntry::push_row(&mut entries, id, recipient, || queue_job(row, Vec::new()))?;
+    }
+    Ok(entries)
+}
+
+/// Removes a queue entry (its recipients cascade) and its blob if nothing else uses it.
+pub(crate) fn drop_queued(conn: &Connection, id: i64) -> Result<bool> {
+    let blob: Option<String> = conn
+        .prepare_cached("DELETE FROM queue WHERE id = ?1 RETURNING blob_id")
+        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
+        .map_err(backend)?;
+    match blob {
+        Some(blob) => {
+            drop_blob_if_unreferenced(conn, &blob).map_err(backend)?;
+            Ok(true)
+        }
+        None => Ok(false),
     }
 }
