@@ -1,6 +1,19 @@
 //! The directory: domains, accounts, aliases and DKIM keys.
 
-use super::*;
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use store::address::normalise_domain;
+use store::rules::{normalise_alias_source, now};
+use store::{
+    Account, AccountId, Address, Alias, Credentials, DkimKey, Result, Secrets, SpecialUse,
+    StoreError,
+};
+
+use crate::PostgresStore;
+use crate::mailboxes::next_uid_validity;
+use crate::messages::collect_garbage;
+use crate::pool::{Tx, execute, query, query_one, query_opt, transaction};
+use crate::rows::{account_row, dkim_key_row};
 
 #[async_trait]
 impl store::DirectoryStore for PostgresStore {
@@ -65,14 +78,7 @@ impl store::DirectoryStore for PostgresStore {
             &[],
         )
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| Account {
-                id: r.get(0),
-                address: r.get(1),
-                created: r.get(2),
-            })
-            .collect())
+        Ok(rows.iter().map(account_row).collect())
     }
 
     async fn account(&self, address: &Address) -> Result<Option<Account>> {
@@ -83,11 +89,7 @@ impl store::DirectoryStore for PostgresStore {
             &[&address.as_str()],
         )
         .await?;
-        Ok(row.map(|r| Account {
-            id: r.get(0),
-            address: r.get(1),
-            created: r.get(2),
-        }))
+        Ok(row.as_ref().map(account_row))
     }
 
     async fn credentials(&self, address: &Address) -> Result<Option<Credentials>> {
@@ -263,16 +265,55 @@ impl store::DirectoryStore for PostgresStore {
             &[&domain.to_lowercase()],
         )
         .await?;
-        Ok(rows
-            .iter()
-            .map(|r| DkimKey {
-                domain: r.get(0),
-                selector: r.get(1),
-                algorithm: r.get(2),
-                private_key: r.get(3),
-                public_key: r.get(4),
-                created: r.get(5),
-            })
-            .collect())
+        Ok(rows.iter().map(dkim_key_row).collect())
     }
+}
+
+/// Creates the account and its default mailboxes.
+async fn create_account_tx(tx: &Tx<'_>, address: &Address, secrets: &Secrets) -> Result<i64> {
+    if !domain_exists(tx, address.domain()).await? {
+        return Err(StoreError::Invalid(format!(
+            "unknown domain {}: add it with `pigeon domain add {}` first",
+            address.domain(),
+            address.domain()
+        )));
+    }
+    let row = query_opt(
+        tx,
+        "INSERT INTO accounts (address, domain, password_hash, scram, created) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING id",
+        &[
+            &address.as_str(),
+            &address.domain(),
+            &secrets.password_hash,
+            &secrets.scram,
+            &now(),
+        ],
+    )
+    .await?;
+    let Some(row) = row else {
+        return Err(StoreError::AlreadyExists(format!("user {address}")));
+    };
+    let id: i64 = row.get(0);
+    let uid_validity = next_uid_validity(tx).await?;
+    let mut boxes: Vec<(&str, Option<SpecialUse>)> = vec![("INBOX", None)];
+    boxes.extend(SpecialUse::ALL.iter().map(|u| (u.default_name(), Some(*u))));
+    for (name, usage) in boxes {
+        execute(
+            tx,
+            "INSERT INTO mailboxes (account_id, name, special_use, uidvalidity) \
+             VALUES ($1, $2, $3, $4)",
+            &[&id, &name, &usage.map(|u| u.attribute()), &uid_validity],
+        )
+        .await?;
+    }
+    Ok(id)
+}
+
+async fn domain_exists<C: GenericClient>(c: &C, domain: &str) -> Result<bool> {
+    Ok(
+        query_opt(c, "SELECT 1 FROM domains WHERE name = $1", &[&domain])
+            .await?
+            .is_some(),
+    )
 }

@@ -1,6 +1,15 @@
 //! Moving an installation between stores (`pigeon migrate`).
 
-use super::*;
+use async_trait::async_trait;
+use store::rules::{sha256_hex, valid_mailbox_name};
+use store::{AccountId, Mailbox, MailboxId, QueueEntry, Result};
+
+use crate::PostgresStore;
+use crate::mailboxes::mailbox_account;
+use crate::messages::{Blob, NewMessage, insert_message, put_blob, record_expunged};
+use crate::notes::{Note, notify};
+use crate::pool::{backend, execute, query, query_one, transaction};
+use crate::queue::{Envelope, insert_queued};
 
 #[async_trait]
 impl store::MigrationStore for PostgresStore {

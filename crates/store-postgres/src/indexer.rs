@@ -1,6 +1,6 @@
-//! The per-node full-text indexer: moves texts from `index_queue` into `search` while this
-//! node delivers nothing (what is indexed of a message: `store::index`).
+//! The per-node full-text indexer: moves texts from `index_queue` into `search` when idle.
 //!
+//! It runs while this node delivers nothing; `store::index` says what of a message is indexed.
 //! Any node may take any queued text (`FOR UPDATE SKIP LOCKED`). A step is one transaction
 //! bounded by bytes read ([`store::index::STEP_BYTES`], each message counted up to
 //! [`store::index::READ_LIMIT`], read with `substring` so a big message is never loaded whole)
@@ -20,7 +20,8 @@ use store::index;
 use store::{Result, StoreError};
 use tokio_postgres::types::ToSql;
 
-use crate::{PgError, PoolHandle, RETRIES, Tx, backend, execute, query, retryable, without_nul};
+use crate::pool::{PgError, PoolHandle, Tx, backend, execute, query, transaction};
+use crate::search::without_nul;
 
 /// Most queued texts one step looks at.
 const STEP_COUNT: i64 = 256;
@@ -291,7 +292,8 @@ mod tests {
 
     use store::{Delivery, TextScope};
 
-    use crate::{query_one, test_store};
+    use crate::pool::query_one;
+    use crate::tests::test_store;
 
     /// Issue 14: an error of the database itself (here XX000, as a damaged index gives) was
     /// recorded against each queued message in turn, dropping them all from search for good.

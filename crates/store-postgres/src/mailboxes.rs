@@ -1,6 +1,14 @@
 //! Mailboxes of an account, and the POP3 maildrop lock.
 
-use super::*;
+use async_trait::async_trait;
+use store::rules::{now, uid_validity_after, valid_mailbox_name};
+use store::{AccountId, Change, Mailbox, MailboxId, Result, SpecialUse, StoreError};
+
+use crate::PostgresStore;
+use crate::messages::{drop_blobs_if_unreferenced, record_expunged};
+use crate::notes::{Note, notify};
+use crate::pool::{Tx, execute, query, query_one, query_opt, transaction};
+use crate::rows::{MAILBOX_COLUMNS, mailbox_from_row};
 
 #[async_trait]
 impl store::MailboxStore for PostgresStore {
@@ -154,4 +162,139 @@ impl store::MailboxStore for PostgresStore {
         .await?;
         Ok(())
     }
+}
+
+/// Renames a mailbox and its children; INBOX's messages move to a new mailbox instead.
+async fn rename_tx(tx: &Tx<'_>, mailbox: MailboxId, new_name: &str) -> Result<AccountId> {
+    let row = query_opt(
+        tx,
+        "SELECT account_id, name FROM mailboxes WHERE id = $1 FOR UPDATE",
+        &[&mailbox],
+    )
+    .await?
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))?;
+    let account: AccountId = row.get(0);
+    let old: String = row.get(1);
+    if query_opt(
+        tx,
+        "SELECT 1 FROM mailboxes WHERE account_id = $1 AND name = $2",
+        &[&account, &new_name],
+    )
+    .await?
+    .is_some()
+    {
+        return Err(StoreError::AlreadyExists(format!("mailbox {new_name}")));
+    }
+    if old == "INBOX" {
+        // RFC 9051 §6.3.6: the messages move to a new mailbox; INBOX stays, empty.
+        let uid_validity = next_uid_validity(tx).await?;
+        let target: i64 = query_one(
+            tx,
+            "INSERT INTO mailboxes (account_id, name, uidvalidity, subscribed) \
+             VALUES ($1, $2, $3, FALSE) RETURNING id",
+            &[&account, &new_name, &uid_validity],
+        )
+        .await?
+        .get(0);
+        let uids: Vec<i64> = query(
+            tx,
+            "SELECT uid FROM messages WHERE mailbox_id = $1 ORDER BY uid",
+            &[&mailbox],
+        )
+        .await?
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+        let modseq = bump_modseq(tx, mailbox).await?;
+        for &uid in &uids {
+            let (new_uid, new_modseq) = allocate_uid(tx, target).await?;
+            execute(
+                tx,
+                "UPDATE messages SET mailbox_id = $1, uid = $2, modseq = $3 \
+                 WHERE mailbox_id = $4 AND uid = $5",
+                &[&target, &(new_uid as i64), &new_modseq, &mailbox, &uid],
+            )
+            .await?;
+        }
+        let removed: Vec<(u32, i64)> = uids.iter().map(|&u| (u as u32, modseq)).collect();
+        record_expunged(tx, mailbox, &removed).await?;
+    } else {
+        // Children move along: "a" -> "b" renames "a/x" to "b/x".
+        let prefix = format!("{old}/");
+        let children = query(
+            tx,
+            "SELECT id, name FROM mailboxes WHERE account_id = $1",
+            &[&account],
+        )
+        .await?;
+        for child in children {
+            let name: String = child.get(1);
+            if let Some(rest) = name.strip_prefix(&prefix) {
+                execute(
+                    tx,
+                    "UPDATE mailboxes SET name = $1 WHERE id = $2",
+                    &[&format!("{new_name}/{rest}"), &child.get::<_, i64>(0)],
+                )
+                .await?;
+            }
+        }
+        execute(
+            tx,
+            "UPDATE mailboxes SET name = $1 WHERE id = $2",
+            &[&new_name, &mailbox],
+        )
+        .await?;
+    }
+    notify(tx, &[Note::Change(account, Change::MailboxesChanged)]).await?;
+    Ok(account)
+}
+
+/// The account of a mailbox, locking the mailbox row: every change to a mailbox's messages
+/// takes that row (the counters' trigger does), so taking it first keeps one lock order.
+pub(crate) async fn mailbox_account(tx: &Tx<'_>, mailbox: MailboxId) -> Result<AccountId> {
+    query_opt(
+        tx,
+        "SELECT account_id FROM mailboxes WHERE id = $1 FOR UPDATE",
+        &[&mailbox],
+    )
+    .await?
+    .map(|r| r.get(0))
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// Takes the next UID and MODSEQ of a mailbox (locking it until commit).
+pub(crate) async fn allocate_uid(tx: &Tx<'_>, mailbox: MailboxId) -> Result<(u32, i64)> {
+    query_opt(
+        tx,
+        "UPDATE mailboxes SET uidnext = uidnext + 1, highestmodseq = highestmodseq + 1 \
+         WHERE id = $1 RETURNING uidnext - 1, highestmodseq",
+        &[&mailbox],
+    )
+    .await?
+    .map(|r| (r.get::<_, i64>(0) as u32, r.get(1)))
+    .ok_or_else(|| StoreError::NotFound(format!("mailbox {mailbox}")))
+}
+
+/// Takes the next MODSEQ of a mailbox (locking it until commit).
+pub(crate) async fn bump_modseq(tx: &Tx<'_>, mailbox: MailboxId) -> Result<i64> {
+    Ok(query_one(
+        tx,
+        "UPDATE mailboxes SET highestmodseq = highestmodseq + 1 WHERE id = $1 \
+         RETURNING highestmodseq",
+        &[&mailbox],
+    )
+    .await?
+    .get(0))
+}
+
+/// A UIDVALIDITY larger than any given before, so a re-created mailbox never reuses one.
+pub(crate) async fn next_uid_validity(tx: &Tx<'_>) -> Result<i64> {
+    let last: i64 = query_one(
+        tx,
+        "SELECT COALESCE(MAX(uidvalidity), 0) FROM mailboxes",
+        &[],
+    )
+    .await?
+    .get(0);
+    Ok(uid_validity_after(last) as i64)
 }

@@ -13,6 +13,8 @@ use std::time::Duration;
 use store::{AccountId, Change, Notifier};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use crate::pool::{Tx, execute};
+
 /// Something another node (or this one) must hear about.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Note {
@@ -210,6 +212,14 @@ pub(crate) async fn listen(
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
     }
+}
+
+/// Publishes changes when the transaction commits.
+pub(crate) async fn notify(tx: &Tx<'_>, notes: &[Note]) -> store::Result<()> {
+    for payload in encode(notes) {
+        execute(tx, "SELECT pg_notify('pigeon', $1)", &[&payload]).await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

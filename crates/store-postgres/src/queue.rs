@@ -1,6 +1,20 @@
 //! The outbound queue.
 
-use super::*;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use deadpool_postgres::GenericClient;
+use store::rules::sha256_hex;
+use store::{
+    AttemptResult, JobRecipient, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
+    Result, Ret, StoreError,
+};
+
+use crate::PostgresStore;
+use crate::messages::drop_blobs_if_unreferenced;
+use crate::notes::{Note, notify};
+use crate::pool::{Tx, execute, query, query_one, query_opt, transaction};
+use crate::rows::queue_job;
 
 #[async_trait]
 impl store::QueueStore for PostgresStore {
@@ -87,4 +101,244 @@ impl store::QueueStore for PostgresStore {
     fn queue_signal(&self) -> Arc<tokio::sync::Notify> {
         self.queue_signal.clone()
     }
+}
+
+/// Queues a message and its recipients, all due now.
+async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i64> {
+    let id = insert_queued(
+        tx,
+        blob_id,
+        &message.data,
+        &Envelope {
+            sender: &message.sender,
+            created: message.created,
+            expires: message.expires,
+            envid: message.envid.as_deref(),
+            ret: message.ret,
+            smtputf8: message.smtputf8,
+        },
+    )
+    .await?;
+    for r in &message.recipients {
+        execute(
+            tx,
+            "INSERT INTO queue_recipients (queue_id, address, status, next_attempt, notify, orcpt) \
+             VALUES ($1, $2, 'pending', $3, $4, $5) ON CONFLICT DO NOTHING",
+            &[
+                &id,
+                &r.address,
+                &message.created,
+                &(r.notify as i16),
+                &r.orcpt,
+            ],
+        )
+        .await?;
+    }
+    notify(tx, &[Note::Queue]).await?;
+    Ok(id)
+}
+
+/// Every queued message with its recipients, or just `only`.
+async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec<QueueEntry>> {
+    let rows = query(
+        c,
+        "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
+         r.address, r.status, r.attempts, r.next_attempt, r.last_error, r.notify, r.orcpt \
+         FROM queue q \
+         JOIN queue_recipients r ON r.queue_id = q.id \
+         WHERE $1::BIGINT IS NULL OR q.id = $1 ORDER BY q.id, r.seq",
+        &[&only],
+    )
+    .await?;
+    let mut entries: Vec<QueueEntry> = Vec::new();
+    for row in &rows {
+        let id: i64 = row.get(0);
+        let status: String = row.get(9);
+        let recipient = QueueRecipient {
+            address: row.get(8),
+            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+            attempts: row.get::<_, i32>(10) as u32,
+            next_attempt: row.get(11),
+            last_error: row.get(12),
+            notify: row.get::<_, i16>(13) as u8,
+            orcpt: row.get(14),
+        };
+        QueueEntry::push_row(&mut entries, id, recipient, || {
+            Ok::<_, StoreError>(queue_job(row, Vec::new()))
+        })?;
+    }
+    Ok(entries)
+}
+
+/// Leases due recipients to `node` (see `QueueStore::claim_queue`).
+async fn claim_tx(
+    tx: &Tx<'_>,
+    now: i64,
+    lease_until: i64,
+    limit: usize,
+    node: &str,
+) -> Result<Vec<QueueJob>> {
+    // Lock messages with due recipients, skipping those another node is claiming right now;
+    // the UPDATE then rechecks each recipient, so a claim that just committed elsewhere is
+    // never taken twice.
+    let ids: Vec<i64> = query(
+        tx,
+        "SELECT q.id FROM queue q WHERE EXISTS (SELECT 1 FROM queue_recipients r \
+         WHERE r.queue_id = q.id AND r.status IN ('pending', 'deferred') \
+         AND r.next_attempt <= $1 AND r.lease_until <= $1) \
+         ORDER BY (SELECT MIN(r.next_attempt) FROM queue_recipients r WHERE r.queue_id = q.id \
+         AND r.status IN ('pending', 'deferred')), q.id LIMIT $2 FOR UPDATE SKIP LOCKED",
+        &[&now, &(limit as i64)],
+    )
+    .await?
+    .iter()
+    .map(|r| r.get(0))
+    .collect();
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let claimed = query(
+        tx,
+        "UPDATE queue_recipients SET lease_until = $3, lease_owner = $4 WHERE queue_id = ANY($1) \
+         AND status IN ('pending', 'deferred') AND next_attempt <= $2 AND lease_until <= $2 \
+         RETURNING queue_id, address, notify, orcpt, attempts, seq",
+        &[&ids, &now, &lease_until, &node],
+    )
+    .await?;
+    let envelopes = query(
+        tx,
+        "SELECT id, sender, size, created, expires, envid, ret, smtputf8 FROM queue \
+         WHERE id = ANY($1) ORDER BY id",
+        &[&ids],
+    )
+    .await?;
+    let mut claimed: Vec<(i64, i64, JobRecipient)> = claimed
+        .iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get(5),
+                JobRecipient {
+                    address: r.get(1),
+                    notify: r.get::<_, i16>(2) as u8,
+                    orcpt: r.get(3),
+                    attempts: r.get::<_, i32>(4) as u32,
+                },
+            )
+        })
+        .collect();
+    claimed.sort_by_key(|c| (c.0, c.1));
+    let mut jobs = Vec::new();
+    for envelope in &envelopes {
+        let id: i64 = envelope.get(0);
+        let recipients: Vec<JobRecipient> = claimed
+            .iter()
+            .filter(|c| c.0 == id)
+            .map(|c| c.2.clone())
+            .collect();
+        if !recipients.is_empty() {
+            jobs.push(queue_job(envelope, recipients));
+        }
+    }
+    Ok(jobs)
+}
+
+/// Records an attempt's results; a message left with no open recipient leaves the queue.
+async fn record_attempt_tx(tx: &Tx<'_>, id: i64, results: &[AttemptResult]) -> Result<()> {
+    // Attempts on one message's recipients in several domains settle concurrently: the queue
+    // row's lock makes the later one see the earlier one's results, so one of them finds the
+    // message finished and removes it.
+    if query_opt(tx, "SELECT 1 FROM queue WHERE id = $1 FOR UPDATE", &[&id])
+        .await?
+        .is_none()
+    {
+        return Ok(());
+    }
+    for r in results {
+        execute(
+            tx,
+            "UPDATE queue_recipients SET status = $3, last_error = $4, next_attempt = $5, \
+             attempts = attempts + 1, lease_until = 0 WHERE queue_id = $1 AND address = $2",
+            &[
+                &id,
+                &r.address,
+                &r.status.as_str(),
+                &r.error,
+                &r.next_attempt,
+            ],
+        )
+        .await?;
+    }
+    let open = query_opt(
+        tx,
+        "SELECT 1 FROM queue_recipients WHERE queue_id = $1 \
+         AND status IN ('pending', 'deferred') LIMIT 1",
+        &[&id],
+    )
+    .await?
+    .is_some();
+    if !open {
+        drop_queued(tx, id).await?;
+    }
+    Ok(())
+}
+
+/// Removes a queued message (its blob too, unless a message shares it).
+async fn drop_queued(tx: &Tx<'_>, id: i64) -> Result<bool> {
+    let blob = query_opt(
+        tx,
+        "DELETE FROM queue WHERE id = $1 RETURNING blob_id",
+        &[&id],
+    )
+    .await?;
+    match blob {
+        Some(row) => {
+            drop_blobs_if_unreferenced(tx, &[row.get(0)]).await?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Stores a queued message's bytes and envelope; returns its id (the recipients follow).
+pub(crate) async fn insert_queued(
+    tx: &Tx<'_>,
+    blob_id: &str,
+    data: &[u8],
+    envelope: &Envelope<'_>,
+) -> Result<i64> {
+    let size = data.len() as i64;
+    execute(
+        tx,
+        "INSERT INTO blobs (id, data, size) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        &[&blob_id, &data, &size],
+    )
+    .await?;
+    Ok(query_one(
+        tx,
+        "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) RETURNING id",
+        &[
+            &blob_id,
+            &envelope.sender,
+            &size,
+            &envelope.created,
+            &envelope.expires,
+            &envelope.envid,
+            &envelope.ret.map(Ret::as_str),
+            &envelope.smtputf8,
+        ],
+    )
+    .await?
+    .get(0))
+}
+
+/// The envelope part of a queue row, from an `Outbound` or an imported `QueueEntry`.
+pub(crate) struct Envelope<'a> {
+    pub(crate) sender: &'a str,
+    pub(crate) created: i64,
+    pub(crate) expires: i64,
+    pub(crate) envid: Option<&'a str>,
+    pub(crate) ret: Option<Ret>,
+    pub(crate) smtputf8: bool,
 }

@@ -7,7 +7,7 @@
 use deadpool_postgres::Client;
 use store::{Result, StoreError};
 
-use crate::backend;
+use crate::pool::backend;
 
 /// Migration `i` brings the schema from version `i` to `i + 1`.
 pub(crate) const MIGRATIONS: &[&str] = &[
@@ -219,4 +219,18 @@ pub(crate) async fn migrate(client: &mut Client) -> Result<()> {
         .await
         .map_err(backend)?;
     tx.commit().await.map_err(backend)
+}
+
+/// Empties every table of the schema (tests and `pigeon migrate --force`). Kept beside the
+/// migrations: a migration that adds a table adds it here.
+pub(crate) async fn wipe(client: &Client) -> Result<()> {
+    client
+        .batch_execute(
+            "TRUNCATE domains, accounts, aliases, mailboxes, blobs, messages, expunged, \
+             summaries, search, queue, queue_recipients, dkim_keys, uploads, upload_chunks, \
+             index_queue, index_failures, maildrop_locks \
+             RESTART IDENTITY CASCADE",
+        )
+        .await
+        .map_err(backend)
 }

@@ -1,49 +1,19 @@
-//! Uploads (big IMAP APPENDs arriving in pieces) that nobody will take: those of this node's
-//! previous run, freed when its server connects, and abandoned ones of any node.
+//! Uploads: a message arriving in pieces (a big IMAP APPEND) goes to the store as it comes.
+//!
+//! Uploads nobody will take are freed: those of this node's previous run when its server
+//! connects, and abandoned ones of any node.
 
-use super::*;
+use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use store::Result;
 use store::rules::now;
+use store::{Result, StoreError};
 
-use crate::query_one;
+use crate::PostgresStore;
+use crate::pool::{execute, query, query_one, transaction};
 
 /// An upload nobody added to for this long is abandoned (an IMAP session idle that long has
 /// been logged out).
 pub(crate) const UPLOAD_IDLE_SECS: i64 = 3600;
-
-/// Frees the uploads of `node`'s previous run and every abandoned one.
-pub(crate) async fn free_uploads(client: &deadpool_postgres::Client, node: &str) -> Result<()> {
-    let row = query_one(
-        client,
-        "WITH gone AS (DELETE FROM uploads WHERE node = $1 OR touched < $2 RETURNING id) \
-         SELECT COUNT(*), COALESCE(SUM((SELECT SUM(octet_length(c.data)) FROM upload_chunks c \
-         WHERE c.upload_id = gone.id)), 0)::BIGINT FROM gone",
-        &[&node, &(now() - UPLOAD_IDLE_SECS)],
-    )
-    .await?;
-    let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
-    if count > 0 {
-        tracing::info!(
-            uploads = count,
-            bytes,
-            "freed the uploads of interrupted APPENDs"
-        );
-    }
-    Ok(())
-}
-
-/// How many uploads there are and the bytes they hold.
-pub(crate) async fn upload_usage<C: GenericClient>(c: &C) -> Result<(u64, u64)> {
-    let row = query_one(
-        c,
-        "SELECT (SELECT COUNT(*) FROM uploads), \
-         (SELECT COALESCE(SUM(octet_length(data)), 0)::BIGINT FROM upload_chunks)",
-        &[],
-    )
-    .await?;
-    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
-}
 
 #[async_trait]
 impl store::UploadStore for PostgresStore {
@@ -108,6 +78,39 @@ impl store::UploadStore for PostgresStore {
         execute(&client, "DELETE FROM uploads WHERE id = $1", &[&upload]).await?;
         Ok(())
     }
+}
+
+/// Frees the uploads of `node`'s previous run and every abandoned one.
+pub(crate) async fn free_uploads(client: &deadpool_postgres::Client, node: &str) -> Result<()> {
+    let row = query_one(
+        client,
+        "WITH gone AS (DELETE FROM uploads WHERE node = $1 OR touched < $2 RETURNING id) \
+         SELECT COUNT(*), COALESCE(SUM((SELECT SUM(octet_length(c.data)) FROM upload_chunks c \
+         WHERE c.upload_id = gone.id)), 0)::BIGINT FROM gone",
+        &[&node, &(now() - UPLOAD_IDLE_SECS)],
+    )
+    .await?;
+    let (count, bytes): (i64, i64) = (row.get(0), row.get(1));
+    if count > 0 {
+        tracing::info!(
+            uploads = count,
+            bytes,
+            "freed the uploads of interrupted APPENDs"
+        );
+    }
+    Ok(())
+}
+
+/// How many uploads there are and the bytes they hold.
+pub(crate) async fn upload_usage<C: GenericClient>(c: &C) -> Result<(u64, u64)> {
+    let row = query_one(
+        c,
+        "SELECT (SELECT COUNT(*) FROM uploads), \
+         (SELECT COALESCE(SUM(octet_length(data)), 0)::BIGINT FROM upload_chunks)",
+        &[],
+    )
+    .await?;
+    Ok((row.get::<_, i64>(0) as u64, row.get::<_, i64>(1) as u64))
 }
 
 #[cfg(test)]
