@@ -236,12 +236,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> SmtpClient<S> {
         username: &str,
         password: &str,
     ) -> Result<()> {
-        use ring::rand::SecureRandom;
-        let mut nonce = [0u8; 18];
-        ring::rand::SystemRandom::new()
-            .fill(&mut nonce)
-            .map_err(|_| Error::Tls("no randomness".into()))?;
-        let client_nonce = base64::engine::general_purpose::STANDARD_NO_PAD.encode(nonce);
+        let client_nonce =
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(common::random::bytes::<18>());
         let name = username.replace('=', "=3D").replace(',', "=2C");
         let first_bare = format!("n={name},r={client_nonce}");
         let reply = self

@@ -170,19 +170,16 @@ fn read_password(source: &PasswordSource) -> anyhow::Result<String> {
     Ok(password)
 }
 
-/// Random bytes from the operating system.
+/// Random bytes from the operating system (`common::random`, which panics if it fails).
+// Kept for `serve.rs` until it calls `common::random::bytes` itself.
 pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    let mut bytes = [0u8; N];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .context("read /dev/urandom")?;
-    Ok(bytes)
+    Ok(common::random::bytes())
 }
 
 /// The stored secrets for a password: Argon2id and SCRAM-SHA-256 keys, each with its own salt.
 pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
-    let salt = random_bytes::<{ sasl::SALT_LEN }>()?;
-    let scram_salt = random_bytes::<16>()?;
+    let salt = common::random::bytes::<{ sasl::SALT_LEN }>();
+    let scram_salt = common::random::bytes::<16>();
     Ok(store::Secrets {
         password_hash: sasl::hash_password(password, &salt)?,
         scram: Some(
@@ -227,9 +224,13 @@ async fn domain(store: &dyn Store, action: DomainAction, config: &Config) -> any
             println!("added domain {}", name.to_lowercase());
             if !no_dkim {
                 for (selector, algorithm) in [("ed1", "ed25519"), ("rsa1", "rsa")] {
-                    let key =
-                        smtp_server::mailauth::generate_key(&name, selector, algorithm, unix_now())
-                            .map_err(|e| anyhow::anyhow!("DKIM key: {e}"))?;
+                    let key = smtp_server::mailauth::generate_key(
+                        &name,
+                        selector,
+                        algorithm,
+                        common::clock::now(),
+                    )
+                    .map_err(|e| anyhow::anyhow!("DKIM key: {e}"))?;
                     store.add_dkim_key(key).await?;
                 }
                 println!(
@@ -487,7 +488,7 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
             print!("{}", String::from_utf8_lossy(&data[..header_end]));
         }
         QueueAction::Retry { id } => {
-            let n = store.retry_queue(id, unix_now()).await?;
+            let n = store.retry_queue(id, common::clock::now()).await?;
             if let Some(id) = id
                 && store.queue_entry(id).await?.is_none()
             {
@@ -512,13 +513,6 @@ fn quote_txt(text: &str) -> String {
         .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
 }
 
 async fn verify(store: &dyn Store) -> anyhow::Result<ExitCode> {

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, HashSet};
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use auth::{Authenticated, Authenticator, SaslSession, SaslStep};
 use net::{ConnInfo, Flow, TlsInfo};
@@ -90,7 +90,7 @@ impl net::Protocol for Pop3 {
             sasl: None,
             login: None,
             seen: Vec::new(),
-            holder: random_nonce().iter().map(|b| format!("{b:02x}")).collect(),
+            holder: common::random::hex(18),
             lock_renewed: None,
         }
     }
@@ -133,13 +133,6 @@ pub struct Session {
 /// session lives; a dead node's lock lapses this long after its last command.
 const LOCK_MARGIN: Duration = Duration::from_secs(60);
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// How many `\Seen` marks are collected before they are written.
 const SEEN_BATCH: usize = 64;
 
@@ -166,14 +159,6 @@ impl Drop for Session {
         }
         self.flush_seen();
     }
-}
-
-fn random_nonce() -> [u8; 18] {
-    use ring::rand::SecureRandom;
-    let mut nonce = [0u8; 18];
-    // A failing system RNG leaves zeros; SCRAM then still works, only with a weak nonce.
-    let _ = ring::rand::SystemRandom::new().fill(&mut nonce);
-    nonce
 }
 
 impl Session {
@@ -219,7 +204,7 @@ impl Session {
             locks.last_login.insert(user.account_id, Instant::now());
         }
         // Other nodes' sessions too (several nodes on one database).
-        let until = unix_now() + (self.settings.timeout + LOCK_MARGIN).as_secs() as i64;
+        let until = common::clock::now() + (self.settings.timeout + LOCK_MARGIN).as_secs() as i64;
         let locked = self
             .store
             .lock_maildrop(user.account_id, &self.holder, until)
@@ -274,11 +259,7 @@ impl Session {
             .ok_or_else(|| store::StoreError::NotFound("INBOX".into()))?;
         let mut messages = self.store.list_messages(inbox.id).await?;
         if let Some(days) = self.settings.expire_days {
-            let now = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .map(|d| d.as_secs() as i64)
-                .unwrap_or(0);
-            let cutoff = now - i64::from(days) * 86_400;
+            let cutoff = common::clock::now() - i64::from(days) * 86_400;
             let old: Vec<u32> = messages
                 .iter()
                 .filter(|m| m.internal_date < cutoff)
@@ -342,7 +323,7 @@ impl Session {
                     self.ip(),
                     bindings,
                     self.tls.is_some(),
-                    &random_nonce(),
+                    &common::random::bytes::<18>(),
                 ) {
                     Some(mut session) => {
                         let step = session.start(&self.auth, initial.as_deref()).await;
@@ -434,7 +415,8 @@ impl net::Session for Session {
         if let (Some(login), Some(renewed)) = (&self.login, self.lock_renewed)
             && renewed.elapsed() > LOCK_MARGIN
         {
-            let until = unix_now() + (self.settings.timeout + LOCK_MARGIN).as_secs() as i64;
+            let until =
+                common::clock::now() + (self.settings.timeout + LOCK_MARGIN).as_secs() as i64;
             match self
                 .store
                 .lock_maildrop(login.user.account_id, &self.holder, until)
