@@ -81,18 +81,8 @@ impl std::fmt::Display for Address {
     }
 }
 
-/// Loose DNS name check: labels of letters, digits and hyphens; non-ASCII allowed for IDNs.
-pub fn valid_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label.chars().all(|c| c.is_alphanumeric() || c == '-')
-        })
-}
+/// The domain-name rule, shared with the config (`common::domain`).
+pub use common::valid_domain;
 
 /// Normalises a domain name for storage.
 pub fn normalise_domain(s: &str) -> Result<String, StoreError> {

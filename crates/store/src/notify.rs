@@ -1,4 +1,4 @@
-//! Per-account change notifications, shared by backends.
+//! Per-account change notifications ([`Change`]), shared by backends.
 //!
 //! Each account with at least one subscriber has a broadcast channel; a slow subscriber that
 //! falls behind gets `RecvError::Lagged` and must resynchronise from the store, so a stuck
@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use tokio::sync::broadcast;
 
-use crate::{AccountId, Change};
+use crate::{AccountId, MailboxId};
 
 const CHANNEL_CAPACITY: usize = 256;
 
@@ -45,4 +45,34 @@ impl Notifier {
             channels.remove(&account);
         }
     }
+}
+
+/// What changed in an account, published after the change is durable.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// A message was added to a mailbox.
+    MessageAdded {
+        mailbox_id: MailboxId,
+        uid: u32,
+        modseq: u64,
+    },
+    /// A message's flags changed.
+    FlagsChanged {
+        mailbox_id: MailboxId,
+        uid: u32,
+        modseq: u64,
+        flags: u32,
+        keywords: Vec<String>,
+    },
+    /// Mailboxes were created, deleted or renamed.
+    MailboxesChanged,
+    /// Messages were removed from a mailbox.
+    Expunged {
+        mailbox_id: MailboxId,
+        uids: Vec<u32>,
+        modseq: u64,
+    },
+    /// Notifications may have been lost (a backend lost its connection to other nodes):
+    /// reload from the store.
+    Resync,
 }

@@ -99,7 +99,7 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn list_messages(&self, mailbox: MailboxId) -> Result<Vec<Message>>;
     /// Messages with a UID above `uid`, in UID order (new mail for an open session).
     async fn messages_after(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<Message>>;
-    /// Like [`Store::messages_after`] without blob ids: what an IMAP view needs, fast.
+    /// Like [`MessageStore::messages_after`] without blob ids: what an IMAP view needs, fast.
     async fn message_flags(&self, mailbox: MailboxId, after_uid: u32) -> Result<Vec<MessageFlags>>;
     /// The [`MessageFlags`] of the given UIDs (those that exist), in UID order: what a client
     /// showing a few messages of a big mailbox needs, without loading the rest.
@@ -206,7 +206,7 @@ pub trait UploadStore: Send + Sync + 'static {
 /// The storage API: the outbound queue.
 #[async_trait]
 pub trait QueueStore: Send + Sync + 'static {
-    /// Queues a message for remote recipients, durably, and wakes [`Store::queue_signal`].
+    /// Queues a message for remote recipients, durably, and wakes [`QueueStore::queue_signal`].
     async fn enqueue(&self, message: Outbound) -> Result<i64>;
     async fn list_queue(&self) -> Result<Vec<QueueEntry>>;
     async fn queue_entry(&self, id: i64) -> Result<Option<QueueEntry>>;
