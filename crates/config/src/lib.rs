@@ -622,21 +622,9 @@ impl Config {
     }
 }
 
-/// A loose check that `s` can be a DNS domain: labels of letters, digits and hyphens (any
-/// non-ASCII letter allowed for IDNs), no empty label.
-pub fn valid_domain(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 253
-        && s.split('.').all(|label| {
-            !label.is_empty()
-                && label.len() <= 63
-                && !label.starts_with('-')
-                && !label.ends_with('-')
-                && label
-                    .chars()
-                    .all(|c| c.is_alphanumeric() || c == '-' || !c.is_ascii())
-        })
-}
+/// The domain-name rule the store applies too (`common::domain`), so a configured domain the
+/// store would refuse fails validation instead of the first start.
+pub use common::valid_domain;
 
 #[cfg(test)]
 mod tests {
@@ -744,5 +732,32 @@ mod tests {
         assert!(!valid_domain("a..test"));
         assert!(!valid_domain("-a.test"));
         assert!(!valid_domain(""));
+    }
+
+    /// Domains the config used to accept and the store refused (`pigeon serve` then failed
+    /// at its first start, adding the primary domain): now refused by validation.
+    #[test]
+    fn domains_the_store_refuses_fail_validation() {
+        for domain in [
+            "例子。测试",
+            "a\u{a0}b.test",
+            "pay\u{200b}pal.com",
+            "a\u{202e}b.test",
+        ] {
+            let config = Config {
+                domain: domain.into(),
+                ..Config::default()
+            };
+            let Err(ConfigError::Invalid(problems)) = config.validate() else {
+                panic!("{domain:?} accepted");
+            };
+            assert!(problems[0].contains("is not a domain name"), "{problems:?}");
+        }
+        // And one the store refused although it is a real IDN (a Devanagari virama).
+        let config = Config {
+            domain: "हिन्दी.भारत".into(),
+            ..Config::default()
+        };
+        assert!(config.validate().is_ok());
     }
 }
