@@ -8,6 +8,7 @@ pub mod date;
 pub mod dsn;
 pub mod headers;
 pub mod imap;
+pub mod lines;
 pub mod mime;
 pub mod search;
 pub mod summary;

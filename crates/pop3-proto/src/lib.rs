@@ -287,7 +287,7 @@ impl Machine {
         self.pending = Pending::None;
         match top {
             None => {
-                let size = crlf_len(data);
+                let size = message::lines::crlf_size(data);
                 self.ok(&format!("{size} octets"));
             }
             Some(_) => self.ok("top of message follows"),
@@ -693,22 +693,6 @@ impl Machine {
     }
 }
 
-/// Octets `Machine::message` sends for `data` before byte-stuffing.
-fn crlf_len(data: &[u8]) -> u64 {
-    let mut size = data.len() as u64;
-    let mut previous = 0u8;
-    for &b in data {
-        if b == b'\n' && previous != b'\r' {
-            size += 1;
-        }
-        previous = b;
-    }
-    if !data.is_empty() && !data.ends_with(b"\n") {
-        size += 2;
-    }
-    size
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -729,7 +713,31 @@ mod tests {
             retr(b"A: b\n\nbare lf", None),
             "+OK 17 octets\r\nA: b\r\n\r\nbare lf\r\n.\r\n"
         );
-        assert_eq!(crlf_len(b"A: b\n\nbare lf"), 17);
+    }
+
+    /// LIST and STAT announce the store's `crlf_size` (`message::lines`); RETR must send
+    /// exactly that many octets before byte-stuffing, whatever the line ends.
+    #[test]
+    fn retr_sends_the_announced_size() {
+        for data in [
+            &b""[..],
+            b"a",
+            b"A: b\r\n\r\nbody\r\n",
+            b"A: b\n\nbare lf",
+            b"\n\n\n",
+            b"a\rb\r\n\rc",
+            b"x\r\n\r\n.dot\n..two\r\n.",
+            b"\r\n",
+        ] {
+            let out = retr(data, None);
+            let (status, rest) = out.split_once("\r\n").unwrap();
+            let sent = rest.strip_suffix(".\r\n").unwrap();
+            let unstuffed =
+                sent.replace("\r\n.", "\r\n").len() - usize::from(sent.starts_with('.'));
+            let size = message::lines::crlf_size(data);
+            assert_eq!(status, format!("+OK {size} octets"), "{data:?}");
+            assert_eq!(unstuffed as u64, size, "{data:?}");
+        }
     }
 
     #[test]

@@ -108,18 +108,5 @@ pub struct ImportedMessage {
 }
 
 /// The size of `data` once every bare LF is a CRLF and it ends with CRLF (see
-/// [`Message::crlf_size`]).
-pub fn crlf_size(data: &[u8]) -> u64 {
-    let mut size = data.len() as u64;
-    let mut previous = 0u8;
-    for &b in data {
-        if b == b'\n' && previous != b'\r' {
-            size += 1;
-        }
-        previous = b;
-    }
-    if !data.is_empty() && !data.ends_with(b"\n") {
-        size += 2;
-    }
-    size
-}
+/// [`Message::crlf_size`]): the one function POP3's RETR announces too.
+pub use message::lines::crlf_size;
