@@ -1569,3 +1569,90 @@ async fn deeply_nested_json_is_refused_never_a_stack_overflow() {
     );
     assert_eq!(b.get("/jmap/session").await.status, StatusCode::OK);
 }
+
+/// Every method's arguments are a type: unknown or mistyped ones get `invalidArguments` with
+/// serde's message (RFC 8620 §3.6.2), `accountId` must be the session's, the request's
+/// `using` names only our capabilities, and references must name their call right.
+#[tokio::test]
+async fn arguments_are_typed_and_checked() {
+    let site = site().await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let account = b.account().await;
+    let inbox = b.mailbox("inbox").await;
+    let r = b
+        .api(json!([
+            ["Mailbox/get", {"accountId": &account}, "ok"],
+            ["Mailbox/get", {"accountId": "999999"}, "other"],
+            ["Mailbox/get", {"accountId": 1}, "number"],
+            ["Email/query", {"filter": {"inMailbox": &inbox}, "sort": []}, "sort"],
+            ["Email/query", {"filter": {"inMailbox": &inbox, "hasAttachment": "yes"}}, "type"],
+            ["Email/get", {"ids": "1-1"}, "ids"],
+            ["Email/changes", {}, "since"],
+            ["Thread/get", {"ids": [], "properties": []}, "extra"],
+            ["Email/query", {"filter": {"inMailbox": &inbox}}, "q"],
+            ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/get", "path": "/ids"}}, "name"],
+            ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}, "g"],
+        ]))
+        .await;
+    assert!(r["ok"]["list"].is_array());
+    assert_eq!(r["other"]["type"], "accountNotFound");
+    assert_eq!(r["number"]["type"], "invalidArguments");
+    assert_eq!(r["sort"]["type"], "invalidArguments");
+    assert!(
+        r["sort"]["description"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `sort`"),
+        "{}",
+        r["sort"]
+    );
+    assert_eq!(r["type"]["type"], "invalidArguments");
+    assert_eq!(r["ids"]["type"], "invalidArguments");
+    assert_eq!(r["since"]["type"], "invalidArguments");
+    assert_eq!(r["extra"]["type"], "invalidArguments");
+    assert_eq!(r["name"]["type"], "invalidResultReference");
+    assert!(r["g"]["list"].is_array());
+
+    let set = b
+        .api(json!([["Mailbox/set", {"create": {"a": {"name": "A"}, "b": {"name": 2}}}, "s"]]))
+        .await;
+    assert!(set["s"]["created"]["a"]["id"].is_string());
+    assert_eq!(set["s"]["notCreated"]["b"]["type"], "invalidArguments");
+
+    let csrf = b.csrf.clone().unwrap();
+    let with_using = |using: Value| {
+        json!({"using": using, "methodCalls": [["Mailbox/get", {}, "m"]]})
+            .to_string()
+            .into_bytes()
+    };
+    let headers = [
+        ("content-type", "application/json"),
+        ("x-csrf-token", csrf.as_str()),
+    ];
+    let known = b
+        .send(
+            Method::POST,
+            "/jmap/api",
+            &headers,
+            with_using(json!([
+                "urn:ietf:params:jmap:core",
+                "urn:ietf:params:jmap:mail"
+            ])),
+        )
+        .await;
+    assert_eq!(known.status, StatusCode::OK);
+    let unknown = b
+        .send(
+            Method::POST,
+            "/jmap/api",
+            &headers,
+            with_using(json!(["urn:ietf:params:jmap:calendars"])),
+        )
+        .await;
+    assert_eq!(unknown.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        unknown.json()["error"],
+        "unknown capability urn:ietf:params:jmap:calendars"
+    );
+}

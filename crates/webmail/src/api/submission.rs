@@ -1,0 +1,125 @@
+//! `EmailSubmission/set`: sending through the server's submission path.
+
+use serde::Deserialize;
+use serde_json::json;
+use store::{FlagMode, SpecialUse, flags};
+
+use super::compose::{Composition, compose};
+use super::{Call, MethodError, MethodResult, Objects, SetReply, email_id};
+
+/// `EmailSubmission/set`'s arguments: each created submission is a whole [`Composition`]
+/// (the page sends a message, not an email id and an envelope as RFC 8621 §7.5 does).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct SetArgs {
+    #[serde(default)]
+    create: Objects<Composition>,
+}
+
+pub(super) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult {
+    let mut reply = SetReply::default();
+    for (key, value) in args.create.0 {
+        let sent = match value {
+            Ok(c) => send(call, c).await,
+            Err(e) => Err(MethodError::invalid_arguments(e)),
+        };
+        match sent {
+            Ok(id) => {
+                reply
+                    .created
+                    .insert(key.clone(), json!({ "id": key, "emailId": id }));
+            }
+            Err(e) => {
+                reply.not_created.insert(key, e.to_json());
+            }
+        }
+    }
+    Ok(reply.into_json(call))
+}
+
+/// Sends through the submission path, keeps a copy in Sent, marks the original answered and
+/// drops the draft; returns the Sent copy's id.
+async fn send(call: &Call<'_>, c: Composition) -> Result<String, MethodError> {
+    let _composing = call.session.quota.composing().await;
+    let (data, recipients) = compose(call, &c, false).await?;
+    if recipients.is_empty() {
+        return Err(MethodError::new(
+            "invalidRecipients",
+            "add at least one recipient",
+        ));
+    }
+    let sent_box = call.role(SpecialUse::Sent)?.id;
+    let user = auth::Authenticated {
+        account_id: call.session.account,
+        address: call.session.address.clone(),
+    };
+    let sent = call
+        .webmail
+        .submitter
+        .submit(&user, &recipients, data, call.peer)
+        .await
+        .map_err(|e| match e {
+            smtp_server::SubmitError::NotOwned(_) => {
+                MethodError::new("forbiddenFrom", e.to_string())
+            }
+            smtp_server::SubmitError::Limit(_) => MethodError::new("overQuota", e.to_string()),
+            smtp_server::SubmitError::Recipient(_) => {
+                MethodError::new("invalidRecipients", e.to_string())
+            }
+            smtp_server::SubmitError::Temporary => MethodError::new("serverFail", e.to_string()),
+        })?;
+    // The message is on its way: nothing after this may make the user send it again.
+    let store = call.store();
+    let summary = message::summary::summarize(&sent);
+    let copied = store
+        .append(
+            sent_box,
+            sent,
+            flags::SEEN,
+            Vec::new(),
+            store::rules::now(),
+            Some(summary),
+        )
+        .await;
+    if let Some(original) = &c.replying_to
+        && let Ok((mailbox, original_uid)) = call.email(original)
+        && let Err(e) = store
+            .store_flags(
+                mailbox,
+                &[original_uid],
+                FlagMode::Add,
+                flags::ANSWERED,
+                &[],
+                None,
+            )
+            .await
+    {
+        tracing::warn!(error = %e, "webmail: marking the original answered failed");
+    }
+    if let Some(draft) = &c.draft_id
+        && let Ok((mailbox, draft_uid)) = call.email(draft)
+        && call
+            .mailbox(mailbox)
+            .is_ok_and(|m| m.special_use == Some(SpecialUse::Drafts))
+        && let Err(e) = store.expunge(mailbox, &[draft_uid]).await
+    {
+        tracing::warn!(error = %e, "webmail: dropping the sent draft failed");
+    }
+    // The uploads went out with the message.
+    call.session
+        .uploads
+        .lock()
+        .expect("uploads lock")
+        .retain(|token, _| {
+            !c.attachments
+                .iter()
+                .any(|a| a.blob_id.strip_prefix('u') == Some(token.as_str()))
+        });
+    match copied {
+        Ok(uid) => Ok(email_id(sent_box, uid)),
+        Err(e) => {
+            tracing::error!(error = %e, "webmail: the Sent copy failed after sending");
+            Ok(String::new())
+        }
+    }
+}
