@@ -4,6 +4,7 @@
 //! A test that needs a missing outside program calls [`require_tool`]: locally it skips with a
 //! loud message; with `PIGEON_REQUIRE_ALL=1` (set by `.ci/run`) it fails.
 
+pub mod transcript;
 pub mod webdriver;
 
 use std::collections::HashMap;
@@ -21,11 +22,76 @@ pub fn require_tool(tool: &str) -> bool {
     if found {
         return true;
     }
-    if std::env::var("PIGEON_REQUIRE_ALL").as_deref() == Ok("1") {
-        panic!("{tool} is required (PIGEON_REQUIRE_ALL=1) but not installed");
-    }
-    eprintln!("\n!!! SKIPPED: {tool} is not installed; this test did not run !!!\n");
+    skip(&format!("{tool} is not installed"));
     false
+}
+
+/// True when required tools must be present (`PIGEON_REQUIRE_ALL=1`, set by `.ci/run`).
+pub fn require_all() -> bool {
+    std::env::var("PIGEON_REQUIRE_ALL").as_deref() == Ok("1")
+}
+
+/// Reports that the calling test cannot run here, and why: under `PIGEON_REQUIRE_ALL=1` it
+/// panics (CI must run everything); otherwise it prints a notice naming the test. The notice
+/// is written to the process's stderr directly, not through `eprintln!`, which the test
+/// harness captures and shows only for failing tests: a skip must be seen in the default
+/// output of a passing run.
+pub fn skip(reason: &str) {
+    let test = std::thread::current().name().unwrap_or("a test").to_owned();
+    if require_all() {
+        panic!("{test} cannot run (PIGEON_REQUIRE_ALL=1): {reason}");
+    }
+    use std::io::Write;
+    let _ = std::io::stderr().lock().write_all(
+        format!("\n!!! SKIPPED {test}: {reason}; this test did not run !!!\n").as_bytes(),
+    );
+}
+
+/// True when the tests run as root (mounting, starting Postfix as its own users).
+pub fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// A small tmpfs mounted on a directory (root only), lazily unmounted when dropped: a disk
+/// that really fills up, for the disk-full tests.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// None (after [`skip`]) where mounting is impossible: not root, or a container that may
+    /// not mount.
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        if !is_root() {
+            skip("not root, cannot mount a small tmpfs to fill");
+            return None;
+        }
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .output()
+            .expect("run mount");
+        if !out.status.success() {
+            skip(&format!(
+                "cannot mount a tmpfs: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+            return None;
+        }
+        Some(Tmpfs(dir.to_owned()))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
 }
 
 /// A running `pigeon serve`, killed when dropped.

@@ -3,8 +3,6 @@
 //! full disk (finding 11).
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use client::imap::ImapClient;
@@ -214,41 +212,6 @@ async fn interrupted_appends_are_reported_and_freed_at_restart() {
     }
 }
 
-/// A small tmpfs mounted on a directory (root only), lazily unmounted when dropped.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    /// None (after a loud notice) where mounting is impossible: not root, or root in a
-    /// container that may not mount (then a failure under `PIGEON_REQUIRE_ALL=1`).
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        let uid = Command::new("id").arg("-u").output().expect("run id");
-        if String::from_utf8_lossy(&uid.stdout).trim() != "0" {
-            eprintln!("\n!!! SKIPPED: not root, cannot mount a small tmpfs to fill !!!\n");
-            return None;
-        }
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .output()
-            .expect("run mount");
-        if !out.status.success() {
-            let why = String::from_utf8_lossy(&out.stderr);
-            if std::env::var("PIGEON_REQUIRE_ALL").as_deref() == Ok("1") {
-                panic!("root but cannot mount a tmpfs (PIGEON_REQUIRE_ALL=1): {why}");
-            }
-            eprintln!("\n!!! SKIPPED: cannot mount a tmpfs: {why} !!!\n");
-            return None;
-        }
-        Some(Tmpfs(dir.to_owned()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
-
 /// Text of pseudo-random words (what makes a full-text index big, and deleting from it
 /// costly), `size` bytes.
 fn words(seed: u64, size: usize) -> Vec<u8> {
@@ -287,7 +250,7 @@ async fn try_deliver(server: &TestServer, message: &[u8]) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expunge_works_on_a_full_disk() {
     let mut server = TestServer::new(exe(), "");
-    let Some(_disk) = Tmpfs::mount(server.data_dir(), "128m") else {
+    let Some(_disk) = test_support::Tmpfs::mount(server.data_dir(), "128m") else {
         return;
     };
     // The tmpfs hides the config file TestServer wrote: the same again.
