@@ -7,9 +7,10 @@
 //! - Submission: AUTH first (only inside TLS unless configured for loopback); the envelope
 //!   sender and every address of `From:`, `Sender:`, `Resent-From:` and `Resent-Sender:` must
 //!   belong to the user (553 5.7.1), and the header must be clean: one `From:` with addresses,
-//!   no NUL, no bare CR or LF (554 5.6.0; [`originator`]); local recipients are delivered,
-//!   remote ones queued; `Message-ID:` and `Date:` are added when missing; hourly sending
-//!   limits give 451/452.
+//!   no NUL, no bare CR or LF (554 5.6.0; [`submission::originator`]); local recipients are
+//!   delivered, remote ones queued; `Message-ID:` and `Date:` are added when missing; hourly
+//!   sending limits give 451/452. The policy is the `submission` crate's [`Submitter`]; this
+//!   crate runs it step by step through the SMTP dialogue and words its outcomes as replies.
 //!
 //! Either way the message has canonical line endings (the machine turned every bare CR or LF
 //! into CRLF before anything here parses, signs or stores it, so IMAP, POP3 and the relayed
@@ -18,15 +19,11 @@
 //!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
-mod limits;
 pub mod mailauth;
-mod originator;
 mod sasl_flow;
-mod submit;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use auth::{Authenticated, Authenticator};
@@ -34,11 +31,12 @@ use message::trace::{Received, trace_headers};
 use net::{ConnInfo, Flow, TlsInfo};
 use smtp_proto::canonical::Findings;
 use smtp_proto::{Event, MailParams, RcptParams, Reply, ServerConfig, ServerMachine, replies};
-use store::{AccountId, Address, Delivery, Outbound, OutboundRecipient, Resolution, Store, Target};
+use store::{Address, Outbound, OutboundRecipient, Resolution, Store, Target};
+use submission::{Destinations, Refusal, store_accepted, transaction_id};
 use tracing::{error, info, warn};
 
-pub use limits::SendingLimits;
-pub use submit::{SubmitError, Submitter};
+// The webmail's names for the submission policy until it depends on `submission` itself.
+pub use submission::{SendingLimits, SubmitError, Submitter};
 
 /// Which service a listener runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -49,7 +47,8 @@ pub enum Mode {
     Submission,
 }
 
-/// Submission policy.
+/// Submission policy of a submission listener (the `submission` crate's settings, and AUTH
+/// without TLS).
 #[derive(Debug, Clone, Default)]
 pub struct SubmissionPolicy {
     /// Extra sender addresses per user (lowercase); `@domain` allows a whole domain.
@@ -79,11 +78,31 @@ pub struct Settings {
     pub dmarc_reject: bool,
 }
 
+/// A submission listener's settings are its policy's: [`Submitter::new`] takes either, so the
+/// webmail's `Submitter` can be built from the same settings as the listeners.
+impl From<&Settings> for submission::Settings {
+    fn from(settings: &Settings) -> submission::Settings {
+        submission::Settings {
+            hostname: settings.machine.hostname.clone(),
+            allowed_senders: settings.submission.allowed_senders.clone(),
+            max_messages_per_hour: settings.submission.max_messages_per_hour,
+            max_recipients_per_hour: settings.submission.max_recipients_per_hour,
+            queue_lifetime: settings.queue_lifetime,
+        }
+    }
+}
+
+impl From<Settings> for submission::Settings {
+    fn from(settings: Settings) -> submission::Settings {
+        (&settings).into()
+    }
+}
+
 /// An SMTP service, one per listener.
 pub struct Smtp {
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
-    limits: Arc<SendingLimits>,
+    submitter: Arc<Submitter>,
     settings: Arc<Settings>,
 }
 
@@ -96,9 +115,9 @@ impl Smtp {
         settings: Settings,
     ) -> Smtp {
         Smtp {
+            submitter: Arc::new(Submitter::new(store.clone(), limits, &settings)),
             store,
             auth,
-            limits,
             settings: Arc::new(settings),
         }
     }
@@ -128,7 +147,7 @@ impl net::Protocol for Smtp {
             machine: ServerMachine::new(config),
             store: self.store.clone(),
             auth: self.auth.clone(),
-            limits: self.limits.clone(),
+            submitter: self.submitter.clone(),
             settings: self.settings.clone(),
             conn,
             tls: None,
@@ -155,8 +174,7 @@ impl net::Protocol for Smtp {
 struct Transaction {
     from: String,
     params: MailParams,
-    local: Vec<AccountId>,
-    remote: Vec<OutboundRecipient>,
+    destinations: Destinations,
     /// Accepted recipient addresses as given, for the `Received: ... for` clause.
     accepted: Vec<String>,
 }
@@ -166,7 +184,7 @@ pub struct Session {
     machine: ServerMachine,
     store: Arc<dyn Store>,
     auth: Arc<Authenticator>,
-    limits: Arc<SendingLimits>,
+    submitter: Arc<Submitter>,
     settings: Arc<Settings>,
     conn: ConnInfo,
     tls: Option<TlsInfo>,
@@ -175,109 +193,11 @@ pub struct Session {
     tx: Transaction,
 }
 
-/// True if the authenticated user may send as `address`: their own address, an alias that
-/// lists them, or an address the policy allows them.
-pub(crate) async fn owns(
-    store: &dyn Store,
-    settings: &Settings,
-    user: &Authenticated,
-    address: &str,
-) -> Result<bool, store::StoreError> {
-    let address = address.to_lowercase();
-    if address == user.address {
-        return Ok(true);
-    }
-    if let Some(extra) = settings.submission.allowed_senders.get(&user.address) {
-        let domain = address.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-        if extra
-            .iter()
-            .any(|a| *a == address || a.strip_prefix('@') == Some(domain))
-        {
-            return Ok(true);
-        }
-    }
-    Ok(store.alias_sources(&user.address).await?.contains(&address))
-}
-
-/// The headers a submission server adds above a user's message (RFC 6409 §8.3, §8.4): `Date:`
-/// and `Message-ID:` when missing, and DKIM signatures by the `From:` domain's keys.
-pub(crate) async fn submitted_headers(
-    store: &dyn Store,
-    hostname: &str,
-    data: &[u8],
-    summary: &message::headers::HeaderSummary,
-    now: i64,
-    id: &str,
-) -> Vec<u8> {
-    let mut added = Vec::new();
-    if !summary.has_date {
-        added.extend_from_slice(
-            format!("Date: {}\r\n", message::date::format_rfc5322(now)).as_bytes(),
-        );
-    }
-    if !summary.has_message_id {
-        added.extend_from_slice(
-            format!("Message-ID: <{id}.{}@{hostname}>\r\n", random_hex()).as_bytes(),
-        );
-    }
-    // Sign what the recipient will see below our trace headers.
-    if let Some(domain) = summary.from.first().and_then(|f| f.rsplit_once('@')) {
-        match store.dkim_keys(&domain.1.to_lowercase()).await {
-            Ok(keys) if !keys.is_empty() => {
-                let mut unsigned = added.clone();
-                unsigned.extend_from_slice(data);
-                let mut signed = mailauth::sign(&keys, &unsigned);
-                signed.extend_from_slice(&added);
-                added = signed;
-            }
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "DKIM keys unavailable; sending unsigned"),
-        }
-    }
-    added
-}
-
-/// Hands an accepted message to the queue (remote recipients) and the local INBOXes.
-pub(crate) async fn store_accepted(
-    store: &dyn Store,
-    local: &[AccountId],
-    outbound: Option<Outbound>,
-    stored: Vec<u8>,
-    now: i64,
-) -> Result<(), store::StoreError> {
-    if let Some(outbound) = outbound {
-        store.enqueue(outbound).await?;
-    }
-    if !local.is_empty() {
-        let summary = message::summary::summarize(&stored);
-        store
-            .deliver(Delivery {
-                data: stored,
-                recipients: local.to_vec(),
-                internal_date: now,
-                summary: Some(summary),
-            })
-            .await?;
-    }
-    Ok(())
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
         .unwrap_or(0)
-}
-
-/// A transaction id unique within this process: time and a counter.
-fn transaction_id() -> String {
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let micros = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as u64)
-        .unwrap_or(0);
-    format!("{micros:x}{n:04x}")
 }
 
 fn not_owned() -> Reply {
@@ -289,25 +209,21 @@ fn not_owned() -> Reply {
 }
 
 /// The SMTP reply to a message the sender policy refused.
-fn refusal_reply(refusal: originator::Refusal) -> Reply {
+fn refusal_reply(refusal: Refusal) -> Reply {
     match refusal {
-        originator::Refusal::Format(text) => Reply::new(554, "5.6.0", text),
-        originator::Refusal::NotOwned { field, .. } => Reply::new(
+        Refusal::Format(text) => Reply::new(554, "5.6.0", text),
+        Refusal::NotOwned { field, .. } => Reply::new(
             553,
             "5.7.1",
             format!("{field}: address not owned by the authenticated user"),
         ),
-        originator::Refusal::Temporary => replies::local_error(),
+        Refusal::Temporary => replies::local_error(),
     }
 }
 
 impl Session {
     fn peer_ip(&self) -> IpAddr {
         self.conn.peer.ip()
-    }
-
-    async fn owns(&self, user: &Authenticated, address: &str) -> Result<bool, store::StoreError> {
-        owns(&*self.store, &self.settings, user, address).await
     }
 
     async fn mail(&mut self, from: String, params: MailParams) -> Reply {
@@ -319,7 +235,7 @@ impl Session {
         let Some(user) = self.user.clone() else {
             return replies::sender_ok();
         };
-        match self.owns(&user, &self.tx.from).await {
+        match self.submitter.owns(&user, &self.tx.from).await {
             Ok(true) => {}
             Ok(false) => {
                 warn!(user = %user.address, from = %self.tx.from, "sender not owned");
@@ -330,10 +246,7 @@ impl Session {
                 return replies::local_error();
             }
         }
-        if !self.limits.take_message(
-            user.account_id,
-            self.settings.submission.max_messages_per_hour,
-        ) {
+        if !self.submitter.take_message(&user) {
             return Reply::new(
                 451,
                 "4.7.1",
@@ -368,10 +281,7 @@ impl Session {
             (Resolution::NotLocal, Some(_)) => vec![Target::Remote(address.as_str().to_owned())],
         };
         if let Some(user) = &self.user
-            && !self.limits.take_recipient(
-                user.account_id,
-                self.settings.submission.max_recipients_per_hour,
-            )
+            && !self.submitter.take_recipient(user)
         {
             return Reply::new(
                 452,
@@ -379,19 +289,13 @@ impl Session {
                 "Hourly recipient limit reached, try again later",
             );
         }
-        for target in targets {
-            match target {
-                Target::Local(id) if !self.tx.local.contains(&id) => self.tx.local.push(id),
-                Target::Remote(addr) if !self.tx.remote.iter().any(|r| r.address == addr) => {
-                    self.tx.remote.push(OutboundRecipient {
-                        address: addr,
-                        notify: params.notify as u8,
-                        orcpt: params.orcpt.clone(),
-                    })
-                }
-                _ => {}
-            }
-        }
+        self.tx
+            .destinations
+            .add(targets, |address| OutboundRecipient {
+                address,
+                notify: params.notify as u8,
+                orcpt: params.orcpt.clone(),
+            });
         self.tx.accepted.push(to);
         replies::recipient_ok()
     }
@@ -402,14 +306,10 @@ impl Session {
         let now = unix_now();
         let mut added = Vec::new();
         if let Some(user) = self.user.clone() {
-            let from = match originator::check(
-                &*self.store,
-                &self.settings,
-                &user,
-                &data,
-                &findings,
-            )
-            .await
+            let from = match self
+                .submitter
+                .check_originators(&user, &data, &findings)
+                .await
             {
                 Ok(from) => from,
                 Err(refusal) => {
@@ -417,19 +317,7 @@ impl Session {
                     return refusal_reply(refusal);
                 }
             };
-            let mut summary = message::headers::summarize(&data);
-            // The policy's reading of From: picks the DKIM keys (the same addresses when
-            // mail-parser sees the field; also when only the obsolete `From :` spelling names it).
-            summary.from = from;
-            added = submitted_headers(
-                &*self.store,
-                &self.settings.machine.hostname,
-                &data,
-                &summary,
-                now,
-                &id,
-            )
-            .await;
+            added = self.submitter.added_headers(&data, &from, now).await;
         }
         if self.user.is_none()
             && let Some(authenticator) = &self.settings.authenticator
@@ -480,9 +368,9 @@ impl Session {
         drop(data);
         let size = stored.len();
 
-        let outbound = (!tx.remote.is_empty()).then(|| Outbound {
+        let outbound = (!tx.destinations.remote.is_empty()).then(|| Outbound {
             sender: tx.from.clone(),
-            recipients: tx.remote.clone(),
+            recipients: tx.destinations.remote.clone(),
             data: stored.clone(),
             created: now,
             expires: now + self.settings.queue_lifetime.as_secs() as i64,
@@ -493,7 +381,9 @@ impl Session {
             }),
             smtputf8: tx.params.smtputf8,
         });
-        if let Err(e) = store_accepted(&*self.store, &tx.local, outbound, stored, now).await {
+        if let Err(e) =
+            store_accepted(&*self.store, &tx.destinations.local, outbound, stored, now).await
+        {
             error!(error = %e, "storing an accepted message failed");
             return replies::local_error();
         }
@@ -501,8 +391,8 @@ impl Session {
             id,
             from = %tx.from,
             user = self.user.as_ref().map(|u| u.address.as_str()).unwrap_or("-"),
-            local = tx.local.len(),
-            remote = tx.remote.len(),
+            local = tx.destinations.local.len(),
+            remote = tx.destinations.remote.len(),
             size,
             "message accepted"
         );
@@ -525,7 +415,7 @@ async fn injected_failure(to: &str) -> Option<Reply> {
     }
 }
 
-/// 16 random bytes as hex, for Message-IDs and SASL nonces.
+/// Random bytes for SASL nonces.
 pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
     use ring::rand::SecureRandom;
     let mut bytes = [0u8; N];
@@ -541,13 +431,6 @@ pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
         }
     }
     bytes
-}
-
-fn random_hex() -> String {
-    random_bytes::<8>()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 impl net::Session for Session {

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use smtp_server::{SubmitError, Submitter};
 use store::{Address, Secrets, Store};
+use submission::{SubmitError, Submitter};
 
 struct Site {
     _dir: tempfile::TempDir,
@@ -15,6 +15,17 @@ struct Site {
 }
 
 async fn site() -> Site {
+    site_with(submission::Settings {
+        hostname: "mail.localhost".into(),
+        max_messages_per_hour: 1000,
+        max_recipients_per_hour: 1000,
+        queue_lifetime: Duration::from_secs(3600),
+        ..Default::default()
+    })
+    .await
+}
+
+async fn site_with(settings: submission::Settings) -> Site {
     let dir = tempfile::tempdir().unwrap();
     let store: Arc<dyn Store> = Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap());
     store.add_domain("localhost").await.unwrap();
@@ -37,25 +48,8 @@ async fn site() -> Site {
         .unwrap();
     let submitter = Submitter::new(
         store.clone(),
-        Arc::new(smtp_server::SendingLimits::default()),
-        smtp_server::Settings {
-            machine: smtp_proto::ServerConfig {
-                hostname: "mail.localhost".into(),
-                ..Default::default()
-            },
-            command_timeout: Duration::from_secs(60),
-            data_timeout: Duration::from_secs(60),
-            mode: smtp_server::Mode::Submission,
-            submission: smtp_server::SubmissionPolicy {
-                max_messages_per_hour: 1000,
-                max_recipients_per_hour: 1000,
-                ..Default::default()
-            },
-            queue_lifetime: Duration::from_secs(3600),
-            dev_failures: false,
-            authenticator: None,
-            dmarc_reject: false,
-        },
+        Arc::new(submission::SendingLimits::default()),
+        settings,
     );
     Site {
         _dir: dir,
@@ -169,4 +163,92 @@ async fn own_addresses_pass_and_the_message_gets_canonical_line_endings() {
         String::from_utf8_lossy(&sent)
     );
     assert!(smtp_proto::canonical::is_canonical(&sent));
+}
+
+#[tokio::test]
+async fn a_user_owns_their_address_their_aliases_and_allowed_senders() {
+    let site = site_with(submission::Settings {
+        hostname: "mail.localhost".into(),
+        allowed_senders: [(
+            "bob@localhost".to_string(),
+            vec!["news@elsewhere.test".to_string(), "@bob.test".to_string()],
+        )]
+        .into(),
+        ..Default::default()
+    })
+    .await;
+    let owns = |address: &'static str| {
+        let site = &site;
+        async move { site.submitter.owns(&site.bob, address).await.unwrap() }
+    };
+    for mine in [
+        "bob@localhost",
+        "BOB@localhost",
+        "sales@localhost",
+        "news@elsewhere.test",
+        "anyone@bob.test",
+    ] {
+        assert!(owns(mine).await, "{mine}");
+    }
+    for theirs in [
+        "carol@localhost",
+        "other@elsewhere.test",
+        "anyone@sub.bob.test",
+    ] {
+        assert!(!owns(theirs).await, "{theirs}");
+    }
+}
+
+#[tokio::test]
+async fn hourly_limits_refuse_with_a_typed_error() {
+    let site = site_with(submission::Settings {
+        hostname: "mail.localhost".into(),
+        max_messages_per_hour: 1,
+        max_recipients_per_hour: 1000,
+        ..Default::default()
+    })
+    .await;
+    site.submit("From: bob@localhost", b"one\r\n")
+        .await
+        .unwrap();
+    match site.submit("From: bob@localhost", b"two\r\n").await {
+        Err(SubmitError::Limit(text)) => assert!(text.contains("hourly"), "{text}"),
+        other => panic!("second message: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn missing_date_and_message_id_are_added_and_the_message_is_signed() {
+    let site = site().await;
+    let key = submission::dkim::generate_key("localhost", "s1", "ed25519", 0).unwrap();
+    site.store.add_dkim_key(key).await.unwrap();
+    let from = ["bob@localhost".to_string()];
+    let bare = b"From: bob@localhost\r\nSubject: hi\r\n\r\nbody\r\n";
+    let added = site.submitter.added_headers(bare, &from, 0).await;
+    let added = String::from_utf8(added).unwrap();
+    assert!(added.starts_with("DKIM-Signature: "), "{added}");
+    assert!(added.contains("d=localhost"), "{added}");
+    assert!(
+        added.contains("\r\nDate: Thu, 1 Jan 1970 00:00:00 +0000\r\n"),
+        "{added}"
+    );
+    assert!(added.contains("\r\nMessage-ID: <"), "{added}");
+    assert!(added.ends_with("@mail.localhost>\r\n"), "{added}");
+    let complete = b"From: bob@localhost\r\nDate: Fri, 27 Nov 2026 10:00:00 +0000\r\n\
+Message-ID: <m@x>\r\n\r\nbody\r\n";
+    let added = site.submitter.added_headers(complete, &from, 0).await;
+    let added = String::from_utf8(added).unwrap();
+    // (The signature names both among its signed fields, so look at line starts.)
+    let fields: Vec<&str> = added.split("\r\n").collect();
+    assert!(
+        !fields
+            .iter()
+            .any(|f| f.starts_with("Date:") || f.starts_with("Message-ID:")),
+        "{added}"
+    );
+    assert!(added.starts_with("DKIM-Signature: "), "{added}");
+    // No key for the From: domain: nothing to sign with.
+    let other = ["bob@bob.test".to_string()];
+    let added = site.submitter.added_headers(complete, &other, 0).await;
+    assert!(added.is_empty(), "{}", String::from_utf8_lossy(&added));
 }

@@ -4,15 +4,14 @@
 //! when missing, DKIM signatures, a trace header, local INBOXes and the queue.
 
 use std::net::IpAddr;
-use std::sync::Arc;
 
 use auth::Authenticated;
 use message::trace::{Received, trace_headers};
-use store::{Address, Outbound, OutboundRecipient, Resolution, Store, Target};
+use store::{Address, Outbound, Resolution, Target};
 use tracing::{error, info};
 
-use crate::originator::{self, Refusal};
-use crate::{SendingLimits, Settings, store_accepted, submitted_headers};
+use crate::originator::Refusal;
+use crate::{Destinations, Submitter, store_accepted};
 
 /// Why a message was not sent; the text is for the user.
 #[derive(Debug, thiserror::Error)]
@@ -30,23 +29,7 @@ pub enum SubmitError {
     Temporary,
 }
 
-/// Submits messages for logged-in users of other front ends (the webmail).
-pub struct Submitter {
-    store: Arc<dyn Store>,
-    limits: Arc<SendingLimits>,
-    settings: Arc<Settings>,
-}
-
 impl Submitter {
-    /// `limits` should be the submission listeners' own, so a user has one hourly budget.
-    pub fn new(store: Arc<dyn Store>, limits: Arc<SendingLimits>, settings: Settings) -> Submitter {
-        Submitter {
-            store,
-            limits,
-            settings: Arc::new(settings),
-        }
-    }
-
     /// Sends `data` from `user` to `recipients` (the envelope; Bcc included). Returns the
     /// message as sent (what the Sent folder keeps: with the added headers, without trace).
     pub async fn submit(
@@ -70,20 +53,17 @@ impl Submitter {
             let reply = smtp_proto::replies::header_over_limit(&findings);
             return Err(SubmitError::NotOwned(reply.lines.join(" ")));
         }
-        let from =
-            match originator::check(&*self.store, &self.settings, user, &data, &findings).await {
-                Ok(from) => from,
-                Err(Refusal::Format(text)) => return Err(SubmitError::NotOwned(text)),
-                Err(Refusal::NotOwned { field, address }) => {
-                    return Err(SubmitError::NotOwned(format!(
-                        "you may not send as {address} ({field}:)"
-                    )));
-                }
-                Err(Refusal::Temporary) => return Err(SubmitError::Temporary),
-            };
-        let mut summary = message::headers::summarize(&data);
-        summary.from = from;
-        let Some(from) = summary.from.first().cloned() else {
+        let from = match self.check_originators(user, &data, &findings).await {
+            Ok(from) => from,
+            Err(Refusal::Format(text)) => return Err(SubmitError::NotOwned(text)),
+            Err(Refusal::NotOwned { field, address }) => {
+                return Err(SubmitError::NotOwned(format!(
+                    "you may not send as {address} ({field}:)"
+                )));
+            }
+            Err(Refusal::Temporary) => return Err(SubmitError::Temporary),
+        };
+        let Some(sender) = from.first().cloned() else {
             return Err(SubmitError::NotOwned(
                 "the message has no From: address".into(),
             ));
@@ -93,17 +73,12 @@ impl Submitter {
                 "the message has no recipient".into(),
             ));
         }
-        let policy = &self.settings.submission;
-        if !self
-            .limits
-            .take_message(user.account_id, policy.max_messages_per_hour)
-        {
+        if !self.take_message(user) {
             return Err(SubmitError::Limit(
                 "hourly sending limit reached; try again later",
             ));
         }
-        let mut local = Vec::new();
-        let mut remote: Vec<OutboundRecipient> = Vec::new();
+        let mut destinations = Destinations::default();
         for recipient in recipients {
             let address = Address::parse(recipient)
                 .map_err(|_| SubmitError::Recipient(format!("{recipient:?} is not an address")))?;
@@ -117,33 +92,21 @@ impl Submitter {
                 }
                 Resolution::NotLocal => vec![Target::Remote(address.as_str().to_owned())],
             };
-            if !self
-                .limits
-                .take_recipient(user.account_id, policy.max_recipients_per_hour)
-            {
+            if !self.take_recipient(user) {
                 return Err(SubmitError::Limit(
                     "hourly recipient limit reached; try again later",
                 ));
             }
-            for target in targets {
-                match target {
-                    Target::Local(id) if !local.contains(&id) => local.push(id),
-                    Target::Remote(address) if !remote.iter().any(|r| r.address == address) => {
-                        remote.push(address.as_str().into())
-                    }
-                    _ => {}
-                }
-            }
+            destinations.add(targets, |address| address.as_str().into());
         }
-        let now = crate::unix_now();
+        let now = common::clock::now();
         let id = crate::transaction_id();
-        let hostname = &self.settings.machine.hostname;
-        let added = submitted_headers(&*self.store, hostname, &data, &summary, now, &id).await;
-        let mut sent = added;
+        let hostname = &self.settings.hostname;
+        let mut sent = self.added_headers(&data, &from, now).await;
         sent.extend_from_slice(&data);
         let for_recipient = (recipients.len() == 1).then(|| recipients[0].as_str());
         let mut stored = trace_headers(
-            &from,
+            &sender,
             &Received {
                 helo: "webmail",
                 peer,
@@ -156,20 +119,20 @@ impl Submitter {
             },
         );
         stored.extend_from_slice(&sent);
-        let outbound = (!remote.is_empty()).then(|| Outbound {
-            sender: from.clone(),
-            recipients: remote.clone(),
+        let outbound = (!destinations.remote.is_empty()).then(|| Outbound {
+            sender: sender.clone(),
+            recipients: destinations.remote.clone(),
             data: stored.clone(),
             created: now,
             expires: now + self.settings.queue_lifetime.as_secs() as i64,
             envid: None,
             ret: None,
-            smtputf8: !from.is_ascii() || recipients.iter().any(|r| !r.is_ascii()),
+            smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()),
         });
-        store_accepted(&*self.store, &local, outbound, stored, now)
+        store_accepted(&*self.store, &destinations.local, outbound, stored, now)
             .await
             .map_err(temporary)?;
-        info!(id, from = %from, user = %user.address, local = local.len(), remote = remote.len(), "webmail message accepted");
+        info!(id, from = %sender, user = %user.address, local = destinations.local.len(), remote = destinations.remote.len(), "webmail message accepted");
         Ok(sent)
     }
 }

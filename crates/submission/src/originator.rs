@@ -19,13 +19,13 @@
 use auth::Authenticated;
 use mail_parser::{Address, HeaderName, MessageParser};
 use smtp_proto::canonical::Findings;
-use store::Store;
 
-use crate::{Settings, owns};
+use crate::Submitter;
 
-/// Why a message was refused.
+/// Why the sender policy refused a message; each front end words it (SMTP as the reply codes
+/// below).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Refusal {
+pub enum Refusal {
     /// The header is malformed: 554 5.6.0.
     Format(String),
     /// An originator field names an address the user does not own: 553 5.7.1.
@@ -60,8 +60,7 @@ pub(crate) struct Parsed {
 
 /// Checks `data` (canonical) against the policy for `user`; returns the `From:` addresses.
 pub(crate) async fn check(
-    store: &dyn Store,
-    settings: &Settings,
+    submitter: &Submitter,
     user: &Authenticated,
     data: &[u8],
     findings: &Findings,
@@ -73,7 +72,7 @@ pub(crate) async fn check(
             from.extend(parsed.addresses.iter().cloned());
         }
         for address in parsed.addresses.iter().chain(&parsed.tokens) {
-            match owns(store, settings, user, address).await {
+            match submitter.owns(user, address).await {
                 Ok(true) => {}
                 Ok(false) => {
                     return Err(Refusal::NotOwned {
