@@ -2,8 +2,7 @@
 
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
-use store::address::normalise_domain;
-use store::rules::{normalise_alias_source, now};
+use store::rules::now;
 use store::{
     Account, AccountId, Address, Alias, Credentials, DkimKey, Result, Secrets, SpecialUse,
     StoreError,
@@ -17,8 +16,7 @@ use crate::rows::{account_row, dkim_key_row};
 
 #[async_trait]
 impl store::DirectoryStore for PostgresStore {
-    async fn add_domain(&self, name: &str) -> Result<()> {
-        let name = normalise_domain(name)?;
+    async fn add_domain_normalised(&self, name: &str) -> Result<()> {
         let client = self.client().await?;
         let n = execute(
             &client,
@@ -38,13 +36,11 @@ impl store::DirectoryStore for PostgresStore {
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn has_domain(&self, name: &str) -> Result<bool> {
-        let name = name.trim_end_matches('.').to_lowercase();
-        domain_exists(&self.client().await?, &name).await
+    async fn has_domain_normalised(&self, name: &str) -> Result<bool> {
+        domain_exists(&self.client().await?, name).await
     }
 
-    async fn delete_domain(&self, name: &str) -> Result<()> {
-        let name = name.trim_end_matches('.').to_lowercase();
+    async fn delete_domain_normalised(&self, name: &str) -> Result<()> {
         transaction!(self, |tx| async {
             let row = query_one(
                 tx,
@@ -139,22 +135,17 @@ impl store::DirectoryStore for PostgresStore {
         })
     }
 
-    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
-        let (source, domain) = normalise_alias_source(address)?;
-        let mut clean = Vec::new();
-        for target in targets {
-            clean.push(Address::parse(target)?.as_str().to_owned());
-        }
-        if clean.is_empty() {
-            return Err(StoreError::Invalid(
-                "an alias needs at least one target".into(),
-            ));
-        }
+    async fn add_alias_normalised(
+        &self,
+        source: &str,
+        domain: &str,
+        targets: &[String],
+    ) -> Result<()> {
         transaction!(self, |tx| async {
-            if !domain_exists(tx, &domain).await? {
+            if !domain_exists(tx, domain).await? {
                 return Err(StoreError::Invalid(format!("unknown domain {domain}")));
             }
-            for target in &clean {
+            for target in targets {
                 execute(
                     tx,
                     "INSERT INTO aliases (address, target, domain) VALUES ($1, $2, $3) \
@@ -189,30 +180,29 @@ impl store::DirectoryStore for PostgresStore {
         Ok(aliases)
     }
 
-    async fn alias_targets(&self, address: &str) -> Result<Vec<String>> {
+    async fn alias_targets_normalised(&self, address: &str) -> Result<Vec<String>> {
         let client = self.client().await?;
         let rows = query(
             &client,
             "SELECT target FROM aliases WHERE address = $1 ORDER BY seq",
-            &[&address.to_lowercase()],
+            &[&address],
         )
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn alias_sources(&self, target: &str) -> Result<Vec<String>> {
+    async fn alias_sources_normalised(&self, target: &str) -> Result<Vec<String>> {
         let client = self.client().await?;
         let rows = query(
             &client,
             "SELECT address FROM aliases WHERE target = $1 ORDER BY address",
-            &[&target.to_lowercase()],
+            &[&target],
         )
         .await?;
         Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
-    async fn delete_alias(&self, address: &str) -> Result<()> {
-        let (source, _) = normalise_alias_source(address)?;
+    async fn delete_alias_normalised(&self, source: &str) -> Result<()> {
         let client = self.client().await?;
         if execute(
             &client,
@@ -256,13 +246,13 @@ impl store::DirectoryStore for PostgresStore {
         })
     }
 
-    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
+    async fn dkim_keys_normalised(&self, domain: &str) -> Result<Vec<DkimKey>> {
         let client = self.client().await?;
         let rows = query(
             &client,
             "SELECT domain, selector, algorithm, private_key, public_key, created \
              FROM dkim_keys WHERE domain = $1 ORDER BY created, selector",
-            &[&domain.to_lowercase()],
+            &[&domain],
         )
         .await?;
         Ok(rows.iter().map(dkim_key_row).collect())

@@ -1,7 +1,7 @@
 //! Moving an installation between stores (`pigeon migrate`).
 
 use async_trait::async_trait;
-use store::rules::{sha256_hex, valid_mailbox_name};
+use store::rules::sha256_hex;
 use store::{AccountId, Mailbox, MailboxId, QueueEntry, Result};
 
 use crate::PostgresStore;
@@ -27,8 +27,11 @@ impl store::MigrationStore for PostgresStore {
             .collect())
     }
 
-    async fn import_mailbox(&self, account: AccountId, mailbox: &Mailbox) -> Result<MailboxId> {
-        valid_mailbox_name(&mailbox.name)?;
+    async fn import_mailbox_normalised(
+        &self,
+        account: AccountId,
+        mailbox: &Mailbox,
+    ) -> Result<MailboxId> {
         let client = self.client().await?;
         let row = query_one(
             &client,

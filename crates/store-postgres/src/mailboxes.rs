@@ -1,7 +1,7 @@
 //! Mailboxes of an account, and the POP3 maildrop lock.
 
 use async_trait::async_trait;
-use store::rules::{now, uid_validity_after, valid_mailbox_name};
+use store::rules::{now, uid_validity_after};
 use store::{AccountId, Change, Mailbox, MailboxId, Result, SpecialUse, StoreError};
 
 use crate::PostgresStore;
@@ -25,13 +25,7 @@ impl store::MailboxStore for PostgresStore {
         Ok(rows.iter().map(mailbox_from_row).collect())
     }
 
-    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
-        // RFC 9051 §5.1: INBOX is case-insensitive; other names are exact.
-        let name = if name.eq_ignore_ascii_case("INBOX") {
-            "INBOX"
-        } else {
-            name
-        };
+    async fn mailbox_normalised(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
         let client = self.client().await?;
         let row = query_opt(
             &client,
@@ -55,16 +49,12 @@ impl store::MailboxStore for PostgresStore {
         Ok(row.as_ref().map(mailbox_from_row))
     }
 
-    async fn create_mailbox(
+    async fn create_mailbox_normalised(
         &self,
         account: AccountId,
         name: &str,
         special_use: Option<SpecialUse>,
     ) -> Result<MailboxId> {
-        valid_mailbox_name(name)?;
-        if name.eq_ignore_ascii_case("INBOX") {
-            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
-        }
         transaction!(self, |tx| async {
             let uid_validity = next_uid_validity(tx).await?;
             let row = query_opt(
@@ -115,11 +105,7 @@ impl store::MailboxStore for PostgresStore {
         })
     }
 
-    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
-        valid_mailbox_name(new_name)?;
-        if new_name.eq_ignore_ascii_case("INBOX") {
-            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
-        }
+    async fn rename_mailbox_normalised(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
         transaction!(self, |tx| rename_tx(tx, mailbox, new_name))?;
         Ok(())
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use deadpool_postgres::Pool;
-use store::rules::{apply_flags, parse_keywords, sha256_hex};
+use store::rules::{UidSet, apply_flags, parse_keywords, sha256_hex};
 use store::{
     AccountId, Change, Delivered, Delivery, FlagMode, FlagsUpdated, MailboxId, Message,
     MessageFlags, MessageSummary, Result, StoreError, TextScope,
@@ -51,7 +51,11 @@ impl store::MessageStore for PostgresStore {
         Ok(out)
     }
 
-    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>> {
+    async fn message_meta_normalised(
+        &self,
+        mailbox: MailboxId,
+        uids: UidSet,
+    ) -> Result<Vec<MessageFlags>> {
         let client = self.client().await?;
         let uid_list: Vec<i64> = uids.iter().map(|&u| u as i64).collect();
         let rows = query(
@@ -77,15 +81,13 @@ impl store::MessageStore for PostgresStore {
         .ok_or_else(|| StoreError::NotFound(format!("message {uid}")))
     }
 
-    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+    async fn deliver_normalised(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
         let Delivery {
             data,
-            mut recipients,
+            recipients,
             internal_date,
             summary,
         } = delivery;
-        recipients.sort_unstable();
-        recipients.dedup();
         let blob = tokio::task::spawn_blocking(move || Blob::new(data))
             .await
             .map_err(backend)?;
@@ -105,8 +107,8 @@ impl store::MessageStore for PostgresStore {
             .map_err(|_| StoreError::Backend("the delivery writer dropped a delivery".into()))?
     }
 
-    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
-        transaction!(self, |tx| expunge_tx(tx, mailbox, uids))
+    async fn expunge_normalised(&self, mailbox: MailboxId, uids: UidSet) -> Result<Vec<u32>> {
+        transaction!(self, |tx| expunge_tx(tx, mailbox, &uids))
     }
 
     async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>> {
@@ -120,10 +122,10 @@ impl store::MessageStore for PostgresStore {
         Ok(rows.iter().map(|r| r.get::<_, i64>(0) as u32).collect())
     }
 
-    async fn store_flags(
+    async fn store_flags_normalised(
         &self,
         mailbox: MailboxId,
-        uids: &[u32],
+        uids: UidSet,
         mode: FlagMode,
         flags: u32,
         keywords: &[String],
@@ -132,7 +134,7 @@ impl store::MessageStore for PostgresStore {
         transaction!(self, |tx| store_flags_tx(
             tx,
             mailbox,
-            uids,
+            &uids,
             mode,
             flags,
             keywords,
@@ -207,16 +209,13 @@ impl store::MessageStore for PostgresStore {
         search::search_text(self.client().await?, mailbox, needle, scope).await
     }
 
-    async fn copy(
+    async fn copy_normalised(
         &self,
         from: MailboxId,
-        uids: &[u32],
+        uids: UidSet,
         to: MailboxId,
         move_them: bool,
     ) -> Result<Vec<(u32, u32)>> {
-        let mut uids = uids.to_vec();
-        uids.sort_unstable();
-        uids.dedup();
         transaction!(self, |tx| copy_tx(tx, from, &uids, to, move_them))
     }
 }

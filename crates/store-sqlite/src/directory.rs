@@ -7,8 +7,8 @@ use crate::rows::special_use_name;
 
 #[async_trait]
 impl store::DirectoryStore for SqliteStore {
-    async fn add_domain(&self, name: &str) -> Result<()> {
-        let name = normalise_domain(name)?;
+    async fn add_domain_normalised(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
         self.write(move |conn| {
             let inserted = conn
                 .execute(
@@ -36,8 +36,8 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn has_domain(&self, name: &str) -> Result<bool> {
-        let name = name.trim_end_matches('.').to_lowercase();
+    async fn has_domain_normalised(&self, name: &str) -> Result<bool> {
+        let name = name.to_owned();
         self.read(move |conn| {
             conn.prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
                 .and_then(|mut s| s.exists([name]))
@@ -46,8 +46,8 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn delete_domain(&self, name: &str) -> Result<()> {
-        let name = name.trim_end_matches('.').to_lowercase();
+    async fn delete_domain_normalised(&self, name: &str) -> Result<()> {
+        let name = name.to_owned();
         self.write(move |conn| {
             let (users, aliases) = domain_in_use(conn, &name).map_err(backend)?;
             if users > 0 || aliases > 0 {
@@ -207,17 +207,13 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
-        let (source, domain) = normalise_alias_source(address)?;
-        let mut clean = Vec::new();
-        for target in targets {
-            clean.push(Address::parse(target)?.as_str().to_owned());
-        }
-        if clean.is_empty() {
-            return Err(StoreError::Invalid(
-                "an alias needs at least one target".into(),
-            ));
-        }
+    async fn add_alias_normalised(
+        &self,
+        source: &str,
+        domain: &str,
+        targets: &[String],
+    ) -> Result<()> {
+        let (source, domain, targets) = (source.to_owned(), domain.to_owned(), targets.to_vec());
         self.write(move |conn| {
             let known = conn
                 .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")
@@ -226,7 +222,7 @@ impl store::DirectoryStore for SqliteStore {
             if !known {
                 return Err(StoreError::Invalid(format!("unknown domain {domain}")));
             }
-            for target in clean {
+            for target in targets {
                 conn.execute(
                     "INSERT OR IGNORE INTO aliases (address, target, domain) VALUES (?1, ?2, ?3)",
                     params![source, target, domain],
@@ -262,8 +258,8 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn alias_targets(&self, address: &str) -> Result<Vec<String>> {
-        let address = address.to_lowercase();
+    async fn alias_targets_normalised(&self, address: &str) -> Result<Vec<String>> {
+        let address = address.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT target FROM aliases WHERE address = ?1 ORDER BY rowid")
@@ -275,8 +271,8 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn alias_sources(&self, target: &str) -> Result<Vec<String>> {
-        let target = target.to_lowercase();
+    async fn alias_sources_normalised(&self, target: &str) -> Result<Vec<String>> {
+        let target = target.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached("SELECT address FROM aliases WHERE target = ?1 ORDER BY address")
@@ -288,8 +284,8 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn delete_alias(&self, address: &str) -> Result<()> {
-        let (source, _) = normalise_alias_source(address)?;
+    async fn delete_alias_normalised(&self, source: &str) -> Result<()> {
+        let source = source.to_owned();
         self.write(move |conn| {
             let n = conn
                 .execute("DELETE FROM aliases WHERE address = ?1", [&source])
@@ -337,8 +333,8 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
-        let domain = domain.to_lowercase();
+    async fn dkim_keys_normalised(&self, domain: &str) -> Result<Vec<DkimKey>> {
+        let domain = domain.to_owned();
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(

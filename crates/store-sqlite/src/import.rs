@@ -21,8 +21,11 @@ impl store::MigrationStore for SqliteStore {
         .await
     }
 
-    async fn import_mailbox(&self, account: AccountId, mailbox: &Mailbox) -> Result<MailboxId> {
-        valid_mailbox_name(&mailbox.name)?;
+    async fn import_mailbox_normalised(
+        &self,
+        account: AccountId,
+        mailbox: &Mailbox,
+    ) -> Result<MailboxId> {
         let m = mailbox.clone();
         self.write(move |conn| {
             conn.execute(

@@ -47,16 +47,12 @@ use std::sync::{Arc, Mutex, mpsc};
 
 use async_trait::async_trait;
 use rusqlite::{Connection, OptionalExtension, params};
-use store::rules::{
-    apply_flags, normalise_alias_source, now, parse_keywords, sha256_hex, uid_validity_after,
-    valid_mailbox_name,
-};
+use store::rules::{UidSet, apply_flags, now, parse_keywords, sha256_hex, uid_validity_after};
 use store::{
     Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
     DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
     MessageSummary, Notifier, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
     Result, Ret, Role, Secrets, SpecialUse, StoreError, TextScope, VerifyReport,
-    address::normalise_domain,
 };
 use tokio::sync::oneshot;
 

@@ -21,13 +21,8 @@ impl store::MailboxStore for SqliteStore {
         .await
     }
 
-    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
-        // RFC 9051 §5.1: INBOX is case-insensitive; other names are exact.
-        let name = if name.eq_ignore_ascii_case("INBOX") {
-            "INBOX".to_owned()
-        } else {
-            name.to_owned()
-        };
+    async fn mailbox_normalised(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        let name = name.to_owned();
         self.read(move |conn| {
             conn.prepare_cached(&format!(
                 "SELECT {MAILBOX_COLUMNS} FROM mailboxes m WHERE m.account_id = ?1 AND m.name = ?2"
@@ -52,16 +47,12 @@ impl store::MailboxStore for SqliteStore {
         .await
     }
 
-    async fn create_mailbox(
+    async fn create_mailbox_normalised(
         &self,
         account: AccountId,
         name: &str,
         special_use: Option<SpecialUse>,
     ) -> Result<MailboxId> {
-        valid_mailbox_name(name)?;
-        if name.eq_ignore_ascii_case("INBOX") {
-            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
-        }
         let name = name.to_owned();
         let id = self
             .write(move |conn| {
@@ -105,11 +96,7 @@ impl store::MailboxStore for SqliteStore {
         Ok(())
     }
 
-    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
-        valid_mailbox_name(new_name)?;
-        if new_name.eq_ignore_ascii_case("INBOX") {
-            return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
-        }
+    async fn rename_mailbox_normalised(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
         let new_name = new_name.to_owned();
         let account = self
             .write(move |conn| {

@@ -61,10 +61,11 @@ impl store::MessageStore for SqliteStore {
         .await
     }
 
-    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>> {
-        let mut uids = uids.to_vec();
-        uids.sort_unstable();
-        uids.dedup();
+    async fn message_meta_normalised(
+        &self,
+        mailbox: MailboxId,
+        uids: UidSet,
+    ) -> Result<Vec<MessageFlags>> {
         self.read(move |conn| {
             let mut stmt = conn
                 .prepare_cached(
@@ -98,15 +99,13 @@ impl store::MessageStore for SqliteStore {
         .await
     }
 
-    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
+    async fn deliver_normalised(&self, delivery: Delivery) -> Result<Vec<Delivered>> {
         let Delivery {
             data,
-            mut recipients,
+            recipients,
             internal_date,
             summary,
         } = delivery;
-        recipients.sort_unstable();
-        recipients.dedup();
         // Hashing happens here, on the caller's task, so the writer thread only writes.
         let blob_id = sha256_hex(&data);
         let size = data.len() as i64;
@@ -169,8 +168,7 @@ impl store::MessageStore for SqliteStore {
             .collect())
     }
 
-    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
-        let uids = uids.to_vec();
+    async fn expunge_normalised(&self, mailbox: MailboxId, uids: UidSet) -> Result<Vec<u32>> {
         let (account, removed, modseq) = self
             .write(move |conn| {
                 let account: AccountId = conn
@@ -244,16 +242,15 @@ impl store::MessageStore for SqliteStore {
         .await
     }
 
-    async fn store_flags(
+    async fn store_flags_normalised(
         &self,
         mailbox: MailboxId,
-        uids: &[u32],
+        uids: UidSet,
         mode: FlagMode,
         flags: u32,
         keywords: &[String],
         unchanged_since: Option<u64>,
     ) -> Result<(Vec<FlagsUpdated>, Vec<u32>)> {
-        let uids = uids.to_vec();
         let keywords = keywords.to_vec();
         let (account, updated, failed) = self
             .write(move |conn| {
@@ -393,16 +390,13 @@ impl store::MessageStore for SqliteStore {
             .await
     }
 
-    async fn copy(
+    async fn copy_normalised(
         &self,
         from: MailboxId,
-        uids: &[u32],
+        uids: UidSet,
         to: MailboxId,
         move_them: bool,
     ) -> Result<Vec<(u32, u32)>> {
-        let mut uids = uids.to_vec();
-        uids.sort_unstable();
-        uids.dedup();
         let (account, pairs, added, expunge_modseq) = self
             .write(move |conn| {
                 let account = mailbox_account(conn, from)?;

@@ -34,6 +34,7 @@ pub use queue::{
     RecipientStatus, Ret, dsn_notify,
 };
 pub use resolve::{Resolution, Target, resolve};
+pub use rules::UidSet;
 pub use verify::VerifyReport;
 
 pub type AccountId = i64;

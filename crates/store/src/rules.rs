@@ -56,6 +56,81 @@ pub fn valid_mailbox_name(name: &str) -> Result<()> {
     Ok(())
 }
 
+/// A domain name as looked up: without a final dot, lowercase. Unlike
+/// [`normalise_domain`] it does not judge the name: a malformed one is simply not found.
+pub fn domain_key(name: &str) -> String {
+    name.trim_end_matches('.').to_lowercase()
+}
+
+/// A mailbox name as looked up: INBOX in any case is INBOX (RFC 9051 §5.1); other names are
+/// exact.
+pub fn mailbox_key(name: &str) -> &str {
+    if name.eq_ignore_ascii_case("INBOX") {
+        "INBOX"
+    } else {
+        name
+    }
+}
+
+/// The name of a mailbox being created or renamed: valid, and not INBOX, which every account
+/// has.
+pub fn new_mailbox_name(name: &str) -> Result<()> {
+    valid_mailbox_name(name)?;
+    if name.eq_ignore_ascii_case("INBOX") {
+        return Err(StoreError::AlreadyExists("mailbox INBOX".into()));
+    }
+    Ok(())
+}
+
+/// UIDs in ascending order without duplicates: what the backends' message methods take, so
+/// each handles (and locks) messages once and in one order, and answers in UID order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UidSet(Vec<u32>);
+
+impl UidSet {
+    pub fn new(uids: &[u32]) -> UidSet {
+        let mut uids = uids.to_vec();
+        uids.sort_unstable();
+        uids.dedup();
+        UidSet(uids)
+    }
+
+    pub fn into_vec(self) -> Vec<u32> {
+        self.0
+    }
+}
+
+impl IntoIterator for UidSet {
+    type Item = u32;
+    type IntoIter = std::vec::IntoIter<u32>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::ops::Deref for UidSet {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        &self.0
+    }
+}
+
+/// An alias being added: its normalised source (`@domain` or an address), its domain, and
+/// its targets as addresses; at least one.
+pub fn alias_entry(address: &str, targets: &[String]) -> Result<(String, String, Vec<String>)> {
+    let (source, domain) = normalise_alias_source(address)?;
+    let mut clean = Vec::with_capacity(targets.len());
+    for target in targets {
+        clean.push(Address::parse(target)?.as_str().to_owned());
+    }
+    if clean.is_empty() {
+        return Err(StoreError::Invalid(
+            "an alias needs at least one target".into(),
+        ));
+    }
+    Ok((source, domain, clean))
+}
+
 /// `@domain` (catch-all) or a full address, normalised, with its domain.
 pub fn normalise_alias_source(address: &str) -> Result<(String, String)> {
     if let Some(domain) = address.trim().strip_prefix('@') {
@@ -137,5 +212,48 @@ mod tests {
             assert!(valid_mailbox_name(bad).is_err(), "{bad:?}");
         }
         valid_mailbox_name("Projects/2026/中文").unwrap();
+    }
+
+    #[test]
+    fn names_as_looked_up_and_created() {
+        assert_eq!(domain_key("Example.TEST."), "example.test");
+        assert_eq!(mailbox_key("inBox"), "INBOX");
+        assert_eq!(mailbox_key("Inbox/Sub"), "Inbox/Sub");
+        assert!(matches!(
+            new_mailbox_name("inbox"),
+            Err(StoreError::AlreadyExists(_))
+        ));
+        assert!(matches!(
+            new_mailbox_name("a//b"),
+            Err(StoreError::Invalid(_))
+        ));
+        new_mailbox_name("Lists").unwrap();
+    }
+
+    #[test]
+    fn uid_sets_are_sorted_once() {
+        assert_eq!(&*UidSet::new(&[5, 1, 5, 3, 1]), &[1, 3, 5]);
+        assert!(UidSet::new(&[]).is_empty());
+    }
+
+    #[test]
+    fn alias_entries() {
+        let (source, domain, targets) =
+            alias_entry("Sales@Example.TEST", &["Bob@Example.test".into()]).unwrap();
+        assert_eq!(
+            (source.as_str(), domain.as_str(), targets),
+            (
+                "sales@example.test",
+                "example.test",
+                vec!["bob@example.test".to_string()]
+            )
+        );
+        let (source, _, _) = alias_entry("@Example.test", &["b@example.test".into()]).unwrap();
+        assert_eq!(source, "@example.test");
+        assert!(matches!(
+            alias_entry("a@example.test", &[]),
+            Err(StoreError::Invalid(_))
+        ));
+        assert!(alias_entry("a@example.test", &["not an address".into()]).is_err());
     }
 }

@@ -3,10 +3,20 @@
 
 use async_trait::async_trait;
 
+use crate::address::normalise_domain;
+use crate::rules::{
+    UidSet, alias_entry, domain_key, mailbox_key, new_mailbox_name, normalise_alias_source,
+    valid_mailbox_name,
+};
 use crate::*;
 
 /// The storage API: everything that reads or writes mail goes through it. It is the sum of
 /// the concerns below; every type that implements them all is a `Store`.
+///
+/// Arguments are normalised once, here: a method whose arguments have a rule (UIDs sorted
+/// and without duplicates, domains and addresses lowercased, mailbox names validated) is a
+/// provided method that applies it and calls the required `*_normalised` method a backend
+/// implements. Callers use the provided one.
 pub trait Store:
     DirectoryStore
     + MailboxStore
@@ -33,11 +43,23 @@ impl<T> Store for T where
 #[async_trait]
 pub trait DirectoryStore: Send + Sync + 'static {
     /// Adds a domain we receive mail for.
-    async fn add_domain(&self, name: &str) -> Result<()>;
+    async fn add_domain(&self, name: &str) -> Result<()> {
+        self.add_domain_normalised(&normalise_domain(name)?).await
+    }
+    /// [`DirectoryStore::add_domain`] with a valid, normalised name ([`normalise_domain`]).
+    async fn add_domain_normalised(&self, name: &str) -> Result<()>;
     async fn list_domains(&self) -> Result<Vec<String>>;
-    async fn has_domain(&self, name: &str) -> Result<bool>;
+    async fn has_domain(&self, name: &str) -> Result<bool> {
+        self.has_domain_normalised(&domain_key(name)).await
+    }
+    /// [`DirectoryStore::has_domain`] with the name as looked up ([`domain_key`]).
+    async fn has_domain_normalised(&self, name: &str) -> Result<bool>;
     /// Removes a domain; fails with [`StoreError::InUse`] while it has users or aliases.
-    async fn delete_domain(&self, name: &str) -> Result<()>;
+    async fn delete_domain(&self, name: &str) -> Result<()> {
+        self.delete_domain_normalised(&domain_key(name)).await
+    }
+    /// [`DirectoryStore::delete_domain`] with the name as looked up ([`domain_key`]).
+    async fn delete_domain_normalised(&self, name: &str) -> Result<()>;
     /// Creates an account with its default mailboxes (INBOX and the special-use ones).
     async fn create_account(&self, address: &Address, secrets: &Secrets) -> Result<AccountId>;
     async fn list_accounts(&self) -> Result<Vec<Account>>;
@@ -48,26 +70,71 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// Deletes the account, its mailboxes and messages.
     async fn delete_account(&self, address: &Address) -> Result<()>;
     /// Adds targets to an alias (creating it). `address` may be `@domain` for a catch-all.
-    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()>;
+    async fn add_alias(&self, address: &str, targets: &[String]) -> Result<()> {
+        let (source, domain, targets) = alias_entry(address, targets)?;
+        self.add_alias_normalised(&source, &domain, &targets).await
+    }
+    /// [`DirectoryStore::add_alias`] with the source, its domain and at least one target
+    /// normalised ([`alias_entry`]).
+    async fn add_alias_normalised(
+        &self,
+        source: &str,
+        domain: &str,
+        targets: &[String],
+    ) -> Result<()>;
     async fn list_aliases(&self) -> Result<Vec<Alias>>;
     /// The targets of an alias, empty if there is none.
-    async fn alias_targets(&self, address: &str) -> Result<Vec<String>>;
+    async fn alias_targets(&self, address: &str) -> Result<Vec<String>> {
+        self.alias_targets_normalised(&address.to_lowercase()).await
+    }
+    /// [`DirectoryStore::alias_targets`] with `address` lowercased.
+    async fn alias_targets_normalised(&self, address: &str) -> Result<Vec<String>>;
     /// The aliases that list `target` among their targets (addresses a user may send as).
-    async fn alias_sources(&self, target: &str) -> Result<Vec<String>>;
-    async fn delete_alias(&self, address: &str) -> Result<()>;
+    async fn alias_sources(&self, target: &str) -> Result<Vec<String>> {
+        self.alias_sources_normalised(&target.to_lowercase()).await
+    }
+    /// [`DirectoryStore::alias_sources`] with `target` lowercased.
+    async fn alias_sources_normalised(&self, target: &str) -> Result<Vec<String>>;
+    async fn delete_alias(&self, address: &str) -> Result<()> {
+        let (source, _) = normalise_alias_source(address)?;
+        self.delete_alias_normalised(&source).await
+    }
+    /// [`DirectoryStore::delete_alias`] with the source normalised ([`normalise_alias_source`]).
+    async fn delete_alias_normalised(&self, source: &str) -> Result<()>;
     /// Stores a signing key for a local domain.
     async fn add_dkim_key(&self, key: DkimKey) -> Result<()>;
-    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>>;
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
+        self.dkim_keys_normalised(&domain.to_lowercase()).await
+    }
+    /// [`DirectoryStore::dkim_keys`] with `domain` lowercased.
+    async fn dkim_keys_normalised(&self, domain: &str) -> Result<Vec<DkimKey>>;
 }
 
 /// The storage API: mailboxes of an account, and the POP3 maildrop lock.
 #[async_trait]
 pub trait MailboxStore: Send + Sync + 'static {
     async fn list_mailboxes(&self, account: AccountId) -> Result<Vec<Mailbox>>;
-    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
+    /// The account's mailbox called `name` (INBOX in any case).
+    async fn mailbox(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>> {
+        self.mailbox_normalised(account, mailbox_key(name)).await
+    }
+    /// [`MailboxStore::mailbox`] with the name as looked up ([`mailbox_key`]).
+    async fn mailbox_normalised(&self, account: AccountId, name: &str) -> Result<Option<Mailbox>>;
     async fn mailbox_by_id(&self, mailbox: MailboxId) -> Result<Option<Mailbox>>;
     /// Creates a mailbox; its UIDVALIDITY is new.
     async fn create_mailbox(
+        &self,
+        account: AccountId,
+        name: &str,
+        special_use: Option<SpecialUse>,
+    ) -> Result<MailboxId> {
+        new_mailbox_name(name)?;
+        self.create_mailbox_normalised(account, name, special_use)
+            .await
+    }
+    /// [`MailboxStore::create_mailbox`] with a valid name that is not INBOX
+    /// ([`new_mailbox_name`]).
+    async fn create_mailbox_normalised(
         &self,
         account: AccountId,
         name: &str,
@@ -77,7 +144,13 @@ pub trait MailboxStore: Send + Sync + 'static {
     async fn delete_mailbox(&self, mailbox: MailboxId) -> Result<()>;
     /// Renames a mailbox. Renaming INBOX moves its messages to a new mailbox with the new name
     /// and leaves INBOX empty (RFC 9051 §6.3.6).
-    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()>;
+    async fn rename_mailbox(&self, mailbox: MailboxId, new_name: &str) -> Result<()> {
+        new_mailbox_name(new_name)?;
+        self.rename_mailbox_normalised(mailbox, new_name).await
+    }
+    /// [`MailboxStore::rename_mailbox`] with a valid new name that is not INBOX
+    /// ([`new_mailbox_name`]).
+    async fn rename_mailbox_normalised(&self, mailbox: MailboxId, new_name: &str) -> Result<()>;
     async fn set_subscribed(&self, mailbox: MailboxId, subscribed: bool) -> Result<()>;
     /// Takes (or renews) the exclusive POP3 lock of an account's maildrop for `holder` until
     /// `until` (Unix seconds); false while another holder has it. A lock whose holder died
@@ -103,11 +176,26 @@ pub trait MessageStore: Send + Sync + 'static {
     async fn message_flags(&self, mailbox: MailboxId, after_uid: u32) -> Result<Vec<MessageFlags>>;
     /// The [`MessageFlags`] of the given UIDs (those that exist), in UID order: what a client
     /// showing a few messages of a big mailbox needs, without loading the rest.
-    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>>;
+    async fn message_meta(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<MessageFlags>> {
+        self.message_meta_normalised(mailbox, UidSet::new(uids))
+            .await
+    }
+    /// [`MessageStore::message_meta`] for a [`UidSet`].
+    async fn message_meta_normalised(
+        &self,
+        mailbox: MailboxId,
+        uids: UidSet,
+    ) -> Result<Vec<MessageFlags>>;
     /// The stored bytes of a message.
     async fn read_message(&self, mailbox: MailboxId, uid: u32) -> Result<Vec<u8>>;
     /// Stores a message once and adds it to each recipient's INBOX, durably.
-    async fn deliver(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
+    async fn deliver(&self, mut delivery: Delivery) -> Result<Vec<Delivered>> {
+        delivery.recipients.sort_unstable();
+        delivery.recipients.dedup();
+        self.deliver_normalised(delivery).await
+    }
+    /// [`MessageStore::deliver`] with the recipients sorted and without duplicates.
+    async fn deliver_normalised(&self, delivery: Delivery) -> Result<Vec<Delivered>>;
     /// Adds and removes [`flags`] bits on messages; returns each changed message's UID, new
     /// MODSEQ and flags. Unknown UIDs are skipped.
     async fn set_flags(
@@ -137,17 +225,43 @@ pub trait MessageStore: Send + Sync + 'static {
             .map(|u| (u.uid, u.modseq, u.flags))
             .collect())
     }
-    /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs removed.
-    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>>;
+    /// Removes messages from a mailbox, remembering them for QRESYNC; returns the UIDs
+    /// removed, ascending.
+    async fn expunge(&self, mailbox: MailboxId, uids: &[u32]) -> Result<Vec<u32>> {
+        self.expunge_normalised(mailbox, UidSet::new(uids)).await
+    }
+    /// [`MessageStore::expunge`] for a [`UidSet`].
+    async fn expunge_normalised(&self, mailbox: MailboxId, uids: UidSet) -> Result<Vec<u32>>;
     /// UIDs expunged (or moved away) with a MODSEQ above `modseq`, ascending (RFC 7162 VANISHED).
     async fn expunged_since(&self, mailbox: MailboxId, modseq: u64) -> Result<Vec<u32>>;
     /// Changes system flags and keywords (IMAP STORE). Messages whose MODSEQ is above
     /// `unchanged_since` are left alone and returned in the second list (RFC 7162
-    /// UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ.
+    /// UNCHANGEDSINCE). Messages whose flags do not change keep their MODSEQ. Both lists
+    /// are in UID order.
     async fn store_flags(
         &self,
         mailbox: MailboxId,
         uids: &[u32],
+        mode: FlagMode,
+        flags: u32,
+        keywords: &[String],
+        unchanged_since: Option<u64>,
+    ) -> Result<(Vec<FlagsUpdated>, Vec<u32>)> {
+        self.store_flags_normalised(
+            mailbox,
+            UidSet::new(uids),
+            mode,
+            flags,
+            keywords,
+            unchanged_since,
+        )
+        .await
+    }
+    /// [`MessageStore::store_flags`] for a [`UidSet`].
+    async fn store_flags_normalised(
+        &self,
+        mailbox: MailboxId,
+        uids: UidSet,
         mode: FlagMode,
         flags: u32,
         keywords: &[String],
@@ -184,6 +298,17 @@ pub trait MessageStore: Send + Sync + 'static {
         &self,
         from: MailboxId,
         uids: &[u32],
+        to: MailboxId,
+        move_them: bool,
+    ) -> Result<Vec<(u32, u32)>> {
+        self.copy_normalised(from, UidSet::new(uids), to, move_them)
+            .await
+    }
+    /// [`MessageStore::copy`] for a [`UidSet`].
+    async fn copy_normalised(
+        &self,
+        from: MailboxId,
+        uids: UidSet,
         to: MailboxId,
         move_them: bool,
     ) -> Result<Vec<(u32, u32)>>;
@@ -240,7 +365,16 @@ pub trait MigrationStore: Send + Sync + 'static {
     /// Makes the account's mailbox named `mailbox.name` exactly `mailbox` (creating it if
     /// needed): UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ, special use and subscription. Its message
     /// counts follow the messages imported into it.
-    async fn import_mailbox(&self, account: AccountId, mailbox: &Mailbox) -> Result<MailboxId>;
+    async fn import_mailbox(&self, account: AccountId, mailbox: &Mailbox) -> Result<MailboxId> {
+        valid_mailbox_name(&mailbox.name)?;
+        self.import_mailbox_normalised(account, mailbox).await
+    }
+    /// [`MigrationStore::import_mailbox`] with a valid mailbox name ([`valid_mailbox_name`]).
+    async fn import_mailbox_normalised(
+        &self,
+        account: AccountId,
+        mailbox: &Mailbox,
+    ) -> Result<MailboxId>;
     /// Adds messages and expunge records exactly as they were, leaving the mailbox's UIDNEXT
     /// and HIGHESTMODSEQ alone. Notifies nobody: the store is not in service yet.
     async fn import_messages(
