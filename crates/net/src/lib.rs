@@ -136,6 +136,29 @@ pub struct Limits {
     pub max_connection_rate_per_ip: u32,
 }
 
+/// The server's stop signal as a connection that drives itself (HTTP) sees it: on
+/// [`Shutdown::requested`] it stops taking new work, and it may take [`Shutdown::grace`] to
+/// finish what is in flight before [`Server::shutdown`] stops waiting for it.
+#[derive(Clone)]
+pub struct Shutdown {
+    rx: watch::Receiver<bool>,
+    grace: Duration,
+}
+
+impl Shutdown {
+    /// Resolves once the server is stopping (at once if it already is). Cancel-safe.
+    pub async fn requested(&mut self) {
+        // An error means the server is gone: stopping too.
+        let _ = self.rx.wait_for(|&stopping| stopping).await;
+    }
+
+    /// How long a connection may take to finish its work once stopping was requested
+    /// (`[limits] shutdown_grace_secs`).
+    pub fn grace(&self) -> Duration {
+        self.grace
+    }
+}
+
 /// A connection's byte stream, before or after TLS.
 enum Stream {
     Plain(TcpStream),
@@ -317,6 +340,47 @@ impl Server {
         protocol: Arc<P>,
         mode: TlsMode,
     ) {
+        let server = self.clone();
+        let starttls = mode == TlsMode::StartTls && self.tls.is_some();
+        let busy = protocol.clone();
+        self.accept_loop(
+            listener,
+            protocol.name(),
+            starttls,
+            move || busy.busy_message(),
+            move |stream, conn| {
+                // Boxed, and the rare large futures below too (command execution,
+                // notifications, TLS handshakes): the task then holds only what an idle
+                // connection needs, about 0.8 KB, instead of room for the largest await point
+                // and a second copy of the session (4.3 KB for IMAP).
+                let session = Box::new(protocol.session(conn));
+                let server = server.clone();
+                async move { server.drive(stream, session, mode).await }
+            },
+        )
+        .await
+    }
+
+    /// The accept loop every listener runs, for protocols driven here ([`Server::serve`]) and
+    /// for those that drive their own connections (HTTP): accepts on `listener` until
+    /// shutdown and admits each connection by the [`Limits`] (rate and count per IP, the
+    /// global count). A refused connection gets `busy()` written and is closed. An admitted
+    /// one gets its [`ConnInfo`] and runs `start`'s future in its own task, inside the span
+    /// `conn{proto, cid, peer}` that every event of the connection carries; a panic in it is
+    /// caught and closes only that connection, and its place in the limits is released when
+    /// the future ends. `name` is the protocol's short name for logs.
+    pub async fn accept_loop<B, S, F>(
+        self: Arc<Self>,
+        listener: TcpListener,
+        name: &'static str,
+        starttls_available: bool,
+        busy: B,
+        start: S,
+    ) where
+        B: Fn() -> Vec<u8>,
+        S: Fn(TcpStream, ConnInfo) -> F,
+        F: Future<Output = std::io::Result<()>> + Send + 'static,
+    {
         let mut shutdown = self.shutdown_rx.clone();
         let mut backoff = Duration::from_millis(10);
         loop {
@@ -331,7 +395,7 @@ impl Server {
                 }
                 Err(e) => {
                     // Usually out of file descriptors: wait instead of spinning.
-                    warn!(protocol = protocol.name(), error = %e, "accept failed");
+                    warn!(protocol = name, error = %e, "accept failed");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(1));
                     continue;
@@ -339,7 +403,7 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let Some(slot) = self.admit(peer.ip()) else {
-                let message = protocol.busy_message();
+                let message = busy();
                 tokio::spawn(async move {
                     let mut stream = stream;
                     let _ = tokio::time::timeout(Duration::from_secs(5), async {
@@ -355,24 +419,16 @@ impl Server {
                 id: self.next_id.fetch_add(1, Ordering::Relaxed),
                 peer,
                 local,
-                starttls_available: mode == TlsMode::StartTls && self.tls.is_some(),
+                starttls_available,
             };
-            // Boxed, and the rare large futures below too (command execution, notifications,
-            // TLS handshakes): the task then holds only what an idle connection needs, about
-            // 0.8 KB, instead of room for the largest await point and a second copy of the
-            // session (4.3 KB for IMAP).
-            let session = Box::new(protocol.session(conn));
-            let server = self.clone();
-            let span = info_span!("conn", proto = protocol.name(), cid = conn.id, peer = %peer);
+            let work = start(stream, conn);
+            let span = info_span!("conn", proto = name, cid = conn.id, peer = %peer);
             tokio::spawn(
                 async move {
                     debug!("connected");
-                    // The session is dropped with the future, so nothing of a panicked session
-                    // is used again: asserting unwind safety is sound here.
-                    match AssertUnwindSafe(server.drive(stream, session, mode))
-                        .catch_unwind()
-                        .await
-                    {
+                    // Whatever the connection owned is dropped with the future, so nothing of a
+                    // panicked session is used again: asserting unwind safety is sound here.
+                    match AssertUnwindSafe(work).catch_unwind().await {
                         Ok(Ok(())) => debug!("closed"),
                         Ok(Err(e)) => debug!(error = %e, "connection ended with an error"),
                         Err(panic) => error!(
@@ -384,6 +440,14 @@ impl Server {
                 }
                 .instrument(span),
             );
+        }
+    }
+
+    /// The stop signal, for connections driven outside this crate (HTTP).
+    pub fn shutdown_signal(&self) -> Shutdown {
+        Shutdown {
+            rx: self.shutdown_rx.clone(),
+            grace: self.limits.shutdown_grace,
         }
     }
 
