@@ -1,5 +1,5 @@
-//! Transcript tests for the POP3 machine: `S:` server lines, `C:` client lines (CRLF added),
-//! `c:` raw client bytes; `\r`, `\n`, `\\` escapes. Fed whole, split in two at every offset
+//! Transcript tests for the POP3 machine (`test_support::transcript`: `S:` server lines, `C:`
+//! client lines, `c:` raw client bytes, escapes). Fed whole, split in two at every offset
 //! (never across an STLS line, a sync point), and byte by byte.
 //!
 //! A transcript starting with `# mode: tls-required` runs with STLS offered and plaintext login
@@ -7,16 +7,10 @@
 //! messages), busy/secret (maildrop in use); anything else fails.
 
 use pop3_proto::{Config, Entry, Event, Machine};
+use test_support::transcript::{Escapes, Transcript};
 
 const MESSAGE_1: &[u8] = b"Subject: one\r\n\r\nfirst message\r\n.hidden dot\r\n";
 const MESSAGE_2: &[u8] = b"Subject: two\r\nFrom: x@y\r\n\r\nline 1\r\nline 2\r\nline 3\r\n";
-
-fn unescape(text: &str) -> Vec<u8> {
-    text.replace("\\r", "\r")
-        .replace("\\n", "\n")
-        .replace("\\\\", "\\")
-        .into_bytes()
-}
 
 fn config(tls_required: bool) -> Config {
     Config {
@@ -122,66 +116,17 @@ fn run(tls_required: bool, chunks: &[&[u8]]) -> (String, Vec<Vec<u32>>) {
 
 #[track_caller]
 fn check(name: &str, expected_updates: &[&[u32]]) {
-    let text = std::fs::read_to_string(format!(
-        "{}/tests/data/{name}.txt",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let tls_required = text.starts_with("# mode: tls-required");
-    let mut segments: Vec<Vec<u8>> = vec![Vec::new()];
-    let mut server = Vec::new();
-    for line in text.lines() {
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (kind, rest) = line.split_at(2);
-        let rest = rest.strip_prefix(' ').unwrap_or(rest);
-        match kind {
-            "C:" => {
-                let segment = segments.last_mut().unwrap();
-                segment.extend(unescape(rest));
-                segment.extend_from_slice(b"\r\n");
-                if rest.eq_ignore_ascii_case("STLS") {
-                    segments.push(Vec::new());
-                }
-            }
-            "c:" => segments.last_mut().unwrap().extend(unescape(rest)),
-            "S:" => {
-                server.extend(unescape(rest));
-                server.extend_from_slice(b"\r\n");
-            }
-            _ => panic!("bad line {line:?}"),
-        }
-    }
-    let server = String::from_utf8(server).unwrap();
+    let t = Transcript::load(
+        format!("{}/tests/data/{name}.txt", env!("CARGO_MANIFEST_DIR")),
+        Escapes::On,
+        &["STLS"],
+    );
+    let tls_required = t.option("mode") == Some("tls-required");
+    let server = String::from_utf8(t.server()).unwrap();
     let updates: Vec<Vec<u32>> = expected_updates.iter().map(|u| u.to_vec()).collect();
-    let whole: Vec<&[u8]> = segments.iter().map(|s| &s[..]).collect();
-    assert_eq!(
-        run(tls_required, &whole),
-        (server.clone(), updates.clone()),
-        "{name}: whole"
-    );
-    for (i, segment) in segments.iter().enumerate() {
-        for split in 1..segment.len() {
-            let (a, b) = segment.split_at(split);
-            let mut chunks: Vec<&[u8]> = whole[..i].to_vec();
-            chunks.push(a);
-            chunks.push(b);
-            chunks.extend_from_slice(&whole[i + 1..]);
-            assert_eq!(
-                run(tls_required, &chunks),
-                (server.clone(), updates.clone()),
-                "{name}: segment {i} split at {split}"
-            );
-        }
-    }
-    let all = segments.concat();
-    let bytes: Vec<&[u8]> = all.chunks(1).collect();
-    assert_eq!(
-        run(tls_required, &bytes),
-        (server, updates),
-        "{name}: byte by byte"
-    );
+    t.assert_every_chunking(name, &(server, updates), |chunks| {
+        run(tls_required, chunks)
+    });
 }
 
 #[test]

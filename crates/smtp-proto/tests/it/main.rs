@@ -1,99 +1,21 @@
 //! Transcript tests for the SMTP server machine.
 //!
-//! Each file in `tests/data` is a conversation: `S:` lines are what the server must send,
-//! `C:` lines what the client sends (CRLF appended), `c:` raw client bytes (nothing appended),
-//! and `M:` the content of a message the session must receive. Escapes: `\r`, `\n`, `\\`,
-//! `\xNN`. Every transcript is fed whole, then split in two at every byte offset, then one byte
-//! at a time; the server's output and the messages must be the same each time.
+//! Each file in `tests/data` is a conversation (`test_support::transcript`): `S:` lines are what
+//! the server must send, `C:` lines what the client sends (CRLF appended), `c:` raw client
+//! bytes (nothing appended), and `M:` the content of a message the session must receive.
+//! Escapes: `\r`, `\n`, `\\`, `\xNN`. Every transcript is fed whole, then split in two at
+//! every byte offset, then one byte at a time; the server's output and the messages must be
+//! the same each time.
 //!
 //! The session policy here is a small stand-in for `smtp-server`: senders containing `reject`
 //! are refused, recipients `green@`/`unknown@` do not exist, `@other.example` is not ours.
 //! A transcript whose first line is `# mode: submission` runs with STARTTLS and AUTH offered
 //! and required; `STARTTLS` is a sync point (the harness "handshakes" there, and splits never
 //! cross it, as a real client waits for the handshake). The only login is alice/secret.
-//! A line `# header limits: LINE SIZE` sets `max_header_line` and `max_header_size`.
+//! A first line `# header limits: LINE SIZE` sets `max_header_line` and `max_header_size`.
 
 use smtp_proto::{Event, Reply, ServerConfig, ServerMachine};
-
-struct Transcript {
-    /// Client bytes, cut after each STARTTLS line.
-    segments: Vec<Vec<u8>>,
-    server: Vec<u8>,
-    messages: Vec<Vec<u8>>,
-    submission: bool,
-    header_limits: Option<(usize, usize)>,
-}
-
-impl Transcript {
-    fn client(&self) -> Vec<u8> {
-        self.segments.concat()
-    }
-}
-
-fn unescape(text: &str) -> Vec<u8> {
-    let mut out = Vec::new();
-    let bytes = text.as_bytes();
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'\\' && i + 1 < bytes.len() {
-            match bytes[i + 1] {
-                b'r' => out.push(b'\r'),
-                b'n' => out.push(b'\n'),
-                b'\\' => out.push(b'\\'),
-                b'x' => {
-                    let hex = &text[i + 2..i + 4];
-                    out.push(u8::from_str_radix(hex, 16).expect("bad \\x escape"));
-                    i += 2;
-                }
-                other => panic!("unknown escape \\{}", other as char),
-            }
-            i += 2;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-fn load(text: &str) -> Transcript {
-    let mut t = Transcript {
-        segments: vec![Vec::new()],
-        server: Vec::new(),
-        messages: Vec::new(),
-        submission: text.starts_with("# mode: submission"),
-        header_limits: None,
-    };
-    for line in text.lines() {
-        if let Some(limits) = line.strip_prefix("# header limits: ") {
-            let (a, b) = limits.split_once(' ').expect("two numbers");
-            t.header_limits = Some((a.parse().unwrap(), b.parse().unwrap()));
-        }
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let (kind, rest) = line.split_at(2);
-        let rest = rest.strip_prefix(' ').unwrap_or(rest);
-        match kind {
-            "C:" => {
-                let segment = t.segments.last_mut().unwrap();
-                segment.extend(unescape(rest));
-                segment.extend_from_slice(b"\r\n");
-                if rest.eq_ignore_ascii_case("STARTTLS") {
-                    t.segments.push(Vec::new());
-                }
-            }
-            "c:" => t.segments.last_mut().unwrap().extend(unescape(rest)),
-            "S:" => {
-                t.server.extend(unescape(rest));
-                t.server.extend_from_slice(b"\r\n");
-            }
-            "M:" => t.messages.push(unescape(rest)),
-            _ => panic!("bad transcript line {line:?}"),
-        }
-    }
-    t
-}
+use test_support::transcript::{Escapes, Transcript};
 
 fn config() -> ServerConfig {
     ServerConfig {
@@ -210,53 +132,30 @@ fn answer_auth(
 
 #[track_caller]
 fn check(name: &str) {
-    let path = format!("{}/tests/data/{name}.txt", env!("CARGO_MANIFEST_DIR"));
-    let text = std::fs::read_to_string(&path).unwrap();
-    let t = load(&text);
-    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let cfg = || {
-        let mut config = if t.submission {
-            submission_config()
-        } else {
-            config()
-        };
-        if let Some((line, size)) = t.header_limits {
-            config.max_header_line = line;
-            config.max_header_size = size;
-        }
-        config
-    };
-
-    let whole: Vec<&[u8]> = t.segments.iter().map(|s| &s[..]).collect();
-    let (out, messages) = run_with(cfg(), &whole);
-    assert_eq!(show(&out), show(&t.server), "{name}: fed whole");
-    assert_eq!(messages, t.messages, "{name}: messages, fed whole");
-
-    for (i, segment) in t.segments.iter().enumerate() {
-        for split in 1..segment.len() {
-            let (a, b) = segment.split_at(split);
-            let mut chunks: Vec<&[u8]> = whole[..i].to_vec();
-            chunks.push(a);
-            chunks.push(b);
-            chunks.extend_from_slice(&whole[i + 1..]);
-            let (out, messages) = run_with(cfg(), &chunks);
-            assert_eq!(
-                show(&out),
-                show(&t.server),
-                "{name}: segment {i} split at {split}"
-            );
-            assert_eq!(
-                messages, t.messages,
-                "{name}: messages, segment {i} split at {split}"
-            );
-        }
+    let t = Transcript::load(
+        format!("{}/tests/data/{name}.txt", env!("CARGO_MANIFEST_DIR")),
+        Escapes::On,
+        &["STARTTLS"],
+    );
+    for (kind, _) in &t.other {
+        assert_eq!(kind, "M", "{name}: unknown line kind {kind}:");
     }
-
-    let client = t.client();
-    let bytes: Vec<&[u8]> = client.chunks(1).collect();
-    let (out, messages) = run_with(cfg(), &bytes);
-    assert_eq!(show(&out), show(&t.server), "{name}: byte by byte");
-    assert_eq!(messages, t.messages, "{name}: messages, byte by byte");
+    let mut config = if t.option("mode") == Some("submission") {
+        submission_config()
+    } else {
+        config()
+    };
+    if let Some(limits) = t.option("header limits") {
+        let (line, size) = limits.split_once(' ').expect("two numbers");
+        config.max_header_line = line.parse().unwrap();
+        config.max_header_size = size.parse().unwrap();
+    }
+    let show = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let expected = (show(&t.server()), t.others("M"));
+    t.assert_every_chunking(name, &expected, |chunks| {
+        let (out, messages) = run_with(config.clone(), chunks);
+        (show(&out), messages)
+    });
 }
 
 #[test]
