@@ -499,3 +499,28 @@ impl net::Session for Session {
         self.tls = Some(info);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The submission policy's refusals as SMTP words them (RFC 6409 §8, RFC 3463 codes).
+    #[test]
+    fn refusals_become_replies() {
+        let reply = refusal_reply(Refusal::Format("Message has no From: field".into()));
+        assert_eq!((reply.code, reply.status), (554, "5.6.0"));
+        assert_eq!(reply.lines, ["Message has no From: field"]);
+        let reply = refusal_reply(Refusal::NotOwned {
+            field: "Sender",
+            address: "carol@localhost".into(),
+        });
+        assert_eq!((reply.code, reply.status), (553, "5.7.1"));
+        assert_eq!(
+            reply.lines,
+            ["Sender: address not owned by the authenticated user"]
+        );
+        let temporary = refusal_reply(Refusal::Temporary);
+        assert_eq!(temporary, replies::local_error());
+        assert_eq!((not_owned().code, not_owned().status), (553, "5.7.1"));
+    }
+}
