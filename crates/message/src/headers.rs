@@ -43,18 +43,80 @@ pub fn summarize(raw: &[u8]) -> HeaderSummary {
     }
 }
 
-/// Length of the header block including the blank line that ends it (or the whole message if
+/// Where a message's header section ends (see [`header_section`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderSection {
+    /// End of the header fields, their last line end included: `raw[..end]` is the header
+    /// block without the empty line.
+    pub end: usize,
+    /// Start of the body, after the empty line: `raw[..body]` is the header block with it.
+    pub body: usize,
+}
+
+/// The one "end of header" rule (RFC 5322 §2.1: the header fields, then an empty line, then
+/// the body): the first empty line, ended by CRLF or by a bare LF, as mail-parser (and so
+/// BODYSTRUCTURE) reads bare-LF mail. A message without an empty line is all header.
+/// Every reader of stored bytes uses this: IMAP's `BODY[HEADER]`/`TEXT`, the summary's header
+/// block, search, the submission policy, DSNs, POP3's TOP, `pigeon queue show`.
+pub fn header_section(raw: &[u8]) -> HeaderSection {
+    let mut start = 0;
+    while start < raw.len() {
+        let Some(lf) = raw[start..].iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let line_end = start + lf + 1;
+        if matches!(&raw[start..line_end], b"\n" | b"\r\n") {
+            return HeaderSection {
+                end: start,
+                body: line_end,
+            };
+        }
+        start = line_end;
+    }
+    HeaderSection {
+        end: raw.len(),
+        body: raw.len(),
+    }
+}
+
+/// Length of the header block including the empty line that ends it (or the whole message if
 /// it has no body).
 pub fn header_len(raw: &[u8]) -> usize {
-    raw.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 4)
-        .unwrap_or(raw.len())
+    header_section(raw).body
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn header_section_edges() {
+        let section = |raw: &[u8]| {
+            let s = header_section(raw);
+            (s.end, s.body)
+        };
+        assert_eq!(section(b"A: 1\r\nB: 2\r\n\r\nbody\r\n"), (12, 14));
+        assert_eq!(section(b"A: 1\nB: 2\n\nbody\n"), (10, 11), "bare LF");
+        assert_eq!(section(b"A: 1\r\n\nbody"), (6, 7), "mixed");
+        assert_eq!(section(b"A: 1\n\r\nbody"), (5, 7), "mixed the other way");
+        assert_eq!(section(b"A: 1\r\n"), (6, 6), "no body");
+        assert_eq!(section(b"A: 1"), (4, 4));
+        assert_eq!(section(b"\r\nbody"), (0, 2), "no header");
+        assert_eq!(section(b""), (0, 0));
+        assert_eq!(
+            section(b"A: 1\r\n \r\nB: 2\r\n\r\n"),
+            (15, 17),
+            "a blank continuation"
+        );
+        assert_eq!(
+            section(b"A: 1\r\r\nB\r\n\r\n"),
+            (10, 12),
+            "CR CR LF is no empty line"
+        );
+        // The rules that used to differ: `\r\n\r\n` only, and `\n\n` only after that.
+        let lf_then_crlf = b"A: 1\n\nbody\r\n\r\nmore";
+        assert_eq!(header_len(lf_then_crlf), 6);
+    }
 
     #[test]
     fn every_from_header_counts() {
@@ -85,12 +147,7 @@ mod tests {
 /// server deletes results in its own name that arrived from outside, so its users can trust
 /// them). Only the header block is touched; None when nothing was removed.
 pub fn strip_authentication_results(raw: &[u8], authserv_id: &str) -> Option<Vec<u8>> {
-    let header_end = raw
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|p| p + 2)
-        .or_else(|| raw.windows(2).position(|w| w == b"\n\n").map(|p| p + 1))
-        .unwrap_or(raw.len());
+    let header_end = header_section(raw).end;
     let mut out = Vec::with_capacity(raw.len());
     let mut removed = false;
     let mut pos = 0;

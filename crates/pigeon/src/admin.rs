@@ -479,11 +479,7 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
                     println!("    last error: {error}");
                 }
             }
-            let header_end = data
-                .windows(4)
-                .position(|w| w == b"\r\n\r\n")
-                .map(|p| p + 2)
-                .unwrap_or(data.len());
+            let header_end = message::headers::header_section(&data).end;
             println!();
             print!("{}", String::from_utf8_lossy(&data[..header_end]));
         }

@@ -294,17 +294,20 @@ impl Machine {
         }
         self.output.reserve(data.len() + data.len() / 32 + 8);
         let limit = top.unwrap_or(u32::MAX);
-        let mut in_body = false;
+        // TOP sends the header section, the empty line and `n` body lines (RFC 1939 §7).
+        let body = message::headers::header_section(data).body;
         let mut body_lines = 0u32;
-        let mut rest = data;
+        let mut offset = 0;
         // Line by line, copying slices: far faster than byte by byte on big messages.
-        while !rest.is_empty() {
+        while offset < data.len() {
+            let in_body = offset >= body;
             if in_body && body_lines >= limit {
                 break;
             }
-            let (line, next) = match rest.iter().position(|&b| b == b'\n') {
-                Some(pos) => (&rest[..pos], &rest[pos + 1..]),
-                None => (rest, &rest[rest.len()..]),
+            let rest = &data[offset..];
+            let (line, length) = match rest.iter().position(|&b| b == b'\n') {
+                Some(pos) => (&rest[..pos], pos + 1),
+                None => (rest, rest.len()),
             };
             let content = line.strip_suffix(b"\r").unwrap_or(line);
             if content.first() == Some(&b'.') {
@@ -314,11 +317,8 @@ impl Machine {
             self.output.extend_from_slice(b"\r\n");
             if in_body {
                 body_lines += 1;
-            } else if content.is_empty() {
-                // The empty line ends the header.
-                in_body = true;
             }
-            rest = next;
+            offset += length;
         }
         self.output.extend_from_slice(b".\r\n");
     }
@@ -738,6 +738,20 @@ mod tests {
             assert_eq!(status, format!("+OK {size} octets"), "{data:?}");
             assert_eq!(unstuffed as u64, size, "{data:?}");
         }
+    }
+
+    #[test]
+    fn top_finds_the_header_end_in_bare_lf_mail() {
+        let msg = b"A: 1\nB: 2\n\nl1\nl2\n";
+        assert_eq!(
+            retr(msg, Some(1)),
+            "+OK top of message follows\r\nA: 1\r\nB: 2\r\n\r\nl1\r\n.\r\n"
+        );
+        assert_eq!(
+            retr(b"A: 1\r\n", Some(0)),
+            "+OK top of message follows\r\nA: 1\r\n.\r\n",
+            "no body"
+        );
     }
 
     #[test]

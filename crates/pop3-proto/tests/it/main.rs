@@ -124,9 +124,7 @@ fn check(name: &str, expected_updates: &[&[u32]]) {
     let tls_required = t.option("mode") == Some("tls-required");
     let server = String::from_utf8(t.server()).unwrap();
     let updates: Vec<Vec<u32>> = expected_updates.iter().map(|u| u.to_vec()).collect();
-    t.assert_every_chunking(name, &(server, updates), |chunks| {
-        run(tls_required, chunks)
-    });
+    t.assert_every_chunking(name, &(server, updates), |chunks| run(tls_required, chunks));
 }
 
 #[test]
