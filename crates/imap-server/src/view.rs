@@ -257,7 +257,7 @@ impl View {
                     .collect();
                 if !present.is_empty() {
                     out.extend_from_slice(
-                        format!("* VANISHED {}\r\n", crate::search::compress(&present)).as_bytes(),
+                        format!("* VANISHED {}\r\n", crate::reply::compress(&present)).as_bytes(),
                     );
                 }
                 self.messages

@@ -1,34 +1,12 @@
 //! LIST / LSUB (RFC 9051 §6.3.9, RFC 5258 LIST-EXTENDED, RFC 6154 SPECIAL-USE, RFC 5819
-//! LIST-STATUS) and STATUS items.
+//! LIST-STATUS) and NAMESPACE (RFC 2342).
 
-use imap_proto::command::{ListOptions, StatusItem};
-use store::Mailbox;
+use imap_proto::command::ListOptions;
 
-use crate::{Outcome, Session, internal, ok};
-
-/// A mailbox name as an IMAP string.
-pub(crate) fn quote_name(name: &str) -> String {
-    let mut out = Vec::new();
-    imap_proto::write::string(&mut out, name.as_bytes(), true);
-    String::from_utf8(out).unwrap_or_default()
-}
-
-pub(crate) fn status_items(mailbox: &Mailbox, items: &[StatusItem]) -> String {
-    items
-        .iter()
-        .map(|item| match item {
-            StatusItem::Messages => format!("MESSAGES {}", mailbox.messages),
-            StatusItem::UidNext => format!("UIDNEXT {}", mailbox.uid_next),
-            StatusItem::UidValidity => format!("UIDVALIDITY {}", mailbox.uid_validity),
-            StatusItem::Unseen => format!("UNSEEN {}", mailbox.unseen),
-            StatusItem::Deleted => format!("DELETED {}", mailbox.deleted),
-            StatusItem::Size => format!("SIZE {}", mailbox.size),
-            StatusItem::Recent => "RECENT 0".to_string(),
-            StatusItem::HighestModSeq => format!("HIGHESTMODSEQ {}", mailbox.highest_modseq),
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+use super::Ctx;
+use super::status::status_items;
+use crate::reply::{CommandResult, Completed, ok, quote_name};
+use crate::state::Account;
 
 /// IMAP wildcard match: `*` matches anything, `%` anything but the delimiter `/`
 /// (RFC 9051 §6.3.9).
@@ -98,76 +76,77 @@ fn matches(pattern: &str, name: &str) -> bool {
     wildcard(&p, &n)
 }
 
-impl Session {
-    pub(crate) async fn list(
-        &mut self,
-        reference: &str,
-        patterns: &[String],
-        options: &ListOptions,
-    ) -> Outcome {
-        let user = self.user.clone().expect("checked by the dispatcher");
-        let command = if options.lsub { "LSUB" } else { "LIST" };
-        if !options.lsub && patterns.iter().all(|p| p.is_empty()) {
-            // RFC 9051 §6.3.9: an empty pattern asks for the delimiter.
-            self.machine
-                .out()
-                .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
-            return Ok(ok("LIST completed"));
-        }
-        let reference = self.name_from_client(reference)?;
-        let mut patterns_utf8 = Vec::new();
-        for p in patterns {
-            patterns_utf8.push(format!("{reference}{}", self.name_from_client(p)?));
-        }
-        let mailboxes = self
-            .store
-            .list_mailboxes(user.account_id)
-            .await
-            .map_err(internal)?;
-        let mut out = Vec::new();
-        for mailbox in &mailboxes {
-            if !patterns_utf8.iter().any(|p| matches(p, &mailbox.name)) {
-                continue;
-            }
-            if options.subscribed && !mailbox.subscribed {
-                continue;
-            }
-            if options.special_use && mailbox.special_use.is_none() {
-                continue;
-            }
-            let mut attributes: Vec<&str> = Vec::new();
-            if !options.lsub {
-                let prefix = format!("{}/", mailbox.name);
-                let children = mailboxes.iter().any(|m| m.name.starts_with(&prefix));
-                attributes.push(if children {
-                    "\\HasChildren"
-                } else {
-                    "\\HasNoChildren"
-                });
-                if let Some(usage) = mailbox.special_use {
-                    attributes.push(usage.attribute());
-                }
-                if (options.subscribed || options.return_subscribed) && mailbox.subscribed {
-                    attributes.push("\\Subscribed");
-                }
-            }
-            let name = quote_name(&self.name_to_client(&mailbox.name));
-            out.extend_from_slice(
-                format!("* {command} ({}) \"/\" {name}\r\n", attributes.join(" ")).as_bytes(),
-            );
-            if !options.return_status.is_empty() {
-                out.extend_from_slice(
-                    format!(
-                        "* STATUS {name} ({})\r\n",
-                        status_items(mailbox, &options.return_status)
-                    )
-                    .as_bytes(),
-                );
-            }
-        }
-        self.machine.out().extend_from_slice(&out);
-        Ok(ok(format!("{command} completed")))
+/// NAMESPACE: one personal namespace, `/` as the delimiter.
+pub(crate) fn namespace(cx: &mut Ctx<'_>) -> Completed {
+    cx.out()
+        .extend_from_slice(b"* NAMESPACE ((\"\" \"/\")) NIL NIL\r\n");
+    ok("NAMESPACE completed")
+}
+
+/// LIST and LSUB.
+pub(crate) async fn list(
+    cx: &mut Ctx<'_>,
+    account: &Account,
+    reference: &str,
+    patterns: &[String],
+    options: &ListOptions,
+) -> CommandResult {
+    let command = if options.lsub { "LSUB" } else { "LIST" };
+    if !options.lsub && patterns.iter().all(|p| p.is_empty()) {
+        // RFC 9051 §6.3.9: an empty pattern asks for the delimiter.
+        cx.out()
+            .extend_from_slice(b"* LIST (\\Noselect) \"/\" \"\"\r\n");
+        return Ok(ok("LIST completed"));
     }
+    let reference = account.name_from_client(reference)?;
+    let mut patterns_utf8 = Vec::new();
+    for p in patterns {
+        patterns_utf8.push(format!("{reference}{}", account.name_from_client(p)?));
+    }
+    let mailboxes = cx.store.list_mailboxes(account.user.account_id).await?;
+    let mut out = Vec::new();
+    for mailbox in &mailboxes {
+        if !patterns_utf8.iter().any(|p| matches(p, &mailbox.name)) {
+            continue;
+        }
+        if options.subscribed && !mailbox.subscribed {
+            continue;
+        }
+        if options.special_use && mailbox.special_use.is_none() {
+            continue;
+        }
+        let mut attributes: Vec<&str> = Vec::new();
+        if !options.lsub {
+            let prefix = format!("{}/", mailbox.name);
+            let children = mailboxes.iter().any(|m| m.name.starts_with(&prefix));
+            attributes.push(if children {
+                "\\HasChildren"
+            } else {
+                "\\HasNoChildren"
+            });
+            if let Some(usage) = mailbox.special_use {
+                attributes.push(usage.attribute());
+            }
+            if (options.subscribed || options.return_subscribed) && mailbox.subscribed {
+                attributes.push("\\Subscribed");
+            }
+        }
+        let name = quote_name(&account.name_to_client(&mailbox.name));
+        out.extend_from_slice(
+            format!("* {command} ({}) \"/\" {name}\r\n", attributes.join(" ")).as_bytes(),
+        );
+        if !options.return_status.is_empty() {
+            out.extend_from_slice(
+                format!(
+                    "* STATUS {name} ({})\r\n",
+                    status_items(mailbox, &options.return_status)
+                )
+                .as_bytes(),
+            );
+        }
+    }
+    cx.out().extend_from_slice(&out);
+    Ok(ok(format!("{command} completed")))
 }
 
 #[cfg(test)]

@@ -6,8 +6,10 @@ use imap_proto::command::{SearchKey, SearchReturn};
 use message::search::Searchable;
 use store::TextScope;
 
+use super::Ctx;
+use crate::reply::{CommandError, CommandResult, compress, ok};
+use crate::state::{Account, Selected};
 use crate::view::Meta;
-use crate::{Outcome, Session, internal, ok};
 
 /// What the store's indexes answered for the content keys of one SEARCH.
 #[derive(Default)]
@@ -141,158 +143,133 @@ fn matches(key: &SearchKey, c: &Candidate<'_>, saved: &[u32]) -> bool {
     }
 }
 
-/// `1:3,5` from a sorted list of numbers.
-pub(crate) fn compress(numbers: &[u32]) -> String {
-    let mut parts = Vec::new();
-    let mut i = 0;
-    while i < numbers.len() {
-        let start = numbers[i];
-        let mut end = start;
-        while i + 1 < numbers.len() && numbers[i + 1] == end + 1 {
-            i += 1;
-            end = numbers[i];
-        }
-        parts.push(if start == end {
-            start.to_string()
-        } else {
-            format!("{start}:{end}")
-        });
-        i += 1;
+// One parameter per argument of the command.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn search(
+    cx: &mut Ctx<'_>,
+    account: &Account,
+    selected: &mut Selected,
+    tag: &str,
+    uid: bool,
+    charset: Option<&str>,
+    key: &SearchKey,
+    ret: Option<&SearchReturn>,
+) -> CommandResult {
+    // Text is indexed as UTF-8, of which US-ASCII is a subset (RFC 9051 §6.4.4: an
+    // unsupported charset gets NO, not BAD).
+    if !matches!(charset, None | Some("UTF-8" | "US-ASCII")) {
+        return Err(CommandError::no(
+            Some("BADCHARSET (UTF-8 US-ASCII)"),
+            "unsupported charset",
+        ));
     }
-    parts.join(",")
-}
-
-impl Session {
-    pub(crate) async fn search(
-        &mut self,
-        tag: &str,
-        uid: bool,
-        key: &SearchKey,
-        ret: Option<&SearchReturn>,
-    ) -> Outcome {
-        let view = self.selected.as_ref().expect("checked by the dispatcher");
-        let mailbox = view.mailbox.id;
-        // Content keys are answered by the store's full-text index and the stored header
-        // blocks, never by re-reading and re-parsing every message.
-        let mut wanted = Vec::new();
-        let mut all_headers = false;
-        queries(
-            key,
-            view.len() <= HEADER_SCAN_LIMIT,
-            &mut wanted,
-            &mut all_headers,
-        );
-        let mut prepared = Prepared {
-            now: crate::unix_now(),
-            scanned: all_headers,
-            ..Prepared::default()
-        };
-        let mut header_uids: HashSet<u32> = HashSet::new();
-        for (scope, needle) in wanted {
-            let slot = (scope_key(scope), needle.clone());
-            if prepared.hits.contains_key(&slot) {
-                continue;
-            }
-            let hits: HashSet<u32> = self
-                .store
-                .search_text(mailbox, &needle, scope)
-                .await
-                .map_err(internal)?
-                .into_iter()
-                .collect();
-            if scope == TextScope::Headers {
-                header_uids.extend(&hits);
-            }
-            prepared.hits.insert(slot, hits);
+    let view = &selected.view;
+    let mailbox = view.mailbox.id;
+    // Content keys are answered by the store's full-text index and the stored header
+    // blocks, never by re-reading and re-parsing every message.
+    let mut wanted = Vec::new();
+    let mut all_headers = false;
+    queries(
+        key,
+        view.len() <= HEADER_SCAN_LIMIT,
+        &mut wanted,
+        &mut all_headers,
+    );
+    let mut prepared = Prepared {
+        now: super::unix_now(),
+        scanned: all_headers,
+        ..Prepared::default()
+    };
+    let mut header_uids: HashSet<u32> = HashSet::new();
+    for (scope, needle) in wanted {
+        let slot = (scope_key(scope), needle.clone());
+        if prepared.hits.contains_key(&slot) {
+            continue;
         }
-        let header_list: Vec<u32> = if all_headers {
-            view.messages().iter().map(|m| m.uid).collect()
-        } else {
-            let mut list: Vec<u32> = header_uids.into_iter().collect();
-            list.sort_unstable();
-            list
-        };
-        if !header_list.is_empty() {
-            for (uid, summary) in self
-                .store
-                .summaries(mailbox, &header_list)
-                .await
-                .map_err(internal)?
-            {
-                prepared.headers.insert(uid, summary.header);
-            }
-        }
-        let max_seq = view.len() as u32;
-        let max_uid = view.max_uid();
-        let mut found: Vec<(u32, u32)> = Vec::new();
-        for (i, meta) in view.messages().iter().enumerate() {
-            let candidate = Candidate {
-                seq: i as u32 + 1,
-                max_seq,
-                max_uid,
-                meta,
-                prepared: &prepared,
-            };
-            if matches(key, &candidate, &self.saved) {
-                found.push((candidate.seq, meta.uid));
-            }
-        }
-        let numbers: Vec<u32> = found
-            .iter()
-            .map(|&(seq, u)| if uid { u } else { seq })
+        let hits: HashSet<u32> = cx
+            .store
+            .search_text(mailbox, &needle, scope)
+            .await?
+            .into_iter()
             .collect();
-        let extended = ret.is_some() || self.rev2;
-        let out = if extended {
-            let ret = ret.cloned().unwrap_or(SearchReturn {
-                all: true,
-                ..SearchReturn::default()
-            });
-            if ret.save {
-                self.saved = found.iter().map(|&(_, u)| u).collect();
-            }
-            let mut line = format!("* ESEARCH (TAG \"{tag}\")");
-            if uid {
-                line.push_str(" UID");
-            }
-            if !numbers.is_empty() {
-                if ret.min {
-                    line.push_str(&format!(" MIN {}", numbers[0]));
-                }
-                if ret.max {
-                    line.push_str(&format!(" MAX {}", numbers[numbers.len() - 1]));
-                }
-                if ret.all {
-                    line.push_str(&format!(" ALL {}", compress(&numbers)));
-                }
-            }
-            if ret.count {
-                line.push_str(&format!(" COUNT {}", numbers.len()));
-            }
-            // RFC 5182 §2.1: SAVE alone (no other option) returns no ESEARCH response.
-            let only_save = ret.save && !ret.min && !ret.max && !ret.all && !ret.count;
-            if only_save {
-                String::new()
-            } else {
-                format!("{line}\r\n")
-            }
-        } else {
-            let list: Vec<String> = numbers.iter().map(u32::to_string).collect();
-            if list.is_empty() {
-                "* SEARCH\r\n".to_string()
-            } else {
-                format!("* SEARCH {}\r\n", list.join(" "))
-            }
+        if scope == TextScope::Headers {
+            header_uids.extend(&hits);
+        }
+        prepared.hits.insert(slot, hits);
+    }
+    let header_list: Vec<u32> = if all_headers {
+        view.messages().iter().map(|m| m.uid).collect()
+    } else {
+        let mut list: Vec<u32> = header_uids.into_iter().collect();
+        list.sort_unstable();
+        list
+    };
+    if !header_list.is_empty() {
+        for (uid, summary) in cx.store.summaries(mailbox, &header_list).await? {
+            prepared.headers.insert(uid, summary.header);
+        }
+    }
+    let max_seq = view.len() as u32;
+    let max_uid = view.max_uid();
+    let mut found: Vec<(u32, u32)> = Vec::new();
+    for (i, meta) in view.messages().iter().enumerate() {
+        let candidate = Candidate {
+            seq: i as u32 + 1,
+            max_seq,
+            max_uid,
+            meta,
+            prepared: &prepared,
         };
-        self.machine.out().extend_from_slice(out.as_bytes());
-        Ok(ok("SEARCH completed"))
+        if matches(key, &candidate, &selected.saved) {
+            found.push((candidate.seq, meta.uid));
+        }
     }
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn compress_ranges() {
-        assert_eq!(super::compress(&[1, 2, 3, 5, 7, 8]), "1:3,5,7:8");
-        assert_eq!(super::compress(&[]), "");
-    }
+    let numbers: Vec<u32> = found
+        .iter()
+        .map(|&(seq, u)| if uid { u } else { seq })
+        .collect();
+    let extended = ret.is_some() || account.enabled.rev2;
+    let out = if extended {
+        let ret = ret.cloned().unwrap_or(SearchReturn {
+            all: true,
+            ..SearchReturn::default()
+        });
+        if ret.save {
+            selected.saved = found.iter().map(|&(_, u)| u).collect();
+        }
+        let mut line = format!("* ESEARCH (TAG \"{tag}\")");
+        if uid {
+            line.push_str(" UID");
+        }
+        if !numbers.is_empty() {
+            if ret.min {
+                line.push_str(&format!(" MIN {}", numbers[0]));
+            }
+            if ret.max {
+                line.push_str(&format!(" MAX {}", numbers[numbers.len() - 1]));
+            }
+            if ret.all {
+                line.push_str(&format!(" ALL {}", compress(&numbers)));
+            }
+        }
+        if ret.count {
+            line.push_str(&format!(" COUNT {}", numbers.len()));
+        }
+        // RFC 5182 §2.1: SAVE alone (no other option) returns no ESEARCH response.
+        let only_save = ret.save && !ret.min && !ret.max && !ret.all && !ret.count;
+        if only_save {
+            String::new()
+        } else {
+            format!("{line}\r\n")
+        }
+    } else {
+        let list: Vec<String> = numbers.iter().map(u32::to_string).collect();
+        if list.is_empty() {
+            "* SEARCH\r\n".to_string()
+        } else {
+            format!("* SEARCH {}\r\n", list.join(" "))
+        }
+    };
+    cx.out().extend_from_slice(out.as_bytes());
+    Ok(ok("SEARCH completed"))
 }
