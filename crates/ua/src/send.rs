@@ -57,7 +57,6 @@ impl Compose {
             .rsplit_once('@')
             .map(|(_, d)| d.to_string())
             .unwrap_or_else(|| "localhost".into());
-        let unique: u64 = rand_u64();
         Draft {
             from: Mailbox {
                 name: account.name.clone(),
@@ -71,8 +70,8 @@ impl Compose {
             attachments: self.attachments,
             in_reply_to: self.in_reply_to,
             references: self.references,
-            message_id: format!("{:x}.{unique:016x}@{domain}", unix_now()),
-            date: unix_now(),
+            message_id: common::message_id(&domain),
+            date: common::clock::now(),
         }
     }
 }
@@ -114,20 +113,6 @@ pub fn recipients(draft: &Draft, bcc: &[Mailbox]) -> Vec<String> {
 pub struct Submitted {
     /// Recipients it refused (the message went to the others), with its replies.
     pub refused: Vec<(String, String)>,
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn rand_u64() -> u64 {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; 8];
-    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
-    u64::from_le_bytes(bytes)
 }
 
 /// Submits `message` to `recipients` through the account's submission port: TLS always
@@ -219,5 +204,79 @@ fn explain(e: client::smtp::Error) -> anyhow::Error {
             "TLS: the server's certificate is not trusted ({text}); use --ca FILE, or --insecure for a self-signed test server"
         ),
         other => anyhow::Error::new(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn account() -> Account {
+        Account {
+            email: "bob@example.org".into(),
+            name: Some("Bob".into()),
+            host: "mail.example.org".into(),
+            submission_port: 587,
+            implicit_tls: false,
+            imap_port: None,
+            pop3_port: None,
+            username: "bob".into(),
+            password_command: None,
+            insecure: false,
+            ca: None,
+        }
+    }
+
+    fn original(subject: &str) -> Original {
+        Original {
+            message_id: Some("orig@example.com".into()),
+            references: vec!["root@example.com".into()],
+            subject: subject.into(),
+            reply_to: Some(Mailbox::parse("Lists <list@example.com>").unwrap()),
+        }
+    }
+
+    #[test]
+    fn a_reply_takes_sender_subject_and_threading_unless_given() {
+        let mut reply = Compose::default();
+        reply.reply_to(original("plans")).unwrap();
+        assert_eq!(reply.to[0].address, "list@example.com");
+        assert_eq!(reply.subject, "Re: plans");
+        assert_eq!(reply.in_reply_to.as_deref(), Some("orig@example.com"));
+        assert_eq!(reply.references, ["root@example.com"]);
+
+        let mut reply = Compose {
+            to: vec![Mailbox::parse("carol@example.net").unwrap()],
+            subject: "my own".into(),
+            ..Compose::default()
+        };
+        reply.reply_to(original("RE: plans")).unwrap();
+        assert_eq!(reply.to.len(), 1);
+        assert_eq!(reply.to[0].address, "carol@example.net");
+        assert_eq!(reply.subject, "my own");
+        let mut reply = Compose::default();
+        reply.reply_to(original("RE: plans")).unwrap();
+        assert_eq!(reply.subject, "RE: plans");
+    }
+
+    #[test]
+    fn a_draft_is_from_the_account_with_an_id_in_its_domain() {
+        let draft = Compose {
+            to: vec![Mailbox::parse("carol@example.net").unwrap()],
+            ..Compose::default()
+        }
+        .draft(&account());
+        assert_eq!(draft.from.address, "bob@example.org");
+        assert_eq!(draft.from.name.as_deref(), Some("Bob"));
+        assert!(
+            draft.message_id.ends_with("@example.org"),
+            "{}",
+            draft.message_id
+        );
+        let bcc = [Mailbox::parse("dave@example.net").unwrap()];
+        assert_eq!(
+            recipients(&draft, &bcc),
+            ["carol@example.net", "dave@example.net"]
+        );
     }
 }
