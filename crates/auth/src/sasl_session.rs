@@ -7,6 +7,7 @@
 
 use std::net::IpAddr;
 
+use net::TlsInfo;
 use sasl::exchange::ChannelBindings;
 use sasl::{Mechanism, Outcome, ServerExchange};
 use tracing::error;
@@ -38,8 +39,40 @@ pub struct SaslSession {
     confirmed: Option<Authenticated>,
 }
 
+/// Bytes of the server's SCRAM nonce (RFC 5802 §5.1: at least 16 random octets advised;
+/// base64, they are the 24 characters after the client's part).
+const NONCE_LEN: usize = 18;
+
 impl SaslSession {
+    /// Begins an AUTH exchange on a connection, the same way for every protocol: the mechanism
+    /// looked up, the exchange bound to the connection's TLS channel when there is one (every
+    /// protocol advertises SCRAM-SHA-256-PLUS whenever TLS is active, so a client that could
+    /// bind but says it cannot was downgraded, RFC 5802 §6), a fresh random server nonce, and
+    /// the client's initial response if it sent one (throttled like every login).
+    ///
+    /// `None` if the mechanism is unknown, or is -PLUS without TLS: the protocol refuses it
+    /// in its own words (SMTP 504, POP3 -ERR, IMAP NO).
+    pub async fn begin(
+        auth: &Authenticator,
+        mechanism: &str,
+        ip: IpAddr,
+        tls: Option<&TlsInfo>,
+        initial: Option<&[u8]>,
+    ) -> Option<(SaslSession, SaslStep)> {
+        let bindings = tls
+            .map(|t| ChannelBindings {
+                tls_exporter: t.exporter.clone(),
+                tls_server_end_point: t.server_end_point.clone(),
+            })
+            .unwrap_or_default();
+        let nonce = common::random::bytes::<NONCE_LEN>();
+        let mut session = SaslSession::new(mechanism, ip, bindings, tls.is_some(), &nonce)?;
+        let step = session.start(auth, initial).await;
+        Some((session, step))
+    }
+
     /// `None` if the mechanism is unknown. `plus_offered`: SCRAM-SHA-256-PLUS was advertised.
+    /// Sessions use [`SaslSession::begin`]; this is the exchange alone, for tests.
     pub fn new(
         mechanism: &str,
         ip: IpAddr,
@@ -145,5 +178,88 @@ impl SaslSession {
                 Outcome::Malformed(why) => return SaslStep::Malformed(why),
             };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use store::{Address, Secrets, Store};
+
+    use super::*;
+
+    async fn authenticator() -> (tempfile::TempDir, Authenticator) {
+        let dir = tempfile::tempdir().unwrap();
+        let store: Arc<dyn Store> = Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap());
+        store.add_domain("a.test").await.unwrap();
+        let secrets = Secrets {
+            password_hash: sasl::hash_password("right", &[1; 16]).unwrap(),
+            scram: Some(sasl::ScramKeys::derive("right", b"salt", 4096).to_stored()),
+        };
+        store
+            .create_account(&Address::parse("u@a.test").unwrap(), &secrets)
+            .await
+            .unwrap();
+        let auth = Authenticator::new(store, sasl::ThrottleConfig::default(), [9; 32]);
+        (dir, auth)
+    }
+
+    fn tls() -> TlsInfo {
+        TlsInfo {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_256_GCM_SHA384".into(),
+            exporter: Some(vec![7; 32]),
+            server_end_point: None,
+        }
+    }
+
+    /// The server nonce of a SCRAM server-first message.
+    fn nonce(step: SaslStep) -> String {
+        let SaslStep::Challenge(first) = step else {
+            panic!("{step:?}");
+        };
+        let first = String::from_utf8(first).unwrap();
+        first.split(',').next().unwrap()[2..].to_string()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn begin_looks_up_binds_and_starts() {
+        let (_dir, auth) = authenticator().await;
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let begin = |mechanism: &'static str, tls: Option<TlsInfo>, initial: &'static [u8]| {
+            let auth = &auth;
+            async move {
+                SaslSession::begin(auth, mechanism, ip, tls.as_ref(), Some(initial))
+                    .await
+                    .map(|(_, step)| step)
+            }
+        };
+        assert_eq!(begin("CRAM-MD5", None, b"").await, None);
+        assert_eq!(
+            begin("SCRAM-SHA-256-PLUS", None, b"").await,
+            None,
+            "no -PLUS without TLS"
+        );
+        let Some(SaslStep::Success(user)) = begin("PLAIN", None, b"\0u@a.test\0right").await else {
+            panic!("PLAIN with an initial response logs in at once");
+        };
+        assert_eq!(user.address, "u@a.test");
+
+        // A fresh random nonce after the client's part each time.
+        let first: &[u8] = b"n,,n=u@a.test,r=abc";
+        let a = nonce(begin("SCRAM-SHA-256", Some(tls()), first).await.unwrap());
+        let b = nonce(begin("SCRAM-SHA-256", Some(tls()), first).await.unwrap());
+        assert!(a.starts_with("abc") && a.len() == 3 + 24, "{a}");
+        assert_ne!(a, b);
+
+        // On TLS -PLUS counts as offered: a client that could bind but says "y" was
+        // downgraded (RFC 5802 §6); without TLS "y" is fine.
+        let downgraded: &[u8] = b"y,,n=u@a.test,r=abc";
+        assert_eq!(
+            begin("SCRAM-SHA-256", Some(tls()), downgraded).await,
+            Some(SaslStep::Invalid)
+        );
+        nonce(begin("SCRAM-SHA-256", None, downgraded).await.unwrap());
     }
 }

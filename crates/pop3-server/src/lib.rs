@@ -21,7 +21,6 @@ use std::time::{Duration, Instant};
 use auth::{Authenticated, Authenticator, SaslSession, SaslStep};
 use net::{ConnInfo, Flow, TlsInfo};
 use pop3_proto::{Config, Entry, Event, Machine};
-use sasl::exchange::ChannelBindings;
 use store::{AccountId, MailboxId, Store, flags};
 use tracing::{error, info, warn};
 
@@ -310,23 +309,16 @@ impl Session {
                 }
             }
             Event::Auth { mechanism, initial } => {
-                let bindings = self
-                    .tls
-                    .as_ref()
-                    .map(|t| ChannelBindings {
-                        tls_exporter: t.exporter.clone(),
-                        tls_server_end_point: t.server_end_point.clone(),
-                    })
-                    .unwrap_or_default();
-                match SaslSession::new(
+                let begun = SaslSession::begin(
+                    &self.auth,
                     &mechanism,
                     self.ip(),
-                    bindings,
-                    self.tls.is_some(),
-                    &common::random::bytes::<18>(),
-                ) {
-                    Some(mut session) => {
-                        let step = session.start(&self.auth, initial.as_deref()).await;
+                    self.tls.as_ref(),
+                    initial.as_deref(),
+                )
+                .await;
+                match begun {
+                    Some((session, step)) => {
                         self.sasl = Some(session);
                         self.sasl_answer(step).await;
                     }
