@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use net::{ConnInfo, Protocol, Session};
 use store::{Address, Delivery, Secrets, Store};
+use test_support::transcript::{Escapes, Transcript, assert_lines};
 
 const MESSAGES: [&str; 3] = [
     "From: Alice <alice@a.test>\r\nTo: bob@t.test\r\nSubject: first\r\nDate: Mon, 7 Feb 1994 21:52:25 -0800\r\nMessage-ID: <1@a.test>\r\n\r\nhello one\r\n",
@@ -79,49 +80,6 @@ async fn run(store: Arc<dyn Store>, auth: Arc<auth::Authenticator>, chunks: &[&[
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Matches `actual` against an expected line with `{}` wildcards.
-fn line_matches(expected: &str, actual: &str) -> bool {
-    let parts: Vec<&str> = expected.split("{}").collect();
-    if parts.len() == 1 {
-        return expected == actual;
-    }
-    let mut rest = actual;
-    for (i, part) in parts.iter().enumerate() {
-        if i == 0 {
-            let Some(r) = rest.strip_prefix(part) else {
-                return false;
-            };
-            rest = r;
-        } else if i == parts.len() - 1 {
-            return rest.ends_with(part);
-        } else {
-            let Some(pos) = rest.find(part) else {
-                return false;
-            };
-            rest = &rest[pos + part.len()..];
-        }
-    }
-    true
-}
-
-#[track_caller]
-fn compare(name: &str, mode: &str, expected: &[String], actual: &str) {
-    let actual: Vec<&str> = actual.split("\r\n").filter(|l| !l.is_empty()).collect();
-    assert_eq!(
-        actual.len(),
-        expected.len(),
-        "{name} ({mode}): line count\nactual:\n{}",
-        actual.join("\n")
-    );
-    for (e, a) in expected.iter().zip(&actual) {
-        assert!(
-            line_matches(e, a),
-            "{name} ({mode}):\nexpected {e}\nactual   {a}\nall:\n{}",
-            actual.join("\n")
-        );
-    }
-}
-
 /// imap-codec, an independent IMAP implementation, must decode everything the server sent
 /// (DEPS.md §4: used as a test oracle).
 fn oracle_decodes(name: &str, output: &[u8]) {
@@ -148,31 +106,29 @@ fn oracle_decodes(name: &str, output: &[u8]) {
 }
 
 async fn check(name: &str) {
-    let text = std::fs::read_to_string(format!(
-        "{}/tests/data/{name}.txt",
-        env!("CARGO_MANIFEST_DIR")
-    ))
-    .unwrap();
-    let mut client = Vec::new();
-    let mut expected = Vec::new();
-    for line in text.lines() {
-        if let Some(c) = line.strip_prefix("C: ") {
-            client.extend_from_slice(c.as_bytes());
-            client.extend_from_slice(b"\r\n");
-        } else if let Some(s) = line.strip_prefix("S: ") {
-            expected.push(s.to_string());
-        }
-    }
+    // IMAP transcripts are raw (flags like `\Recent` have backslashes of their own).
+    let transcript = Transcript::load(
+        format!("{}/tests/data/{name}.txt", env!("CARGO_MANIFEST_DIR")),
+        Escapes::Off,
+        &[],
+    );
+    let client = transcript.client();
+    let expected: Vec<String> = transcript
+        .server_lines
+        .iter()
+        .map(|l| String::from_utf8_lossy(l).into_owned())
+        .collect();
+    // Whole and byte by byte (not every split: each run needs a fresh store).
     let (_dir, store, auth) = setup().await;
     let whole = run(store, auth, &[&client]).await;
-    compare(name, "whole", &expected, &whole);
+    assert_lines(name, "whole", &expected, &whole);
     if ORACLE.contains(&name) {
         oracle_decodes(name, whole.as_bytes());
     }
     let (_dir, store, auth) = setup().await;
     let bytes: Vec<&[u8]> = client.chunks(1).collect();
     let split = run(store, auth, &bytes).await;
-    compare(name, "byte by byte", &expected, &split);
+    assert_lines(name, "byte by byte", &expected, &split);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,4 +149,72 @@ async fn mailboxes_list_status_copy_move() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_and_states() {
     check("errors").await;
+}
+
+/// Every command in every state the command table allows it in reaches its handler: none is
+/// refused (`BAD`) or answered as a server bug (`[SERVERBUG]`, what the dispatcher says when
+/// the table lets through a command it has no handler for in that state).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_runs_in_its_states() {
+    let any = ["CAPABILITY", "NOOP", "CHECK", "ID NIL"];
+    let authenticated = [
+        "ENABLE CONDSTORE",
+        "CREATE Box",
+        "RENAME Box Box2",
+        "SUBSCRIBE Box2",
+        "UNSUBSCRIBE Box2",
+        "DELETE Box2",
+        "LIST \"\" *",
+        "LSUB \"\" *",
+        "NAMESPACE",
+        "STATUS INBOX (MESSAGES)",
+        "APPEND INBOX {5+}\r\nhello",
+        "IDLE\r\nDONE",
+    ];
+    let selected = [
+        "FETCH 1 FLAGS",
+        "UID FETCH 1 FLAGS",
+        "STORE 1 +FLAGS (\\Seen)",
+        "UID STORE 1 -FLAGS (\\Seen)",
+        "SEARCH ALL",
+        "UID SEARCH ALL",
+        "COPY 1 INBOX",
+        "UID COPY 1 INBOX",
+        "MOVE 1 INBOX",
+        "UID MOVE 2 INBOX",
+        "EXPUNGE",
+        "UID EXPUNGE 1",
+        "UNSELECT",
+        "EXAMINE INBOX",
+        "CLOSE",
+    ];
+    let mut lines: Vec<String> = any.iter().map(|c| c.to_string()).collect();
+    lines.push("LOGIN bob@t.test pw".into());
+    lines.extend(any.iter().chain(&authenticated).map(|c| c.to_string()));
+    lines.push("SELECT INBOX".into());
+    lines.extend(
+        any.iter()
+            .chain(&authenticated)
+            .chain(&["SELECT INBOX"])
+            .chain(&selected)
+            .map(|c| c.to_string()),
+    );
+    lines.push("LOGOUT".into());
+    let mut client = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        client.extend_from_slice(format!("t{i} {line}\r\n").as_bytes());
+    }
+    let (_dir, store, auth) = setup().await;
+    let output = run(store, auth, &[&client]).await;
+    for (i, line) in lines.iter().enumerate() {
+        let done = output
+            .lines()
+            .find(|l| l.starts_with(&format!("t{i} ")))
+            .unwrap_or_else(|| panic!("no completion for {line}:\n{output}"));
+        assert!(
+            done.starts_with(&format!("t{i} OK")) || done.starts_with(&format!("t{i} NO")),
+            "{line}: {done}"
+        );
+        assert!(!done.contains("SERVERBUG"), "{line}: {done}");
+    }
 }
