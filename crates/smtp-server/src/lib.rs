@@ -24,7 +24,7 @@ mod sasl_flow;
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use auth::{Authenticated, Authenticator};
 use message::trace::{Received, trace_headers};
@@ -193,13 +193,6 @@ pub struct Session {
     tx: Transaction,
 }
 
-fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn not_owned() -> Reply {
     Reply::new(
         553,
@@ -303,7 +296,7 @@ impl Session {
     async fn message(&mut self, mut data: Vec<u8>, findings: Findings) -> Reply {
         let tx = std::mem::take(&mut self.tx);
         let id = transaction_id();
-        let now = unix_now();
+        let now = common::clock::now();
         let mut added = Vec::new();
         if let Some(user) = self.user.clone() {
             let from = match self
@@ -413,24 +406,6 @@ async fn injected_failure(to: &str) -> Option<Reply> {
         }
         _ => None,
     }
-}
-
-/// Random bytes for SASL nonces.
-pub(crate) fn random_bytes<const N: usize>() -> [u8; N] {
-    use ring::rand::SecureRandom;
-    let mut bytes = [0u8; N];
-    // The system RNG failing is not survivable for crypto anyway; fall back to the clock so a
-    // Message-ID is still unique.
-    if ring::rand::SystemRandom::new().fill(&mut bytes).is_err() {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_nanos())
-            .unwrap_or(0);
-        for (i, b) in bytes.iter_mut().enumerate() {
-            *b = (nanos >> ((i % 16) * 8)) as u8;
-        }
-    }
-    bytes
 }
 
 impl net::Session for Session {

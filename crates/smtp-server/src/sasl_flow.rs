@@ -1,38 +1,27 @@
 //! AUTH (RFC 4954) on an SMTP session, on the shared [`auth::SaslSession`].
 
 use auth::{SaslSession, SaslStep};
-use sasl::exchange::ChannelBindings;
 use smtp_proto::Reply;
 
 use crate::Session;
 
 impl Session {
     pub(crate) async fn auth_start(&mut self, mechanism: &str, initial: Option<Vec<u8>>) {
-        let bindings = self
-            .tls
-            .as_ref()
-            .map(|t| ChannelBindings {
-                tls_exporter: t.exporter.clone(),
-                tls_server_end_point: t.server_end_point.clone(),
-            })
-            .unwrap_or_default();
-        // -PLUS is advertised whenever TLS is active, so a client that could bind but says "y"
-        // was downgraded (RFC 5802 §6).
-        let plus_offered = self.tls.is_some();
-        let Some(mut session) = SaslSession::new(
+        let begun = SaslSession::begin(
+            &self.auth,
             mechanism,
             self.peer_ip(),
-            bindings,
-            plus_offered,
-            &crate::random_bytes::<18>(),
-        ) else {
+            self.tls.as_ref(),
+            initial.as_deref(),
+        )
+        .await;
+        let Some((session, step)) = begun else {
             self.machine.auth_done(
                 None,
                 Reply::new(504, "5.5.4", "Unrecognized authentication type"),
             );
             return;
         };
-        let step = session.start(&self.auth, initial.as_deref()).await;
         self.sasl = Some(session);
         self.auth_answer(step);
     }
