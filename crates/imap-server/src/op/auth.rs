@@ -3,18 +3,10 @@
 
 use auth::{SaslSession, SaslStep};
 use net::Flow;
-use sasl::exchange::ChannelBindings;
 
 use crate::Session;
 use crate::reply::{CommandError, CommandResult, Completed, ok, ok_code};
 use crate::state::{Sasl, State, Verb};
-
-fn random_nonce() -> [u8; 18] {
-    use ring::rand::SecureRandom;
-    let mut nonce = [0u8; 18];
-    let _ = ring::rand::SystemRandom::new().fill(&mut nonce);
-    nonce
-}
 
 impl Session {
     /// LOGIN and AUTHENTICATE need TLS, or a loopback peer when the settings allow that.
@@ -124,26 +116,19 @@ impl Session {
             self.complete(tag, Verb::Authenticate, Err(refused));
             return;
         }
-        let bindings = self
-            .tls
-            .as_ref()
-            .map(|t| ChannelBindings {
-                tls_exporter: t.exporter.clone(),
-                tls_server_end_point: t.server_end_point.clone(),
-            })
-            .unwrap_or_default();
-        let Some(mut session) = SaslSession::new(
+        let begun = SaslSession::begin(
+            &self.auth,
             mechanism,
             self.ip(),
-            bindings,
-            self.tls.is_some(),
-            &random_nonce(),
-        ) else {
+            self.tls.as_ref(),
+            initial.as_deref(),
+        )
+        .await;
+        let Some((session, step)) = begun else {
             let refused = CommandError::no(None, "Unsupported authentication mechanism");
             self.complete(tag, Verb::Authenticate, Err(refused));
             return;
         };
-        let step = session.start(&self.auth, initial.as_deref()).await;
         self.state = State::NotAuthenticated {
             sasl: Some(Box::new(Sasl {
                 tag: tag.to_string(),
