@@ -418,16 +418,16 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
                 println!("queue is empty");
             }
             for entry in entries {
-                let sender = if entry.sender.is_empty() {
+                let sender = if entry.envelope.sender.is_empty() {
                     "<>"
                 } else {
-                    &entry.sender
+                    &entry.envelope.sender
                 };
                 println!(
                     "{} from {sender} ({} bytes, queued {})",
                     entry.id,
                     entry.size,
-                    message::date::format_rfc5322(entry.created)
+                    message::date::format_rfc5322(entry.envelope.created)
                 );
                 for r in entry.recipients {
                     let error = r.last_error.map(|e| format!(": {e}")).unwrap_or_default();
@@ -445,22 +445,28 @@ async fn queue(store: &dyn Store, action: QueueAction) -> anyhow::Result<()> {
                 bail!("no queued message {id}");
             };
             let data = store.queue_data(id).await?;
-            let sender = if entry.sender.is_empty() {
+            let sender = if entry.envelope.sender.is_empty() {
                 "<>"
             } else {
-                &entry.sender
+                &entry.envelope.sender
             };
             println!("id: {}", entry.id);
             println!("sender: {sender}");
             println!("size: {} bytes", entry.size);
-            println!("queued: {}", message::date::format_rfc5322(entry.created));
-            if entry.expires > 0 {
-                println!("expires: {}", message::date::format_rfc5322(entry.expires));
+            println!(
+                "queued: {}",
+                message::date::format_rfc5322(entry.envelope.created)
+            );
+            if entry.envelope.expires > 0 {
+                println!(
+                    "expires: {}",
+                    message::date::format_rfc5322(entry.envelope.expires)
+                );
             }
-            if let Some(envid) = &entry.envid {
+            if let Some(envid) = &entry.envelope.envid {
                 println!("envid: {envid}");
             }
-            if let Some(ret) = entry.ret {
+            if let Some(ret) = entry.envelope.ret {
                 println!("ret: {}", ret.as_str());
             }
             for r in entry.recipients {

@@ -3,7 +3,9 @@
 //! never causes another (RFC 5321 §6.1 / RFC 3461 §6.2).
 
 use message::dsn::{Action, RecipientReport, Report};
-use store::{Delivery, JobRecipient, Outbound, QueueJob, Resolution, Store, Target, resolve};
+use store::{
+    Delivery, Envelope, Outbound, QueueEntry, Recipient, Resolution, Store, Target, resolve,
+};
 
 /// Which DSN a recipient's outcome calls for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,13 +28,7 @@ pub(crate) struct Line {
 }
 
 impl Line {
-    pub(crate) fn new(
-        r: &JobRecipient,
-        kind: Kind,
-        status: &str,
-        diagnostic: &str,
-        at: i64,
-    ) -> Line {
+    pub(crate) fn new(r: &Recipient, kind: Kind, status: &str, diagnostic: &str, at: i64) -> Line {
         Line {
             kind,
             address: r.address.clone(),
@@ -52,7 +48,7 @@ const RETURN_FULL_LIMIT: usize = 512 * 1024;
 pub(crate) async fn send(
     store: &dyn Store,
     hostname: &str,
-    job: &QueueJob,
+    job: &QueueEntry,
     lines: Vec<Line>,
     original: &[u8],
     now: i64,
@@ -79,22 +75,22 @@ pub(crate) async fn send(
         if recipients.is_empty() {
             continue;
         }
-        let headers_only = job.ret == Some(store::Ret::Headers)
+        let headers_only = job.envelope.ret == Some(store::Ret::Headers)
             || kind != Kind::Failed
             || original.len() > RETURN_FULL_LIMIT;
         let message_id = format!("dsn.{}.{}.{}@{hostname}", job.id, now, kind as u8);
         let dsn = message::dsn::build(&Report {
             reporting_mta: hostname,
-            envid: job.envid.as_deref(),
-            arrival_date: job.created,
-            sender: &job.sender,
+            envid: job.envelope.envid.as_deref(),
+            arrival_date: job.envelope.created,
+            sender: &job.envelope.sender,
             recipients,
             original,
             headers_only,
             date: now,
             message_id,
         });
-        deliver(store, &job.sender, dsn, now).await?;
+        deliver(store, &job.envelope.sender, dsn, now).await?;
     }
     Ok(())
 }
@@ -146,18 +142,20 @@ async fn deliver(store: &dyn Store, to: &str, dsn: Vec<u8>, now: i64) -> store::
 
 async fn enqueue(
     store: &dyn Store,
-    recipients: Vec<store::OutboundRecipient>,
+    recipients: Vec<store::Recipient>,
     dsn: Vec<u8>,
     now: i64,
 ) -> store::Result<()> {
     store
         .enqueue(Outbound {
-            sender: String::new(),
+            envelope: Envelope {
+                sender: String::new(),
+                created: now,
+                expires: now + 5 * 24 * 3600,
+                ..Default::default()
+            },
             recipients,
             data: dsn,
-            created: now,
-            expires: now + 5 * 24 * 3600,
-            ..Default::default()
         })
         .await
         .map(|_| ())

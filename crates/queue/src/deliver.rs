@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use client::smtp::{AnyStream, Error as SmtpError, SmtpClient};
 use smtp_proto::client::ServerReply;
-use store::{JobRecipient, QueueJob, dsn_notify};
+use store::{QueueEntry, Recipient, dsn_notify};
 
 /// What happened to one recipient in one attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -214,8 +214,8 @@ impl Session {
     /// drops the session.
     pub async fn send(
         &mut self,
-        job: &QueueJob,
-        recipients: &[JobRecipient],
+        job: &QueueEntry,
+        recipients: &[Recipient],
         message: &[u8],
     ) -> (Vec<Outcome>, bool) {
         let peer = self.peer.clone();
@@ -228,8 +228,8 @@ impl Session {
             tracing::warn!(%peer, "queued message had bare CR or LF; sending it with CRLF");
         }
         let message = &canonical[..];
-        let needs_utf8 = job.smtputf8
-            || !job.sender.is_ascii()
+        let needs_utf8 = job.envelope.smtputf8
+            || !job.envelope.sender.is_ascii()
             || recipients.iter().any(|r| !r.address.is_ascii());
         if needs_utf8 && !self.client.has_extension("SMTPUTF8") {
             return all(Outcome::permanent(
@@ -278,10 +278,10 @@ impl Session {
             mail_params.push_str(" SMTPUTF8");
         }
         if dsn {
-            if let Some(ret) = job.ret {
+            if let Some(ret) = job.envelope.ret {
                 mail_params.push_str(&format!(" RET={}", ret.as_str()));
             }
-            if let Some(envid) = &job.envid {
+            if let Some(envid) = &job.envelope.envid {
                 mail_params.push_str(&format!(" ENVID={}", xtext(envid)));
             }
         }
@@ -303,7 +303,13 @@ impl Session {
         let chunking = self.client.has_extension("CHUNKING");
         let tx = match self
             .client
-            .transaction(&job.sender, &mail_params, &rcpts, message, chunking)
+            .transaction(
+                &job.envelope.sender,
+                &mail_params,
+                &rcpts,
+                message,
+                chunking,
+            )
             .await
         {
             Ok(tx) => tx,

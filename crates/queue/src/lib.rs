@@ -16,7 +16,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use store::{AttemptResult, JobRecipient, QueueJob, RecipientStatus, Store};
+use store::{AttemptResult, QueueEntry, Recipient, RecipientStatus, Store};
 use tokio::sync::{Notify, Semaphore, watch};
 use tracing::{info, warn};
 
@@ -85,8 +85,8 @@ struct Lane {
 
 /// Some recipients of one message, all in one domain.
 struct Work {
-    job: Arc<QueueJob>,
-    recipients: Vec<JobRecipient>,
+    job: Arc<QueueEntry>,
+    recipients: Vec<Recipient>,
     /// Held until the work is recorded; the message counts as in flight until its last part.
     _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
@@ -168,7 +168,7 @@ impl Queue {
                 break;
             };
             let permit = Arc::new(permit);
-            let mut by_domain: Vec<(String, Vec<JobRecipient>)> = Vec::new();
+            let mut by_domain: Vec<(String, Vec<Recipient>)> = Vec::new();
             for r in &job.recipients {
                 let domain = r
                     .address
@@ -302,7 +302,7 @@ impl Queue {
             reports.extend(report);
         }
         // The DSN goes first: a crash between the two repeats the DSN rather than losing it.
-        if !reports.is_empty() && !job.sender.is_empty() {
+        if !reports.is_empty() && !job.envelope.sender.is_empty() {
             let message = match message {
                 Some(m) => m,
                 None => self.store.queue_data(job.id).await.unwrap_or_default(),
@@ -341,8 +341,8 @@ impl Queue {
     /// The recorded result of one recipient's outcome, and the DSN line it calls for.
     fn judge(
         &self,
-        job: &QueueJob,
-        recipient: &JobRecipient,
+        job: &QueueEntry,
+        recipient: &Recipient,
         outcome: Outcome,
         now: i64,
     ) -> (AttemptResult, Option<bounce::Line>) {
@@ -383,14 +383,14 @@ impl Queue {
             }
             Outcome::Temporary { status, error } => {
                 let wait = self.settings.retry_after(attempts).as_secs() as i64;
-                if job.expires > 0 && now + wait > job.expires {
+                if job.envelope.expires > 0 && now + wait > job.envelope.expires {
                     let error = format!("{error} (gave up after {attempts} attempts)");
                     let report = wants(n::FAILURE).then(|| {
                         bounce::Line::new(recipient, bounce::Kind::Failed, &status, &error, now)
                     });
                     return (result(RecipientStatus::Failed, Some(error), 0), report);
                 }
-                let age = now - job.created;
+                let age = now - job.envelope.created;
                 let warn_now = self.settings.delay_warning.is_some_and(|after| {
                     let after = after.as_secs() as i64;
                     let previous = if recipient.attempts == 0 {
@@ -403,7 +403,7 @@ impl Queue {
                 let report = (warn_now && notify & n::DELAY != 0).then(|| {
                     let mut line =
                         bounce::Line::new(recipient, bounce::Kind::Delayed, &status, &error, now);
-                    line.retry_until = Some(job.expires);
+                    line.retry_until = Some(job.envelope.expires);
                     line
                 });
                 (

@@ -31,7 +31,7 @@ use message::trace::{Received, trace_headers};
 use net::{ConnInfo, Flow, TlsInfo};
 use smtp_proto::canonical::Findings;
 use smtp_proto::{Event, MailParams, RcptParams, Reply, ServerConfig, ServerMachine, replies};
-use store::{Address, Outbound, OutboundRecipient, Resolution, Store, Target};
+use store::{Address, Envelope, Outbound, Recipient, Resolution, Store, Target};
 use submission::{Destinations, Refusal, store_accepted, transaction_id};
 use tracing::{error, info, warn};
 
@@ -282,13 +282,12 @@ impl Session {
                 "Hourly recipient limit reached, try again later",
             );
         }
-        self.tx
-            .destinations
-            .add(targets, |address| OutboundRecipient {
-                address,
-                notify: params.notify as u8,
-                orcpt: params.orcpt.clone(),
-            });
+        self.tx.destinations.add(targets, |address| Recipient {
+            address,
+            notify: params.notify as u8,
+            orcpt: params.orcpt.clone(),
+            ..Default::default()
+        });
         self.tx.accepted.push(to);
         replies::recipient_ok()
     }
@@ -362,17 +361,19 @@ impl Session {
         let size = stored.len();
 
         let outbound = (!tx.destinations.remote.is_empty()).then(|| Outbound {
-            sender: tx.from.clone(),
+            envelope: Envelope {
+                sender: tx.from.clone(),
+                created: now,
+                expires: now + self.settings.queue_lifetime.as_secs() as i64,
+                envid: tx.params.envid.clone(),
+                ret: tx.params.ret.map(|r| match r {
+                    smtp_proto::server::Ret::Full => store::Ret::Full,
+                    smtp_proto::server::Ret::Headers => store::Ret::Headers,
+                }),
+                smtputf8: tx.params.smtputf8,
+            },
             recipients: tx.destinations.remote.clone(),
             data: stored.clone(),
-            created: now,
-            expires: now + self.settings.queue_lifetime.as_secs() as i64,
-            envid: tx.params.envid.clone(),
-            ret: tx.params.ret.map(|r| match r {
-                smtp_proto::server::Ret::Full => store::Ret::Full,
-                smtp_proto::server::Ret::Headers => store::Ret::Headers,
-            }),
-            smtputf8: tx.params.smtputf8,
         });
         if let Err(e) =
             store_accepted(&*self.store, &tx.destinations.local, outbound, stored, now).await

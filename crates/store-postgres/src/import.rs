@@ -9,7 +9,7 @@ use crate::mailboxes::mailbox_account;
 use crate::messages::{Blob, NewMessage, insert_message, put_blob, record_expunged};
 use crate::notes::{Note, notify};
 use crate::pool::{backend, execute, query, query_one, transaction};
-use crate::queue::{Envelope, insert_queued};
+use crate::queue::insert_queued;
 
 #[async_trait]
 impl store::MigrationStore for PostgresStore {
@@ -103,16 +103,8 @@ impl store::MigrationStore for PostgresStore {
 
     async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64> {
         let blob_id = sha256_hex(&data);
-        let queued = Envelope {
-            sender: &entry.sender,
-            created: entry.created,
-            expires: entry.expires,
-            envid: entry.envid.as_deref(),
-            ret: entry.ret,
-            smtputf8: entry.smtputf8,
-        };
         transaction!(self, |tx| async {
-            let id = insert_queued(tx, &blob_id, &data, &queued).await?;
+            let id = insert_queued(tx, &blob_id, &data, &entry.envelope).await?;
             for r in &entry.recipients {
                 execute(
                     tx,

@@ -5,16 +5,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use deadpool_postgres::GenericClient;
 use store::rules::sha256_hex;
-use store::{
-    AttemptResult, JobRecipient, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
-    Result, Ret, StoreError,
-};
+use store::{AttemptResult, Envelope, Outbound, QueueEntry, Recipient, Result, Ret, StoreError};
 
 use crate::PostgresStore;
 use crate::messages::drop_blobs_if_unreferenced;
 use crate::notes::{Note, notify};
 use crate::pool::{Tx, execute, query, query_one, query_opt, transaction};
-use crate::rows::queue_job;
+use crate::rows::{RECIPIENT_COLUMNS, queue_entry, queue_recipient};
 
 #[async_trait]
 impl store::QueueStore for PostgresStore {
@@ -46,7 +43,12 @@ impl store::QueueStore for PostgresStore {
         .ok_or_else(|| StoreError::NotFound(format!("queued message {id}")))
     }
 
-    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>> {
+    async fn claim_queue(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>> {
         transaction!(self, |tx| claim_tx(tx, now, lease_until, limit, &self.node))
     }
 
@@ -105,20 +107,7 @@ impl store::QueueStore for PostgresStore {
 
 /// Queues a message and its recipients, all due now.
 async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i64> {
-    let id = insert_queued(
-        tx,
-        blob_id,
-        &message.data,
-        &Envelope {
-            sender: &message.sender,
-            created: message.created,
-            expires: message.expires,
-            envid: message.envid.as_deref(),
-            ret: message.ret,
-            smtputf8: message.smtputf8,
-        },
-    )
-    .await?;
+    let id = insert_queued(tx, blob_id, &message.data, &message.envelope).await?;
     for r in &message.recipients {
         execute(
             tx,
@@ -127,7 +116,7 @@ async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i6
             &[
                 &id,
                 &r.address,
-                &message.created,
+                &message.envelope.created,
                 &(r.notify as i16),
                 &r.orcpt,
             ],
@@ -142,29 +131,21 @@ async fn enqueue_tx(tx: &Tx<'_>, message: &Outbound, blob_id: &str) -> Result<i6
 async fn queue_entries<C: GenericClient>(c: &C, only: Option<i64>) -> Result<Vec<QueueEntry>> {
     let rows = query(
         c,
-        "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
-         r.address, r.status, r.attempts, r.next_attempt, r.last_error, r.notify, r.orcpt \
-         FROM queue q \
-         JOIN queue_recipients r ON r.queue_id = q.id \
-         WHERE $1::BIGINT IS NULL OR q.id = $1 ORDER BY q.id, r.seq",
+        &format!(
+            "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
+             {RECIPIENT_COLUMNS} FROM queue q \
+             JOIN queue_recipients r ON r.queue_id = q.id \
+             WHERE $1::BIGINT IS NULL OR q.id = $1 ORDER BY q.id, r.seq"
+        ),
         &[&only],
     )
     .await?;
     let mut entries: Vec<QueueEntry> = Vec::new();
     for row in &rows {
         let id: i64 = row.get(0);
-        let status: String = row.get(9);
-        let recipient = QueueRecipient {
-            address: row.get(8),
-            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
-            attempts: row.get::<_, i32>(10) as u32,
-            next_attempt: row.get(11),
-            last_error: row.get(12),
-            notify: row.get::<_, i16>(13) as u8,
-            orcpt: row.get(14),
-        };
+        let recipient = queue_recipient(row, 8);
         QueueEntry::push_row(&mut entries, id, recipient, || {
-            Ok::<_, StoreError>(queue_job(row, Vec::new()))
+            Ok::<_, StoreError>(queue_entry(row, Vec::new()))
         })?;
     }
     Ok(entries)
@@ -177,7 +158,7 @@ async fn claim_tx(
     lease_until: i64,
     limit: usize,
     node: &str,
-) -> Result<Vec<QueueJob>> {
+) -> Result<Vec<QueueEntry>> {
     // Lock messages with due recipients, skipping those another node is claiming right now;
     // the UPDATE then rechecks each recipient, so a claim that just committed elsewhere is
     // never taken twice.
@@ -199,9 +180,12 @@ async fn claim_tx(
     }
     let claimed = query(
         tx,
-        "UPDATE queue_recipients SET lease_until = $3, lease_owner = $4 WHERE queue_id = ANY($1) \
-         AND status IN ('pending', 'deferred') AND next_attempt <= $2 AND lease_until <= $2 \
-         RETURNING queue_id, address, notify, orcpt, attempts, seq",
+        &format!(
+            "UPDATE queue_recipients r SET lease_until = $3, lease_owner = $4 \
+             WHERE queue_id = ANY($1) AND status IN ('pending', 'deferred') \
+             AND next_attempt <= $2 AND lease_until <= $2 \
+             RETURNING r.queue_id, r.seq, {RECIPIENT_COLUMNS}"
+        ),
         &[&ids, &now, &lease_until, &node],
     )
     .await?;
@@ -212,32 +196,21 @@ async fn claim_tx(
         &[&ids],
     )
     .await?;
-    let mut claimed: Vec<(i64, i64, JobRecipient)> = claimed
+    let mut claimed: Vec<(i64, i64, Recipient)> = claimed
         .iter()
-        .map(|r| {
-            (
-                r.get(0),
-                r.get(5),
-                JobRecipient {
-                    address: r.get(1),
-                    notify: r.get::<_, i16>(2) as u8,
-                    orcpt: r.get(3),
-                    attempts: r.get::<_, i32>(4) as u32,
-                },
-            )
-        })
+        .map(|r| (r.get(0), r.get(1), queue_recipient(r, 2)))
         .collect();
     claimed.sort_by_key(|c| (c.0, c.1));
     let mut jobs = Vec::new();
     for envelope in &envelopes {
         let id: i64 = envelope.get(0);
-        let recipients: Vec<JobRecipient> = claimed
+        let recipients: Vec<Recipient> = claimed
             .iter()
             .filter(|c| c.0 == id)
             .map(|c| c.2.clone())
             .collect();
         if !recipients.is_empty() {
-            jobs.push(queue_job(envelope, recipients));
+            jobs.push(queue_entry(envelope, recipients));
         }
     }
     Ok(jobs)
@@ -305,7 +278,7 @@ pub(crate) async fn insert_queued(
     tx: &Tx<'_>,
     blob_id: &str,
     data: &[u8],
-    envelope: &Envelope<'_>,
+    envelope: &Envelope,
 ) -> Result<i64> {
     let size = data.len() as i64;
     execute(
@@ -331,14 +304,4 @@ pub(crate) async fn insert_queued(
     )
     .await?
     .get(0))
-}
-
-/// The envelope part of a queue row, from an `Outbound` or an imported `QueueEntry`.
-pub(crate) struct Envelope<'a> {
-    pub(crate) sender: &'a str,
-    pub(crate) created: i64,
-    pub(crate) expires: i64,
-    pub(crate) envid: Option<&'a str>,
-    pub(crate) ret: Option<Ret>,
-    pub(crate) smtputf8: bool,
 }

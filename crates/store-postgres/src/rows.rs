@@ -2,8 +2,8 @@
 
 use store::rules::parse_keywords;
 use store::{
-    Account, DkimKey, JobRecipient, Mailbox, MailboxId, Message, MessageFlags, QueueJob, Ret,
-    SpecialUse,
+    Account, DkimKey, Envelope, Mailbox, MailboxId, Message, MessageFlags, QueueEntry, Recipient,
+    RecipientStatus, Ret, SpecialUse,
 };
 use tokio_postgres::Row;
 
@@ -80,19 +80,39 @@ pub(crate) fn message_flags_row(r: &Row) -> MessageFlags {
     }
 }
 
-/// A [`QueueJob`] from a queue row's `id, sender, size, created, expires, envid, ret,
+/// A [`QueueEntry`] from a queue row's `id, sender, size, created, expires, envid, ret,
 /// smtputf8`, with `recipients`.
-pub(crate) fn queue_job(row: &Row, recipients: Vec<JobRecipient>) -> QueueJob {
+pub(crate) fn queue_entry(row: &Row, recipients: Vec<Recipient>) -> QueueEntry {
     let ret: Option<String> = row.get(6);
-    QueueJob {
+    QueueEntry {
         id: row.get(0),
-        sender: row.get(1),
+        envelope: Envelope {
+            sender: row.get(1),
+            created: row.get(3),
+            expires: row.get(4),
+            envid: row.get(5),
+            ret: ret.as_deref().and_then(Ret::parse),
+            smtputf8: row.get(7),
+        },
         size: row.get::<_, i64>(2) as u64,
-        created: row.get(3),
-        expires: row.get(4),
-        envid: row.get(5),
-        ret: ret.as_deref().and_then(Ret::parse),
-        smtputf8: row.get(7),
         recipients,
+    }
+}
+
+/// The columns [`queue_recipient`] reads, of `queue_recipients r`, from column `first`.
+pub(crate) const RECIPIENT_COLUMNS: &str =
+    "r.address, r.notify, r.orcpt, r.status, r.attempts, r.next_attempt, r.last_error";
+
+/// A queued recipient from [`RECIPIENT_COLUMNS`], starting at column `first`.
+pub(crate) fn queue_recipient(row: &Row, first: usize) -> Recipient {
+    let status: &str = row.get(first + 3);
+    Recipient {
+        address: row.get(first),
+        notify: row.get::<_, i16>(first + 1) as u8,
+        orcpt: row.get(first + 2),
+        status: RecipientStatus::parse(status).unwrap_or(RecipientStatus::Pending),
+        attempts: row.get::<_, i32>(first + 4) as u32,
+        next_attempt: row.get(first + 5),
+        last_error: row.get(first + 6),
     }
 }

@@ -134,13 +134,13 @@ impl store::MigrationStore for SqliteStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
                     blob_id,
-                    entry.sender,
+                    entry.envelope.sender,
                     size,
-                    entry.created,
-                    entry.expires,
-                    entry.envid,
-                    entry.ret.map(Ret::as_str),
-                    entry.smtputf8
+                    entry.envelope.created,
+                    entry.envelope.expires,
+                    entry.envelope.envid,
+                    entry.envelope.ret.map(Ret::as_str),
+                    entry.envelope.smtputf8
                 ],
             )
             .map_err(backend)?;

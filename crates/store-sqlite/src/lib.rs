@@ -50,9 +50,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use store::rules::{UidSet, apply_flags, now, parse_keywords, sha256_hex, uid_validity_after};
 use store::{
     Account, AccountId, Address, Alias, AttemptResult, Change, Credentials, Delivered, Delivery,
-    DkimKey, FlagMode, FlagsUpdated, JobRecipient, Mailbox, MailboxId, Message, MessageFlags,
-    MessageSummary, Notifier, Outbound, QueueEntry, QueueJob, QueueRecipient, RecipientStatus,
-    Result, Ret, Role, Secrets, SpecialUse, StoreError, TextScope, VerifyReport,
+    DkimKey, Envelope, FlagMode, FlagsUpdated, Mailbox, MailboxId, Message, MessageFlags,
+    MessageSummary, Notifier, Outbound, QueueEntry, Recipient, RecipientStatus, Result, Ret, Role,
+    Secrets, SpecialUse, StoreError, TextScope, VerifyReport,
 };
 use tokio::sync::oneshot;
 

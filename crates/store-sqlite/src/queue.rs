@@ -2,7 +2,7 @@
 
 use super::*;
 use crate::messages::drop_blob_if_unreferenced;
-use crate::rows::queue_job;
+use crate::rows::{QUEUE_COLUMNS, RECIPIENT_COLUMNS, queue_entry, queue_recipient};
 
 #[async_trait]
 impl store::QueueStore for SqliteStore {
@@ -24,13 +24,13 @@ impl store::QueueStore for SqliteStore {
                 .and_then(|mut s| {
                     s.execute(params![
                         blob_id,
-                        message.sender,
+                        message.envelope.sender,
                         size,
-                        message.created,
-                        message.expires,
-                        message.envid,
-                        message.ret.map(Ret::as_str),
-                        message.smtputf8
+                        message.envelope.created,
+                        message.envelope.expires,
+                        message.envelope.envid,
+                        message.envelope.ret.map(Ret::as_str),
+                        message.envelope.smtputf8
                     ])
                 })
                 .map_err(backend)?;
@@ -44,7 +44,7 @@ impl store::QueueStore for SqliteStore {
                     .map_err(backend)?;
                 for r in message.recipients {
                     insert
-                        .execute(params![id, r.address, message.created, r.notify, r.orcpt])
+                        .execute(params![id, r.address, message.envelope.created, r.notify, r.orcpt])
                         .map_err(backend)?;
                 }
                 Ok(id)
@@ -75,29 +75,28 @@ impl store::QueueStore for SqliteStore {
         .await
     }
 
-    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>> {
+    async fn claim_queue(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>> {
         self.write(move |conn| {
-            let mut jobs: Vec<QueueJob> = Vec::new();
+            let mut jobs: Vec<QueueEntry> = Vec::new();
             {
                 // Due recipients, oldest due first, whole messages up to `limit`.
                 let mut stmt = conn
-                    .prepare_cached(
-                        "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, \
-                         q.smtputf8, r.address, r.notify, r.orcpt, r.attempts \
+                    .prepare_cached(&format!(
+                        "SELECT {QUEUE_COLUMNS}, {RECIPIENT_COLUMNS} \
                          FROM queue_recipients r JOIN queue q ON q.id = r.queue_id \
                          WHERE r.status IN ('pending', 'deferred') AND r.next_attempt <= ?1 \
-                         AND r.lease_until <= ?1 ORDER BY r.next_attempt, q.id",
-                    )
+                         AND r.lease_until <= ?1 ORDER BY r.next_attempt, q.id"
+                    ))
                     .map_err(backend)?;
                 let mut rows = stmt.query([now]).map_err(backend)?;
                 while let Some(row) = rows.next().map_err(backend)? {
                     let id: i64 = row.get(0).map_err(backend)?;
-                    let recipient = JobRecipient {
-                        address: row.get(8).map_err(backend)?,
-                        notify: row.get(9).map_err(backend)?,
-                        orcpt: row.get(10).map_err(backend)?,
-                        attempts: row.get(11).map_err(backend)?,
-                    };
+                    let recipient = queue_recipient(row)?;
                     if let Some(job) = jobs.iter_mut().find(|j| j.id == id) {
                         job.recipients.push(recipient);
                         continue;
@@ -105,7 +104,7 @@ impl store::QueueStore for SqliteStore {
                     if jobs.len() == limit {
                         break;
                     }
-                    jobs.push(queue_job(row, vec![recipient])?);
+                    jobs.push(queue_entry(row, vec![recipient])?);
                 }
             }
             let mut lease = conn
@@ -211,29 +210,18 @@ impl store::QueueStore for SqliteStore {
 /// Queue entries (all, or one) with their recipients.
 pub(crate) fn queue_entries(conn: &Connection, only: Option<i64>) -> Result<Vec<QueueEntry>> {
     let mut stmt = conn
-        .prepare_cached(
-            "SELECT q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8, \
-             r.address, r.status, r.attempts, r.next_attempt, r.last_error, r.notify, r.orcpt \
-             FROM queue q \
+        .prepare_cached(&format!(
+            "SELECT {QUEUE_COLUMNS}, {RECIPIENT_COLUMNS} FROM queue q \
              JOIN queue_recipients r ON r.queue_id = q.id \
-             WHERE ?1 IS NULL OR q.id = ?1 ORDER BY q.id, r.rowid",
-        )
+             WHERE ?1 IS NULL OR q.id = ?1 ORDER BY q.id, r.rowid"
+        ))
         .map_err(backend)?;
     let mut rows = stmt.query([only]).map_err(backend)?;
     let mut entries: Vec<QueueEntry> = Vec::new();
     while let Some(row) = rows.next().map_err(backend)? {
         let id: i64 = row.get(0).map_err(backend)?;
-        let status: String = row.get(9).map_err(backend)?;
-        let recipient = QueueRecipient {
-            address: row.get(8).map_err(backend)?,
-            status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
-            attempts: row.get(10).map_err(backend)?,
-            next_attempt: row.get(11).map_err(backend)?,
-            last_error: row.get(12).map_err(backend)?,
-            notify: row.get(13).map_err(backend)?,
-            orcpt: row.get(14).map_err(backend)?,
-        };
-        QueueEntry::push_row(&mut entries, id, recipient, || queue_job(row, Vec::new()))?;
+        let recipient = queue_recipient(row)?;
+        QueueEntry::push_row(&mut entries, id, recipient, || queue_entry(row, Vec::new()))?;
     }
     Ok(entries)
 }

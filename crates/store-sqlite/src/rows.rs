@@ -41,22 +41,46 @@ pub(crate) fn message_flags_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Messa
 pub(crate) const MAILBOX_COLUMNS: &str = "m.id, m.account_id, m.name, m.special_use, m.uidvalidity, \
      m.uidnext, m.highestmodseq, m.subscribed, m.total, m.unseen, m.deleted, m.total_size";
 
-/// A queued message's envelope from a row whose first columns are `q.id, q.sender, q.size,
-/// q.created, q.expires, q.envid, q.ret, q.smtputf8`.
-pub(crate) fn queue_job(
+/// The columns [`queue_entry`] reads, first in a row.
+pub(crate) const QUEUE_COLUMNS: &str =
+    "q.id, q.sender, q.size, q.created, q.expires, q.envid, q.ret, q.smtputf8";
+
+/// The columns [`queue_recipient`] reads, right after [`QUEUE_COLUMNS`].
+pub(crate) const RECIPIENT_COLUMNS: &str =
+    "r.address, r.notify, r.orcpt, r.status, r.attempts, r.next_attempt, r.last_error";
+
+/// A queued message's envelope and size from a row that starts with [`QUEUE_COLUMNS`], with
+/// `recipients`.
+pub(crate) fn queue_entry(
     row: &rusqlite::Row<'_>,
-    recipients: Vec<JobRecipient>,
-) -> Result<QueueJob> {
+    recipients: Vec<Recipient>,
+) -> Result<QueueEntry> {
     let ret: Option<String> = row.get(6).map_err(backend)?;
-    Ok(QueueJob {
+    Ok(QueueEntry {
         id: row.get(0).map_err(backend)?,
-        sender: row.get(1).map_err(backend)?,
+        envelope: Envelope {
+            sender: row.get(1).map_err(backend)?,
+            created: row.get(3).map_err(backend)?,
+            expires: row.get(4).map_err(backend)?,
+            envid: row.get(5).map_err(backend)?,
+            ret: ret.as_deref().and_then(Ret::parse),
+            smtputf8: row.get(7).map_err(backend)?,
+        },
         size: row.get::<_, i64>(2).map_err(backend)? as u64,
-        created: row.get(3).map_err(backend)?,
-        expires: row.get(4).map_err(backend)?,
-        envid: row.get(5).map_err(backend)?,
-        ret: ret.as_deref().and_then(Ret::parse),
-        smtputf8: row.get(7).map_err(backend)?,
         recipients,
+    })
+}
+
+/// A queued recipient from a row with [`RECIPIENT_COLUMNS`] after [`QUEUE_COLUMNS`].
+pub(crate) fn queue_recipient(row: &rusqlite::Row<'_>) -> Result<Recipient> {
+    let status: String = row.get(11).map_err(backend)?;
+    Ok(Recipient {
+        address: row.get(8).map_err(backend)?,
+        notify: row.get(9).map_err(backend)?,
+        orcpt: row.get(10).map_err(backend)?,
+        status: RecipientStatus::parse(&status).unwrap_or(RecipientStatus::Pending),
+        attempts: row.get(12).map_err(backend)?,
+        next_attempt: row.get(13).map_err(backend)?,
+        last_error: row.get(14).map_err(backend)?,
     })
 }

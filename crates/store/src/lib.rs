@@ -30,8 +30,7 @@ pub use messages::{
 };
 pub use notify::{Change, Notifier};
 pub use queue::{
-    AttemptResult, JobRecipient, Outbound, OutboundRecipient, QueueEntry, QueueJob, QueueRecipient,
-    RecipientStatus, Ret, dsn_notify,
+    AttemptResult, Envelope, Outbound, QueueEntry, Recipient, RecipientStatus, Ret, dsn_notify,
 };
 pub use resolve::{Resolution, Target, resolve};
 pub use rules::UidSet;

@@ -1,14 +1,12 @@
-//! The outbound queue's values.
+//! The outbound queue's values: one [`Envelope`] and one [`Recipient`] for every view of a
+//! queued message (being queued, claimed for an attempt, listed, migrated).
 
-use crate::Result;
-
-/// A message waiting to go out to other servers.
-#[derive(Debug, Clone, Default)]
-pub struct Outbound {
+/// What a queued message carries besides its bytes and recipients: the sender and the
+/// message's delivery and DSN options.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Envelope {
     /// Envelope sender; empty for the null reverse-path (bounces).
     pub sender: String,
-    pub recipients: Vec<OutboundRecipient>,
-    pub data: Vec<u8>,
     /// Unix seconds.
     pub created: i64,
     /// Unix seconds after which undelivered recipients fail (0: never).
@@ -18,6 +16,18 @@ pub struct Outbound {
     pub ret: Option<Ret>,
     /// The client asked for SMTPUTF8: the next hop must offer it (RFC 6531).
     pub smtputf8: bool,
+}
+
+/// A message waiting to go out to other servers, as [`QueueStore::enqueue`] takes it.
+///
+/// [`QueueStore::enqueue`]: crate::QueueStore::enqueue
+#[derive(Debug, Clone, Default)]
+pub struct Outbound {
+    pub envelope: Envelope,
+    /// The recipients' addresses and DSN options; each starts pending, due at
+    /// `envelope.created` (their state fields are not read).
+    pub recipients: Vec<Recipient>,
+    pub data: Vec<u8>,
 }
 
 /// RFC 3461 RET: what a DSN carries of the original.
@@ -51,47 +61,31 @@ pub mod dsn_notify {
     pub const NEVER: u8 = 8;
 }
 
-/// One remote recipient of a queued message, with its DSN options.
+/// One remote recipient of a queued message: its DSN options and its delivery state. A new
+/// one (`Recipient::from("a@b.test")`, or with `..Default::default()`) is pending and has not
+/// been tried.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct OutboundRecipient {
+pub struct Recipient {
     pub address: String,
     /// [`dsn_notify`] bits.
     pub notify: u8,
     /// ORCPT as given ("rfc822;addr").
     pub orcpt: Option<String>,
+    pub status: RecipientStatus,
+    /// Attempts made so far (before the one a claim is for).
+    pub attempts: u32,
+    /// Unix seconds of the next attempt.
+    pub next_attempt: i64,
+    pub last_error: Option<String>,
 }
 
-impl From<&str> for OutboundRecipient {
+impl From<&str> for Recipient {
     fn from(address: &str) -> Self {
-        OutboundRecipient {
+        Recipient {
             address: address.to_owned(),
             ..Default::default()
         }
     }
-}
-
-/// Queued recipients claimed for one delivery attempt, with their message's envelope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueJob {
-    pub id: i64,
-    pub sender: String,
-    pub size: u64,
-    pub created: i64,
-    pub expires: i64,
-    pub envid: Option<String>,
-    pub ret: Option<Ret>,
-    pub smtputf8: bool,
-    pub recipients: Vec<JobRecipient>,
-}
-
-/// A claimed recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRecipient {
-    pub address: String,
-    pub notify: u8,
-    pub orcpt: Option<String>,
-    /// Attempts made before this one.
-    pub attempts: u32,
 }
 
 /// The result of an attempt for one recipient.
@@ -105,8 +99,9 @@ pub struct AttemptResult {
 }
 
 /// Delivery state of one queued recipient.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RecipientStatus {
+    #[default]
     Pending,
     Deferred,
     Delivered,
@@ -133,60 +128,35 @@ impl RecipientStatus {
     }
 }
 
-/// One queued recipient.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct QueueRecipient {
-    pub address: String,
-    pub status: RecipientStatus,
-    pub attempts: u32,
-    /// Unix seconds of the next attempt.
-    pub next_attempt: i64,
-    pub last_error: Option<String>,
-    /// [`dsn_notify`] bits.
-    pub notify: u8,
-    /// ORCPT as given.
-    pub orcpt: Option<String>,
-}
-
-/// A queued message with its recipients.
+/// A queued message with recipients: all of them (a queue listing, a migration), or those
+/// claimed for one delivery attempt ([`QueueStore::claim_queue`]).
+///
+/// [`QueueStore::claim_queue`]: crate::QueueStore::claim_queue
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {
     pub id: i64,
-    pub sender: String,
+    pub envelope: Envelope,
+    /// Octets of the message.
     pub size: u64,
-    pub created: i64,
-    pub expires: i64,
-    pub envid: Option<String>,
-    pub ret: Option<Ret>,
-    pub smtputf8: bool,
-    pub recipients: Vec<QueueRecipient>,
+    pub recipients: Vec<Recipient>,
 }
 
 impl QueueEntry {
     /// Adds one row of a queue listing ordered by message id: the recipient joins the last
-    /// entry if it is the same message, else a new entry starts with the envelope `job` reads
-    /// from the row (only then, so each envelope is read once).
+    /// entry if it is the same message, else a new entry starts from what `entry` reads from
+    /// the row (only then, so each envelope is read once).
     pub fn push_row<E>(
         entries: &mut Vec<QueueEntry>,
         id: i64,
-        recipient: QueueRecipient,
-        job: impl FnOnce() -> Result<QueueJob, E>,
+        recipient: Recipient,
+        entry: impl FnOnce() -> Result<QueueEntry, E>,
     ) -> Result<(), E> {
         match entries.last_mut() {
             Some(last) if last.id == id => last.recipients.push(recipient),
             _ => {
-                let job = job()?;
-                entries.push(QueueEntry {
-                    id,
-                    sender: job.sender,
-                    size: job.size,
-                    created: job.created,
-                    expires: job.expires,
-                    envid: job.envid,
-                    ret: job.ret,
-                    smtputf8: job.smtputf8,
-                    recipients: vec![recipient],
-                })
+                let mut entry = entry()?;
+                entry.recipients.push(recipient);
+                entries.push(entry);
             }
         }
         Ok(())

@@ -339,8 +339,13 @@ pub trait QueueStore: Send + Sync + 'static {
     async fn queue_data(&self, id: i64) -> Result<Vec<u8>>;
     /// Claims up to `limit` messages' due recipients (pending or deferred, `next_attempt <=
     /// now`, not leased) by leasing them until `lease_until`; a worker that dies loses its
-    /// lease and the recipients come due again.
-    async fn claim_queue(&self, now: i64, lease_until: i64, limit: usize) -> Result<Vec<QueueJob>>;
+    /// lease and the recipients come due again. Each entry holds only its claimed recipients.
+    async fn claim_queue(
+        &self,
+        now: i64,
+        lease_until: i64,
+        limit: usize,
+    ) -> Result<Vec<QueueEntry>>;
     /// Records an attempt's results and ends their lease. A message whose recipients are all
     /// delivered or failed leaves the queue.
     async fn record_attempt(&self, id: i64, results: Vec<AttemptResult>) -> Result<()>;

@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use auth::Authenticated;
 use smtp_proto::canonical::Findings;
-use store::{AccountId, Delivery, Outbound, OutboundRecipient, Store, Target};
+use store::{AccountId, Delivery, Outbound, Recipient, Store, Target};
 use tracing::warn;
 
 pub use limits::SendingLimits;
@@ -166,13 +166,13 @@ impl Submitter {
 #[derive(Debug, Default, Clone)]
 pub struct Destinations {
     pub local: Vec<AccountId>,
-    pub remote: Vec<OutboundRecipient>,
+    pub remote: Vec<Recipient>,
 }
 
 impl Destinations {
     /// Adds one recipient's resolved targets; `remote` makes the queue's recipient for a
     /// remote address (with the recipient's DSN options).
-    pub fn add(&mut self, targets: Vec<Target>, remote: impl Fn(String) -> OutboundRecipient) {
+    pub fn add(&mut self, targets: Vec<Target>, remote: impl Fn(String) -> Recipient) {
         for target in targets {
             match target {
                 Target::Local(id) if !self.local.contains(&id) => self.local.push(id),
@@ -231,10 +231,10 @@ mod tests {
     #[test]
     fn destinations_keep_each_target_once() {
         let mut destinations = Destinations::default();
-        let remote = |address: String| OutboundRecipient {
+        let remote = |address: String| Recipient {
             address,
             notify: 1,
-            orcpt: None,
+            ..Default::default()
         };
         destinations.add(
             vec![Target::Local(1), Target::Remote("x@far.test".into())],

@@ -7,7 +7,7 @@ use std::net::IpAddr;
 
 use auth::Authenticated;
 use message::trace::{Received, trace_headers};
-use store::{Address, Outbound, Resolution, Target};
+use store::{Address, Envelope, Outbound, Resolution, Target};
 use tracing::{error, info};
 
 use crate::originator::Refusal;
@@ -120,14 +120,16 @@ impl Submitter {
         );
         stored.extend_from_slice(&sent);
         let outbound = (!destinations.remote.is_empty()).then(|| Outbound {
-            sender: sender.clone(),
+            envelope: Envelope {
+                sender: sender.clone(),
+                created: now,
+                expires: now + self.settings.queue_lifetime.as_secs() as i64,
+                envid: None,
+                ret: None,
+                smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()),
+            },
             recipients: destinations.remote.clone(),
             data: stored.clone(),
-            created: now,
-            expires: now + self.settings.queue_lifetime.as_secs() as i64,
-            envid: None,
-            ret: None,
-            smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()),
         });
         store_accepted(&*self.store, &destinations.local, outbound, stored, now)
             .await

@@ -146,15 +146,17 @@ pub(super) async fn import(store: &dyn Store) {
 
     let entry = QueueEntry {
         id: 0,
-        sender: "kim@d21.test".into(),
+        envelope: Envelope {
+            sender: "kim@d21.test".into(),
+            created: 1_700_000_000,
+            expires: 1_700_400_000,
+            envid: Some("e10".into()),
+            ret: Some(Ret::Full),
+            smtputf8: true,
+        },
         size: 0,
-        created: 1_700_000_000,
-        expires: 1_700_400_000,
-        envid: Some("e10".into()),
-        ret: Some(Ret::Full),
-        smtputf8: true,
         recipients: vec![
-            QueueRecipient {
+            Recipient {
                 address: "a@far.test".into(),
                 status: RecipientStatus::Deferred,
                 attempts: 3,
@@ -163,7 +165,7 @@ pub(super) async fn import(store: &dyn Store) {
                 notify: dsn_notify::DELAY,
                 orcpt: Some("rfc822;A@far.test".into()),
             },
-            QueueRecipient {
+            Recipient {
                 address: "b@far.test".into(),
                 status: RecipientStatus::Delivered,
                 attempts: 1,

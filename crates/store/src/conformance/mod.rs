@@ -14,10 +14,9 @@ mod verify;
 use std::sync::Arc;
 
 use crate::{
-    Address, AttemptResult, Change, Delivery, DkimKey, FlagMode, ImportedMessage, Mailbox, Message,
-    MessageSummary, Outbound, OutboundRecipient, QueueEntry, QueueRecipient, RecipientStatus,
-    Resolution, Ret, Secrets, SpecialUse, Store, StoreError, Target, TextScope, dsn_notify, flags,
-    resolve,
+    Address, AttemptResult, Change, Delivery, DkimKey, Envelope, FlagMode, ImportedMessage,
+    Mailbox, Message, MessageSummary, Outbound, QueueEntry, Recipient, RecipientStatus, Resolution,
+    Ret, Secrets, SpecialUse, Store, StoreError, Target, TextScope, dsn_notify, flags, resolve,
 };
 
 /// Fixed secrets; the store treats them as opaque text.

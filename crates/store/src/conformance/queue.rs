@@ -7,21 +7,24 @@ pub(super) async fn queue(store: &dyn Store) {
     let woken = signal.notified();
     let id = store
         .enqueue(Outbound {
-            sender: "hal@d6.test".into(),
+            envelope: Envelope {
+                sender: "hal@d6.test".into(),
+                created: 1_700_000_000,
+                expires: 1_700_432_000,
+                envid: Some("env-1".into()),
+                ret: Some(Ret::Headers),
+                smtputf8: false,
+            },
             recipients: vec![
                 "x@remote.test".into(),
-                OutboundRecipient {
+                Recipient {
                     address: "y@remote.test".into(),
                     notify: dsn_notify::SUCCESS | dsn_notify::FAILURE,
                     orcpt: Some("rfc822;Y@remote.test".into()),
+                    ..Default::default()
                 },
             ],
             data: b"Subject: out\r\n\r\n".to_vec(),
-            created: 1_700_000_000,
-            expires: 1_700_432_000,
-            envid: Some("env-1".into()),
-            ret: Some(Ret::Headers),
-            smtputf8: false,
         })
         .await
         .unwrap();
@@ -30,10 +33,10 @@ pub(super) async fn queue(store: &dyn Store) {
         .expect("enqueue wakes the queue");
     let entries = store.list_queue().await.unwrap();
     let entry = entries.iter().find(|e| e.id == id).expect("queued");
-    assert_eq!(entry.sender, "hal@d6.test");
+    assert_eq!(entry.envelope.sender, "hal@d6.test");
     assert_eq!(entry.size, 16);
-    assert_eq!(entry.envid.as_deref(), Some("env-1"));
-    assert_eq!(entry.ret, Some(Ret::Headers));
+    assert_eq!(entry.envelope.envid.as_deref(), Some("env-1"));
+    assert_eq!(entry.envelope.ret, Some(Ret::Headers));
     assert_eq!(entry.recipients.len(), 2);
     assert!(
         entry
@@ -59,7 +62,7 @@ pub(super) async fn queue(store: &dyn Store) {
         .await
         .unwrap();
     let job = jobs.iter().find(|j| j.id == id).expect("claimed");
-    assert_eq!(job.expires, 1_700_432_000);
+    assert_eq!(job.envelope.expires, 1_700_432_000);
     assert_eq!(job.recipients.len(), 2);
     let y = job
         .recipients
@@ -142,6 +145,18 @@ pub(super) async fn queue(store: &dyn Store) {
     assert_eq!(jobs.len(), 1);
     assert_eq!(jobs[0].recipients.len(), 1);
     assert_eq!(jobs[0].recipients[0].attempts, 1);
+    // A claim shows the message and recipient exactly as a listing does.
+    assert_eq!(
+        (&jobs[0].envelope, jobs[0].size),
+        (&entry.envelope, entry.size)
+    );
+    assert_eq!(
+        jobs[0].recipients[0],
+        Recipient {
+            next_attempt: 1_700_000_800,
+            ..y.clone()
+        }
+    );
     // All final: the entry leaves the queue.
     store
         .record_attempt(
@@ -162,11 +177,13 @@ pub(super) async fn queue(store: &dyn Store) {
     // Dropping by hand.
     let id = store
         .enqueue(Outbound {
-            sender: String::new(),
+            envelope: Envelope {
+                sender: String::new(),
+                created: 1_700_000_000,
+                ..Default::default()
+            },
             recipients: vec!["z@remote.test".into()],
             data: b"Subject: bounce\r\n\r\n".to_vec(),
-            created: 1_700_000_000,
-            ..Default::default()
         })
         .await
         .unwrap();
