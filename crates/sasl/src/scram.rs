@@ -41,17 +41,24 @@ pub(crate) fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// SaltedPassword = Hi(password, salt, i): PBKDF2 with HMAC-SHA-256 (RFC 5802 §3), the
+/// secret both the stored keys and a client's proof come from. Zero iterations count as one.
+fn salted_password(password: &str, salt: &[u8], iterations: u32) -> [u8; 32] {
+    let mut salted = [0u8; 32];
+    pbkdf2::derive(
+        pbkdf2::PBKDF2_HMAC_SHA256,
+        std::num::NonZeroU32::MIN.saturating_add(iterations.saturating_sub(1)),
+        salt,
+        password.as_bytes(),
+        &mut salted,
+    );
+    salted
+}
+
 impl ScramKeys {
     /// Derives the keys from a password (RFC 5802 §3). `salt` should be 16 random bytes.
     pub fn derive(password: &str, salt: &[u8], iterations: u32) -> ScramKeys {
-        let mut salted = [0u8; 32];
-        pbkdf2::derive(
-            pbkdf2::PBKDF2_HMAC_SHA256,
-            std::num::NonZeroU32::new(iterations.max(1)).expect("at least one iteration"),
-            salt,
-            password.as_bytes(),
-            &mut salted,
-        );
+        let salted = salted_password(password, salt, iterations);
         let client_key = hmac_sha256(&salted, b"Client Key");
         ScramKeys {
             salt: salt.to_vec(),
@@ -96,14 +103,7 @@ pub fn client_proof(
     iterations: u32,
     auth_message: &[u8],
 ) -> ([u8; 32], [u8; 32]) {
-    let mut salted = [0u8; 32];
-    pbkdf2::derive(
-        pbkdf2::PBKDF2_HMAC_SHA256,
-        std::num::NonZeroU32::new(iterations.max(1)).expect("at least one iteration"),
-        salt,
-        password.as_bytes(),
-        &mut salted,
-    );
+    let salted = salted_password(password, salt, iterations);
     let client_key = hmac_sha256(&salted, b"Client Key");
     let stored_key = sha256(&client_key);
     let signature = hmac_sha256(&stored_key, auth_message);
