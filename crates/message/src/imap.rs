@@ -1,41 +1,16 @@
 //! The IMAP views of a message (RFC 9051 §7.5.2): ENVELOPE, BODYSTRUCTURE, and the byte
 //! ranges of body sections, computed with mail-parser.
 //!
-//! String values are written as IMAP strings (quoted or literal) by a small writer here, so
-//! this module does not depend on `imap-proto`.
+//! String values are written as IMAP strings (quoted or literal) by `imap_proto::write`, the
+//! one writer of IMAP syntax.
 
+use imap_proto::write::{nstring, string};
 use mail_parser::{HeaderName, Message, MessageParser, MessagePart, PartType};
 
 use crate::mime::MAX_DEPTH;
 
 /// The structure of an empty text part: a message without a body, or an empty multipart.
 const EMPTY_TEXT: &[u8] = b"(\"TEXT\" \"PLAIN\" (\"CHARSET\" \"US-ASCII\") NIL NIL \"7BIT\" 0 0)";
-
-fn string(out: &mut Vec<u8>, s: &[u8], utf8: bool) {
-    let quotable = s.len() < 1024
-        && s.iter()
-            .all(|&b| b != b'\r' && b != b'\n' && b != 0 && (utf8 || b < 0x80));
-    if quotable {
-        out.push(b'"');
-        for &b in s {
-            if b == b'"' || b == b'\\' {
-                out.push(b'\\');
-            }
-            out.push(b);
-        }
-        out.push(b'"');
-    } else {
-        out.extend_from_slice(format!("{{{}}}\r\n", s.len()).as_bytes());
-        out.extend_from_slice(s);
-    }
-}
-
-fn nstring(out: &mut Vec<u8>, s: Option<&[u8]>, utf8: bool) {
-    match s {
-        Some(s) => string(out, s, utf8),
-        None => out.extend_from_slice(b"NIL"),
-    }
-}
 
 /// Unfolds a raw header value and trims it.
 fn unfold(raw: &[u8]) -> Vec<u8> {
