@@ -1,7 +1,7 @@
 //! IMAP sessions (RFC 9051 IMAP4rev2 and RFC 3501 IMAP4rev1) over the [`store::Store`].
 //!
 //! Implementation notes:
-//! - The selected mailbox is a [`view::View`]: the UIDs in sequence order with their flags.
+//! - The selected mailbox is a `view::View`: the UIDs in sequence order with their flags.
 //!   Changes made by anyone (this session, other sessions, SMTP delivery, POP3) arrive as
 //!   `store::Change` notifications and are turned into untagged EXISTS / EXPUNGE / FETCH at
 //!   the points RFC 9051 §7.5.1 allows: never EXPUNGE during FETCH, STORE or SEARCH (the
@@ -10,6 +10,23 @@
 //!   store, so no change is ever lost.
 //! - IMAP4rev1 clients see mailbox names in modified UTF-7; after `ENABLE IMAP4rev2` or
 //!   `UTF8=ACCEPT`, UTF-8.
+//!
+//! - Each command passes the command table (`state::Verb::states`, which commands are valid
+//!   in which state) before its handler runs; a handler gets only what its state owns (the
+//!   account from login on, the selected mailbox while one is selected), so there are no
+//!   "checked by the dispatcher" unwraps.
+//! - Handlers return `Result<Completed, CommandError>`: a syntax error is `BAD`, a user error
+//!   `NO` with its response code, a server error `NO [SERVERBUG]`, logged with the command.
+//! - At `trace` level each command (never a password, SASL data or message bytes) and each
+//!   tagged completion is logged inside the connection's span (`cid`).
+//!
+//! # Layout
+//! `session.rs`: the [`Session`], the dispatcher, untagged updates (`sync`), streamed APPEND,
+//! the `net::Session` interface. `state.rs`: the `State` enum, what each state owns, the
+//! command table. `reply.rs`: tagged completions and `CommandError`. `view.rs`: the selected
+//! mailbox. `op/`: one file per command family (`auth`, `any`, `enable`, `select`,
+//! `mailbox`, `list`, `status`, `append`, `idle`, `expunge`, `store`, `copy`, `fetch`,
+//! `search`).
 //!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 

@@ -38,7 +38,7 @@ const HEADER_SCAN_LIMIT: usize = 5000;
 
 /// Collects the full-text queries a key tree needs; `all_headers` is set when some key needs
 /// every message's header block (short header needles, SENT* dates, small mailboxes).
-/// Recursive, like [`matches`]: a parsed key nests at most `imap_proto::token::MAX_DEPTH`
+/// Recursive, like [`matches()`]: a parsed key nests at most `imap_proto::token::MAX_DEPTH`
 /// (100) levels deep, lists, NOT and OR together (the parser refuses deeper ones with BAD).
 fn queries(
     key: &SearchKey,
