@@ -63,7 +63,10 @@ impl Transcript {
             if let Some(comment) = line.strip_prefix('#') {
                 if !started
                     && let Some((key, value)) = comment.split_once(':')
-                    && key.trim().bytes().all(|b| b.is_ascii_lowercase() || b == b' ')
+                    && key
+                        .trim()
+                        .bytes()
+                        .all(|b| b.is_ascii_lowercase() || b == b' ')
                 {
                     t.options
                         .push((key.trim().to_string(), value.trim().to_string()));
@@ -257,7 +260,11 @@ mod tests {
         assert_eq!(t.others("M"), [b"m\n".to_vec()]);
         assert_eq!(t.option("mode"), Some("submission"));
         assert_eq!(t.option("header limits"), Some("20 60"));
-        assert_eq!(t.option("later"), None, "options come before the conversation");
+        assert_eq!(
+            t.option("later"),
+            None,
+            "options come before the conversation"
+        );
         assert_eq!(t.options.len(), 2, "{:?}", t.options);
         let raw = Transcript::parse("C: a FLAGS (\\Recent)\n", Escapes::Off, &[]);
         assert_eq!(raw.client(), b"a FLAGS (\\Recent)\r\n");
@@ -284,7 +291,10 @@ mod tests {
 
     #[test]
     fn wildcards() {
-        assert!(line_matches("* OK [UIDVALIDITY {}] x", "* OK [UIDVALIDITY 17] x"));
+        assert!(line_matches(
+            "* OK [UIDVALIDITY {}] x",
+            "* OK [UIDVALIDITY 17] x"
+        ));
         assert!(line_matches("{} a {} b", "x a y b"));
         assert!(!line_matches("* 1 EXISTS", "* 2 EXISTS"));
         assert!(!line_matches("a {} c", "a b d"));
