@@ -5,14 +5,8 @@
 
 use std::collections::HashMap;
 
-/// Elements whose start tag begins a new line.
-const LINE_STARTS: &[&str] = &["br", "li", "hr"];
-
-/// Table cells whose end separates them from the next by a space.
-const CELL_ENDS: &[&str] = &["td", "th"];
-
-/// Block elements whose end tag ends a line.
-const LINE_ENDS: &[&str] = &[
+/// Block elements: their start and end tags are line boundaries.
+const BLOCKS: &[&str] = &[
     "p",
     "div",
     "li",
@@ -31,74 +25,100 @@ const LINE_ENDS: &[&str] = &[
     "dt",
     "dd",
     "pre",
+    "hr",
 ];
+
+/// Table cells: each starts after a space (their end tags are often left out).
+const CELLS: &[&str] = &["td", "th"];
+
+/// Stands for `<br>` until the layout is done, so the white space next to a boundary can be
+/// dropped without dropping line breaks. NUL: the HTML parser never writes one in text (it
+/// becomes U+FFFD), so no message can.
+const BREAK: char = '\0';
 
 /// HTML as readable text: what `pigeon read show` prints and the webmail's reading pane shows
 /// for HTML-only mail.
 ///
-/// `<br>`, `<li>`, `<hr>` and the ends of block elements (paragraphs, divisions, lists and
-/// their items, table rows and tables, headings, quotes, `<pre>`) become line breaks, the end
-/// of a table cell a space; then the sanitiser's HTML parser
-/// (html5ever, through ammonia with no tag allowed) drops every tag, comment, `<script>` and
-/// `<style>` with their content, and decodes every entity (named and numeric), so `<` in
-/// text, `>` inside quoted attributes and `<!-- <p> -->` are read as a browser reads them. Link
-/// text stays; the link target goes. Big documents are first made shallow ([`bounded_html`]),
-/// so the conversion takes about linear time. Last, the layout: runs of white space within a
-/// line become one space, lines are trimmed, at most one empty line stands between
-/// paragraphs, and the text ends with one line break.
+/// The sanitiser's HTML parser (html5ever, through ammonia) reads the document as a browser
+/// does (every entity, named and numeric; `<` in text; `>` inside quoted attributes;
+/// comments; misnested and foster-parented table content) and writes it back with only the
+/// elements that shape text, without attributes, and without `<script>` and `<style>` and
+/// their content; big documents are first made shallow ([`bounded_html`]), so this takes
+/// about linear time. That output is well formed, so one pass lays it out: the start and end
+/// of a block element (paragraphs, divisions, lists and their items, table rows and tables,
+/// headings, quotes, `<pre>`, `<hr>`) are a line boundary (a line break unless at the start of
+/// a line), `<br>` a line break, a table cell starts after a space; the source's white space
+/// next to a boundary or a break goes; link text stays and link targets go. Last: line breaks
+/// of the source inside text stay (hard-wrapped HTML, `<pre>`), runs of white space within a
+/// line become one space, lines are trimmed, at most one empty line stands anywhere, and the
+/// text ends with one line break.
 pub fn html_to_text(html: &str) -> String {
-    // Line breaks go in before the tags go.
-    let mut spaced = String::with_capacity(html.len() + 64);
-    let mut last = 0;
-    for (i, _) in html.match_indices('<') {
-        let rest = &html.as_bytes()[i + 1..];
-        let (end, rest) = match rest.strip_prefix(b"/") {
-            Some(rest) => (true, rest),
-            None => (false, rest),
-        };
-        let name_len = rest
-            .iter()
-            .position(|b| !b.is_ascii_alphanumeric())
-            .unwrap_or(rest.len());
-        let name = &rest[..name_len];
-        let listed = |names: &[&str]| {
-            names
-                .iter()
-                .any(|n| name.eq_ignore_ascii_case(n.as_bytes()))
-        };
-        // `<br>` or `</br>` (browsers read both as a break), `<li>`, or a block's end.
-        let breaks = listed(&["br"]) || !end && listed(LINE_STARTS) || end && listed(LINE_ENDS);
-        let separates = end && listed(CELL_ENDS);
-        if breaks || separates {
-            spaced.push_str(&html[last..i]);
-            spaced.push(if breaks { '\n' } else { ' ' });
-            last = i;
-        }
-    }
-    spaced.push_str(&html[last..]);
+    let kept: std::collections::HashSet<&str> =
+        BLOCKS.iter().chain(CELLS).chain(&["br"]).copied().collect();
     let cleaned = ammonia::Builder::empty()
-        .clean(&bounded_html(&spaced))
+        .tags(kept)
+        .generic_attributes(Default::default())
+        .tag_attributes(Default::default())
+        .link_rel(None)
+        .clean(&bounded_html(html))
         .to_string();
-    // The sanitiser writes text back as HTML: these are the only entities it writes.
     let mut decoded = String::with_capacity(cleaned.len());
-    let mut chars = cleaned.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '&' {
-            let entity: String = std::iter::from_fn(|| chars.next_if(|&c| c != ';')).collect();
-            chars.next();
-            decoded.push_str(match entity.as_str() {
-                "amp" => "&",
-                "lt" => "<",
-                "gt" => ">",
-                "quot" => "\"",
-                "#39" => "'",
-                "nbsp" => " ",
-                _ => "",
-            });
-        } else {
-            decoded.push(c);
+    // After a boundary or a break, until the next text: the source's white space is dropped.
+    let mut at_boundary = false;
+    let mut rest = cleaned.as_str();
+    while let Some(c) = rest.chars().next() {
+        rest = &rest[c.len_utf8()..];
+        let c = match c {
+            // Only the kept tags, without attributes: the text's `<` is written `&lt;`.
+            '<' => {
+                let Some(close) = rest.find('>') else { break };
+                let tag = &rest[..close];
+                rest = &rest[close + 1..];
+                let end = tag.starts_with('/');
+                let name = tag.trim_start_matches('/').trim_end_matches('/').trim();
+                if name == "br" || BLOCKS.contains(&name) {
+                    let kept = decoded.trim_end_matches([' ', '\t', '\r', '\n']).len();
+                    decoded.truncate(kept);
+                    if name == "br" {
+                        decoded.push(BREAK);
+                    } else if !decoded.is_empty() && !decoded.ends_with(BREAK) {
+                        decoded.push('\n');
+                    }
+                    at_boundary = true;
+                    continue;
+                }
+                if end || !CELLS.contains(&name) {
+                    continue;
+                }
+                ' '
+            }
+            // The sanitiser writes text back as HTML: these are the only entities it writes.
+            '&' => {
+                let Some(semicolon) = rest.find(';') else {
+                    break;
+                };
+                let entity = &rest[..semicolon];
+                rest = &rest[semicolon + 1..];
+                match entity {
+                    "amp" => '&',
+                    "lt" => '<',
+                    "gt" => '>',
+                    "quot" => '"',
+                    "#39" => '\'',
+                    "nbsp" => ' ',
+                    _ => continue,
+                }
+            }
+            c => c,
+        };
+        if at_boundary && c.is_whitespace() {
+            continue;
         }
+        decoded.push(c);
+        at_boundary = false;
     }
+    // `<br>`s were kept apart from the source's line breaks until here.
+    let decoded = decoded.replace(BREAK, "\n");
     let mut text = String::with_capacity(decoded.len());
     for line in decoded.lines() {
         let line = line.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -461,15 +481,17 @@ mod tests {
                  <table><tr><td>a</td><td>b</td></tr><tr><td>c</td></tr></table>\
                  <blockquote>quoted</blockquote>after"
             ),
-            "Title\none\ntwo\nthree\nfour\na b\nc\n\nquoted\nafter\n"
+            "Title\none\ntwo\nthree\nfour\na b\nc\nquoted\nafter\n"
         );
     }
 
     #[test]
     fn list_items_are_lines_and_similar_names_are_not() {
         assert_eq!(
-            html_to_text("<ul><li>one<li>two</ul><link rel=x><bro>same line</bro>"),
-            "one\ntwo\nsame line\n"
+            html_to_text(
+                "<ul><li>one<li>two</ul><link rel=x><bro>same line</bro><table><tr><td>a<td>b<tr><th>c</th><th>d</th></table>"
+            ),
+            "one\ntwo\nsame line\na b\nc d\n"
         );
     }
 
@@ -510,7 +532,12 @@ mod tests {
     fn white_space_collapses_and_blank_lines_stay_single() {
         assert_eq!(
             html_to_text("\n\n  <p>  Hello\t  <b>world</b> </p>\n\n\n\n<p>again</p>\n   \n"),
-            "Hello world\n\nagain\n"
+            "Hello world\nagain\n"
+        );
+        // Only `<br>`s make empty lines; a new line of the source next to a tag does not.
+        assert_eq!(
+            html_to_text("a<br>\n<br>b<br>\n  c\n<p>\n d\n e </p>\n<pre>f\n  g</pre>"),
+            "a\n\nb\nc\nd\ne\nf\ng\n"
         );
         assert_eq!(html_to_text(""), "\n");
         assert_eq!(html_to_text("a < b and c > d"), "a < b and c > d\n");
@@ -532,9 +559,7 @@ mod tests {
         let small = html_to_text(block);
         let big = html_to_text(&block.repeat(2000));
         assert!(block.repeat(2000).matches('<').count() > HTML_TAGS_AS_IS);
-        // Each block ends a list and a division: one empty line between blocks.
-        let expected = vec![small.trim_end(); 2000].join("\n\n") + "\n";
-        assert!(big == expected, "{:.300}", big);
+        assert!(big == small.repeat(2000), "{:.300}", big);
     }
 
     /// A big document that is well nested comes out of the sanitiser exactly as it would

@@ -191,7 +191,7 @@ Content-Type: multipart/related; boundary=\"B\"\r\n\r\n--B\r\nContent-Type: text
              <script>steal()</script><a href=\"https://example.com/\">link</a></div>",
         );
         let pane = body(&raw);
-        assert_eq!(pane.text, "Hello world & café\n\none\ntwo\nlink\n");
+        assert_eq!(pane.text, "Hello world & café\none\ntwo\nlink\n");
         assert_eq!(pane.text, MessageView::parse(&raw).unwrap().text);
         assert!(pane.has_html);
     }

@@ -21,7 +21,7 @@ use tokio::io::AsyncReadExt;
 use super::{deliver, exe};
 
 const BOB: &str = "bob@localhost";
-const PW: &str = "mime hardening";
+pub(crate) const PW: &str = "mime hardening";
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 const HEAD: &str = "From: Mallory <mallory@evil.test>\r\nTo: bob@localhost\r\n\
@@ -63,7 +63,7 @@ fn deep_html(n: usize, tag: &str) -> Vec<u8> {
     .into_bytes()
 }
 
-fn server() -> TestServer {
+pub(crate) fn server() -> TestServer {
     TestServer::with_config(
         exe(),
         "[auth]\nallow_plaintext_on_loopback = true\n",
@@ -270,7 +270,7 @@ fn http(
 }
 
 /// A webmail login: the cookie and the CSRF token.
-struct Browser {
+pub(crate) struct Browser {
     addr: SocketAddr,
     cookie: String,
     csrf: String,
@@ -278,7 +278,7 @@ struct Browser {
 }
 
 impl Browser {
-    fn login(server: &TestServer) -> Browser {
+    pub(crate) fn login(server: &TestServer) -> Browser {
         let addr = server.addr("http");
         let body = serde_json::json!({ "username": BOB, "password": PW }).to_string();
         let reply = http(
@@ -349,7 +349,7 @@ impl Browser {
     }
 
     /// The INBOX's emails, newest first: (id, subject).
-    fn inbox(&self) -> Vec<(String, String)> {
+    pub(crate) fn inbox(&self) -> Vec<(String, String)> {
         let boxes = self.api(serde_json::json!([["Mailbox/get", {}, "m"]]));
         let inbox = boxes["m"]["list"]
             .as_array()
@@ -377,7 +377,7 @@ impl Browser {
     }
 
     /// Opens an email as the reading pane does (Email/get with its body), then every part.
-    fn open(&self, id: &str) -> serde_json::Value {
+    pub(crate) fn open(&self, id: &str) -> serde_json::Value {
         let r = self.api(serde_json::json!([["Email/get", {"ids": [id], "properties": ["subject", "body", "hasAttachment"]}, "g"]]));
         let email = r["g"]["list"][0].clone();
         assert!(email.is_object(), "{}", r["g"]);

@@ -712,3 +712,33 @@ fn mail_sent_by_swaks_reads_correctly() {
         attachment
     );
 }
+
+/// `pigeon read show` and the webmail's reading pane give HTML-only mail the same text: both
+/// are `ua::MessageView` with the one HTML-to-text conversion (issue 15; they used to differ).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn html_only_mail_reads_the_same_in_the_cli_and_the_webmail() {
+    use crate::hardening_mime::{Browser, PW as WEB_PW, server};
+    let server = server();
+    let mail = "From: News <news@example.org>\r\nTo: bob@localhost\r\nSubject: html only\r\n\
+                MIME-Version: 1.0\r\nContent-Type: text/html; charset=utf-8\r\n\r\n\
+                <html><head><style>p { color: red }</style></head><body><h1>News</h1>\r\n\
+                <p>Caf&eacute; &amp; <b>cr&egrave;me</b><br>second   line</p>\r\n\
+                <ul><li>one<li>two</ul><table><tr><td>a<td>b</table><script>alert(1)</script>\r\n\
+                <!-- <p>hidden</p> --><p><a href=\"https://example.com/\">a link</a></p></body></html>\r\n";
+    crate::deliver(&server, "news@example.org", BOB, mail.as_bytes()).await;
+    let home = imap_reader(&server);
+    let shown: serde_json::Value = serde_json::from_str(&ok(ua(
+        home.path(),
+        &["read", "--json", "show", "1"],
+        WEB_PW,
+    )))
+    .unwrap();
+    let browser = Browser::login(&server);
+    let inbox = browser.inbox();
+    let email = browser.open(&inbox[0].0);
+    assert_eq!(email["body"]["text"], shown["text"]);
+    assert_eq!(
+        shown["text"],
+        "News\nCafé & crème\nsecond line\none\ntwo\na b\na link\n"
+    );
+}
