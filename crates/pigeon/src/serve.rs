@@ -137,7 +137,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 secure,
                 allow_plaintext_on_loopback: config.auth.plaintext_on_loopback(Protocol::Http),
                 max_sessions_per_account: config.webmail.max_sessions_per_account,
-                max_connections: config.limits.max_connections,
             },
         })
     };
@@ -193,16 +192,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             Protocol::Submission => tokio::spawn(server.serve(socket, submission.clone(), mode)),
             Protocol::Pop3 => tokio::spawn(server.serve(socket, pop3.clone(), mode)),
             Protocol::Imap => tokio::spawn(server.serve(socket, imap.clone(), mode)),
-            Protocol::Http if listener.tls == TlsMode::Implicit => {
-                tokio::spawn(webmail::serve_tls(socket, https.clone(), webmail_for(true)))
-            }
             Protocol::Http => {
-                let site = webmail_for(false);
-                tokio::spawn(async move {
-                    if let Err(e) = webmail::serve(socket, site).await {
-                        tracing::error!(error = %e, "webmail stopped");
-                    }
-                })
+                let tls = (listener.tls == TlsMode::Implicit).then(|| https.clone());
+                let site = webmail_for(tls.is_some());
+                tokio::spawn(webmail::serve(server, socket, tls, site))
             }
         });
     }

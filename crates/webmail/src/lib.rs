@@ -33,7 +33,7 @@ pub use session::Sessions;
 pub struct Webmail {
     pub store: Arc<dyn Store>,
     pub login: Arc<auth::Authenticator>,
-    pub submitter: Arc<smtp_server::Submitter>,
+    pub submitter: Arc<submission::Submitter>,
     /// Shared by every listener of the webmail.
     pub sessions: Arc<Sessions>,
     pub settings: Settings,
@@ -53,9 +53,6 @@ pub struct Settings {
     pub allow_plaintext_on_loopback: bool,
     /// Most sessions of one account; a further login ends the one unused longest.
     pub max_sessions_per_account: usize,
-    /// Most connections one listener serves at once (`[limits] max_connections`, as for the
-    /// other protocols); more wait to be accepted.
-    pub max_connections: usize,
 }
 
 /// The state every handler gets.
@@ -107,66 +104,69 @@ pub fn router(webmail: Shared) -> Router {
 
 /// A request's head must arrive within this long (slow or idle clients are dropped).
 const HEADER_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a TLS handshake may take.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Serves the site over plain HTTP on `listener` until the task is dropped.
-pub async fn serve(listener: tokio::net::TcpListener, webmail: Shared) -> std::io::Result<()> {
-    accept_loop(listener, None, webmail).await;
-    Ok(())
-}
+/// What a connection refused by the limits is told before it is closed (plain HTTP only: a
+/// TLS client could not read it).
+const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n\
+    Content-Type: text/plain; charset=utf-8\r\nContent-Length: 22\r\nRetry-After: 5\r\n\r\n\
+    too many connections\r\n";
 
-/// Serves the site over HTTPS (TLS from the first byte) on `listener`.
-pub async fn serve_tls(
-    listener: tokio::net::TcpListener,
-    acceptor: tokio_rustls::TlsAcceptor,
-    webmail: Shared,
-) {
-    accept_loop(listener, Some(acceptor), webmail).await
-}
-
-/// Accepts connections (at most `Settings::max_connections` at once) and serves each over HTTP/1.1,
-/// with a deadline for the TLS handshake and for every request head.
-async fn accept_loop(
+/// Serves the site on `listener` until `server` shuts down, over HTTPS (TLS from the first
+/// byte) when `tls` is given. Connections are admitted by `server` like every protocol's
+/// (`[limits]`: per-IP count and rate, the global count; one more is answered 503 and
+/// closed), and on shutdown each finishes the request in flight within the grace period.
+pub async fn serve(
+    server: Arc<net::Server>,
     listener: tokio::net::TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
     webmail: Shared,
 ) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(
-        webmail.settings.max_connections.max(1),
-    ));
     let app = router(webmail);
-    loop {
-        let Ok(slot) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let tls = tls.clone();
-        let app = app.clone();
-        tokio::spawn(async move {
-            let _slot = slot;
-            match tls {
-                Some(acceptor) => {
-                    let Ok(Ok(stream)) =
-                        tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream))
-                            .await
-                    else {
-                        return;
-                    };
-                    serve_connection(stream, peer, app).await;
+    let busy = if tls.is_some() { &[][..] } else { BUSY };
+    let name = if tls.is_some() { "https" } else { "http" };
+    let signal = server.clone();
+    server
+        .accept_loop(
+            listener,
+            name,
+            false,
+            || busy.to_vec(),
+            move |stream, conn| {
+                let (tls, app, shutdown) = (tls.clone(), app.clone(), signal.shutdown_signal());
+                async move {
+                    match tls {
+                        Some(acceptor) => {
+                            let stream =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream))
+                                    .await
+                                    .map_err(|_| {
+                                        std::io::Error::new(
+                                            std::io::ErrorKind::TimedOut,
+                                            "TLS handshake timed out",
+                                        )
+                                    })??;
+                            serve_connection(stream, conn.peer, app, shutdown).await
+                        }
+                        None => serve_connection(stream, conn.peer, app, shutdown).await,
+                    }
                 }
-                None => serve_connection(stream, peer, app).await,
-            }
-        });
-    }
+            },
+        )
+        .await
 }
 
-async fn serve_connection<S>(stream: S, peer: SocketAddr, app: Router)
+/// Serves one connection over HTTP/1.1 (keep-alive, upgrades), with a deadline for every
+/// request head. Runs in the connection's span (`cid`): at `trace` level each request is
+/// logged there with its method, path (never the query, which may carry the CSRF token),
+/// status and duration; never cookies or bodies.
+async fn serve_connection<S>(
+    stream: S,
+    peer: SocketAddr,
+    app: Router,
+    mut shutdown: net::Shutdown,
+) -> std::io::Result<()>
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
@@ -174,14 +174,41 @@ where
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
-            app.clone().oneshot(request.map(axum::body::Body::new))
+            let traced = tracing::enabled!(tracing::Level::TRACE)
+                .then(|| (request.method().clone(), request.uri().path().to_owned()));
+            let started = std::time::Instant::now();
+            let response = app.clone().oneshot(request.map(axum::body::Body::new));
+            async move {
+                let response = response.await;
+                if let (Some((method, path)), Ok(response)) = (traced, &response) {
+                    tracing::trace!(
+                        %method,
+                        path,
+                        status = response.status().as_u16(),
+                        micros = started.elapsed().as_micros() as u64,
+                        "request"
+                    );
+                }
+                response
+            }
         });
-    let _ = hyper::server::conn::http1::Builder::new()
+    let connection = hyper::server::conn::http1::Builder::new()
         .timer(hyper_util::rt::TokioTimer::new())
         .header_read_timeout(HEADER_TIMEOUT)
         .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-        .with_upgrades()
-        .await;
+        .with_upgrades();
+    tokio::pin!(connection);
+    tokio::select! {
+        done = connection.as_mut() => return done.map_err(std::io::Error::other),
+        _ = shutdown.requested() => {}
+    }
+    // Stopping: an idle keep-alive connection closes now, a request in flight may finish,
+    // within the grace period (an event stream never finishes on its own).
+    connection.as_mut().graceful_shutdown();
+    match tokio::time::timeout(shutdown.grace(), connection).await {
+        Ok(done) => done.map_err(std::io::Error::other),
+        Err(_) => Ok(()),
+    }
 }
 
 /// The policy of the application's own pages: scripts and styles only from us, no framing,

@@ -73,26 +73,15 @@ async fn site_of(options: Options) -> Site {
         sasl::ThrottleConfig::default(),
         [9; 32],
     ));
-    let submitter = Arc::new(smtp_server::Submitter::new(
+    let submitter = Arc::new(submission::Submitter::new(
         store.clone(),
-        Arc::new(smtp_server::SendingLimits::default()),
-        smtp_server::Settings {
-            machine: smtp_proto::ServerConfig {
-                hostname: "mail.localhost".into(),
-                ..Default::default()
-            },
-            command_timeout: Duration::from_secs(60),
-            data_timeout: Duration::from_secs(60),
-            mode: smtp_server::Mode::Submission,
-            submission: smtp_server::SubmissionPolicy {
-                max_messages_per_hour: 100,
-                max_recipients_per_hour: 100,
-                ..Default::default()
-            },
+        Arc::new(submission::SendingLimits::default()),
+        submission::Settings {
+            hostname: "mail.localhost".into(),
+            max_messages_per_hour: 100,
+            max_recipients_per_hour: 100,
             queue_lifetime: Duration::from_secs(3600),
-            dev_failures: false,
-            authenticator: None,
-            dmarc_reject: false,
+            ..Default::default()
         },
     ));
     let sessions = Arc::new(webmail::Sessions::new(options.idle));
@@ -107,7 +96,6 @@ async fn site_of(options: Options) -> Site {
             secure: options.secure,
             allow_plaintext_on_loopback: options.allow_plaintext_on_loopback,
             max_sessions_per_account: options.max_sessions_per_account,
-            max_connections: 10_000,
         },
     });
     Site {

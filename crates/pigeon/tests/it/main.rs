@@ -20,6 +20,7 @@ mod smtp;
 mod submission;
 mod ua;
 mod webmail;
+mod webmail_net;
 
 use std::path::Path;
 

@@ -1,5 +1,7 @@
-//! `EmailSubmission/set`: sending through the server's submission path.
+//! `EmailSubmission/set`: sending through the server's submission policy (the `submission`
+//! crate, shared with SMTP submission).
 
+use ::submission::SubmitError;
 use serde::Deserialize;
 use serde_json::json;
 use store::{FlagMode, SpecialUse, flags};
@@ -59,14 +61,10 @@ async fn send(call: &Call<'_>, c: Composition) -> Result<String, MethodError> {
         .submit(&user, &recipients, data, call.peer)
         .await
         .map_err(|e| match e {
-            smtp_server::SubmitError::NotOwned(_) => {
-                MethodError::new("forbiddenFrom", e.to_string())
-            }
-            smtp_server::SubmitError::Limit(_) => MethodError::new("overQuota", e.to_string()),
-            smtp_server::SubmitError::Recipient(_) => {
-                MethodError::new("invalidRecipients", e.to_string())
-            }
-            smtp_server::SubmitError::Temporary => MethodError::new("serverFail", e.to_string()),
+            SubmitError::NotOwned(_) => MethodError::new("forbiddenFrom", e.to_string()),
+            SubmitError::Limit(_) => MethodError::new("overQuota", e.to_string()),
+            SubmitError::Recipient(_) => MethodError::new("invalidRecipients", e.to_string()),
+            SubmitError::Temporary => MethodError::new("serverFail", e.to_string()),
         })?;
     // The message is on its way: nothing after this may make the user send it again.
     let store = call.store();
