@@ -224,7 +224,7 @@ async fn domain(store: &dyn Store, action: DomainAction, config: &Config) -> any
             println!("added domain {}", name.to_lowercase());
             if !no_dkim {
                 for (selector, algorithm) in [("ed1", "ed25519"), ("rsa1", "rsa")] {
-                    let key = smtp_server::mailauth::generate_key(
+                    let key = submission::dkim::generate_key(
                         &name,
                         selector,
                         algorithm,
@@ -253,7 +253,7 @@ async fn domain(store: &dyn Store, action: DomainAction, config: &Config) -> any
                 records.push((
                     format!("{}._domainkey.{name}", key.selector),
                     "TXT".into(),
-                    quote_txt(&smtp_server::mailauth::dns_record(&key)),
+                    quote_txt(&submission::dkim::dns_record(&key)),
                 ));
             }
             records.push((

@@ -23,7 +23,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         for (selector, algorithm) in [("ed1", "ed25519"), ("rsa1", "rsa")] {
-            let key = smtp_server::mailauth::generate_key(&config.domain, selector, algorithm, now)
+            let key = submission::dkim::generate_key(&config.domain, selector, algorithm, now)
                 .map_err(|e| anyhow::anyhow!("DKIM key: {e}"))?;
             store.add_dkim_key(key).await?;
         }
@@ -69,7 +69,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let resolver = queue::route::resolver(&config.dns.servers)
         .map_err(|e| anyhow::anyhow!("DNS resolver: {e}"))?;
     let authenticator = Arc::new(mail_auth::MessageAuthenticator(resolver.clone()));
-    let sending_limits = Arc::new(smtp_server::SendingLimits::default());
+    let sending_limits = Arc::new(submission::SendingLimits::default());
     let smtp_settings = |mode| smtp_server::Settings {
         machine: smtp_proto::ServerConfig {
             hostname: config.hostname.clone(),
@@ -117,7 +117,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         smtp_settings(smtp_server::Mode::Submission),
     ));
 
-    let submitter = Arc::new(smtp_server::Submitter::new(
+    let submitter = Arc::new(submission::Submitter::new(
         store.clone(),
         sending_limits.clone(),
         smtp_settings(smtp_server::Mode::Submission),

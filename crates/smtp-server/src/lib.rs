@@ -32,11 +32,8 @@ use net::{ConnInfo, Flow, TlsInfo};
 use smtp_proto::canonical::Findings;
 use smtp_proto::{Event, MailParams, RcptParams, Reply, ServerConfig, ServerMachine, replies};
 use store::{Address, Envelope, Outbound, Recipient, Resolution, Store, Target};
-use submission::{Destinations, Refusal, store_accepted, transaction_id};
+use submission::{Destinations, Refusal, SendingLimits, Submitter, store_accepted, transaction_id};
 use tracing::{error, info, warn};
-
-// The webmail's names for the submission policy until it depends on `submission` itself.
-pub use submission::{SendingLimits, SubmitError, Submitter};
 
 /// Which service a listener runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -9,9 +9,6 @@ use mail_auth::dmarc::verify::DmarcParameters;
 use mail_auth::spf::verify::SpfParameters;
 use mail_auth::{AuthenticatedMessage, AuthenticationResults, DmarcResult, MessageAuthenticator};
 
-// `pigeon serve` and `pigeon domain` make keys and DNS records by these names.
-pub use submission::dkim::{dns_record, generate_key, sign};
-
 /// The verdict on a message from another server.
 pub struct Verdict {
     /// The `Authentication-Results:` header (RFC 8601), CRLF-terminated.
