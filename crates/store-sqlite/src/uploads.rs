@@ -1,61 +1,10 @@
-//! Uploads (big IMAP APPENDs arriving in pieces) that nobody will take: those of a previous
-//! run, freed when a server opens the store, and abandoned ones.
+//! Uploads: messages arriving in pieces, and freeing those nobody will take.
 
 use super::*;
-use std::path::Path;
-
-use rusqlite::Connection;
-use store::Result;
-
-use crate::backend;
 
 /// An upload nobody added to for this long is abandoned (an IMAP session idle that long has
 /// been logged out) and freed when the next one begins.
 pub(crate) const UPLOAD_IDLE_SECS: i64 = 3600;
-
-/// Takes the server's lock on the data directory: true if no other server has the store open
-/// (then every upload in it belongs to a process that is gone). The lock is shared while held.
-pub(crate) fn server_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
-    use rustix::fs::{FlockOperation, flock};
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("pigeon.lock"))
-        .map_err(backend)?;
-    let alone = flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok();
-    if let Err(e) = flock(&file, FlockOperation::LockShared) {
-        // Some file systems (CIFS, FUSE) have no flock: serve anyway, but without the lock
-        // nothing says another server is not using the uploads, so none are freed at start.
-        tracing::warn!(error = %std::io::Error::from(e), "sqlite: cannot lock pigeon.lock; uploads of a previous run are not freed at start");
-        return Ok((file, false));
-    }
-    Ok((file, alone))
-}
-
-/// Frees every upload (at the start of the only server: big APPENDs a crash interrupted).
-pub(crate) fn free_uploads(conn: &Connection) -> Result<()> {
-    let (count, bytes) = upload_usage(conn).map_err(backend)?;
-    if count > 0 {
-        conn.execute("DELETE FROM uploads", []).map_err(backend)?;
-        tracing::info!(
-            uploads = count,
-            bytes,
-            "freed the uploads of interrupted APPENDs"
-        );
-    }
-    Ok(())
-}
-
-/// How many uploads there are and the bytes they hold.
-pub(crate) fn upload_usage(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
-    conn.query_row(
-        "SELECT (SELECT COUNT(*) FROM uploads), \
-         (SELECT COALESCE(SUM(length(data)), 0) FROM upload_chunks)",
-        [],
-        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
-    )
-}
 
 #[async_trait]
 impl store::UploadStore for SqliteStore {
@@ -141,6 +90,50 @@ impl store::UploadStore for SqliteStore {
         })
         .await
     }
+}
+
+/// Takes the server's lock on the data directory: true if no other server has the store open
+/// (then every upload in it belongs to a process that is gone). The lock is shared while held.
+pub(crate) fn server_lock(dir: &Path) -> Result<(std::fs::File, bool)> {
+    use rustix::fs::{FlockOperation, flock};
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("pigeon.lock"))
+        .map_err(backend)?;
+    let alone = flock(&file, FlockOperation::NonBlockingLockExclusive).is_ok();
+    if let Err(e) = flock(&file, FlockOperation::LockShared) {
+        // Some file systems (CIFS, FUSE) have no flock: serve anyway, but without the lock
+        // nothing says another server is not using the uploads, so none are freed at start.
+        tracing::warn!(error = %std::io::Error::from(e), "sqlite: cannot lock pigeon.lock; uploads of a previous run are not freed at start");
+        return Ok((file, false));
+    }
+    Ok((file, alone))
+}
+
+/// Frees every upload (at the start of the only server: big APPENDs a crash interrupted).
+pub(crate) fn free_uploads(conn: &Connection) -> Result<()> {
+    let (count, bytes) = upload_usage(conn).map_err(backend)?;
+    if count > 0 {
+        conn.execute("DELETE FROM uploads", []).map_err(backend)?;
+        tracing::info!(
+            uploads = count,
+            bytes,
+            "freed the uploads of interrupted APPENDs"
+        );
+    }
+    Ok(())
+}
+
+/// How many uploads there are and the bytes they hold.
+pub(crate) fn upload_usage(conn: &Connection) -> rusqlite::Result<(u64, u64)> {
+    conn.query_row(
+        "SELECT (SELECT COUNT(*) FROM uploads), \
+         (SELECT COALESCE(SUM(length(data)), 0) FROM upload_chunks)",
+        [],
+        |r| Ok((r.get::<_, i64>(0)? as u64, r.get::<_, i64>(1)? as u64)),
+    )
 }
 
 #[cfg(test)]
