@@ -8,6 +8,12 @@
 //! token every state change must carry in `X-CSRF-Token`; every response has a strict
 //! Content-Security-Policy. HTML mail is sanitised (ammonia) and shown in a sandboxed iframe
 //! whose own CSP blocks remote content until the user allows it for that message.
+//!
+//! Layout: `api/` answers the JMAP methods, one file per object and method family, each
+//! method with a typed arguments struct; `session.rs` logs in and out; `uploads.rs` takes
+//! uploads into the store; `mail.rs` reads messages for the page. Connections come through
+//! `net`'s accept loop ([`serve`]), so `[limits]`, connection ids and graceful shutdown are
+//! the same as every protocol's; this crate only speaks HTTP/1.1 on them.
 
 mod api;
 mod mail;

@@ -22,7 +22,7 @@ pub(super) struct SetArgs {
     #[serde(default)]
     update: Objects<NameOnly>,
     #[serde(default)]
-    destroy: Vec<String>,
+    destroy: Option<Vec<String>>,
 }
 
 /// A mailbox as created or renamed: its name is all the page sets.
@@ -117,7 +117,7 @@ pub(super) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult {
             }
         }
     }
-    for id in args.destroy {
+    for id in args.destroy.into_iter().flatten() {
         let result = async {
             let mailbox = call.mailbox_named(&id)?;
             if mailbox.name == "INBOX" || mailbox.special_use.is_some() {

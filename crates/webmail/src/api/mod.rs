@@ -179,7 +179,9 @@ impl<T> Default for Objects<T> {
 
 impl<'de, T: DeserializeOwned> Deserialize<'de> for Objects<T> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let map = serde_json::Map::<String, Value>::deserialize(deserializer)?;
+        // `null` is no objects (RFC 8620 §5.3: `Id[Object]|null`).
+        let map = Option::<serde_json::Map<String, Value>>::deserialize(deserializer)?
+            .unwrap_or_default();
         Ok(Objects(
             map.into_iter()
                 .map(|(key, value)| (key, serde_json::from_value(value)))

@@ -75,6 +75,14 @@ fn set_objects_fail_one_by_one_in_key_order() {
     assert_eq!(results, [("a", false), ("b", true), ("c", false)]);
     assert!(parse::<mailbox::SetArgs>(json!({"create": []})).is_err());
     assert!(parse::<mailbox::SetArgs>(json!({"create": {"n": 1}})).is_ok());
+    // RFC 8620 §5.3: each of create, update and destroy may be null.
+    assert!(
+        parse::<mailbox::SetArgs>(json!({"create": null, "update": null, "destroy": null})).is_ok()
+    );
+    assert!(
+        parse::<email::set::SetArgs>(json!({"create": null, "update": null, "destroy": null}))
+            .is_ok()
+    );
 }
 
 #[test]

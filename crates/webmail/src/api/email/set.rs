@@ -21,7 +21,7 @@ pub(in crate::api) struct SetArgs {
     #[serde(default)]
     update: Objects<PatchObject>,
     #[serde(default)]
-    destroy: Vec<String>,
+    destroy: Option<Vec<String>>,
 }
 
 /// A PatchObject (RFC 8620 §5.3): JSON pointers to new values.
@@ -99,7 +99,7 @@ pub(in crate::api) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult 
         }
     }
     let mut by_mailbox: HashMap<MailboxId, Vec<(u32, String)>> = HashMap::new();
-    for id in args.destroy {
+    for id in args.destroy.into_iter().flatten() {
         match call.email(&id) {
             Ok((mailbox, uid)) => by_mailbox.entry(mailbox).or_default().push((uid, id)),
             Err(e) => {
