@@ -1,11 +1,20 @@
 //! The mail domain model and the [`Store`] trait every backend implements.
 //!
-//! **API boundary:** sessions (`smtp-server`, later IMAP/POP3/webmail) see only `dyn Store`;
-//! only the `pigeon` binary names a backend. The `conformance` suite (cargo feature `conformance`, for tests) is the contract: every
-//! backend runs it from its own tests.
+//! **API boundary:** sessions (`smtp-server`, `imap-server`, `pop3-server`, `webmail`) see only
+//! `dyn Store`; only the `pigeon` binary names a backend. The `conformance` suite is the
+//! contract: every backend runs it from its own tests (cargo feature `conformance`, which only
+//! the backends' dev-dependencies enable, so it is not in the binary).
 //!
 //! Durability contract: a write method returns `Ok` only once its effect is on stable storage.
 //! Change notifications ([`IntegrityStore::subscribe`]) are published after the commit.
+//!
+//! # Layout
+//! `traits.rs`: [`Store`] as the sum of seven concern traits; argument rules (UIDs sorted and
+//! without duplicates, lowercased names, valid mailbox names) are applied once there, by
+//! provided methods that call the backends' `*_normalised` methods. The values, by concern:
+//! `directory.rs`, `mailboxes.rs`, `messages.rs`, `queue.rs` (one [`Envelope`] and one
+//! [`Recipient`] for every view of a queued message), `verify.rs`, `notify.rs` ([`Change`] and
+//! the [`Notifier`]); `rules.rs` holds what every backend computes the same way.
 
 pub mod address;
 #[cfg(feature = "conformance")]
