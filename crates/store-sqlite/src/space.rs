@@ -139,56 +139,11 @@ fn allocate(path: &Path, size: u64) -> std::io::Result<()> {
 mod tests {
     use std::io::Write;
     use std::path::{Path, PathBuf};
-    use std::process::Command;
     use store::prelude::*;
 
     use store::{Address, Delivery, Secrets};
 
     use crate::SqliteStore;
-
-    /// A small tmpfs mounted on a temporary directory (root only), unmounted when dropped.
-    struct Tmpfs {
-        dir: tempfile::TempDir,
-    }
-
-    impl Tmpfs {
-        /// None (after a loud notice) where mounting is impossible: not root, or root in a
-        /// container that may not mount (then a failure under `PIGEON_REQUIRE_ALL=1`).
-        fn mount(size: &str) -> Option<Tmpfs> {
-            if !rustix::process::geteuid().is_root() {
-                eprintln!("\n!!! SKIPPED: not root, cannot mount a small tmpfs to fill !!!\n");
-                return None;
-            }
-            let dir = tempfile::tempdir().unwrap();
-            let out = Command::new("mount")
-                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-                .arg(dir.path())
-                .output()
-                .expect("run mount");
-            if !out.status.success() {
-                let why = String::from_utf8_lossy(&out.stderr);
-                if std::env::var("PIGEON_REQUIRE_ALL").as_deref() == Ok("1") {
-                    panic!("root but cannot mount a tmpfs (PIGEON_REQUIRE_ALL=1): {why}");
-                }
-                eprintln!("\n!!! SKIPPED: cannot mount a tmpfs: {why} !!!\n");
-                return None;
-            }
-            Some(Tmpfs { dir })
-        }
-
-        fn path(&self) -> &Path {
-            self.dir.path()
-        }
-    }
-
-    impl Drop for Tmpfs {
-        fn drop(&mut self) {
-            let _ = Command::new("umount")
-                .arg("-l")
-                .arg(self.dir.path())
-                .status();
-        }
-    }
 
     /// Fills the file system to the last block with a file; returns its path.
     fn fill(dir: &Path) -> PathBuf {
@@ -205,7 +160,8 @@ mod tests {
     /// Issue 14: on a full disk EXPUNGE failed, so users could not free space.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn mail_can_be_deleted_on_a_full_disk() {
-        let Some(disk) = Tmpfs::mount("128m") else {
+        let dir = tempfile::tempdir().unwrap();
+        let Some(disk) = test_support::Tmpfs::mount(dir.path(), "128m") else {
             return;
         };
         let store = SqliteStore::open(disk.path()).unwrap();
