@@ -225,6 +225,12 @@ pub fn has_attachment(body_structure: &[u8]) -> bool {
         .is_ok_and(|tokens| tokens.iter().any(structure_has_attachment))
 }
 
+/// [`has_attachment`] for a whole message (when its stored BODYSTRUCTURE is not at hand): the
+/// same answer, from the BODYSTRUCTURE the server would store for it.
+pub fn message_has_attachment(raw: &[u8]) -> bool {
+    has_attachment(&message::summary::summarize(raw).body_structure)
+}
+
 /// [`has_attachment`] on a tokenized BODYSTRUCTURE: some list is a body disposition,
 /// `("attachment" params)`. A loop over an explicit stack: the structure may come from a
 /// server, and its nesting must not cost this process's stack.
@@ -325,6 +331,7 @@ Content-Transfer-Encoding: base64\r\n\r\nAAEC\r\n--B--\r\n";
     fn attachments_are_found_by_disposition_in_the_structure() {
         let summary = message::summary::summarize(MAIL);
         assert!(has_attachment(&summary.body_structure));
+        assert!(message_has_attachment(MAIL));
         let inline = message::summary::summarize(
             b"Content-Type: multipart/related; boundary=b\r\n\r\n--b\r\nContent-Type: text/html\r\n\r\n\
               <img src=cid:x>\r\n--b\r\nContent-Type: image/png; name=attachment\r\nContent-ID: <x>\r\n\

@@ -14,7 +14,7 @@ use serde::Serialize;
 use ua::html::bounded_html;
 use ua::view::{MessageView, is_html_part, mime_type, part_bytes};
 
-pub use ua::view::{Addr, Headers, has_attachment};
+pub use ua::view::{Addr, Headers, has_attachment, message_has_attachment};
 
 /// Parses a header block (or a whole message): the mailboxes with an address.
 pub fn headers(raw: &[u8]) -> Headers {

@@ -69,7 +69,7 @@ pub(in crate::api) async fn get(call: &Call<'_>, args: GetArgs) -> MethodResult 
                     mail::headers(&s.header),
                     mail::has_attachment(&s.body_structure),
                 ),
-                (None, Some(raw)) => (mail::headers(raw), !mail::body(raw).attachments.is_empty()),
+                (None, Some(raw)) => (mail::headers(raw), mail::message_has_attachment(raw)),
                 (None, None) => Default::default(),
             };
             let id = email_id(mailbox, uid);
