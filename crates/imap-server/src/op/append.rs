@@ -24,7 +24,7 @@ pub(crate) async fn append(
     let date = match date {
         Some(d) => imap_proto::write::parse_date_time(d)
             .ok_or_else(|| CommandError::syntax("invalid date-time"))?,
-        None => super::unix_now(),
+        None => common::clock::now(),
     };
     if message.is_empty() {
         return Err(CommandError::no(None, "empty message"));

@@ -19,8 +19,6 @@ pub(crate) mod select;
 pub(crate) mod status;
 pub(crate) mod store;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use ::store::{Mailbox, Store};
 use imap_proto::{Machine, flags};
 
@@ -78,9 +76,3 @@ pub(crate) fn parse_flags(names: &[String]) -> Result<(u32, Vec<String>), Comman
     Ok((bits, keywords))
 }
 
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}

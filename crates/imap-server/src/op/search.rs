@@ -176,7 +176,7 @@ pub(crate) async fn search(
         &mut all_headers,
     );
     let mut prepared = Prepared {
-        now: super::unix_now(),
+        now: common::clock::now(),
         scanned: all_headers,
         ..Prepared::default()
     };
