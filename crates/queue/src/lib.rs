@@ -14,7 +14,7 @@ pub mod route;
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use store::{AttemptResult, QueueEntry, Recipient, RecipientStatus, Store};
 use tokio::sync::{Notify, Semaphore, watch};
@@ -91,12 +91,6 @@ struct Work {
     _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
-pub(crate) fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
 
 impl Queue {
     pub fn new(store: Arc<dyn Store>, settings: Settings, router: Router) -> Arc<Queue> {
@@ -133,7 +127,7 @@ impl Queue {
                     continue;
                 }
             }
-            let now = unix_now();
+            let now = common::clock::now();
             let wait = match self.store.next_queue_due().await {
                 Ok(Some(due)) if free > 0 => {
                     Duration::from_secs(due.saturating_sub(now).max(0) as u64)
@@ -156,7 +150,7 @@ impl Queue {
 
     /// Claims due work and hands it to the lanes; returns how many messages were claimed.
     async fn claim(self: &Arc<Self>, limit: usize) -> store::Result<usize> {
-        let now = unix_now();
+        let now = common::clock::now();
         let jobs = self
             .store
             .claim_queue(now, now + self.settings.lease.as_secs() as i64, limit)
@@ -292,7 +286,7 @@ impl Queue {
     /// Records one attempt's outcomes and sends the DSNs they call for.
     /// `message` is the queued message when the caller has it already (for DSNs).
     async fn settle(&self, work: Work, outcomes: Vec<Outcome>, message: Option<Vec<u8>>) {
-        let now = unix_now();
+        let now = common::clock::now();
         let job = &work.job;
         let mut results = Vec::with_capacity(outcomes.len());
         let mut reports = Vec::new();

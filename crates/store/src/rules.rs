@@ -5,13 +5,8 @@ use sha2::{Digest, Sha256};
 use crate::address::normalise_domain;
 use crate::{Address, FlagMode, Result, StoreError};
 
-/// Unix seconds now.
-pub fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
+/// Unix seconds now (from `common`, the one clock).
+pub use common::clock::now;
 
 /// The content address of a message's bytes: SHA-256 in lowercase hex.
 pub fn sha256_hex(data: &[u8]) -> String {
