@@ -359,15 +359,13 @@ impl Session {
 
         let outbound = (!tx.destinations.remote.is_empty()).then(|| Outbound {
             envelope: Envelope {
-                sender: tx.from.clone(),
-                created: now,
-                expires: now + self.settings.queue_lifetime.as_secs() as i64,
                 envid: tx.params.envid.clone(),
                 ret: tx.params.ret.map(|r| match r {
                     smtp_proto::server::Ret::Full => store::Ret::Full,
                     smtp_proto::server::Ret::Headers => store::Ret::Headers,
                 }),
                 smtputf8: tx.params.smtputf8,
+                ..self.submitter.envelope(&tx.from, now)
             },
             recipients: tx.destinations.remote.clone(),
             data: stored.clone(),

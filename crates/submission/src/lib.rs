@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use auth::Authenticated;
 use smtp_proto::canonical::Findings;
-use store::{AccountId, Delivery, Outbound, Recipient, Store, Target};
+use store::{AccountId, Delivery, Envelope, Outbound, Recipient, Store, Target};
 use tracing::warn;
 
 pub use limits::SendingLimits;
@@ -114,6 +114,19 @@ impl Submitter {
     pub fn take_recipient(&self, user: &Authenticated) -> bool {
         self.limits
             .take_recipient(user.account_id, self.settings.max_recipients_per_hour)
+    }
+
+    /// The queue envelope of a message from `sender` accepted at `now`: it expires after the
+    /// policy's queue lifetime; no DSN options, no SMTPUTF8 (the caller sets those it has).
+    pub fn envelope(&self, sender: &str, now: i64) -> Envelope {
+        Envelope {
+            sender: sender.to_owned(),
+            created: now,
+            expires: now + self.settings.queue_lifetime.as_secs() as i64,
+            envid: None,
+            ret: None,
+            smtputf8: false,
+        }
     }
 
     /// The originator policy on `data` (canonical, with the `findings` of making it so);

@@ -121,12 +121,8 @@ impl Submitter {
         stored.extend_from_slice(&sent);
         let outbound = (!destinations.remote.is_empty()).then(|| Outbound {
             envelope: Envelope {
-                sender: sender.clone(),
-                created: now,
-                expires: now + self.settings.queue_lifetime.as_secs() as i64,
-                envid: None,
-                ret: None,
                 smtputf8: !sender.is_ascii() || recipients.iter().any(|r| !r.is_ascii()),
+                ..self.envelope(&sender, now)
             },
             recipients: destinations.remote.clone(),
             data: stored.clone(),
