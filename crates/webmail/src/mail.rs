@@ -10,7 +10,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use base64::Engine;
 use mail_parser::MimeHeaders;
-use serde::Serialize;
 use ua::html::bounded_html;
 use ua::view::{MessageView, is_html_part, mime_type, part_bytes};
 
@@ -21,56 +20,20 @@ pub fn headers(raw: &[u8]) -> Headers {
     Headers::parse(raw).addressed()
 }
 
-/// An attachment (or inline image) of a message.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Attachment {
-    /// The part's position in the message, for downloads.
-    pub part: u32,
-    pub name: String,
-    /// Lower case; `application/octet-stream` when the part has no type.
-    #[serde(rename = "type")]
-    pub content_type: String,
-    pub size: usize,
-    /// Its Content-ID, when HTML refers to it as `cid:`.
-    pub cid: Option<String>,
-}
-
-/// What the reading pane shows.
-#[derive(Debug, Clone, Default, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Body {
-    /// The text (HTML-only mail as readable text).
-    pub text: String,
-    /// Whether there is an HTML version to show in the frame.
-    pub has_html: bool,
-    pub attachments: Vec<Attachment>,
-}
-
 /// The reading pane's view of a message: [`MessageView::parse`], as `pigeon read show` has
-/// it; a message that cannot be parsed at all shows as its bytes.
-pub fn body(raw: &[u8]) -> Body {
-    let Some(view) = MessageView::parse(raw) else {
-        return Body {
+/// it, with attachment types as HTTP wants them ([`ua::view::Attachment::mime_type`]); a
+/// message that cannot be parsed at all shows as its bytes.
+pub fn body(raw: &[u8]) -> MessageView {
+    let Some(mut view) = MessageView::parse(raw) else {
+        return MessageView {
             text: String::from_utf8_lossy(raw).into_owned(),
-            ..Body::default()
+            ..MessageView::default()
         };
     };
-    Body {
-        text: view.text,
-        has_html: view.has_html,
-        attachments: view
-            .attachments
-            .into_iter()
-            .map(|a| Attachment {
-                part: a.part,
-                content_type: a.mime_type(),
-                name: a.name,
-                size: a.size,
-                cid: a.cid,
-            })
-            .collect(),
+    for a in &mut view.attachments {
+        a.content_type = a.mime_type();
     }
+    view
 }
 
 /// One part's name, type and decoded bytes.
