@@ -101,6 +101,8 @@ pub struct TestServer {
     config: PathBuf,
     child: Option<Child>,
     listening: HashMap<String, Vec<SocketAddr>>,
+    /// `PIGEON_LOG` for the server: `debug` unless a test asks for more.
+    log_filter: String,
 }
 
 /// Listener block binding every implemented protocol to an ephemeral loopback port.
@@ -134,7 +136,13 @@ impl TestServer {
             config,
             child: None,
             listening: HashMap::new(),
+            log_filter: "debug".into(),
         }
+    }
+
+    /// The log filter (`PIGEON_LOG`) the next [`TestServer::start`] uses, e.g. `trace`.
+    pub fn set_log_filter(&mut self, filter: &str) {
+        self.log_filter = filter.into();
     }
 
     /// A new data directory with exactly `config` as the config file (top-level keys such as
@@ -212,7 +220,7 @@ impl TestServer {
             .arg("--data")
             .arg(self.dir.path())
             .arg("serve")
-            .env("PIGEON_LOG", "debug")
+            .env("PIGEON_LOG", &self.log_filter)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
