@@ -95,7 +95,7 @@ fn load(source: &CertSource) -> Result<Loaded, TlsError> {
             let renew = if !cert.exists() || !key.exists() {
                 Some("there is none yet".to_string())
             } else {
-                renewal_reason(&cert, hostname, unix_now())
+                renewal_reason(&cert, hostname, common::clock::now())
             };
             if let Some(why) = renew {
                 generate(dir, hostname, &cert, &key, &why)?;
@@ -141,13 +141,6 @@ const MAX_VALIDITY_DAYS: i64 = 825;
 const RENEW_BEFORE_DAYS: i64 = 30;
 const DAY: i64 = 86_400;
 
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 /// Why the self-signed certificate in `cert` should be made again at `now`, if it should:
 /// expired or nearly so, not naming `hostname` (it changed), or valid for too long. A
 /// certificate that is not self-signed (one put there by hand) or that we cannot read is kept.
@@ -191,7 +184,7 @@ fn generate(
     subject.push(rcgen::DnType::CommonName, hostname);
     params.distinguished_name = subject;
     params.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ServerAuth];
-    let today = unix_now().div_euclid(DAY);
+    let today = common::clock::now().div_euclid(DAY);
     let date = |days: i64| {
         let (year, month, day) = civil_from_days(days);
         rcgen::date_time_ymd(year as i32, month, day)
@@ -536,7 +529,7 @@ mod tests {
         let made = facts(&cert);
         assert!(made.self_signed);
         assert_eq!(made.dns, ["mail.example.test", "localhost"]);
-        let now = unix_now();
+        let now = common::clock::now();
         assert!(
             made.not_before <= now && now - made.not_before <= 2 * DAY,
             "{made:?}"
@@ -588,7 +581,7 @@ mod tests {
             &old.signing_key.serialize_pem(),
         );
         assert!(facts(&cert).not_after >= days_from_civil(4096, 1, 1) * DAY);
-        assert!(renewal_reason(&cert, "localhost", unix_now()).is_some());
+        assert!(renewal_reason(&cert, "localhost", common::clock::now()).is_some());
         self_signed(dir.path(), "localhost");
         let renewed = facts(&cert);
         assert_eq!(renewed.dns, ["localhost"]);
@@ -602,7 +595,7 @@ mod tests {
         self_signed(dir.path(), "localhost").reload().unwrap();
         assert_eq!(std::fs::read(&cert).unwrap(), before);
         // Near its end (as seen 340 days on) it would be renewed.
-        let later = unix_now() + 340 * DAY;
+        let later = common::clock::now() + 340 * DAY;
         assert!(renewal_reason(&cert, "localhost", later).is_some());
 
         // A new hostname gets a new certificate.
@@ -617,7 +610,7 @@ mod tests {
         let expired = params.self_signed(&key).unwrap();
         write_pair(dir.path(), &expired.pem(), &key.serialize_pem());
         self_signed(dir.path(), "mx.example.test");
-        assert!(facts(&cert).not_after > unix_now());
+        assert!(facts(&cert).not_after > common::clock::now());
     }
 
     #[test]

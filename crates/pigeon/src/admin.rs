@@ -170,12 +170,6 @@ fn read_password(source: &PasswordSource) -> anyhow::Result<String> {
     Ok(password)
 }
 
-/// Random bytes from the operating system (`common::random`, which panics if it fails).
-// Kept for `serve.rs` until it calls `common::random::bytes` itself.
-pub fn random_bytes<const N: usize>() -> anyhow::Result<[u8; N]> {
-    Ok(common::random::bytes())
-}
-
 /// The stored secrets for a password: Argon2id and SCRAM-SHA-256 keys, each with its own salt.
 pub fn make_secrets(password: &str) -> anyhow::Result<store::Secrets> {
     let salt = common::random::bytes::<{ sasl::SALT_LEN }>();

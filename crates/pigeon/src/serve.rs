@@ -18,10 +18,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .add_domain(&config.domain)
             .await
             .with_context(|| format!("add primary domain {}", config.domain))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(0);
+        let now = common::clock::now();
         for (selector, algorithm) in [("ed1", "ed25519"), ("rsa1", "rsa")] {
             let key = submission::dkim::generate_key(&config.domain, selector, algorithm, now)
                 .map_err(|e| anyhow::anyhow!("DKIM key: {e}"))?;
@@ -63,7 +60,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             lockout_after: config.auth.lockout_after,
             lockout: std::time::Duration::from_secs(config.auth.lockout_secs),
         },
-        crate::admin::random_bytes::<32>()?,
+        common::random::bytes::<32>(),
         config.auth.hash_workers,
     ));
     let resolver = queue::route::resolver(&config.dns.servers)
