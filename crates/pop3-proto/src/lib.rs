@@ -8,6 +8,10 @@
 //! ([`Event`]) to check logins, to fetch message bytes for RETR and TOP, and to carry out the
 //! deletions at QUIT. Call contract as in `smtp-proto`: `feed`, then `next` until `None`,
 //! answering each question-event before calling `next` again, then write `take_output`.
+//!
+//! For trace logs the machine can keep a transcript ([`Machine::record_transcript`]): each
+//! client line and status line where it is read or written, with placeholders for PASS's
+//! password, APOP's digest, SASL data and message content.
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -114,6 +118,8 @@ pub struct Machine {
     close_emitted: bool,
     /// Skipping the rest of an overlong line.
     skipping: bool,
+    /// The exchange for a trace log, while recording ([`Machine::record_transcript`]).
+    transcript: Option<Vec<String>>,
 }
 
 /// RFC 5034 §4: AUTH responses may be long.
@@ -133,6 +139,31 @@ impl Machine {
             errors: 0,
             close_emitted: false,
             skipping: false,
+            transcript: None,
+        }
+    }
+
+    /// Starts (or stops) keeping a transcript of the exchange for [`Machine::take_transcript`].
+    /// Off by default: it costs a string per line.
+    pub fn record_transcript(&mut self, on: bool) {
+        self.transcript = on.then(Vec::new);
+    }
+
+    /// The exchange since the last call, one line each: `C: ` what the client sent, `S: ` the
+    /// status lines we answered (`+OK`/`-ERR`, challenges), in order. Never in it: PASS's
+    /// password, APOP's digest, SASL data (as placeholders), and message content (its size).
+    /// Empty unless recording.
+    pub fn take_transcript(&mut self) -> Vec<String> {
+        self.transcript
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Adds a line to the transcript, if recording (`line` is only made then).
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(transcript) = &mut self.transcript {
+            transcript.push(line());
         }
     }
 
@@ -165,20 +196,25 @@ impl Machine {
     }
 
     fn ok(&mut self, text: &str) {
-        self.output.extend_from_slice(b"+OK ");
-        self.push_text(text);
+        self.status(b"+OK ", text);
     }
 
     fn err(&mut self, text: &str) {
-        self.output.extend_from_slice(b"-ERR ");
-        self.push_text(text);
+        self.status(b"-ERR ", text);
     }
 
-    fn push_text(&mut self, text: &str) {
+    /// Every status line goes out here, so every reply is in the transcript.
+    fn status(&mut self, indicator: &[u8], text: &str) {
+        let start = self.output.len();
+        self.output.extend_from_slice(indicator);
         self.output.extend(
             text.bytes()
                 .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
         );
+        if let Some(transcript) = &mut self.transcript {
+            let line = String::from_utf8_lossy(&self.output[start..]);
+            transcript.push(format!("S: {line}"));
+        }
         self.output.extend_from_slice(b"\r\n");
     }
 
@@ -279,6 +315,7 @@ impl Machine {
         self.output.extend_from_slice(b"+ ");
         self.output.extend(B64.encode(challenge).into_bytes());
         self.output.extend_from_slice(b"\r\n");
+        self.note(|| "S: + <SASL data redacted>".into());
     }
 
     /// Answers [`Event::Retrieve`]: the message bytes as stored. Bare LFs become CRLF, the
@@ -293,6 +330,7 @@ impl Machine {
             Some(_) => self.ok("top of message follows"),
         }
         self.output.reserve(data.len() + data.len() / 32 + 8);
+        let start = self.output.len();
         let limit = top.unwrap_or(u32::MAX);
         // TOP sends the header section, the empty line and `n` body lines (RFC 1939 §7).
         let body = message::headers::header_section(data).body;
@@ -321,6 +359,8 @@ impl Machine {
             offset += length;
         }
         self.output.extend_from_slice(b".\r\n");
+        let sent = self.output.len() - start;
+        self.note(|| format!("S: <message, {sent} octets on the wire>"));
     }
 
     /// Answers [`Event::Update`]: the deletions are done (`true`) or failed.
@@ -371,11 +411,14 @@ impl Machine {
                 continue;
             }
             if line.len() > limit {
+                self.note(|| format!("C: <line too long, {} octets>", line.len()));
                 self.error("line too long");
                 continue;
             }
             let text = String::from_utf8_lossy(&line);
             let text = text.trim_end_matches(['\r', '\n']).to_string();
+            let sasl = self.state == State::Auth;
+            self.note(|| format!("C: {}", logged_line(&text, sasl)));
             if let Some(event) = self.line(&text) {
                 return Some(event);
             }
@@ -693,9 +736,93 @@ impl Machine {
     }
 }
 
+/// A client line as the transcript shows it: a SASL response (`sasl`), PASS's password,
+/// APOP's digest and AUTH's initial response are replaced by placeholders; control characters
+/// are escaped, so a line of the log is one line of the exchange.
+fn logged_line(text: &str, sasl: bool) -> String {
+    if sasl {
+        return if text == "*" {
+            "*"
+        } else {
+            "<SASL data redacted>"
+        }
+        .into();
+    }
+    let mut words = text.split(' ').filter(|w| !w.is_empty());
+    let verb = words.next().unwrap_or("").to_ascii_uppercase();
+    let first = words.next().map(str::escape_debug);
+    let more = words.next().is_some();
+    match (verb.as_str(), first) {
+        ("PASS", Some(_)) => "PASS <redacted>".into(),
+        ("APOP", Some(user)) => format!("APOP {user} <digest redacted>"),
+        ("AUTH", Some(mechanism)) if more => {
+            format!("AUTH {mechanism} <initial response redacted>")
+        }
+        _ => text.escape_debug().to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_never_logged() {
+        assert_eq!(logged_line("USER bob", false), "USER bob");
+        assert_eq!(
+            logged_line("pass hunter2 with spaces", false),
+            "PASS <redacted>"
+        );
+        assert_eq!(logged_line("PASS", false), "PASS");
+        assert_eq!(
+            logged_line("APOP bob c4c9334bac560ecc979e58001b3e22fb", false),
+            "APOP bob <digest redacted>"
+        );
+        assert_eq!(
+            logged_line("AUTH PLAIN AGJvYgBodW50ZXIy", false),
+            "AUTH PLAIN <initial response redacted>"
+        );
+        assert_eq!(logged_line("AUTH PLAIN", false), "AUTH PLAIN");
+        assert_eq!(
+            logged_line("AGJvYgBodW50ZXIy", true),
+            "<SASL data redacted>"
+        );
+        assert_eq!(logged_line("*", true), "*");
+        assert_eq!(logged_line("NOOP\r\0", false), "NOOP\\r\\0");
+    }
+
+    #[test]
+    fn the_transcript_has_status_lines_and_sizes_only() {
+        let mut m = Machine::new(Config {
+            plaintext_login: true,
+            ..Config::default()
+        });
+        m.record_transcript(true);
+        m.greet();
+        m.feed(b"USER bob\r\nPASS hunter2\r\n");
+        assert!(matches!(m.next(), Some(Event::Login { .. })));
+        m.login_ok(vec![Entry {
+            uid: 1,
+            size: 22,
+            uidl: "1.1".into(),
+        }]);
+        m.feed(b"RETR 1\r\n");
+        assert!(matches!(m.next(), Some(Event::Retrieve { .. })));
+        m.message(b"Subject: x\r\n\r\nsecret\r\n", None);
+        assert_eq!(
+            m.take_transcript(),
+            [
+                "S: +OK pigeon POP3 server ready",
+                "C: USER bob",
+                "S: +OK send PASS",
+                "C: PASS <redacted>",
+                "S: +OK maildrop has 1 messages (22 octets)",
+                "C: RETR 1",
+                "S: +OK 22 octets",
+                "S: <message, 25 octets on the wire>",
+            ]
+        );
+    }
 
     fn retr(data: &[u8], top: Option<u32>) -> String {
         let mut m = Machine::new(Config::default());

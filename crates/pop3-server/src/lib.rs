@@ -10,6 +10,8 @@
 //! - One POP3 session per maildrop: a second gets `-ERR [IN-USE]`, on this node (an
 //!   in-process lock) and on others sharing the store (`Store::lock_maildrop`, a lease renewed
 //!   while the session is active). IMAP sessions are not affected.
+//! - At `trace` level every command and status line is logged inside the connection's span
+//!   (`cid`), from the machine's transcript: never a password, SASL data or message content.
 //!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
@@ -22,7 +24,7 @@ use auth::{Authenticated, Authenticator, SaslSession, SaslStep};
 use net::{ConnInfo, Flow, TlsInfo};
 use pop3_proto::{Config, Entry, Event, Machine};
 use store::{AccountId, MailboxId, Store, flags};
-use tracing::{error, info, warn};
+use tracing::{Level, error, info, trace, warn};
 
 /// Settings of the POP3 service.
 #[derive(Debug, Clone)]
@@ -396,10 +398,29 @@ impl Session {
     }
 }
 
+impl Session {
+    /// Logs the exchange so far at `trace`, inside the connection's span (its `cid`): the
+    /// machine notes every command and status line, redacted ([`Machine::take_transcript`]).
+    fn trace_exchange(&mut self) {
+        for line in self.machine.take_transcript() {
+            trace!("{line}");
+        }
+    }
+
+    /// Hands what the machine wrote to `net`, once traced.
+    fn write(&mut self, out: &mut Vec<u8>) {
+        self.trace_exchange();
+        out.extend(self.machine.take_output());
+    }
+}
+
 impl net::Session for Session {
     fn greet(&mut self, out: &mut Vec<u8>) {
+        // Asked here, inside the connection's span, so a per-span filter applies too.
+        self.machine
+            .record_transcript(tracing::enabled!(Level::TRACE));
         self.machine.greet();
-        out.extend(self.machine.take_output());
+        self.write(out);
     }
 
     async fn input(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Flow {
@@ -424,11 +445,13 @@ impl net::Session for Session {
             let Some(event) = self.machine.next() else {
                 break Flow::Continue;
             };
+            // The command before what the session logs about it.
+            self.trace_exchange();
             if let Some(flow) = self.handle(event).await {
                 break flow;
             }
         };
-        out.extend(self.machine.take_output());
+        self.write(out);
         flow
     }
 
@@ -438,7 +461,7 @@ impl net::Session for Session {
 
     fn timed_out(&mut self, out: &mut Vec<u8>) {
         self.machine.timeout();
-        out.extend(self.machine.take_output());
+        self.write(out);
     }
 
     fn is_idle(&self) -> bool {
@@ -447,7 +470,7 @@ impl net::Session for Session {
 
     fn shutting_down(&mut self, out: &mut Vec<u8>) {
         self.machine.shutdown();
-        out.extend(self.machine.take_output());
+        self.write(out);
     }
 
     fn tls_established(&mut self, info: TlsInfo) {

@@ -17,6 +17,7 @@ use smtp_codec::{Error as CodecError, Request};
 use crate::canonical::{self, Canonicalizer, Findings};
 use crate::data::{DataProgress, DataReceiver};
 use crate::reply::{Reply, replies};
+use crate::transcript::Transcript;
 
 /// Fixed settings of one session.
 #[derive(Debug, Clone)]
@@ -189,6 +190,8 @@ pub struct ServerMachine {
     tls: bool,
     /// The authenticated user, after a successful AUTH.
     user: Option<String>,
+    /// The exchange for a trace log, while recording ([`ServerMachine::record_transcript`]).
+    transcript: Transcript,
 }
 
 /// RFC 4954 §4: an AUTH response line may be up to 12288 octets.
@@ -211,7 +214,21 @@ impl ServerMachine {
             close_emitted: false,
             tls: false,
             user: None,
+            transcript: Transcript::default(),
         }
+    }
+
+    /// Starts (or stops) keeping a transcript for [`ServerMachine::take_transcript`] (off by
+    /// default: it costs a string per line).
+    pub fn record_transcript(&mut self, on: bool) {
+        self.transcript.record(on);
+    }
+
+    /// The exchange since the last call, one line each: `C: ` what the client sent, `S: ` what
+    /// the machine answered, in order. Never in it: AUTH's initial response and SASL data (they
+    /// carry passwords) and message content (only its size). Empty unless recording.
+    pub fn take_transcript(&mut self) -> Vec<String> {
+        self.transcript.take()
     }
 
     /// TLS is active: implicit TLS before the greeting, or after STARTTLS. The session restarts
@@ -263,6 +280,8 @@ impl ServerMachine {
         line.extend(base64_encode(challenge).into_bytes());
         line.extend_from_slice(b"\r\n");
         self.output.extend_from_slice(&line);
+        self.transcript
+            .note(|| "S: 334 <SASL data redacted>".into());
         self.phase = Phase::AuthLine;
     }
 
@@ -357,8 +376,11 @@ impl ServerMachine {
         self.input.clear();
     }
 
+    /// Every reply goes out here (the AUTH challenge aside), so every reply is in the transcript.
     fn send(&mut self, reply: Reply) {
+        let start = self.output.len();
         reply.write_to(&mut self.output);
+        self.transcript.replies(&self.output[start..]);
     }
 
     /// Answers the pending decision. For [`Event::Mail`] and [`Event::Rcpt`] a positive reply
@@ -430,6 +452,7 @@ impl ServerMachine {
                     };
                     let line: Vec<u8> = self.input.drain(..=pos).collect();
                     if line.len() > self.config.max_line_length {
+                        self.transcript.overlong(line.len());
                         self.error(replies::line_too_long());
                         continue;
                     }
@@ -450,6 +473,7 @@ impl ServerMachine {
                     let text = String::from_utf8_lossy(&line);
                     let text = text.trim_end_matches(['\r', '\n']);
                     self.phase = Phase::Command;
+                    self.transcript.sasl_response(text);
                     if text == "*" {
                         // RFC 4954 §4: the client cancelled.
                         self.pending = Pending::None;
@@ -489,6 +513,7 @@ impl ServerMachine {
                         DataProgress::Done { consumed } => {
                             let exceeded = receiver.exceeded();
                             let findings = receiver.findings();
+                            self.transcript.message(receiver.size());
                             self.input.drain(..consumed);
                             self.phase = Phase::Command;
                             if exceeded || findings.over_limit() {
@@ -575,6 +600,7 @@ impl ServerMachine {
         // inside a word (`EHLO a\rb` read as `ab`); a peer that sends one is refused instead.
         let body = line.strip_suffix(b"\n").unwrap_or(line);
         let body = body.strip_suffix(b"\r").unwrap_or(body);
+        self.transcript.command(body);
         if body.contains(&b'\r') {
             self.error(replies::syntax("Bare CR in command line"));
             return None;

@@ -17,6 +17,9 @@
 //! copy are the same bytes), gets `Return-Path:` and `Received:` in front, and `250` is sent
 //! only when the store has committed it (fsync).
 //!
+//! At `trace` level every command and reply is logged inside the connection's span (`cid`),
+//! from the machine's transcript: never AUTH data or message content, only their sizes.
+//!
 //! **Architecture invariant:** sees `dyn Store`, never a backend.
 
 pub mod mailauth;
@@ -33,7 +36,7 @@ use smtp_proto::canonical::Findings;
 use smtp_proto::{Event, MailParams, RcptParams, Reply, ServerConfig, ServerMachine, replies};
 use store::{Address, Envelope, Outbound, Recipient, Resolution, Store, Target};
 use submission::{Destinations, Refusal, SendingLimits, Submitter, store_accepted, transaction_id};
-use tracing::{error, info, warn};
+use tracing::{Level, error, info, trace, warn};
 
 /// Which service a listener runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -404,10 +407,29 @@ async fn injected_failure(to: &str) -> Option<Reply> {
     }
 }
 
+impl Session {
+    /// Logs the exchange so far at `trace`, inside the connection's span (its `cid`): the
+    /// machine notes every command and reply, redacted ([`ServerMachine::take_transcript`]).
+    fn trace_exchange(&mut self) {
+        for line in self.machine.take_transcript() {
+            trace!("{line}");
+        }
+    }
+
+    /// Hands what the machine wrote to `net`, once traced.
+    fn write(&mut self, out: &mut Vec<u8>) {
+        self.trace_exchange();
+        out.extend(self.machine.take_output());
+    }
+}
+
 impl net::Session for Session {
     fn greet(&mut self, out: &mut Vec<u8>) {
+        // Asked here, inside the connection's span, so a per-span filter applies too.
+        self.machine
+            .record_transcript(tracing::enabled!(Level::TRACE));
         self.machine.greet();
-        out.extend(self.machine.take_output());
+        self.write(out);
     }
 
     async fn input(&mut self, bytes: &[u8], out: &mut Vec<u8>) -> Flow {
@@ -416,6 +438,8 @@ impl net::Session for Session {
             let Some(event) = self.machine.next() else {
                 break Flow::Continue;
             };
+            // The command before what the session logs about it.
+            self.trace_exchange();
             match event {
                 Event::Mail { from, params } => {
                     let reply = self.mail(from, params).await;
@@ -435,7 +459,7 @@ impl net::Session for Session {
                 Event::Close => break Flow::Close,
             }
         };
-        out.extend(self.machine.take_output());
+        self.write(out);
         flow
     }
 
@@ -450,7 +474,7 @@ impl net::Session for Session {
     fn timed_out(&mut self, out: &mut Vec<u8>) {
         warn!("idle timeout");
         self.machine.timeout();
-        out.extend(self.machine.take_output());
+        self.write(out);
     }
 
     fn is_idle(&self) -> bool {
@@ -459,7 +483,7 @@ impl net::Session for Session {
 
     fn shutting_down(&mut self, out: &mut Vec<u8>) {
         self.machine.shutdown();
-        out.extend(self.machine.take_output());
+        self.write(out);
     }
 
     fn tls_established(&mut self, info: TlsInfo) {

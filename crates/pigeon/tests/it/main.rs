@@ -18,6 +18,7 @@ mod postgres;
 mod queue;
 mod smtp;
 mod submission;
+mod trace;
 mod ua;
 mod webmail;
 mod webmail_net;

@@ -361,3 +361,88 @@ fn auth_scram_sha256_success_and_failure() {
         "535 5.7.8 Authentication credentials invalid"
     );
 }
+
+/// The transcript for a trace log has every command and reply in order, but never the AUTH
+/// initial response, a SASL response, or the message's content (only its size).
+#[test]
+fn transcript_hides_auth_data_and_message_content() {
+    let mut machine = ServerMachine::new(ServerConfig {
+        auth_requires_tls: false,
+        ..submission_config()
+    });
+    machine.record_transcript(true);
+    machine.greet();
+    // AUTH PLAIN with alice/secret, then AUTH LOGIN's response lines.
+    machine.feed(b"EHLO c\r\nAUTH PLAIN AGFsaWNlAHNlY3JldA==\r\n");
+    let mut exchange = None;
+    let mut answer = |machine: &mut ServerMachine| match machine.next() {
+        Some(Event::Auth { mechanism, initial }) => {
+            let mechanism = sasl::Mechanism::parse(&mechanism).unwrap();
+            let mut ex =
+                sasl::ServerExchange::new(mechanism, Default::default(), false, b"0123456789ab");
+            let outcome = ex.start(initial.as_deref());
+            exchange = Some(ex);
+            answer_auth(machine, &mut exchange, outcome);
+        }
+        other => panic!("{other:?}"),
+    };
+    answer(&mut machine);
+    machine.feed(b"MAIL FROM:<alice@a.example>\r\nRCPT TO:<bob@a.example>\r\nDATA\r\n");
+    assert!(matches!(machine.next(), Some(Event::Mail { .. })));
+    machine.reply(smtp_proto::replies::sender_ok());
+    assert!(matches!(machine.next(), Some(Event::Rcpt { .. })));
+    machine.reply(smtp_proto::replies::recipient_ok());
+    assert_eq!(machine.next(), None);
+    machine.feed(b"Subject: x\r\n\r\nthe secret body\r\n.\r\n");
+    assert!(matches!(machine.next(), Some(Event::Message { .. })));
+    machine.reply(Reply::new(250, "2.0.0", "OK queued as 1"));
+    let transcript = machine.take_transcript();
+    assert_eq!(
+        transcript,
+        [
+            "S: 220 mx.example ESMTP pigeon ready",
+            "C: EHLO c",
+            "S: 250-mx.example Hello c",
+            "S: 250-PIPELINING",
+            "S: 250-SIZE 300",
+            "S: 250-8BITMIME",
+            "S: 250-SMTPUTF8",
+            "S: 250-ENHANCEDSTATUSCODES",
+            "S: 250-CHUNKING",
+            "S: 250-DSN",
+            "S: 250-STARTTLS",
+            "S: 250 AUTH PLAIN LOGIN",
+            "C: AUTH PLAIN <initial response redacted>",
+            "S: 235 2.7.0 Authentication successful",
+            "C: MAIL FROM:<alice@a.example>",
+            "S: 250 2.1.0 Sender OK",
+            "C: RCPT TO:<bob@a.example>",
+            "S: 250 2.1.5 Recipient OK",
+            "C: DATA",
+            "S: 354 Start mail input; end with <CRLF>.<CRLF>",
+            "C: <message, 31 octets>",
+            "S: 250 2.0.0 OK queued as 1",
+        ]
+    );
+    // A SASL response line and its challenge are placeholders too.
+    let mut login = ServerMachine::new(ServerConfig {
+        auth_requires_tls: false,
+        ..submission_config()
+    });
+    login.record_transcript(true);
+    login.feed(b"EHLO c\r\nAUTH LOGIN\r\n");
+    answer(&mut login);
+    login.feed(b"YWxpY2U=\r\n");
+    assert!(matches!(login.next(), Some(Event::AuthResponse(_))));
+    login.auth_challenge(b"Password:");
+    let transcript = login.take_transcript();
+    assert_eq!(
+        transcript[transcript.len() - 4..],
+        [
+            "C: AUTH LOGIN",
+            "S: 334 <SASL data redacted>",
+            "C: <SASL data redacted>",
+            "S: 334 <SASL data redacted>",
+        ]
+    );
+}
