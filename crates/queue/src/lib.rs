@@ -91,7 +91,6 @@ struct Work {
     _permit: Arc<tokio::sync::OwnedSemaphorePermit>,
 }
 
-
 impl Queue {
     pub fn new(store: Arc<dyn Store>, settings: Settings, router: Router) -> Arc<Queue> {
         Arc::new(Queue {

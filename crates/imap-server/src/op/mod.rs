@@ -75,4 +75,3 @@ pub(crate) fn parse_flags(names: &[String]) -> Result<(u32, Vec<String>), Comman
     }
     Ok((bits, keywords))
 }
-
