@@ -22,6 +22,7 @@ mod uploads;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -177,15 +178,27 @@ where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     use tower::ServiceExt;
+    // Whether the last response is an event stream: it never ends on its own, and cutting it
+    // loses nothing (the page reconnects), so shutdown does not wait for it.
+    let streaming = Arc::new(AtomicBool::new(false));
+    let streams = streaming.clone();
     let service =
         hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
+            let streams = streams.clone();
             let traced = tracing::enabled!(tracing::Level::TRACE)
                 .then(|| (request.method().clone(), request.uri().path().to_owned()));
             let started = std::time::Instant::now();
             let response = app.clone().oneshot(request.map(axum::body::Body::new));
             async move {
                 let response = response.await;
+                if let Ok(response) = &response {
+                    let events = response
+                        .headers()
+                        .get(header::CONTENT_TYPE)
+                        .is_some_and(|t| t.as_bytes().starts_with(b"text/event-stream"));
+                    streams.store(events, Ordering::Relaxed);
+                }
                 if let (Some((method, path)), Ok(response)) = (traced, &response) {
                     tracing::trace!(
                         %method,
@@ -208,8 +221,11 @@ where
         done = connection.as_mut() => return done.map_err(std::io::Error::other),
         _ = shutdown.requested() => {}
     }
-    // Stopping: an idle keep-alive connection closes now, a request in flight may finish,
-    // within the grace period (an event stream never finishes on its own).
+    if streaming.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    // Stopping: an idle keep-alive connection closes now, a request in flight may finish
+    // within the grace period.
     connection.as_mut().graceful_shutdown();
     match tokio::time::timeout(shutdown.grace(), connection).await {
         Ok(done) => done.map_err(std::io::Error::other),

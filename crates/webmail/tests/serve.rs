@@ -178,3 +178,50 @@ async fn the_per_ip_limit_applies_to_http() {
     idle.read_to_end(&mut rest).await.unwrap();
     assert_eq!(server.open_connections(), 0);
 }
+
+#[tokio::test]
+async fn shutdown_does_not_wait_for_event_streams() {
+    let _ = log();
+    let (_dir, server, addr) = start(10).await;
+    let body = format!(r#"{{"username": "alice@localhost", "password": "{PW}"}}"#);
+    let login = exchange(
+        addr,
+        &format!(
+            "POST /api/login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+             Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+    .await;
+    let cookie = login
+        .lines()
+        .find_map(|l| l.strip_prefix("set-cookie: "))
+        .and_then(|c| c.split(';').next())
+        .unwrap_or_else(|| panic!("no cookie in {login}"));
+    let csrf = login
+        .split("\"csrfToken\":\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("no CSRF token in {login}"));
+    let mut events = TcpStream::connect(addr).await.unwrap();
+    events
+        .write_all(
+            format!(
+                "GET /jmap/eventsource?csrf={csrf} HTTP/1.1\r\nHost: localhost\r\nCookie: {cookie}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut head = [0u8; 12];
+    events.read_exact(&mut head).await.unwrap();
+    assert_eq!(&head, b"HTTP/1.1 200");
+    let started = std::time::Instant::now();
+    server.shutdown().await;
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "shutdown waited {:?} for an event stream (grace 5 s)",
+        started.elapsed()
+    );
+    assert_eq!(server.open_connections(), 0);
+}
