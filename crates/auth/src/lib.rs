@@ -5,9 +5,12 @@
 //! Why a crate of its own: `sasl` must stay free of IO and clocks, and SMTP, IMAP, POP3 and
 //! webmail must all throttle and verify the same way.
 //!
-//! Every attempt passes the throttle's gate first, which counts it as a failure from that
-//! moment until it succeeds, so parallel attempts cannot slip past a lockout (issue 14,
-//! finding 5; see `sasl::throttle`).
+//! Every attempt passes the throttle's gate first ([`Authenticator::gate`]): it waits for a
+//! slot of its address and out its delay, and comes back as an [`Attempt`], a guard that
+//! reports the outcome to the throttle exactly once, and a failure if it is dropped
+//! unreported. So at most `lockout_after` passwords from one address are checked before its
+//! lockout however many arrive at once (issue 14, finding 5), while parallel logins with the
+//! right password only take turns (see `sasl::throttle`).
 //!
 //! Argon2 verification is deliberately slow (tens of milliseconds) and takes 19 MiB, so it runs
 //! on a fixed pool of threads that reuse their memory ([`pool`]). A successful check is
@@ -30,12 +33,14 @@ pub use sasl_session::{SaslSession, SaslStep};
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use sasl::throttle::Verdict;
 use sasl::{ScramKeys, Throttle, ThrottleConfig};
 use store::{AccountId, Address, Store, StoreError};
-use tracing::{info, warn};
+use tokio::sync::Notify;
+use tracing::{debug, info, warn};
 
 use crate::pool::HashPool;
 
@@ -64,10 +69,98 @@ pub fn default_hash_workers() -> usize {
         .min(4)
 }
 
+/// The throttle, shared with the [`Attempt`]s it admitted.
+struct Gate {
+    throttle: Mutex<Throttle>,
+    /// Wakes the attempts waiting for a slot whenever an attempt ends.
+    ended: Notify,
+}
+
+impl Gate {
+    fn throttle(&self) -> MutexGuard<'_, Throttle> {
+        // The counters are consistent between calls (no call panics halfway), and a login
+        // must not fail, nor an `Attempt`'s drop panic, because another thread panicked.
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Why [`Authenticator::gate`] refused an attempt: it must fail without its credentials being
+/// checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The address is locked out.
+    LockedOut,
+    /// The address had no free slot (`lockout_after` attempts failed or in flight) for
+    /// `max_delay`.
+    Busy,
+}
+
+/// A login attempt the throttle admitted: its credentials may be checked now. Report the
+/// outcome with [`Attempt::success`], [`Attempt::failure`] or [`Attempt::unchecked`]; an
+/// attempt dropped unreported (the connection went away mid-check, a SCRAM exchange abandoned
+/// before the client's proof) counts as a failure, since its password may have been checked,
+/// and so that its slot is never lost.
+#[must_use = "an attempt dropped unreported counts as a failed login"]
+pub struct Attempt {
+    gate: Arc<Gate>,
+    ip: IpAddr,
+    username: String,
+    reported: bool,
+}
+
+impl Attempt {
+    /// The credentials were right.
+    pub fn success(mut self) {
+        self.reported = true;
+        self.gate
+            .throttle()
+            .success(self.ip, &self.username, Instant::now());
+        self.gate.ended.notify_waiters();
+        info!(ip = %self.ip, user = %self.username, "login");
+    }
+
+    /// The credentials were wrong.
+    pub fn failure(mut self) {
+        self.reported = true;
+        self.fail();
+        warn!(ip = %self.ip, user = %self.username, "failed login");
+    }
+
+    /// The credentials could not be checked (the store or the password check failed; the
+    /// caller logs why): the attempt counts as nothing.
+    pub fn unchecked(mut self) {
+        self.reported = true;
+        self.gate
+            .throttle()
+            .unchecked(self.ip, &self.username, Instant::now());
+        self.gate.ended.notify_waiters();
+    }
+
+    fn fail(&self) {
+        self.gate
+            .throttle()
+            .failure(self.ip, &self.username, Instant::now());
+        self.gate.ended.notify_waiters();
+    }
+}
+
+impl Drop for Attempt {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.fail();
+            warn!(ip = %self.ip, user = %self.username, "login abandoned before its answer; counted as failed");
+        }
+    }
+}
+
 /// Shared by every session of every protocol.
 pub struct Authenticator {
     store: Arc<dyn Store>,
-    throttle: Mutex<Throttle>,
+    gate: Arc<Gate>,
+    /// The longest an attempt waits for its address's turn or in a lockout.
+    max_delay: Duration,
     cache: Mutex<HashMap<AccountId, CacheEntry>>,
     pool: HashPool,
     /// What unknown users are checked against (`sasl::dummy_hash`).
@@ -102,7 +195,11 @@ impl Authenticator {
         let dummy_hash = sasl::dummy_hash();
         Authenticator {
             store,
-            throttle: Mutex::new(Throttle::new(throttle)),
+            max_delay: throttle.max_delay,
+            gate: Arc::new(Gate {
+                throttle: Mutex::new(Throttle::new(throttle)),
+                ended: Notify::new(),
+            }),
             cache: Mutex::new(HashMap::new()),
             pool: HashPool::new(workers, &dummy_hash),
             dummy_hash,
@@ -130,52 +227,79 @@ impl Authenticator {
         out
     }
 
-    /// An attempt begins: it is counted as a failure until [`Authenticator::record`] says it
-    /// succeeded. Waits out the throttle's delay; returns false if the attempt must fail
-    /// whatever its credentials (lockout, or too many attempts already waiting).
-    pub async fn gate(&self, ip: IpAddr, username: &str) -> bool {
-        let verdict = self.throttle.lock().expect("throttle lock poisoned").begin(
-            ip,
-            username,
-            Instant::now(),
-        );
-        if !verdict.delay.is_zero() {
-            tracing::debug!(%ip, user = %username, delay_ms = verdict.delay.as_millis() as u64, locked = verdict.locked, "login attempt throttled");
-            tokio::time::sleep(verdict.delay).await;
-        }
-        !verdict.locked
-    }
-
-    /// Records the outcome of an attempt that passed [`Authenticator::gate`]: a success clears
-    /// the counters; a failure was counted when the attempt began.
-    pub fn record(&self, ip: IpAddr, username: &str, success: bool) {
-        if success {
-            self.throttle
-                .lock()
-                .expect("throttle lock poisoned")
-                .success(ip, username);
-            info!(%ip, user = %username, "login");
-        } else {
-            warn!(%ip, user = %username, "failed login");
+    /// An attempt begins: waits for a slot of its address (at most `max_delay` in all) and
+    /// out its delay, then may check the credentials and must report the outcome on the
+    /// returned [`Attempt`]. Refused attempts are answered `max_delay` after they began, and
+    /// must fail whatever their credentials.
+    pub async fn gate(&self, ip: IpAddr, username: &str) -> Result<Attempt, Refused> {
+        let deadline = tokio::time::Instant::now() + self.max_delay;
+        loop {
+            // Registered before asking, so an attempt that ends in between still wakes us.
+            let ended = self.gate.ended.notified();
+            tokio::pin!(ended);
+            ended.as_mut().enable();
+            let verdict = self.gate.throttle().begin(ip, username, Instant::now());
+            match verdict {
+                Verdict::Admit { delay } => {
+                    // Held from here: an attempt dropped during its delay counts too.
+                    let attempt = Attempt {
+                        gate: self.gate.clone(),
+                        ip,
+                        username: username.to_owned(),
+                        reported: false,
+                    };
+                    if !delay.is_zero() {
+                        debug!(%ip, user = %username, delay_ms = delay.as_millis() as u64, "login attempt throttled");
+                        tokio::time::sleep(delay).await;
+                    }
+                    return Ok(attempt);
+                }
+                Verdict::Locked => {
+                    tokio::time::sleep_until(deadline).await;
+                    return Err(Refused::LockedOut);
+                }
+                Verdict::Wait { retry } => {
+                    let now = tokio::time::Instant::now();
+                    if now >= deadline {
+                        return Err(Refused::Busy);
+                    }
+                    let _ = tokio::time::timeout_at((now + retry).min(deadline), ended).await;
+                }
+            }
         }
     }
 
     /// PLAIN, LOGIN, IMAP LOGIN, POP3 USER/PASS, webmail: checks a password, with throttling.
-    /// `Ok(None)` means the credentials are wrong (or the IP is locked out); `Err` that the
-    /// check could not be made (store failure, Argon2 queue full): answer "try again later".
+    /// `Ok(None)` means the credentials are wrong (or the IP is locked out, or had too many
+    /// attempts in flight for too long); `Err` that the check could not be made (store
+    /// failure, Argon2 queue full): answer "try again later".
     pub async fn check_password(
         &self,
         ip: IpAddr,
         username: &str,
         password: &str,
     ) -> Result<Option<Authenticated>, StoreError> {
-        if !self.gate(ip, username).await {
-            warn!(%ip, user = %username, "login refused: locked out");
-            return Ok(None);
+        let attempt = match self.gate(ip, username).await {
+            Ok(attempt) => attempt,
+            Err(refused) => {
+                log_refused(ip, username, refused);
+                return Ok(None);
+            }
+        };
+        match self.verify(username, password).await {
+            Ok(Some(user)) => {
+                attempt.success();
+                Ok(Some(user))
+            }
+            Ok(None) => {
+                attempt.failure();
+                Ok(None)
+            }
+            Err(e) => {
+                attempt.unchecked();
+                Err(e)
+            }
         }
-        let verified = self.verify(username, password).await?;
-        self.record(ip, username, verified.is_some());
-        Ok(verified)
     }
 
     async fn verify(
@@ -272,6 +396,16 @@ impl Authenticator {
     }
 }
 
+/// Logs why an attempt failed unchecked.
+pub(crate) fn log_refused(ip: IpAddr, username: &str, refused: Refused) {
+    match refused {
+        Refused::LockedOut => warn!(%ip, user = %username, "login refused: locked out"),
+        Refused::Busy => {
+            warn!(%ip, user = %username, "login refused: too many logins in flight from this address")
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -353,7 +487,8 @@ mod tests {
     }
 
     /// Issue 14, finding 5: 99 wrong passwords in flight at once from one IP, then the right
-    /// one. Each attempt is counted when it starts, so the right one finds the IP locked out.
+    /// one. Only `lockout_after` are checked: the others, and the right one, wait for a slot
+    /// that no failure frees, and are refused unchecked; then the IP is locked out.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn parallel_guesses_cannot_slip_past_the_lockout() {
         let config = ThrottleConfig {
@@ -383,27 +518,100 @@ mod tests {
         for guess in guesses {
             assert!(guess.await.unwrap().is_none());
         }
-        // The account itself is not locked: from elsewhere the right password works.
+        assert_eq!(
+            auth.gate(ip, "u@a.test").await.err(),
+            Some(Refused::LockedOut)
+        );
+        // The account itself is not locked: from elsewhere the right password works (slowed
+        // by the account's failures).
         let other: IpAddr = "192.0.2.21".parse().unwrap();
-        let mut answer = None;
-        for _ in 0..50 {
-            // Slowed by the account's failures; retried as a user would.
-            answer = auth
-                .check_password(other, "u@a.test", "right")
-                .await
-                .unwrap();
-            if answer.is_some() {
-                break;
-            }
-        }
+        let answer = auth
+            .check_password(other, "u@a.test", "right")
+            .await
+            .unwrap();
         assert!(answer.is_some());
+    }
+
+    /// The bug after issue 14: 50 logins with the right password at once from one address
+    /// (an office behind NAT, a webmail proxy) were delayed, then the address locked out.
+    /// Now they take turns for the address's slots and all succeed, none counted as failed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn parallel_right_passwords_from_one_ip_all_succeed() {
+        let (_dir, auth) = setup(ThrottleConfig::default()).await;
+        let auth = Arc::new(auth);
+        let ip: IpAddr = "192.0.2.40".parse().unwrap();
+        let logins: Vec<_> = (0..50)
+            .map(|_| {
+                let auth = auth.clone();
+                tokio::spawn(async move { auth.check_password(ip, "u@a.test", "right").await })
+            })
+            .collect();
+        for login in logins {
+            assert!(login.await.unwrap().unwrap().is_some());
+        }
+        // Nothing was counted against the address: all its slots are free, with no delay.
+        let mut attempts = Vec::new();
+        for _ in 0..10 {
+            let start = Instant::now();
+            attempts.push(auth.gate(ip, "u@a.test").await.unwrap());
+            assert!(start.elapsed() < Duration::from_millis(100));
+        }
+        for attempt in attempts {
+            attempt.success();
+        }
+    }
+
+    /// An attempt dropped before its outcome was reported counts as a failure (its slot is
+    /// not lost either). An address with `lockout_after` attempts in flight waits for a slot
+    /// at most `max_delay`, then is refused unchecked; one whose credentials could not be
+    /// checked counts as nothing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_attempts_fail_and_slots_are_bounded() {
+        let config = ThrottleConfig {
+            free_failures: 10,
+            base_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(50),
+            lockout_after: 3,
+            lockout: Duration::from_secs(60),
+        };
+        let (_dir, auth) = setup(config).await;
+        let ip: IpAddr = "192.0.2.50".parse().unwrap();
+        let first = auth.gate(ip, "u@a.test").await.unwrap();
+        let second = auth.gate(ip, "u@a.test").await.unwrap();
+        let third = auth.gate(ip, "u@a.test").await.unwrap();
+        let start = Instant::now();
+        assert_eq!(auth.gate(ip, "u@a.test").await.err(), Some(Refused::Busy));
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        // A slot freed while an attempt waits for one is taken.
+        let auth = Arc::new(auth);
+        let waiting = tokio::spawn({
+            let auth = auth.clone();
+            async move { auth.gate(ip, "u@a.test").await.is_ok() }
+        });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        first.unchecked();
+        assert!(waiting.await.unwrap(), "the freed slot was not taken");
+        // The attempt `waiting` took, `second` and `third` were dropped unreported: three
+        // failures (`first` counted as nothing), so the address is locked out.
+        drop(second);
+        drop(third);
+        assert_eq!(
+            auth.gate(ip, "u@a.test").await.err(),
+            Some(Refused::LockedOut)
+        );
     }
 
     /// Unknown users, malformed names and accounts without a usable hash are checked against
     /// the dummy hash and fail; a password change invalidates the cache.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn unknown_users_and_unusable_hashes_fail() {
-        let (_dir, auth) = setup(ThrottleConfig::default()).await;
+        // The throttle out of the way: these are all failures from one address.
+        let (_dir, auth) = setup(ThrottleConfig {
+            free_failures: 1000,
+            lockout_after: 1000,
+            ..ThrottleConfig::default()
+        })
+        .await;
         let ip: IpAddr = "192.0.2.30".parse().unwrap();
         for user in ["nobody@a.test", "", "not an address", "u@unknown.test"] {
             assert!(
@@ -412,7 +620,6 @@ mod tests {
                     .unwrap()
                     .is_none()
             );
-            auth.record(ip, user, true); // keep the throttle out of the way
         }
         let address = Address::parse("u@a.test").unwrap();
         assert!(
@@ -438,7 +645,6 @@ mod tests {
                 .is_none(),
             "the cached old password no longer works"
         );
-        auth.record(ip, "u@a.test", true);
         assert!(
             auth.check_password(ip, "u@a.test", "new")
                 .await

@@ -12,7 +12,7 @@ use sasl::exchange::ChannelBindings;
 use sasl::{Mechanism, Outcome, ServerExchange};
 use tracing::error;
 
-use crate::{Authenticated, Authenticator};
+use crate::{Attempt, Authenticated, Authenticator};
 
 /// What the protocol must do next.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -35,6 +35,10 @@ pub struct SaslSession {
     ip: IpAddr,
     username: String,
     scram_user: Option<Authenticated>,
+    /// SCRAM's attempt, admitted by the throttle when the keys are looked up and reported at
+    /// the client's proof. Dropped unreported with the session (the client gave up between
+    /// the two, or went away), it counts as a failed login.
+    attempt: Option<Attempt>,
     /// SCRAM succeeded; waiting for the empty answer to the server signature.
     confirmed: Option<Authenticated>,
 }
@@ -94,6 +98,7 @@ impl SaslSession {
             ip,
             username: String::new(),
             scram_user: None,
+            attempt: None,
             confirmed: None,
         })
     }
@@ -136,19 +141,26 @@ impl SaslSession {
                 }
                 Outcome::NeedScramKeys { username } => {
                     self.username = username.clone();
-                    let keys = if auth.gate(self.ip, &username).await {
-                        match auth.scram_keys(&username).await {
-                            Ok(found) => found.map(|(keys, user)| {
-                                self.scram_user = Some(user);
-                                keys
-                            }),
+                    let keys = match auth.gate(self.ip, &username).await {
+                        Ok(attempt) => match auth.scram_keys(&username).await {
+                            Ok(found) => {
+                                self.attempt = Some(attempt);
+                                found.map(|(keys, user)| {
+                                    self.scram_user = Some(user);
+                                    keys
+                                })
+                            }
                             Err(e) => {
+                                attempt.unchecked();
                                 error!(error = %e, "credential lookup failed");
                                 return SaslStep::Temporary;
                             }
+                        },
+                        // The exchange goes on with made-up keys and fails at the proof.
+                        Err(refused) => {
+                            crate::log_refused(self.ip, &username, refused);
+                            None
                         }
-                    } else {
-                        None
                     };
                     if keys.is_none() {
                         self.exchange.set_decoy_key(auth.decoy_key());
@@ -157,10 +169,13 @@ impl SaslSession {
                 }
                 Outcome::Success { final_data, .. } => {
                     let user = self.scram_user.take();
-                    auth.record(self.ip, &self.username, user.is_some());
-                    let Some(user) = user else {
+                    let attempt = self.attempt.take();
+                    let Some((user, attempt)) = user.zip(attempt) else {
+                        // Made-up keys cannot be proven; should it happen anyway, it fails.
+                        self.report_failure();
                         return SaslStep::Invalid;
                     };
+                    attempt.success();
                     return match final_data {
                         Some(data) => {
                             self.confirmed = Some(user);
@@ -170,13 +185,19 @@ impl SaslSession {
                     };
                 }
                 Outcome::Failure => {
-                    if !self.username.is_empty() {
-                        auth.record(self.ip, &self.username, false);
-                    }
+                    self.report_failure();
                     return SaslStep::Invalid;
                 }
                 Outcome::Malformed(why) => return SaslStep::Malformed(why),
             };
+        }
+    }
+
+    /// The exchange failed: SCRAM's attempt, if the throttle admitted one, is a failure (one
+    /// it refused was logged then).
+    fn report_failure(&mut self) {
+        if let Some(attempt) = self.attempt.take() {
+            attempt.failure();
         }
     }
 }
@@ -190,6 +211,12 @@ mod tests {
     use super::*;
 
     async fn authenticator() -> (tempfile::TempDir, Authenticator) {
+        authenticator_with(sasl::ThrottleConfig::default()).await
+    }
+
+    async fn authenticator_with(
+        throttle: sasl::ThrottleConfig,
+    ) -> (tempfile::TempDir, Authenticator) {
         let dir = tempfile::tempdir().unwrap();
         let store: Arc<dyn Store> = Arc::new(store_sqlite::SqliteStore::open(dir.path()).unwrap());
         store.add_domain("a.test").await.unwrap();
@@ -201,7 +228,7 @@ mod tests {
             .create_account(&Address::parse("u@a.test").unwrap(), &secrets)
             .await
             .unwrap();
-        let auth = Authenticator::new(store, sasl::ThrottleConfig::default(), [9; 32]);
+        let auth = Authenticator::new(store, throttle, [9; 32]);
         (dir, auth)
     }
 
@@ -261,5 +288,34 @@ mod tests {
             Some(SaslStep::Invalid)
         );
         nonce(begin("SCRAM-SHA-256", None, downgraded).await.unwrap());
+    }
+
+    /// A SCRAM exchange abandoned after the keys were looked up (the client went away, or
+    /// never sent its proof) counts as a failed login: otherwise its throttle slot would be
+    /// taken forever, or a guesser could learn something without it counting.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn abandoned_scram_exchanges_count_as_failures() {
+        let (_dir, auth) = authenticator_with(sasl::ThrottleConfig {
+            lockout_after: 3,
+            max_delay: std::time::Duration::from_millis(100),
+            ..sasl::ThrottleConfig::default()
+        })
+        .await;
+        let ip: IpAddr = "192.0.2.2".parse().unwrap();
+        let first: &[u8] = b"n,,n=u@a.test,r=abc";
+        for _ in 0..3 {
+            let (session, step) = SaslSession::begin(&auth, "SCRAM-SHA-256", ip, None, Some(first))
+                .await
+                .unwrap();
+            nonce(step);
+            drop(session);
+        }
+        let plain: &[u8] = b"\0u@a.test\0right";
+        let step = SaslSession::begin(&auth, "PLAIN", ip, None, Some(plain)).await;
+        assert_eq!(
+            step.map(|(_, step)| step),
+            Some(SaslStep::Invalid),
+            "locked out after three abandoned exchanges"
+        );
     }
 }

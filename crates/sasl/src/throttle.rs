@@ -1,33 +1,59 @@
 //! Failed-login throttling shared by every protocol, per IP address and per account.
 //!
-//! Each key (an IP, an account name) counts recent failed attempts. After `free_failures`,
-//! every further attempt waits `base_delay * 2^(n - free)` (capped at `max_delay`) before its
-//! answer. After `lockout_after` failures an IP is locked out for `lockout`: during that time
-//! every attempt from it fails after the maximum delay, even with the right password, so
-//! guessing gains nothing. Accounts are slowed but never locked, so an attacker cannot lock a
-//! user out of their own mailbox from elsewhere. A success clears the account's counter and
-//! takes back only its own count from the IP's (a success on the guesser's own account must
-//! not wipe the guesses made at others). Counters of keys with no attempt for `lockout` are
-//! forgotten.
+//! Each key (an IP, an account name) counts its recent *failures* (attempts answered "wrong",
+//! or abandoned before their answer) and its *pending* attempts (admitted, outcome not yet
+//! reported). An attempt asks [`Throttle::begin`] before its password is checked; the
+//! [`Verdict`] is one of:
+//! - `Admit { delay }`: counted as pending for both keys; answer no sooner than `delay` from
+//!   now, and report the outcome exactly once: [`Throttle::success`], [`Throttle::failure`],
+//!   or [`Throttle::unchecked`] if the credentials could not be checked at all (store failure).
+//! - `Wait { retry }`: nothing counted; ask again after `retry`, or as soon as an attempt of
+//!   the same address ends.
+//! - `Locked`: the address is locked out; fail the attempt whatever the password, without
+//!   checking it, `max_delay` after it began.
+//!
+//! The rules:
+//! - **Slots.** From one IP, `failures + pending` never exceeds `lockout_after`; an attempt
+//!   beyond that waits for one in flight to end. A wrong password keeps its slot (its pending
+//!   count becomes a failure), a right one frees it. So however many attempts arrive at once,
+//!   at most `lockout_after` passwords from one address are checked before the lockout, while
+//!   parallel logins with the right password (an office behind one NAT address, a webmail
+//!   proxy, a client opening several connections for several accounts) only take turns,
+//!   and are neither delayed nor locked out for being parallel.
+//! - **Lockout.** Confirmed failures only: the `lockout_after`-th failure locks the IP out
+//!   for `lockout`; meanwhile every attempt from it fails unchecked, even with the right
+//!   password, so guessing gains nothing. When the lockout ends, the IP starts afresh.
+//!   Accounts are never locked, so an attacker cannot lock a user out of their mailbox from
+//!   elsewhere.
+//! - **Delays**, from confirmed failures only (so parallel logins with the right password are
+//!   not slowed): an attempt that finds `n > free_failures` failures on a key waits
+//!   `base_delay * 2^(n - free_failures - 1)`, capped at `max_delay`; the stricter of the two
+//!   keys wins. Delays are spaced, not just counted: a key's answers are scheduled one delay
+//!   after its previous answer (for a client that waits for each answer this is "delay from
+//!   now"), so parallel attempts after a few failures cannot all sit out one delay together.
+//!   From one IP, an attempt whose answer would be more than `max_delay` away gets `Wait`
+//!   until the schedule has room. An account's waits are capped at `max_delay` instead, never
+//!   refused: refusing there would let anyone keep a user out of their mailbox by guessing in
+//!   parallel from a few addresses; the guesses an account gets are bounded by each address's
+//!   slots and lockout instead.
+//! - **Success**: the IP's pending count goes down by one (its failures stay: a success on
+//!   the guesser's own account must not wipe the guesses made at others), and the account
+//!   starts afresh. **Failure**: pending down by one and failures up by one, for both keys.
+//! - **Every admitted attempt is reported**, or its slot would never be freed and the address
+//!   would wait forever: callers hold an admitted attempt as a guard that reports a failure
+//!   if it is dropped unreported (`auth::Attempt`: a connection dropped mid-check, a SCRAM
+//!   exchange abandoned between its first and last step). An abandoned attempt counts as a
+//!   failure because its password may have been checked.
+//! - Counters of keys with nothing pending and no attempt begun or ended for `lockout` are
+//!   forgotten.
 //!
 //! Keys: an account by its name trimmed and lowercased (`" bob@x"` and `"BOB@x"` reach one
 //! account, so they are one key), an IP as its canonical form (`::ffff:192.0.2.1` is
 //! `192.0.2.1`), and an IPv6 address by its /64, since one host usually holds a whole /64.
 //!
-//! Concurrency: an attempt counts as a failure from the moment it passes the gate
-//! ([`Throttle::begin`]) until it succeeds ([`Throttle::success`]); there is no separate
-//! "record a failure" step a parallel attempt could overtake. So 100 logins started at once
-//! from one IP see 0, 1, 2, ... earlier failures, and those past `lockout_after` are locked
-//! out before any password is checked. Delays are spaced, not just counted: a key's answers
-//! are scheduled one delay after the previous answer of that key (for a client that waits
-//! for each answer this is the same as "delay from now"), so parallel attempts cannot all sit
-//! out one delay together. From one IP, an attempt that would have to wait more than
-//! `max_delay` behind the others is failed at once (after `max_delay`, without checking its
-//! password). An account's waits are capped at `max_delay` instead, never refused: refusing
-//! there would let anyone keep a user out of their mailbox by guessing in parallel from a few
-//! addresses; the guesses an account gets are bounded by each address's lockout instead.
-//!
-//! Time is passed in, so this is plain, testable code; sessions do the sleeping.
+//! Time is passed in, so this is plain, testable code; callers do the sleeping and the asking
+//! again (`auth::Authenticator::gate` retries a `Wait` for up to `max_delay` in all, then fails
+//! the attempt unchecked).
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -55,34 +81,58 @@ impl Default for ThrottleConfig {
     }
 }
 
+/// How long a `Wait` for a slot lasts at most before asking again; callers also ask again as
+/// soon as an attempt ends.
+pub const SLOT_RETRY: Duration = Duration::from_millis(25);
+
 #[derive(Debug, Clone, Copy)]
 struct Entry {
-    /// Failed attempts, counting the ones still in flight (they fail unless they succeed).
+    /// Attempts answered "wrong" or abandoned.
     failures: u32,
-    /// When the last attempt began.
+    /// Admitted attempts whose outcome is not reported yet.
+    pending: u32,
+    /// When an attempt last began or ended.
     last: Instant,
     /// When the last admitted attempt may be answered; the next one is spaced after it.
     answer_at: Instant,
     locked_until: Option<Instant>,
 }
 
-/// What an attempt must do before it may be answered.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Verdict {
-    /// Wait this long before answering.
-    pub delay: Duration,
-    /// Fail the attempt whatever the password, without checking it: the key is locked out, or
-    /// too many attempts are already waiting for it.
-    pub locked: bool,
+impl Entry {
+    fn fresh(now: Instant) -> Entry {
+        Entry {
+            failures: 0,
+            pending: 0,
+            last: now,
+            answer_at: now,
+            locked_until: None,
+        }
+    }
+
+    fn locked(&self, now: Instant) -> bool {
+        self.locked_until.is_some_and(|t| now < t)
+    }
+
+    /// Nothing about the key is worth keeping at `now`.
+    fn forgettable(&self, now: Instant, config: &ThrottleConfig) -> bool {
+        self.pending == 0
+            && now.saturating_duration_since(self.last) >= config.lockout
+            && now >= self.answer_at
+            && !self.locked(now)
+    }
 }
 
-/// One key's view of an attempt, before it is committed.
-#[derive(Debug, Clone, Copy)]
-enum Admission {
-    /// Admitted; may be answered at this time.
-    At(Instant),
-    /// Refused (locked out or backlog full).
-    Refused,
+/// What an attempt must do now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Admitted and counted as pending: check the password, answer no sooner than `delay`
+    /// from now, and report the outcome.
+    Admit { delay: Duration },
+    /// Not admitted, nothing counted: the address has `lockout_after` attempts failed or in
+    /// flight, or its answers are booked `max_delay` ahead. Ask again after `retry`.
+    Wait { retry: Duration },
+    /// The address is locked out: fail the attempt without checking its password.
+    Locked,
 }
 
 fn delay_for(failures: u32, config: &ThrottleConfig) -> Duration {
@@ -97,96 +147,77 @@ fn delay_for(failures: u32, config: &ThrottleConfig) -> Duration {
     }
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Counters<K> {
     entries: HashMap<K, Entry>,
 }
 
 impl<K: Hash + Eq + Clone> Counters<K> {
-    /// The key's entry as it stands at `now`: expired lockouts and stale counts forgotten.
-    fn current(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Option<Entry> {
-        let entry = self.entries.get(key).copied()?;
-        let locked = entry.locked_until.is_some_and(|t| now < t);
-        let lock_ended = entry.locked_until.is_some_and(|t| now >= t);
-        let stale = now.saturating_duration_since(entry.last) >= config.lockout
-            && now >= entry.answer_at
-            && !locked;
-        if stale || lock_ended {
-            // A lockout that ended, or a quiet key: start counting afresh.
+    fn new() -> Counters<K> {
+        Counters {
+            entries: HashMap::new(),
+        }
+    }
+
+    /// The key's entry as it stands at `now`: a quiet key forgotten, an ended lockout over
+    /// (the key starts afresh, keeping only its attempts in flight).
+    fn current(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Option<&mut Entry> {
+        let entry = self.entries.get_mut(key)?;
+        if entry.locked_until.is_some_and(|t| now >= t) {
+            *entry = Entry {
+                pending: entry.pending,
+                ..Entry::fresh(now)
+            };
+        }
+        if entry.forgettable(now, config) {
             self.entries.remove(key);
             return None;
         }
-        Some(entry)
+        self.entries.get_mut(key)
     }
 
-    /// `refuse_backlog`: refuse an attempt that would wait more than `max_delay` behind the
-    /// others (IPs), or make it wait `max_delay` (accounts, which are never refused).
-    fn admission(
-        &mut self,
-        key: &K,
-        now: Instant,
-        config: &ThrottleConfig,
-        refuse_backlog: bool,
-    ) -> Admission {
-        let Some(entry) = self.current(key, now, config) else {
-            return Admission::At(now);
-        };
-        if entry.locked_until.is_some_and(|t| now < t) {
-            return Admission::Refused;
-        }
-        let at = now.max(entry.answer_at) + delay_for(entry.failures, config);
-        if at.saturating_duration_since(now) <= config.max_delay {
-            Admission::At(at)
-        } else if !refuse_backlog {
-            Admission::At(now + config.max_delay)
-        } else {
-            Admission::Refused
+    /// When an attempt on this key could be answered: one delay after the key's last
+    /// scheduled answer.
+    fn answer_at(&mut self, key: &K, now: Instant, config: &ThrottleConfig) -> Instant {
+        match self.current(key, now, config) {
+            Some(entry) => now.max(entry.answer_at) + delay_for(entry.failures, config),
+            None => now,
         }
     }
 
-    /// Counts an attempt that began at `now` as a failure (until it succeeds); `answer_at` is
-    /// when it will be answered if it was admitted.
-    fn begin(
+    /// Counts an admitted attempt as pending, answered at `answer_at`.
+    fn admit(&mut self, key: K, now: Instant, answer_at: Instant, config: &ThrottleConfig) {
+        self.current(&key, now, config);
+        let entry = self.entries.entry(key).or_insert_with(|| Entry::fresh(now));
+        entry.pending = entry.pending.saturating_add(1);
+        entry.last = now;
+        entry.answer_at = entry.answer_at.max(answer_at);
+    }
+
+    /// An admitted attempt ended: no longer pending; a failure if `failed`, and then the key
+    /// is locked out at `lock_at` failures, if given.
+    fn end(
         &mut self,
         key: K,
         now: Instant,
-        answer_at: Option<Instant>,
+        failed: bool,
+        lock_at: Option<u32>,
         config: &ThrottleConfig,
-        may_lock: bool,
     ) {
-        let entry = self.entries.entry(key).or_insert(Entry {
-            failures: 0,
-            last: now,
-            answer_at: now,
-            locked_until: None,
-        });
-        entry.failures = entry.failures.saturating_add(1);
+        self.current(&key, now, config);
+        let entry = self.entries.entry(key).or_insert_with(|| Entry::fresh(now));
+        entry.pending = entry.pending.saturating_sub(1);
         entry.last = now;
-        if let Some(at) = answer_at {
-            entry.answer_at = entry.answer_at.max(at);
-        }
-        if may_lock && entry.failures >= config.lockout_after && entry.locked_until.is_none() {
-            entry.locked_until = Some(now + config.lockout);
-        }
-    }
-
-    fn clear(&mut self, key: &K) {
-        self.entries.remove(key);
-    }
-
-    /// Takes back one attempt's count (it succeeded).
-    fn undo(&mut self, key: &K) {
-        if let Some(entry) = self.entries.get_mut(key) {
-            entry.failures = entry.failures.saturating_sub(1);
+        if failed {
+            entry.failures = entry.failures.saturating_add(1);
+            if lock_at.is_some_and(|n| entry.failures >= n) && entry.locked_until.is_none() {
+                entry.locked_until = Some(now + config.lockout);
+            }
         }
     }
 
     fn forget_old(&mut self, now: Instant, config: &ThrottleConfig) {
-        self.entries.retain(|_, e| {
-            now.saturating_duration_since(e.last) < config.lockout
-                || now < e.answer_at
-                || e.locked_until.is_some_and(|t| now < t)
-        });
+        self.entries.retain(|_, e| !e.forgettable(now, config));
     }
 }
 
@@ -203,55 +234,78 @@ impl Throttle {
     pub fn new(config: ThrottleConfig) -> Throttle {
         Throttle {
             config,
-            by_ip: Counters {
-                entries: HashMap::new(),
-            },
-            by_account: Counters {
-                entries: HashMap::new(),
-            },
+            by_ip: Counters::new(),
+            by_account: Counters::new(),
             attempts: 0,
         }
     }
 
-    /// An attempt from `ip` for `account` begins: it is counted as a failure of both keys
-    /// right away (see the module doc), and the verdict says how long to wait before
-    /// answering and whether it must fail unchecked. The stricter of the two keys wins.
+    pub fn config(&self) -> &ThrottleConfig {
+        &self.config
+    }
+
+    /// An attempt from `ip` for `account` asks to be checked (see the module doc). If it is
+    /// admitted, its outcome must be reported with the same `ip` and `account`.
     pub fn begin(&mut self, ip: IpAddr, account: &str, now: Instant) -> Verdict {
         self.attempts += 1;
         if self.attempts.is_multiple_of(1024) {
             self.by_ip.forget_old(now, &self.config);
             self.by_account.forget_old(now, &self.config);
         }
+        let config = &self.config;
         let ip = ip_key(ip);
+        if let Some(entry) = self.by_ip.current(&ip, now, config) {
+            if entry.locked(now) {
+                return Verdict::Locked;
+            }
+            if entry.failures.saturating_add(entry.pending) >= config.lockout_after.max(1) {
+                return Verdict::Wait { retry: SLOT_RETRY };
+            }
+        }
+        let by_ip = self.by_ip.answer_at(&ip, now, config);
+        let booked = by_ip.saturating_duration_since(now);
+        if booked > config.max_delay {
+            // Answers are scheduled further ahead than any attempt waits: come back when the
+            // schedule has room.
+            return Verdict::Wait {
+                retry: (booked - config.max_delay).max(SLOT_RETRY),
+            };
+        }
         let account = account_key(account);
-        let by_ip = self.by_ip.admission(&ip, now, &self.config, true);
         let by_account = self
             .by_account
-            .admission(&account, now, &self.config, false);
-        let answer_at = match (by_ip, by_account) {
-            (Admission::At(a), Admission::At(b)) => Some(a.max(b)),
-            _ => None,
-        };
-        self.by_ip.begin(ip, now, answer_at, &self.config, true);
-        self.by_account
-            .begin(account, now, answer_at, &self.config, false);
-        match answer_at {
-            Some(at) => Verdict {
-                delay: at.saturating_duration_since(now),
-                locked: false,
-            },
-            None => Verdict {
-                delay: self.config.max_delay,
-                locked: true,
-            },
+            .answer_at(&account, now, config)
+            .min(now + config.max_delay);
+        let answer_at = by_ip.max(by_account);
+        self.by_ip.admit(ip, now, answer_at, config);
+        self.by_account.admit(account, now, answer_at, config);
+        Verdict::Admit {
+            delay: answer_at.saturating_duration_since(now),
         }
     }
 
-    /// The attempt succeeded: the account starts afresh, and the IP's count loses this
-    /// attempt only.
-    pub fn success(&mut self, ip: IpAddr, account: &str) {
-        self.by_ip.undo(&ip_key(ip));
-        self.by_account.clear(&account_key(account));
+    /// The admitted attempt succeeded: the IP's slot is free again (its failures stay), and
+    /// the account starts afresh.
+    pub fn success(&mut self, ip: IpAddr, account: &str, now: Instant) {
+        self.by_ip.end(ip_key(ip), now, false, None, &self.config);
+        self.by_account.entries.remove(&account_key(account));
+    }
+
+    /// The admitted attempt failed (or was abandoned): a failure of both keys, which locks the
+    /// IP out if it is its `lockout_after`-th.
+    pub fn failure(&mut self, ip: IpAddr, account: &str, now: Instant) {
+        let lock_at = Some(self.config.lockout_after.max(1));
+        self.by_ip.end(ip_key(ip), now, true, lock_at, &self.config);
+        self.by_account
+            .end(account_key(account), now, true, None, &self.config);
+    }
+
+    /// The admitted attempt ended without its credentials being checked (the store or the
+    /// password checker failed): its slot is free, and nothing else changes.
+    pub fn unchecked(&mut self, ip: IpAddr, account: &str, now: Instant) {
+        self.by_ip.end(ip_key(ip), now, false, None, &self.config);
+        self.by_account
+            .end(account_key(account), now, false, None, &self.config);
     }
 }
 
@@ -277,139 +331,318 @@ fn account_key(account: &str) -> String {
 mod tests {
     use super::*;
 
-    const FREE: Verdict = Verdict {
+    const FREE: Verdict = Verdict::Admit {
         delay: Duration::ZERO,
-        locked: false,
     };
 
     fn ms(n: u64) -> Duration {
         Duration::from_millis(n)
     }
 
-    /// A client that waits for each answer, then tries again at once.
+    fn admit(delay: Duration) -> Verdict {
+        Verdict::Admit { delay }
+    }
+
+    /// A small deterministic generator, to mix the order in which parallel attempts end.
+    struct Mix(u64);
+
+    impl Mix {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self
+                .0
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((self.0 >> 33) % n as u64) as usize
+        }
+    }
+
+    /// A client that waits for each answer (a wrong password), then tries again at once.
     #[test]
     fn sequential_delays_grow_then_lock_out_then_expire() {
         let config = ThrottleConfig::default();
         let mut t = Throttle::new(config.clone());
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        let start = Instant::now();
-        let mut now = start;
+        let mut now = Instant::now();
         let mut verdicts = Vec::new();
         for _ in 0..20 {
             let v = t.begin(ip, "bob", now);
             verdicts.push(v);
-            now += v.delay + ms(30);
+            if let Verdict::Admit { delay } = v {
+                now += delay;
+                t.failure(ip, "bob", now);
+            }
+            now += ms(30);
         }
         assert_eq!(verdicts[0], FREE);
-        assert_eq!(verdicts[3].delay, Duration::ZERO, "three free failures");
-        assert_eq!(verdicts[4].delay, ms(500));
-        assert_eq!(verdicts[5].delay, ms(1000));
-        assert_eq!(verdicts[9].delay, ms(8000), "capped");
+        assert_eq!(verdicts[3], FREE, "three free failures");
+        assert_eq!(verdicts[4], admit(ms(500)));
+        assert_eq!(verdicts[5], admit(ms(1000)));
+        assert_eq!(verdicts[9], admit(ms(8000)), "capped");
         assert!(
-            !verdicts[9].locked && verdicts[10].locked && verdicts[19].locked,
+            verdicts[10..].iter().all(|v| *v == Verdict::Locked),
             "locked after ten failures: {verdicts:?}"
         );
 
         // Another IP is not locked out, not even for the attacked account, but is slowed.
         let other: IpAddr = "192.0.2.2".parse().unwrap();
         assert_eq!(t.begin(other, "carol", now), FREE);
-        assert_eq!(
-            t.begin(other, "BOB", now + ms(8000)),
-            Verdict {
-                delay: ms(8000),
-                locked: false
-            }
-        );
+        t.success(other, "carol", now);
+        let at = now + ms(8000);
+        assert_eq!(t.begin(other, "BOB", at), admit(ms(8000)));
+        t.failure(other, "bob", at + ms(8000));
         let later = now + config.lockout + Duration::from_secs(20);
         assert_eq!(t.begin(ip, "bob", later), FREE, "the lockout ends");
     }
 
     #[test]
-    fn success_clears_the_account_and_its_own_count() {
+    fn success_frees_the_slot_and_clears_the_account() {
         let mut t = Throttle::new(ThrottleConfig::default());
         let ip: IpAddr = "::1".parse().unwrap();
         let mut now = Instant::now();
         for _ in 0..5 {
-            now += t.begin(ip, "dan", now).delay;
+            let Verdict::Admit { delay } = t.begin(ip, "dan", now) else {
+                panic!("not admitted");
+            };
+            now += delay;
+            t.failure(ip, "dan", now);
         }
-        assert!(t.begin(ip, "dan", now).delay > Duration::ZERO);
-        t.success(ip, "dan");
+        assert_eq!(t.begin(ip, "dan", now), admit(ms(1000)));
+        t.success(ip, "dan", now + ms(1000));
         // The account starts afresh: from another address it is free at once.
         assert_eq!(t.begin("192.0.2.99".parse().unwrap(), "dan", now), FREE);
-        // The IP lost only the successful attempt's count: its five failures still count.
-        assert_eq!(t.by_ip.entries[&ip_key(ip)].failures, 5);
+        // The IP's slot is free again, and its five failures still count.
+        let entry = t.by_ip.entries[&ip_key(ip)];
+        assert_eq!((entry.failures, entry.pending), (5, 0));
     }
 
-    /// Finding 5 of issue 14: attempts started together are counted when they start, so no
-    /// more than `lockout_after` of them from one IP are ever checked, whatever their number.
+    /// The bug after issue 14: every attempt in flight counted as a failure, so 20 clients
+    /// logging in at once from one address (`pigeon bench imap`, an office behind NAT, a
+    /// webmail proxy) were delayed from the 4th and locked out from the 10th. Now the right
+    /// passwords take turns for `lockout_after` slots and are neither delayed nor locked,
+    /// whatever the order in which they end.
     #[test]
-    fn parallel_attempts_from_one_ip_are_counted_when_they_start() {
+    fn parallel_right_passwords_from_one_ip_take_turns_never_delayed_never_locked() {
+        let config = ThrottleConfig::default();
+        let slots = config.lockout_after as usize;
+        let ip: IpAddr = "192.0.2.9".parse().unwrap();
+        for seed in 0..20 {
+            let mut t = Throttle::new(config.clone());
+            let mut mix = Mix(seed);
+            let mut now = Instant::now();
+            let users: Vec<String> = (0..50).map(|i| format!("user{}", i % 7)).collect();
+            let mut waiting: Vec<usize> = (0..50).collect();
+            let mut in_flight: Vec<usize> = Vec::new();
+            let mut done = 0;
+            while done < 50 {
+                // Some of the waiting ask (again), in a mixed order.
+                let asking = mix.below(waiting.len() + 1);
+                for _ in 0..asking {
+                    let i = waiting.remove(mix.below(waiting.len()));
+                    match t.begin(ip, &users[i], now) {
+                        Verdict::Admit { delay } => {
+                            assert_eq!(delay, Duration::ZERO, "seed {seed}: a login delayed");
+                            in_flight.push(i);
+                        }
+                        Verdict::Wait { retry } => {
+                            assert_eq!(retry, SLOT_RETRY);
+                            assert_eq!(in_flight.len(), slots, "seed {seed}: waits for nothing");
+                            waiting.push(i);
+                        }
+                        Verdict::Locked => panic!("seed {seed}: locked out after {done} logins"),
+                    }
+                }
+                assert!(in_flight.len() <= slots);
+                // One of those in flight succeeds.
+                now += ms(1 + mix.below(40) as u64);
+                if !in_flight.is_empty() {
+                    let i = in_flight.swap_remove(mix.below(in_flight.len()));
+                    t.success(ip, &users[i], now);
+                    done += 1;
+                }
+            }
+            let entry = t.by_ip.entries[&ip_key(ip)];
+            assert_eq!((entry.failures, entry.pending), (0, 0), "seed {seed}");
+            assert!(t.by_account.entries.is_empty(), "seed {seed}");
+        }
+    }
+
+    /// Issue 14, finding 5: wrong passwords in flight at once from one IP. Only
+    /// `lockout_after` are checked; the others wait for a slot, which no failure frees, then
+    /// find the IP locked out. Whatever order the answers come in.
+    #[test]
+    fn parallel_wrong_passwords_from_one_ip_get_at_most_lockout_after_checks() {
+        let config = ThrottleConfig::default();
+        let ip: IpAddr = "192.0.2.10".parse().unwrap();
+        for seed in 0..20 {
+            let mut t = Throttle::new(config.clone());
+            let mut mix = Mix(seed);
+            let start = Instant::now();
+            let mut now = start;
+            let mut waiting = 50;
+            let mut in_flight = 0;
+            let mut checked = 0;
+            let mut refused = 0;
+            while waiting > 0 || in_flight > 0 {
+                let asking = mix.below(waiting + 1).max(usize::from(in_flight == 0));
+                for _ in 0..asking {
+                    match t.begin(ip, "erin", now) {
+                        Verdict::Admit { delay } => {
+                            assert_eq!(delay, Duration::ZERO, "no failure known yet");
+                            waiting -= 1;
+                            in_flight += 1;
+                        }
+                        Verdict::Wait { .. } => {}
+                        Verdict::Locked => {
+                            waiting -= 1;
+                            refused += 1;
+                        }
+                    }
+                }
+                now += ms(1 + mix.below(40) as u64);
+                if in_flight > 0 {
+                    in_flight -= 1;
+                    checked += 1;
+                    t.failure(ip, "erin", now);
+                }
+            }
+            assert_eq!(checked, config.lockout_after, "seed {seed}");
+            assert_eq!(refused, 50 - checked, "seed {seed}");
+            // Still locked out, even for an attempt after everything was answered.
+            assert_eq!(
+                t.begin(ip, "erin", now + Duration::from_secs(60)),
+                Verdict::Locked
+            );
+            // Another IP may still log in to the account (slowed, never locked).
+            let other: IpAddr = "192.0.2.11".parse().unwrap();
+            assert_eq!(t.begin(other, "erin", now), admit(config.max_delay));
+        }
+    }
+
+    /// After a few failures, parallel attempts from one IP are answered one delay after
+    /// another, not all together, and never more than `max_delay` ahead.
+    #[test]
+    fn parallel_attempts_after_failures_are_spaced() {
         let config = ThrottleConfig::default();
         let mut t = Throttle::new(config.clone());
-        let ip: IpAddr = "192.0.2.9".parse().unwrap();
-        let now = Instant::now();
-        let verdicts: Vec<Verdict> = (0..100).map(|_| t.begin(ip, "erin", now)).collect();
-        let admitted = verdicts.iter().filter(|v| !v.locked).count();
-        assert!(
-            admitted > config.free_failures as usize && admitted <= config.lockout_after as usize,
-            "{admitted} admitted: {verdicts:?}"
-        );
-        assert!(verdicts[admitted..].iter().all(|v| v.locked));
-        assert!(verdicts.iter().all(|v| v.delay <= config.max_delay));
-        // The admitted ones are answered one delay after another, not all together.
-        let delays: Vec<Duration> = verdicts[..admitted].iter().map(|v| v.delay).collect();
+        let ip: IpAddr = "192.0.2.12".parse().unwrap();
+        let mut now = Instant::now();
+        for _ in 0..5 {
+            let Verdict::Admit { delay } = t.begin(ip, "gus", now) else {
+                panic!("not admitted");
+            };
+            now += delay;
+            t.failure(ip, "gus", now);
+        }
+        // Five failures: five slots left, each answer a second after the previous.
+        let verdicts: Vec<Verdict> = (0..7).map(|_| t.begin(ip, "gus", now)).collect();
         assert_eq!(
-            delays,
-            [0, 0, 0, 0, 500, 1500, 3500, 7500].map(ms),
-            "{verdicts:?}"
+            verdicts,
+            [
+                admit(ms(1000)),
+                admit(ms(2000)),
+                admit(ms(3000)),
+                admit(ms(4000)),
+                admit(ms(5000)),
+                Verdict::Wait { retry: SLOT_RETRY },
+                Verdict::Wait { retry: SLOT_RETRY },
+            ]
         );
-        // The IP is now locked out, even for an attempt after everything was answered.
-        assert!(t.begin(ip, "erin", now + Duration::from_secs(60)).locked);
-        // Another IP may still log in to the account (slowed, never locked).
-        let other: IpAddr = "192.0.2.10".parse().unwrap();
-        let v = t.begin(other, "erin", now + Duration::from_secs(60));
-        assert!(!v.locked && v.delay <= config.max_delay, "{v:?}");
+        // Three more failures: 8 s each, so the second of two parallel ones waits for the
+        // schedule to have room.
+        for i in 1..=3 {
+            t.failure(ip, "gus", now + ms(1000 * i));
+        }
+        now += ms(5000);
+        t.success(ip, "gus", now);
+        t.success(ip, "gus", now);
+        assert_eq!(t.begin(ip, "nia", now), admit(ms(8000)));
+        assert_eq!(t.begin(ip, "nia", now), Verdict::Wait { retry: ms(8000) });
     }
 
     /// Attempts on one account from many IPs at once are spaced by the growing delay, then
     /// wait `max_delay` each, but are never refused: guessing in parallel cannot keep the real
-    /// user out (each guessing address is bounded by its own lockout).
+    /// user out (each guessing address is bounded by its own slots and lockout).
     #[test]
     fn parallel_attempts_on_one_account_are_spaced_never_refused() {
         let config = ThrottleConfig::default();
         let mut t = Throttle::new(config.clone());
-        let now = Instant::now();
+        let mut now = Instant::now();
+        for i in 0..5u8 {
+            let ip = IpAddr::from([198, 51, 100, i]);
+            let Verdict::Admit { delay } = t.begin(ip, "fay", now) else {
+                panic!("not admitted");
+            };
+            now += delay;
+            t.failure(ip, "fay", now);
+        }
         let verdicts: Vec<Verdict> = (0..100u8)
-            .map(|i| t.begin(IpAddr::from([198, 51, 100, i]), "fay", now))
+            .map(|i| t.begin(IpAddr::from([203, 0, 113, i]), "fay", now))
             .collect();
-        assert!(verdicts.iter().all(|v| !v.locked), "{verdicts:?}");
-        let delays: Vec<Duration> = verdicts.iter().map(|v| v.delay).collect();
-        assert_eq!(delays[..8], [0, 0, 0, 0, 500, 1500, 3500, 7500].map(ms));
-        assert!(delays[8..].iter().all(|&d| d == config.max_delay));
+        let delays: Vec<Duration> = verdicts
+            .iter()
+            .map(|v| match v {
+                Verdict::Admit { delay } => *delay,
+                v => panic!("{v:?}"),
+            })
+            .collect();
+        assert_eq!(
+            delays[..7],
+            [1000, 2000, 3000, 4000, 5000, 6000, 7000].map(ms)
+        );
+        assert!(delays[7..].iter().all(|&d| d == config.max_delay));
         // The real user, from their own address, waits at most `max_delay`.
-        let v = t.begin("192.0.2.77".parse().unwrap(), "fay", now + ms(100));
-        assert!(!v.locked && v.delay <= config.max_delay, "{v:?}");
+        assert_eq!(
+            t.begin("192.0.2.77".parse().unwrap(), "fay", now + ms(100)),
+            admit(config.max_delay)
+        );
     }
 
-    /// A success on the guesser's own account takes back only that attempt's count, so it
-    /// cannot wipe the guesses made at someone else's (the IP still locks out).
+    /// A success on the guesser's own account frees only that attempt's slot, so it cannot
+    /// wipe the guesses made at someone else's (the IP still locks out).
     #[test]
     fn a_success_elsewhere_does_not_reset_an_ips_guesses() {
-        let config = ThrottleConfig::default();
-        let mut t = Throttle::new(config.clone());
+        let mut t = Throttle::new(ThrottleConfig::default());
         let ip: IpAddr = "192.0.2.50".parse().unwrap();
         let mut now = Instant::now();
         let mut locked = false;
         for _ in 0..20 {
-            for _ in 0..3 {
-                let v = t.begin(ip, "victim", now);
-                locked |= v.locked;
-                now += v.delay;
+            for account in ["victim", "victim", "victim", "attacker"] {
+                match t.begin(ip, account, now) {
+                    Verdict::Admit { delay } => {
+                        now += delay;
+                        if account == "attacker" {
+                            t.success(ip, account, now);
+                        } else {
+                            t.failure(ip, account, now);
+                        }
+                    }
+                    Verdict::Wait { .. } => panic!("nothing in flight"),
+                    Verdict::Locked => locked = true,
+                }
             }
-            now += t.begin(ip, "attacker", now).delay;
-            t.success(ip, "attacker");
         }
         assert!(locked, "the guessing IP was never locked out");
+    }
+
+    /// An attempt whose credentials could not be checked frees its slot and counts as
+    /// nothing.
+    #[test]
+    fn unchecked_attempts_count_as_nothing() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        let ip: IpAddr = "192.0.2.60".parse().unwrap();
+        let now = Instant::now();
+        for _ in 0..config.lockout_after {
+            assert_eq!(t.begin(ip, "hal", now), FREE);
+        }
+        assert_eq!(t.begin(ip, "hal", now), Verdict::Wait { retry: SLOT_RETRY });
+        for _ in 0..config.lockout_after {
+            t.unchecked(ip, "hal", now);
+        }
+        assert_eq!(t.begin(ip, "hal", now), FREE);
+        let entry = t.by_ip.entries[&ip_key(ip)];
+        assert_eq!((entry.failures, entry.pending), (0, 1));
+        assert_eq!(t.by_account.entries["hal"].failures, 0);
     }
 
     /// Spellings of one account are one key; an IPv6 /64 and IPv4-mapped addresses too.
@@ -422,7 +655,9 @@ mod tests {
             .iter()
             .enumerate()
         {
-            t.begin(IpAddr::from([192, 0, 2, i as u8]), name, now);
+            let ip = IpAddr::from([192, 0, 2, i as u8]);
+            t.begin(ip, name, now);
+            t.failure(ip, name, now);
         }
         assert_eq!(t.by_account.entries.len(), 1);
         assert_eq!(t.by_account.entries["bob@x.test"].failures, 4);
@@ -431,28 +666,40 @@ mod tests {
         t.begin("::ffff:192.0.2.0".parse().unwrap(), "a", now);
         assert_eq!(t.by_ip.entries.len(), 5, "{:?}", t.by_ip.entries.keys());
         assert_eq!(
-            t.by_ip.entries[&"2001:db8::".parse::<IpAddr>().unwrap()].failures,
+            t.by_ip.entries[&"2001:db8::".parse::<IpAddr>().unwrap()].pending,
             2
         );
-        assert_eq!(t.by_ip.entries[&IpAddr::from([192, 0, 2, 0])].failures, 2);
+        let v4 = t.by_ip.entries[&IpAddr::from([192, 0, 2, 0])];
+        assert_eq!((v4.failures, v4.pending), (1, 1));
         t.begin(IpAddr::from([1; 4]), &"a".repeat(10_000), now);
         t.begin(IpAddr::from([1; 4]), &"b".repeat(10_000), now);
         assert_eq!(t.by_account.entries.len(), 3);
     }
 
+    /// Quiet keys are forgotten; a key with an attempt in flight never is (its slot must
+    /// still be taken back when the attempt ends).
     #[test]
-    fn counters_are_forgotten() {
+    fn counters_are_forgotten_unless_pending() {
         let config = ThrottleConfig::default();
         let mut t = Throttle::new(config.clone());
         let now = Instant::now();
         for i in 0..2000u16 {
-            t.begin(IpAddr::from([10, 0, (i >> 8) as u8, i as u8]), "gil", now);
+            let ip = IpAddr::from([10, 0, (i >> 8) as u8, i as u8]);
+            t.begin(ip, "gil", now);
+            t.failure(ip, "gil", now);
         }
+        let slow: IpAddr = "10.8.8.8".parse().unwrap();
+        t.begin(slow, "ida", now);
         let later = now + config.lockout + config.max_delay + Duration::from_secs(1);
         for _ in 0..1024 {
-            t.begin("10.9.9.9".parse().unwrap(), "someone", later);
+            let ip = "10.9.9.9".parse().unwrap();
+            t.begin(ip, "someone", later);
+            t.success(ip, "someone", later);
         }
-        assert!(t.by_ip.entries.len() <= 2, "{}", t.by_ip.entries.len());
-        assert!(t.by_account.entries.len() <= 2);
+        assert_eq!(t.by_ip.entries.len(), 2, "{:?}", t.by_ip.entries.keys());
+        assert_eq!(t.by_ip.entries[&slow].pending, 1);
+        assert_eq!(t.by_account.entries.len(), 1);
+        t.failure(slow, "ida", later);
+        assert_eq!(t.by_ip.entries[&slow].failures, 1);
     }
 }
