@@ -26,7 +26,11 @@ fn label_char(c: char) -> bool {
     if c.is_ascii() {
         return c.is_ascii_alphanumeric() || c == '-';
     }
-    !c.is_whitespace() && !c.is_control() && !invisible(c) && !dot_like(c)
+    !c.is_whitespace()
+        && !c.is_control()
+        && !invisible(c)
+        && !ascii_like(c)
+        && !matches!(c, '\u{3002}' | '\u{ff61}')
 }
 
 /// Format characters that render as nothing: soft hyphen, zero-width space and joiners,
@@ -35,10 +39,19 @@ fn invisible(c: char) -> bool {
     matches!(c, '\u{ad}' | '\u{200b}'..='\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2060}'..='\u{206f}' | '\u{feff}')
 }
 
-/// Ideographic, fullwidth and halfwidth full stops: IDNA maps them to `.` (RFC 3490 §3.1),
-/// so they would separate labels in DNS but not here.
-fn dot_like(c: char) -> bool {
-    matches!(c, '\u{3002}' | '\u{ff0e}' | '\u{ff61}')
+/// Characters that compatibility normalisation (NFKC, which IDNA's mapping applies: RFC 5895,
+/// UTS #46) turns into ASCII other than a letter, digit or `-`: the ideographic, fullwidth,
+/// halfwidth and small full stops and the one-dot leader become `.` and would split labels in
+/// DNS but not here; the fullwidth `＠` and `／` would read as address or path syntax. (The
+/// ideographic full stop U+3002 and its halfwidth form are dots to IDNA too, by UTS #46's own
+/// mapping rather than NFKC: `label_char` refuses them by name.)
+fn ascii_like(c: char) -> bool {
+    use unicode_normalization::char::decompose_compatible;
+    let mut bad = false;
+    decompose_compatible(c, |d| {
+        bad |= d.is_ascii() && !(d.is_ascii_alphanumeric() || d == '-');
+    });
+    bad
 }
 
 #[cfg(test)]
@@ -81,14 +94,19 @@ mod tests {
         assert!(valid_domain("☃.net"));
         // Accepted by the config, refused by the store, refused by both now.
         for bad in [
-            "例子。测试",         // ideographic full stop: a dot to IDNA
-            "a\u{ff0e}test",      // fullwidth full stop
-            "a\u{a0}b.test",      // no-break space
-            "a\u{3000}b.test",    // ideographic space
-            "pay\u{200b}pal.com", // zero-width space
-            "a\u{202e}b.test",    // right-to-left override
-            "a\u{85}b.test",      // next line (a C1 control)
-            "\u{feff}a.test",     // byte-order mark
+            "例子。测试",           // ideographic full stop: a dot to IDNA
+            "a\u{ff0e}test",        // fullwidth full stop
+            "a\u{fe52}b.test",      // small full stop: NFKC makes it a dot
+            "a\u{2024}b.test",      // one dot leader: NFKC makes it a dot
+            "a\u{ff61}b.test",      // halfwidth ideographic full stop
+            "exa\u{ff20}mple.test", // fullwidth commercial at
+            "a\u{ff0f}b.test",      // fullwidth solidus
+            "a\u{a0}b.test",        // no-break space
+            "a\u{3000}b.test",      // ideographic space
+            "pay\u{200b}pal.com",   // zero-width space
+            "a\u{202e}b.test",      // right-to-left override
+            "a\u{85}b.test",        // next line (a C1 control)
+            "\u{feff}a.test",       // byte-order mark
         ] {
             assert!(!valid_domain(bad), "{bad:?}");
         }
