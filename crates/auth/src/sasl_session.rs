@@ -77,7 +77,7 @@ impl SaslSession {
 
     /// `None` if the mechanism is unknown. `plus_offered`: SCRAM-SHA-256-PLUS was advertised.
     /// Sessions use [`SaslSession::begin`]; this is the exchange alone, for tests.
-    pub fn new(
+    pub(crate) fn new(
         mechanism: &str,
         ip: IpAddr,
         bindings: ChannelBindings,

@@ -122,9 +122,14 @@ impl Session {
 
     /// Runs one command: the table, the handler, untagged updates, the tagged completion.
     pub(crate) async fn handle(&mut self, command: Command) -> Option<Flow> {
+        trace!("C: {} {}", command.tag, Logged::new(&command.body));
+        self.run(command).await
+    }
+
+    /// [`Session::handle`] without the trace line: a streamed APPEND was traced as it began.
+    async fn run(&mut self, command: Command) -> Option<Flow> {
         let Command { tag, body } = command;
         let verb = Verb::of(&body);
-        trace!("C: {tag} {}", Logged::new(&body));
         let state = self.state.kind();
         let (expunges_allowed, result) = if verb.allowed_in(state) {
             match self.dispatch(&tag, body).await {
@@ -432,13 +437,15 @@ impl Session {
                 self.complete(
                     &tag,
                     Verb::Append,
-                    Err(CommandError::no(None, "Server error")),
+                    Err(CommandError::Server(
+                        "the store could not begin an upload".into(),
+                    )),
                 );
                 return None;
             }
-            // Not logged in: `handle` answers as for any APPEND in this state.
+            // Not logged in: answered as for any APPEND in this state.
             return if complete {
-                self.handle(upload.command).await
+                self.run(upload.command).await
             } else {
                 None
             };
@@ -458,17 +465,13 @@ impl Session {
                 if let CommandBody::Append { message, .. } = &mut upload.command.body {
                     *message = data;
                 }
-                self.handle(upload.command).await
+                self.run(upload.command).await
             }
             Err(e) => {
                 warn!(error = %e, "APPEND upload failed");
                 let _ = self.store.discard_upload(id).await;
                 let tag = upload.command.tag;
-                self.complete(
-                    &tag,
-                    Verb::Append,
-                    Err(CommandError::no(None, "Server error")),
-                );
+                self.complete(&tag, Verb::Append, Err(CommandError::from(e)));
                 None
             }
         }

@@ -217,7 +217,7 @@ impl store::DirectoryStore for PostgresStore {
         Ok(())
     }
 
-    async fn add_dkim_key(&self, key: DkimKey) -> Result<()> {
+    async fn add_dkim_key_normalised(&self, key: DkimKey) -> Result<()> {
         transaction!(self, |tx| async {
             if !domain_exists(tx, &key.domain).await? {
                 return Err(StoreError::NotFound(format!("domain {}", key.domain)));

@@ -298,7 +298,7 @@ impl store::DirectoryStore for SqliteStore {
         .await
     }
 
-    async fn add_dkim_key(&self, key: DkimKey) -> Result<()> {
+    async fn add_dkim_key_normalised(&self, key: DkimKey) -> Result<()> {
         self.write(move |conn| {
             let known = conn
                 .prepare_cached("SELECT 1 FROM domains WHERE name = ?1")

@@ -3,6 +3,7 @@
 use super::*;
 use crate::mailboxes::mailbox_account;
 use crate::messages::put_summary;
+use crate::queue::insert_queued;
 use crate::rows::special_use_name;
 
 #[async_trait]
@@ -123,28 +124,7 @@ impl store::MigrationStore for SqliteStore {
     async fn import_queued(&self, entry: QueueEntry, data: Vec<u8>) -> Result<i64> {
         let blob_id = sha256_hex(&data);
         self.write_growing(data.len() as u64, move |conn| {
-            let size = data.len() as i64;
-            conn.execute(
-                "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
-                params![blob_id, data, size],
-            )
-            .map_err(backend)?;
-            conn.execute(
-                "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                params![
-                    blob_id,
-                    entry.envelope.sender,
-                    size,
-                    entry.envelope.created,
-                    entry.envelope.expires,
-                    entry.envelope.envid,
-                    entry.envelope.ret.map(Ret::as_str),
-                    entry.envelope.smtputf8
-                ],
-            )
-            .map_err(backend)?;
-            let id = conn.last_insert_rowid();
+            let id = insert_queued(conn, &blob_id, &data, &entry.envelope)?;
             for r in &entry.recipients {
                 conn.execute(
                     "INSERT OR IGNORE INTO queue_recipients (queue_id, address, status, attempts, \

@@ -11,30 +11,7 @@ impl store::QueueStore for SqliteStore {
         let grows = message.data.len() as u64;
         let id = self
             .write_growing(grows, move |conn| {
-                let size = message.data.len() as i64;
-                conn.execute(
-                    "INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)",
-                    params![blob_id, message.data, size],
-                )
-                .map_err(backend)?;
-                conn.prepare_cached(
-                    "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-                )
-                .and_then(|mut s| {
-                    s.execute(params![
-                        blob_id,
-                        message.envelope.sender,
-                        size,
-                        message.envelope.created,
-                        message.envelope.expires,
-                        message.envelope.envid,
-                        message.envelope.ret.map(Ret::as_str),
-                        message.envelope.smtputf8
-                    ])
-                })
-                .map_err(backend)?;
-                let id = conn.last_insert_rowid();
+                let id = insert_queued(conn, &blob_id, &message.data, &message.envelope)?;
                 let mut insert = conn
                     .prepare_cached(
                         "INSERT OR IGNORE INTO queue_recipients \
@@ -44,7 +21,13 @@ impl store::QueueStore for SqliteStore {
                     .map_err(backend)?;
                 for r in message.recipients {
                     insert
-                        .execute(params![id, r.address, message.envelope.created, r.notify, r.orcpt])
+                        .execute(params![
+                            id,
+                            r.address,
+                            message.envelope.created,
+                            r.notify,
+                            r.orcpt
+                        ])
                         .map_err(backend)?;
                 }
                 Ok(id)
@@ -239,4 +222,35 @@ pub(crate) fn drop_queued(conn: &Connection, id: i64) -> Result<bool> {
         }
         None => Ok(false),
     }
+}
+
+/// Stores a queued message's bytes and envelope; returns its id (the recipients follow).
+pub(crate) fn insert_queued(
+    conn: &Connection,
+    blob_id: &str,
+    data: &[u8],
+    envelope: &store::Envelope,
+) -> Result<i64> {
+    let size = data.len() as i64;
+    conn.prepare_cached("INSERT OR IGNORE INTO blobs (id, data, size) VALUES (?1, ?2, ?3)")
+        .and_then(|mut s| s.execute(params![blob_id, data, size]))
+        .map_err(backend)?;
+    conn.prepare_cached(
+        "INSERT INTO queue (blob_id, sender, size, created, expires, envid, ret, smtputf8) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )
+    .and_then(|mut s| {
+        s.execute(params![
+            blob_id,
+            envelope.sender,
+            size,
+            envelope.created,
+            envelope.expires,
+            envelope.envid,
+            envelope.ret.map(Ret::as_str),
+            envelope.smtputf8
+        ])
+    })
+    .map_err(backend)?;
+    Ok(conn.last_insert_rowid())
 }

@@ -102,11 +102,16 @@ pub trait DirectoryStore: Send + Sync + 'static {
     /// [`DirectoryStore::delete_alias`] with the source normalised ([`normalise_alias_source`]).
     async fn delete_alias_normalised(&self, source: &str) -> Result<()>;
     /// Stores a signing key for a local domain.
-    async fn add_dkim_key(&self, key: DkimKey) -> Result<()>;
-    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
-        self.dkim_keys_normalised(&domain.to_lowercase()).await
+    async fn add_dkim_key(&self, mut key: DkimKey) -> Result<()> {
+        key.domain = domain_key(&key.domain);
+        self.add_dkim_key_normalised(key).await
     }
-    /// [`DirectoryStore::dkim_keys`] with `domain` lowercased.
+    /// [`DirectoryStore::add_dkim_key`] with the key's domain as [`domain_key`] makes it.
+    async fn add_dkim_key_normalised(&self, key: DkimKey) -> Result<()>;
+    async fn dkim_keys(&self, domain: &str) -> Result<Vec<DkimKey>> {
+        self.dkim_keys_normalised(&domain_key(domain)).await
+    }
+    /// [`DirectoryStore::dkim_keys`] with `domain` as [`domain_key`] makes it.
     async fn dkim_keys_normalised(&self, domain: &str) -> Result<Vec<DkimKey>>;
 }
 
