@@ -3,7 +3,6 @@
 //! lifetime. Sessions live in this node's memory (a load balancer keeps a user on one node).
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::sync::{Arc, Mutex, OnceLock, Weak};
 use std::time::{Duration, Instant};
 
@@ -56,13 +55,9 @@ struct Inner {
     idle: Duration,
 }
 
-/// 32 random bytes as hex.
-pub(crate) fn random_token() -> String {
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .expect("read /dev/urandom");
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// 32 random bytes as hex (a session or CSRF token).
+fn random_token() -> String {
+    common::random::hex(32)
 }
 
 /// Compares without an early exit, so the time taken says nothing about the token.

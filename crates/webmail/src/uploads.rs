@@ -414,7 +414,7 @@ pub async fn upload(
         store,
         _charge: charge,
     });
-    let token = crate::session::random_token()[..32].to_string();
+    let token = common::random::hex(16);
     session
         .uploads
         .lock()

@@ -104,11 +104,7 @@ pub(super) async fn compose(
             .iter()
             .map(|r| r.trim_matches(['<', '>']).to_string())
             .collect(),
-        message_id: format!(
-            "{}@{}",
-            &crate::session::random_token()[..24],
-            call.webmail.settings.hostname
-        ),
+        message_id: common::message_id(&call.webmail.settings.hostname),
         date: now,
     };
     let data = message::compose::build(&draft);
