@@ -86,7 +86,7 @@ pub(super) async fn compose(
             content_id: None,
         });
     }
-    let now = store::rules::now();
+    let now = common::clock::now();
     let draft = message::compose::Draft {
         from,
         to: to.clone(),

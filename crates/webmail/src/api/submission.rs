@@ -75,7 +75,7 @@ async fn send(call: &Call<'_>, c: Composition) -> Result<String, MethodError> {
             sent,
             flags::SEEN,
             Vec::new(),
-            store::rules::now(),
+            common::clock::now(),
             Some(summary),
         )
         .await;

@@ -193,7 +193,7 @@ async fn save_draft(call: &Call<'_>, c: Composition) -> Result<String, MethodErr
             data,
             flags::DRAFT | flags::SEEN,
             Vec::new(),
-            store::rules::now(),
+            common::clock::now(),
             Some(summary),
         )
         .await?;
