@@ -97,6 +97,17 @@ pub enum Refused {
     Busy,
 }
 
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Refused::LockedOut => "address locked out",
+            Refused::Busy => "too many logins in flight from this address; try again later",
+        })
+    }
+}
+
+impl std::error::Error for Refused {}
+
 /// A login attempt the throttle admitted: its credentials may be checked now. Report the
 /// outcome with [`Attempt::success`], [`Attempt::failure`] or [`Attempt::unchecked`]; an
 /// attempt dropped unreported (the connection went away mid-check, a SCRAM exchange abandoned
@@ -270,9 +281,9 @@ impl Authenticator {
     }
 
     /// PLAIN, LOGIN, IMAP LOGIN, POP3 USER/PASS, webmail: checks a password, with throttling.
-    /// `Ok(None)` means the credentials are wrong (or the IP is locked out, or had too many
-    /// attempts in flight for too long); `Err` that the check could not be made (store
-    /// failure, Argon2 queue full): answer "try again later".
+    /// `Ok(None)` means the credentials are wrong (or the IP is locked out); `Err` that the
+    /// check could not be made (store failure, Argon2 queue full, too many attempts in flight
+    /// from the address for too long): answer "try again later".
     pub async fn check_password(
         &self,
         ip: IpAddr,
@@ -283,7 +294,12 @@ impl Authenticator {
             Ok(attempt) => attempt,
             Err(refused) => {
                 log_refused(ip, username, refused);
-                return Ok(None);
+                return match refused {
+                    Refused::LockedOut => Ok(None),
+                    // Nothing was checked and the address is not locked out: "try again
+                    // later", not "wrong password", which makes clients drop the saved one.
+                    Refused::Busy => Err(StoreError::Backend(Box::new(refused))),
+                };
             }
         };
         match self.verify(username, password).await {
@@ -505,16 +521,22 @@ mod tests {
         for i in 0..99 {
             let auth = auth.clone();
             guesses.push(tokio::spawn(async move {
+                // Refused for lack of a slot is `Err` ("try again later"); either way no
+                // guess may succeed.
                 auth.check_password(ip, "u@a.test", &format!("guess{i}"))
                     .await
-                    .unwrap()
+                    .ok()
+                    .flatten()
             }));
         }
         // Every guess has passed the gate (it is the first thing each does) and most are
         // still waiting for their answer.
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let right = auth.check_password(ip, "u@a.test", "right").await.unwrap();
-        assert!(right.is_none(), "the right password got past the lockout");
+        let right = auth.check_password(ip, "u@a.test", "right").await;
+        assert!(
+            !matches!(right, Ok(Some(_))),
+            "the right password got past the lockout"
+        );
         for guess in guesses {
             assert!(guess.await.unwrap().is_none());
         }
@@ -582,6 +604,9 @@ mod tests {
         let start = Instant::now();
         assert_eq!(auth.gate(ip, "u@a.test").await.err(), Some(Refused::Busy));
         assert!(start.elapsed() >= Duration::from_millis(50));
+        // A password login refused for lack of a slot is "try again later" (`Err`), never
+        // "wrong credentials" (`Ok(None)`), which makes clients forget the saved password.
+        assert!(auth.check_password(ip, "u@a.test", "right").await.is_err());
         // A slot freed while an attempt waits for one is taken.
         let auth = Arc::new(auth);
         let waiting = tokio::spawn({

@@ -156,6 +156,10 @@ impl SaslSession {
                                 return SaslStep::Temporary;
                             }
                         },
+                        Err(refused @ crate::Refused::Busy) => {
+                            crate::log_refused(self.ip, &username, refused);
+                            return SaslStep::Temporary;
+                        }
                         // The exchange goes on with made-up keys and fails at the proof.
                         Err(refused) => {
                             crate::log_refused(self.ip, &username, refused);

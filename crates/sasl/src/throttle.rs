@@ -44,6 +44,10 @@
 //!   if it is dropped unreported (`auth::Attempt`: a connection dropped mid-check, a SCRAM
 //!   exchange abandoned between its first and last step). An abandoned attempt counts as a
 //!   failure because its password may have been checked.
+//! - **Failures leak away**, one per `lockout / lockout_after` (90 s by default): a busy
+//!   address that keeps logging in never goes quiet, and its occasional typos must not add
+//!   up to a lockout over hours. The rate of guesses this lets through, `lockout_after` per
+//!   `lockout`, is the rate a guesser gets anyway by waiting out each lockout.
 //! - Counters of keys with nothing pending and no attempt begun or ended for `lockout` are
 //!   forgotten.
 //!
@@ -93,6 +97,8 @@ struct Entry {
     pending: u32,
     /// When an attempt last began or ended.
     last: Instant,
+    /// Failures leak away one per `lockout / lockout_after`; decay is applied up to here.
+    decayed_at: Instant,
     /// When the last admitted attempt may be answered; the next one is spaced after it.
     answer_at: Instant,
     locked_until: Option<Instant>,
@@ -104,8 +110,33 @@ impl Entry {
             failures: 0,
             pending: 0,
             last: now,
+            decayed_at: now,
             answer_at: now,
             locked_until: None,
+        }
+    }
+
+    /// Lets failures leak away, one per `lockout / lockout_after` (90 s by default), so
+    /// occasional typos behind one busy address (an office NAT, whose logins never let the
+    /// key go quiet) do not add up to a lockout over hours. A guesser gains nothing: the rate
+    /// this lets through, `lockout_after` per `lockout`, is what waiting out a lockout gives.
+    fn decay(&mut self, now: Instant, config: &ThrottleConfig) {
+        if self.locked(now) || config.lockout_after == 0 {
+            return;
+        }
+        let interval = config.lockout / config.lockout_after;
+        if self.failures == 0 || interval.is_zero() {
+            self.decayed_at = now;
+            return;
+        }
+        let elapsed = now.saturating_duration_since(self.decayed_at);
+        let leaked = (elapsed.as_nanos() / interval.as_nanos()).min(u32::MAX as u128) as u32;
+        if leaked >= self.failures {
+            self.failures = 0;
+            self.decayed_at = now;
+        } else if leaked > 0 {
+            self.failures -= leaked;
+            self.decayed_at += interval * leaked;
         }
     }
 
@@ -169,6 +200,7 @@ impl<K: Hash + Eq + Clone> Counters<K> {
                 ..Entry::fresh(now)
             };
         }
+        entry.decay(now, config);
         if entry.forgettable(now, config) {
             self.entries.remove(key);
             return None;
@@ -209,6 +241,9 @@ impl<K: Hash + Eq + Clone> Counters<K> {
         entry.pending = entry.pending.saturating_sub(1);
         entry.last = now;
         if failed {
+            if entry.failures == 0 {
+                entry.decayed_at = now;
+            }
             entry.failures = entry.failures.saturating_add(1);
             if lock_at.is_some_and(|n| entry.failures >= n) && entry.locked_until.is_none() {
                 entry.locked_until = Some(now + config.lockout);
@@ -622,6 +657,37 @@ mod tests {
             }
         }
         assert!(locked, "the guessing IP was never locked out");
+    }
+
+    /// Typos spread over hours behind one busy address (logins every minute) leak away
+    /// instead of adding up to delays and a lockout; a burst of guesses still locks out.
+    #[test]
+    fn occasional_failures_leak_away_a_burst_still_locks_out() {
+        let config = ThrottleConfig::default();
+        let mut t = Throttle::new(config.clone());
+        let ip: IpAddr = "198.51.100.7".parse().unwrap();
+        let mut now = Instant::now();
+        for minute in 0..180u32 {
+            let account = format!("user{}", minute % 7);
+            assert_eq!(t.begin(ip, &account, now), FREE, "minute {minute}");
+            if minute % 10 == 0 {
+                t.failure(ip, &account, now);
+            } else {
+                t.success(ip, &account, now);
+            }
+            now += Duration::from_secs(60);
+        }
+        // Eighteen typos in three hours, never delayed or locked; and a burst still locks.
+        let mut verdicts = Vec::new();
+        for _ in 0..12 {
+            let v = t.begin(ip, "victim", now);
+            verdicts.push(v);
+            if let Verdict::Admit { delay } = v {
+                now += delay;
+                t.failure(ip, "victim", now);
+            }
+        }
+        assert_eq!(verdicts.last(), Some(&Verdict::Locked), "{verdicts:?}");
     }
 
     /// An attempt whose credentials could not be checked frees its slot and counts as

@@ -85,11 +85,20 @@ impl Session {
                 "Use STARTTLS first",
             ));
         }
-        match self
+        let checked = self
             .auth
             .check_password(self.ip(), username, password)
-            .await?
-        {
+            .await;
+        // Not checked (store down, Argon2 queue full, too many logins in flight from this
+        // address): a temporary failure, so clients do not take it for a wrong password and
+        // drop the saved one (RFC 5530 §3, UNAVAILABLE).
+        let Ok(checked) = checked else {
+            return Err(CommandError::no(
+                Some("UNAVAILABLE"),
+                "Authentication unavailable, try again later",
+            ));
+        };
+        match checked {
             Some(user) => {
                 self.after_login(user);
                 Ok(ok_code(
