@@ -742,3 +742,73 @@ async fn html_only_mail_reads_the_same_in_the_cli_and_the_webmail() {
         "News\nCafé & crème\nsecond line\none\ntwo\na b\na link\n"
     );
 }
+
+/// `pigeon read list` marks attachments as RFC 8621 §4.1.4 counts them (hasAttachment): the
+/// parts the reading pane lists that are not inline, an inline one with a file name, but no
+/// image embedded in the HTML; read from the BODYSTRUCTURE the server sends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_marks_attachments_as_rfc_8621_counts_them() {
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let mixed = |second: &str| {
+        format!(
+            "Content-Type: multipart/mixed; boundary=M\r\n\r\n\
+             --M\r\nContent-Type: text/plain\r\n\r\nHello\r\n--M\r\n{second}\r\n--M--\r\n"
+        )
+    };
+    let cases = [
+        (
+            "name-only pdf",
+            mixed("Content-Type: application/pdf; name=\"x.pdf\"\r\n\r\n%PDF"),
+            true,
+        ),
+        (
+            "inline pdf",
+            mixed(
+                "Content-Type: application/pdf\r\nContent-Disposition: inline; filename=x.pdf\r\n\r\n%PDF",
+            ),
+            true,
+        ),
+        (
+            "forwarded",
+            mixed(
+                "Content-Type: message/rfc822\r\n\r\nFrom: c@example.org\r\nSubject: inner\r\n\r\nhi",
+            ),
+            true,
+        ),
+        (
+            "embedded image",
+            "Content-Type: multipart/related; boundary=R\r\n\r\n\
+             --R\r\nContent-Type: text/html\r\n\r\n<img src=\"cid:i@x\">\r\n\
+             --R\r\nContent-Type: image/png\r\nContent-ID: <i@x>\r\n\
+             Content-Disposition: inline; filename=i.png\r\n\r\nxx\r\n--R--\r\n"
+                .to_string(),
+            false,
+        ),
+        (
+            "alternative",
+            "Content-Type: multipart/alternative; boundary=A\r\n\r\n\
+             --A\r\nContent-Type: text/plain\r\n\r\nHi\r\n\
+             --A\r\nContent-Type: text/html\r\n\r\n<p>Hi</p>\r\n--A--\r\n"
+                .to_string(),
+            false,
+        ),
+    ];
+    for (subject, body, _) in &cases {
+        let message = format!(
+            "From: x@example.org\r\nTo: bob@localhost\r\nSubject: {subject}\r\nMIME-Version: 1.0\r\n{body}"
+        );
+        crate::deliver(&server, "x@example.org", BOB, message.as_bytes()).await;
+    }
+    let home = imap_reader(&server);
+    let list: serde_json::Value =
+        serde_json::from_str(&ok(ua(home.path(), &["read", "--json", "list"], PW))).unwrap();
+    for (subject, _, want) in &cases {
+        let line = list
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["subject"] == *subject)
+            .unwrap_or_else(|| panic!("{subject} missing: {list}"));
+        assert_eq!(line["attachment"], *want, "{subject}");
+    }
+}
