@@ -224,10 +224,11 @@ pub fn is_html_part(m: &mail_parser::Message<'_>) -> bool {
 // not have Content-Disposition: inline"; the server MAY ignore images embedded in the HTML.
 // Two paths give it: [`structure_has_attachment`] on the stored BODYSTRUCTURE (cheap: list
 // pages ask it of every message) and [`message_has_attachment`] on the raw message (when no
-// summary is stored). Both gather the same [`PartFacts`] and ask [`counts_as_attachment`];
-// the structure path replays mail-parser's body/attachment classification, and a test runs
-// both over the corpus. A BODYSTRUCTURE has no HTML, so "embedded" is read from the
-// structure in both paths (RFC 2387): an image with a Content-ID in a multipart/related.
+// summary is stored), which asks the first of the structure the server would store, so the
+// two cannot differ. The structure path replays mail-parser's body/attachment choice; a test
+// asks [`counts_as_attachment`] of the pane's own list and compares, over the corpus. A
+// BODYSTRUCTURE has no HTML, so "embedded" is read from the structure (RFC 2387): an image
+// with a Content-ID in a multipart/related.
 
 /// What the attachment answer needs to know of one part the reading pane lists.
 #[derive(Debug, Clone, Copy)]
