@@ -797,7 +797,8 @@ async fn folders_flags_moves_trash_and_drafts() {
         .unwrap()
         .to_string();
     assert_eq!(made["dup"]["notCreated"]["n"]["type"], "alreadyExists");
-    assert_eq!(made["bad"]["notCreated"]["n"]["type"], "invalidArguments");
+    // RFC 8620 §5.3: a bad property of an object is a SetError invalidProperties.
+    assert_eq!(made["bad"]["notCreated"]["n"]["type"], "invalidProperties");
     let renamed = b
         .api(json!([["Mailbox/set", {"update": {&project: {"name": "Projects"}}}, "r"]]))
         .await;
@@ -1573,11 +1574,11 @@ async fn arguments_are_typed_and_checked() {
             ["Mailbox/get", {"accountId": &account}, "ok"],
             ["Mailbox/get", {"accountId": "999999"}, "other"],
             ["Mailbox/get", {"accountId": 1}, "number"],
-            ["Email/query", {"filter": {"inMailbox": &inbox}, "sort": []}, "sort"],
+            ["Email/query", {"filter": {"inMailbox": &inbox}, "sortBy": []}, "sort"],
             ["Email/query", {"filter": {"inMailbox": &inbox, "hasAttachment": "yes"}}, "type"],
             ["Email/get", {"ids": "1-1"}, "ids"],
             ["Email/changes", {}, "since"],
-            ["Thread/get", {"ids": [], "properties": []}, "extra"],
+            ["Thread/get", {"ids": [], "depth": 2}, "extra"],
             ["Email/query", {"filter": {"inMailbox": &inbox}}, "q"],
             ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/get", "path": "/ids"}}, "name"],
             ["Email/get", {"#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"}}, "g"],
@@ -1591,7 +1592,7 @@ async fn arguments_are_typed_and_checked() {
         r["sort"]["description"]
             .as_str()
             .unwrap()
-            .contains("unknown field `sort`"),
+            .contains("unknown field `sortBy`"),
         "{}",
         r["sort"]
     );
@@ -1606,7 +1607,7 @@ async fn arguments_are_typed_and_checked() {
         .api(json!([["Mailbox/set", {"create": {"a": {"name": "A"}, "b": {"name": 2}}}, "s"]]))
         .await;
     assert!(set["s"]["created"]["a"]["id"].is_string());
-    assert_eq!(set["s"]["notCreated"]["b"]["type"], "invalidArguments");
+    assert_eq!(set["s"]["notCreated"]["b"]["type"], "invalidProperties");
 
     let csrf = b.csrf.clone().unwrap();
     let with_using = |using: Value| {
@@ -1642,5 +1643,192 @@ async fn arguments_are_typed_and_checked() {
     assert_eq!(
         unknown.json()["error"],
         "unknown capability urn:ietf:params:jmap:calendars"
+    );
+}
+
+/// The arguments RFC 8620 §5 and RFC 8621 define, as a third-party JMAP client sends them, get
+/// normal responses: implemented where cheap (ids, properties, sort, anchors, a negative
+/// position, collapseThreads, maxChanges, ifInState), accepted and ignored otherwise.
+#[tokio::test]
+async fn standard_jmap_arguments_get_normal_responses() {
+    let site = site().await;
+    for i in 0..5 {
+        // Two threads: 0, 2, 4 answer <t0@x>; 1 and 3 are alone.
+        let threading = if i % 2 == 0 && i > 0 {
+            "In-Reply-To: <t0@x>\r\nReferences: <t0@x>\r\n".to_string()
+        } else {
+            String::new()
+        };
+        let padding = "x".repeat(100 * (5 - i));
+        let message = format!(
+            "From: bob@localhost\r\nMessage-ID: <t{i}@x>\r\n{threading}Subject: s{i}\r\n\r\n{padding}\r\n"
+        );
+        deliver(&site, "alice@localhost", message.as_bytes()).await;
+    }
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let account = b.account().await;
+    let inbox = b.mailbox("inbox").await;
+    let id = |uid: u32| format!("{inbox}-{uid}");
+    let r = b
+        .api(json!([
+            ["Mailbox/get", {"accountId": &account, "ids": null, "properties": ["name", "role", "totalEmails"]}, "m"],
+            ["Mailbox/get", {"ids": [&inbox, "999"], "properties": null}, "m2"],
+            ["Mailbox/get", {"properties": ["colour"]}, "m3"],
+            ["Email/query", {
+                "accountId": &account, "filter": {"inMailbox": &inbox},
+                "sort": [{"property": "receivedAt", "isAscending": false}],
+                "position": 0, "limit": 10, "calculateTotal": true, "collapseThreads": false,
+            }, "q"],
+            ["Email/get", {
+                "accountId": &account, "#ids": {"resultOf": "q", "name": "Email/query", "path": "/ids"},
+                "properties": ["id", "threadId", "subject", "receivedAt"],
+                "bodyProperties": ["partId", "type"], "fetchTextBodyValues": true,
+                "fetchHTMLBodyValues": true, "fetchAllBodyValues": false, "maxBodyValueBytes": 1024,
+            }, "g"],
+            ["Thread/get", {"ids": [id(1)], "properties": ["emailIds"]}, "t"],
+            ["Thread/get", {"ids": [id(1)], "properties": ["id"]}, "t2"],
+        ]))
+        .await;
+    let m = r["m"]["list"].as_array().unwrap();
+    assert!(!m.is_empty());
+    for mailbox in m {
+        let mut keys: Vec<&str> = mailbox
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort();
+        assert_eq!(keys, ["id", "name", "role", "totalEmails"], "{mailbox}");
+    }
+    assert_eq!(r["m2"]["list"].as_array().unwrap().len(), 1);
+    assert_eq!(r["m2"]["list"][0]["id"], inbox.as_str());
+    assert!(r["m2"]["list"][0]["unreadEmails"].is_number());
+    assert_eq!(r["m2"]["notFound"], json!(["999"]));
+    assert_eq!(r["m3"]["type"], "invalidArguments");
+    assert_eq!(r["q"]["ids"], json!([id(5), id(4), id(3), id(2), id(1)]));
+    assert_eq!(r["q"]["total"], 5);
+    assert_eq!(r["q"]["position"], 0);
+    assert_eq!(r["q"]["canCalculateChanges"], false);
+    assert_eq!(r["g"]["list"].as_array().unwrap().len(), 5);
+    assert_eq!(r["g"]["list"][0]["subject"], "s4");
+    assert_eq!(r["t"]["list"][0]["emailIds"], json!([id(1), id(3), id(5)]));
+    assert!(r["t"]["state"].is_string());
+    assert!(r["t2"]["list"][0]["id"].is_string());
+    assert!(r["t2"]["list"][0].get("emailIds").is_none());
+
+    // Paging from the end, by anchor, other orders, collapsed threads.
+    let query = |extra: Value| {
+        let mut args = json!({"filter": {"inMailbox": &inbox}});
+        args.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        json!([["Email/query", args, "q"]])
+    };
+    let ids = |r: &std::collections::HashMap<String, Value>| r["q"]["ids"].clone();
+    let last = b.api(query(json!({"position": -2}))).await;
+    assert_eq!(ids(&last), json!([id(2), id(1)]));
+    assert_eq!(last["q"]["position"], 3, "the index the page starts at");
+    assert_eq!(last["q"]["total"], 5);
+    let clamped = b.api(query(json!({"position": -99, "limit": 1}))).await;
+    assert_eq!(ids(&clamped), json!([id(5)]));
+    assert_eq!(clamped["q"]["position"], 0);
+    let anchored = b
+        .api(query(
+            json!({"anchor": id(3), "anchorOffset": -1, "limit": 2, "position": 4}),
+        ))
+        .await;
+    assert_eq!(ids(&anchored), json!([id(4), id(3)]));
+    assert_eq!(anchored["q"]["position"], 1);
+    let lost = b.api(query(json!({"anchor": "no-such"}))).await;
+    assert_eq!(lost["q"]["type"], "anchorNotFound");
+    let oldest = b
+        .api(query(json!({"sort": [{"property": "receivedAt"}]})))
+        .await;
+    assert_eq!(ids(&oldest), json!([id(1), id(2), id(3), id(4), id(5)]));
+    let smallest = b
+        .api(query(
+            json!({"sort": [{"property": "size", "isAscending": true}]}),
+        ))
+        .await;
+    assert_eq!(ids(&smallest), json!([id(5), id(4), id(3), id(2), id(1)]));
+    let collapsed = b.api(query(json!({"collapseThreads": true}))).await;
+    assert_eq!(ids(&collapsed), json!([id(5), id(4), id(2)]));
+    assert_eq!(collapsed["q"]["total"], 3);
+    let capped = b.api(query(json!({"limit": 100000}))).await;
+    assert_eq!(capped["q"]["limit"], 500);
+    let unsorted = b
+        .api(query(json!({"sort": [{"property": "subject"}]})))
+        .await;
+    assert_eq!(unsorted["q"]["type"], "unsupportedSort");
+    let unfiltered = b
+        .api(json!([["Email/query", {"filter": {"operator": "OR", "conditions": []}}, "q"]]))
+        .await;
+    assert_eq!(unfiltered["q"]["type"], "unsupportedFilter");
+
+    // Changes within and beyond maxChanges; sets with ifInState, right and stale.
+    let state = b.api(json!([["Mailbox/get", {}, "m"]])).await["m"]["state"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let set = b
+        .api(json!([
+            ["Email/set", {"ifInState": &state, "update": {id(1): {"keywords/$seen": true}, id(2): {"keywords/$seen": true}}}, "s"],
+            ["Email/set", {"ifInState": &state, "update": {id(3): {"keywords/$seen": true}}}, "stale"],
+        ]))
+        .await;
+    assert_eq!(set["s"]["updated"].as_object().unwrap().len(), 2);
+    assert_eq!(set["s"]["oldState"], state.as_str());
+    let new_state = set["s"]["newState"].as_str().unwrap().to_string();
+    assert_ne!(new_state, state);
+    assert_eq!(set["stale"]["type"], "stateMismatch");
+    let changes = b
+        .api(json!([
+            ["Email/changes", {"sinceState": &state, "maxChanges": 5}, "c"],
+            ["Email/changes", {"sinceState": &state, "maxChanges": 1}, "few"],
+            ["Email/changes", {"sinceState": &state, "maxChanges": 0}, "zero"],
+            ["Mailbox/changes", {"sinceState": &state, "maxChanges": 10}, "m"],
+        ]))
+        .await;
+    assert_eq!(changes["c"]["updated"], json!([id(1), id(2)]));
+    assert_eq!(changes["c"]["newState"], new_state.as_str());
+    assert_eq!(changes["few"]["type"], "cannotCalculateChanges");
+    assert_eq!(changes["zero"]["type"], "invalidArguments");
+    assert_eq!(changes["m"]["updated"], json!([&inbox]));
+    assert_eq!(changes["m"]["updatedProperties"], Value::Null);
+    let folders = b
+        .api(json!([
+            ["Mailbox/set", {
+                "ifInState": &new_state, "onDestroyRemoveEmails": true,
+                "create": {
+                    "a": {"name": "Standard", "parentId": null},
+                    "b": {"name": "Nested", "parentId": &inbox},
+                    "c": {"name": "Red", "colour": "red"},
+                },
+            }, "f"],
+            ["EmailSubmission/set", {"ifInState": null, "destroy": ["sub1"], "update": {"sub2": {}}}, "e"],
+        ]))
+        .await;
+    assert!(folders["f"]["created"]["a"]["id"].is_string());
+    assert_eq!(folders["f"]["notCreated"]["b"]["type"], "invalidProperties");
+    assert_eq!(
+        folders["f"]["notCreated"]["b"]["properties"],
+        json!(["parentId"])
+    );
+    assert_eq!(folders["f"]["notCreated"]["c"]["type"], "invalidProperties");
+    assert_eq!(
+        folders["f"]["notCreated"]["c"]["properties"],
+        json!(["colour"])
+    );
+    assert_eq!(folders["e"]["notDestroyed"]["sub1"]["type"], "notFound");
+    assert_eq!(folders["e"]["notUpdated"]["sub2"]["type"], "notFound");
+    let drafts = b
+        .api(json!([["Email/set", {"create": {"d": {"to": ["a@example.com"], "importance": 1}}}, "d"]]))
+        .await;
+    assert_eq!(drafts["d"]["notCreated"]["d"]["type"], "invalidProperties");
+    assert_eq!(
+        drafts["d"]["notCreated"]["d"]["properties"],
+        json!(["importance"])
     );
 }

@@ -12,7 +12,10 @@
 //!
 //! Every method takes a `#[derive(Deserialize)]` arguments type that documents its inputs and
 //! denies unknown ones, so a malformed call gets `invalidArguments` with serde's message
-//! (RFC 8620 §3.6.2). `accountId`, which every method may carry, is checked here once.
+//! (RFC 8620 §3.6.2). Each type holds every argument RFC 8620 §5 and RFC 8621 define for
+//! its method, so a standard client's call parses; the few not implemented are accepted
+//! and their fields say so. `accountId`, which every method may carry, is checked here once.
+//! A malformed object of a `*/set` is a SetError `invalidProperties` (RFC 8620 §5.3), alone.
 //!
 //! Ids: a mailbox is its store id; an email is `<mailbox>-<uid>`; a blob is
 //! `<mailbox>-<uid>-<part>` (a part of a stored message) or `u<token>` (an upload).
@@ -63,6 +66,8 @@ const CAPABILITIES: [&str; 3] = [
 struct MethodError {
     kind: &'static str,
     description: String,
+    /// The properties at fault, for an `invalidProperties` SetError (RFC 8620 §5.3).
+    properties: Vec<String>,
 }
 
 impl MethodError {
@@ -70,6 +75,7 @@ impl MethodError {
         MethodError {
             kind,
             description: description.into(),
+            properties: Vec::new(),
         }
     }
 
@@ -78,9 +84,40 @@ impl MethodError {
         MethodError::new("invalidArguments", e.to_string())
     }
 
-    /// The SetError object (RFC 8620 §5.3) of a failed create, update or destroy.
+    /// An object of a `create` or `update` that does not parse into its type: a SetError
+    /// `invalidProperties` (RFC 8620 §5.3), naming the property when serde does.
+    fn invalid_properties(e: serde_json::Error) -> MethodError {
+        let description = e.to_string();
+        let property = ["unknown field `", "missing field `"]
+            .iter()
+            .find_map(|p| description.strip_prefix(p))
+            .and_then(|rest| rest.split_once('`'))
+            .map(|(name, _)| name.to_string());
+        MethodError {
+            kind: "invalidProperties",
+            properties: property.into_iter().collect(),
+            description,
+        }
+    }
+
+    /// The error object of a failed method (RFC 8620 §3.6.2) or SetError (§5.3).
     fn to_json(&self) -> Value {
-        json!({ "type": self.kind, "description": self.description })
+        let mut error = json!({ "type": self.kind, "description": self.description });
+        if !self.properties.is_empty() {
+            error["properties"] = json!(self.properties);
+        }
+        error
+    }
+
+    /// The SetError of a failed create or update (RFC 8620 §5.3). `invalidArguments` is no
+    /// SetError type: an object's bad value (a store refusal, an unparsable field) is
+    /// `invalidProperties`.
+    fn to_set_error(&self) -> Value {
+        let mut error = self.to_json();
+        if self.kind == "invalidArguments" {
+            error["type"] = json!("invalidProperties");
+        }
+        error
     }
 }
 
@@ -202,9 +239,32 @@ struct SetReply {
 }
 
 impl SetReply {
-    fn into_json(self, call: &Call<'_>) -> Value {
+    /// A create that failed, as its SetError.
+    fn not_created(&mut self, key: String, e: &MethodError) {
+        self.not_created.insert(key, e.to_set_error());
+    }
+
+    /// An update that failed, as its SetError.
+    fn not_updated(&mut self, id: String, e: &MethodError) {
+        self.not_updated.insert(id, e.to_set_error());
+    }
+
+    /// The reply, with the account's state before the call and after it (RFC 8620 §5.3
+    /// `oldState`, `newState`): the mailboxes are read again for the latter.
+    async fn into_json(self, call: &Call<'_>) -> Value {
+        let old_state = state::account_state(&call.mailboxes);
+        let new_state = match call.store().list_mailboxes(call.session.account).await {
+            Ok(mailboxes) => state::account_state(&mailboxes),
+            Err(e) => {
+                // The changes are made: do not fail them. The old state is a safe answer:
+                // changes since it include this call's.
+                tracing::warn!(error = %e, "webmail: mailboxes after a set");
+                old_state.clone()
+            }
+        };
         json!({
             "accountId": call.account_id(),
+            "oldState": old_state, "newState": new_state,
             "created": self.created, "notCreated": self.not_created,
             "updated": self.updated, "notUpdated": self.not_updated,
             "destroyed": self.destroyed, "notDestroyed": self.not_destroyed,

@@ -6,12 +6,55 @@ use store::{Mailbox, MailboxId};
 use super::MethodError;
 
 /// `Mailbox/changes` and `Email/changes` (RFC 8620 §5.2): everything changed since a state,
-/// in one reply (no `maxChanges`: `hasMoreChanges` is always false).
+/// in one reply (`hasMoreChanges` is always false).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct ChangesArgs {
     /// A state an earlier `Mailbox/get` or `*/changes` returned.
     pub since_state: String,
+    /// The most ids the reply may hold. The states have no midpoints to stop at, so more
+    /// changes than this are `cannotCalculateChanges` (the client fetches afresh).
+    #[serde(default)]
+    pub max_changes: Option<u64>,
+}
+
+impl ChangesArgs {
+    /// `maxChanges` 0 is invalid (RFC 8620 §5.2: "a positive integer greater than 0").
+    pub(super) fn check(&self) -> Result<(), MethodError> {
+        match self.max_changes {
+            Some(0) => Err(MethodError::new(
+                "invalidArguments",
+                "maxChanges is greater than 0",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether `count` changed ids fit `maxChanges` (RFC 8620 §5.2: never more).
+    pub(super) fn fits(&self, count: usize) -> Result<(), MethodError> {
+        match self.max_changes {
+            Some(most) if count as u64 > most => Err(MethodError::new(
+                "cannotCalculateChanges",
+                format!("more than {most} changes; fetch everything again"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// A `*/set`'s `ifInState` (RFC 8620 §5.3): when given, the account must be in that state,
+/// else `stateMismatch` and nothing is changed.
+pub(super) fn check_if_in_state(
+    if_in_state: Option<&str>,
+    mailboxes: &[Mailbox],
+) -> Result<(), MethodError> {
+    match if_in_state {
+        Some(state) if state != account_state(mailboxes) => Err(MethodError::new(
+            "stateMismatch",
+            "the account changed since that state",
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// The account's state string: each mailbox's id, UIDVALIDITY, HIGHESTMODSEQ and UIDNEXT, so
@@ -69,6 +112,7 @@ pub(super) fn since_state(
     args: &ChangesArgs,
     mailboxes: &[Mailbox],
 ) -> Result<MailboxStates, MethodError> {
+    args.check()?;
     parse_state(&args.since_state, mailboxes)
         .ok_or_else(|| MethodError::new("cannotCalculateChanges", "unknown sinceState"))
 }

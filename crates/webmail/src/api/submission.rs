@@ -7,23 +7,50 @@ use serde_json::json;
 use store::{FlagMode, SpecialUse, flags};
 
 use super::compose::{Composition, compose};
+use super::state::check_if_in_state;
 use super::{Call, MethodError, MethodResult, Objects, SetReply, email_id};
 
-/// `EmailSubmission/set`'s arguments: each created submission is a whole [`Composition`]
-/// (the page sends a message, not an email id and an envelope as RFC 8621 §7.5 does).
+/// `EmailSubmission/set`'s arguments (RFC 8620 §5.3, RFC 8621 §7.5): each created
+/// submission is a whole [`Composition`] (the page sends a message, not an email id and an
+/// envelope as RFC 8621 §7.5 does).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct SetArgs {
     #[serde(default)]
+    if_in_state: Option<String>,
+    #[serde(default)]
     create: Objects<Composition>,
+    /// Submissions are not kept once sent: every id updated or destroyed is `notFound`.
+    #[serde(default)]
+    update: Objects<serde_json::Map<String, serde_json::Value>>,
+    #[serde(default)]
+    destroy: Option<Vec<String>>,
+    /// RFC 8621 §7.5: accepted, not honoured; sending already marks the original answered and
+    /// drops the draft a composition names.
+    #[serde(default)]
+    #[allow(dead_code)]
+    on_success_update_email: Option<serde_json::Map<String, serde_json::Value>>,
+    /// RFC 8621 §7.5: accepted, not honoured (as above).
+    #[serde(default)]
+    #[allow(dead_code)]
+    on_success_destroy_email: Option<Vec<String>>,
 }
 
 pub(super) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult {
+    check_if_in_state(args.if_in_state.as_deref(), &call.mailboxes)?;
     let mut reply = SetReply::default();
+    let gone = |id: &str| MethodError::new("notFound", format!("no submission {id}"));
+    for (id, _) in args.update.0 {
+        let e = gone(&id);
+        reply.not_updated(id, &e);
+    }
+    for id in args.destroy.into_iter().flatten() {
+        reply.not_destroyed.insert(id.clone(), gone(&id).to_json());
+    }
     for (key, value) in args.create.0 {
         let sent = match value {
             Ok(c) => send(call, c).await,
-            Err(e) => Err(MethodError::invalid_arguments(e)),
+            Err(e) => Err(MethodError::invalid_properties(e)),
         };
         match sent {
             Ok(id) => {
@@ -31,12 +58,10 @@ pub(super) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult {
                     .created
                     .insert(key.clone(), json!({ "id": key, "emailId": id }));
             }
-            Err(e) => {
-                reply.not_created.insert(key, e.to_json());
-            }
+            Err(e) => reply.not_created(key, &e),
         }
     }
-    Ok(reply.into_json(call))
+    Ok(reply.into_json(call).await)
 }
 
 /// Sends through the submission path, keeps a copy in Sent, marks the original answered and

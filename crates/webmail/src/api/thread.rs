@@ -7,6 +7,7 @@ use serde_json::json;
 use store::{MailboxId, SpecialUse};
 
 use super::email::thread_key;
+use super::state::account_state;
 use super::{Call, MethodError, MethodResult, email_id};
 use crate::mail;
 
@@ -15,20 +16,43 @@ const THREAD_WINDOW: usize = 5000;
 /// Most threads in one call: each reads up to three mailboxes' recent headers.
 const MAX_THREADS: usize = 20;
 
-/// `Thread/get`'s arguments. Ids are **email** ids (the page opens a thread from one of its
-/// emails); the reply's thread ids are thread keys.
+/// `Thread/get`'s arguments (RFC 8620 §5.1, RFC 8621 §3.1). Ids are **email** ids (the page
+/// opens a thread from one of its emails); the reply's thread ids are thread keys.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct GetArgs {
+    /// None when null or absent (RFC 8620 §5.1 allows refusing "all" for a large type).
     #[serde(default)]
     ids: Option<Vec<String>>,
+    /// `id` and `emailIds` are all a Thread has; `id` is always returned.
+    #[serde(default)]
+    properties: Option<Vec<String>>,
 }
+
+/// Every Thread property (RFC 8621 §3).
+const PROPERTIES: [&str; 2] = ["id", "emailIds"];
 
 /// The conversation of each email: messages in INBOX, Sent and its own mailbox linked to it by
 /// Message-ID, In-Reply-To and References, oldest first.
 pub(super) async fn get(call: &Call<'_>, args: GetArgs) -> MethodResult {
     let mut list = Vec::new();
     let mut not_found = Vec::new();
+    if let Some(bad) = args
+        .properties
+        .iter()
+        .flatten()
+        .find(|p| !PROPERTIES.contains(&p.as_str()))
+    {
+        // RFC 8620 §5.1: a property the type does not have.
+        return Err(MethodError::new(
+            "invalidArguments",
+            format!("no Thread property {bad}"),
+        ));
+    }
+    let with_emails = args
+        .properties
+        .as_ref()
+        .is_none_or(|p| p.iter().any(|p| p == "emailIds"));
     let ids = args.ids.unwrap_or_default();
     if ids.len() > MAX_THREADS {
         return Err(MethodError::new(
@@ -94,10 +118,14 @@ pub(super) async fn get(call: &Call<'_>, args: GetArgs) -> MethodResult {
             })
             .collect();
         ordered.sort();
-        list.push(json!({
-            "id": thread_key(&start.2),
-            "emailIds": ordered.into_iter().map(|o| o.2).collect::<Vec<_>>(),
-        }));
+        let mut thread = json!({ "id": thread_key(&start.2) });
+        if with_emails {
+            thread["emailIds"] = json!(ordered.into_iter().map(|o| o.2).collect::<Vec<_>>());
+        }
+        list.push(thread);
     }
-    Ok(json!({ "accountId": call.account_id(), "list": list, "notFound": not_found }))
+    Ok(json!({
+        "accountId": call.account_id(), "list": list, "notFound": not_found,
+        "state": account_state(&call.mailboxes),
+    }))
 }

@@ -41,6 +41,7 @@ pub(in crate::api) async fn changes(call: &Call<'_>, args: ChangesArgs) -> Metho
             }
         }
     }
+    args.fits(created.len() + updated.len() + destroyed.len())?;
     Ok(json!({
         "accountId": call.account_id(),
         "oldState": args.since_state, "newState": account_state(&call.mailboxes), "hasMoreChanges": false,

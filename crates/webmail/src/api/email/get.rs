@@ -10,16 +10,35 @@ use super::super::{Call, MethodError, MethodResult, email_id};
 use super::{iso, keywords, thread_key};
 use crate::mail;
 
-/// `Email/get`'s arguments (RFC 8621 §4.2).
+/// `Email/get`'s arguments (RFC 8620 §5.1, RFC 8621 §4.2).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(in crate::api) struct GetArgs {
-    /// The emails; none when absent.
+    /// The emails; none when null or absent (RFC 8620 §5.1 allows refusing "all").
     #[serde(default)]
     ids: Option<Vec<String>>,
-    /// Every property is returned; `body` (text, attachments, HTML flags) only when listed.
+    /// Every property is returned, whatever is listed (more than RFC 8620 §5.1 asks, which
+    /// the page relies on); `body` (text, attachments, HTML flags) only when listed.
     #[serde(default)]
     properties: Option<Vec<String>>,
+    /// RFC 8621 §4.2: accepted, not honoured (no `bodyStructure`, `textBody` or `bodyValues`
+    /// are returned; the page reads `body`). Likewise the four below.
+    #[serde(default)]
+    #[allow(dead_code)]
+    body_properties: Option<Vec<String>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    fetch_text_body_values: Option<bool>,
+    #[serde(default, rename = "fetchHTMLBodyValues")]
+    #[allow(dead_code)]
+    fetch_html_body_values: Option<bool>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    fetch_all_body_values: Option<bool>,
+    /// RFC 8621 §4.2: "MUST be greater than 0" (0 is `invalidArguments`).
+    #[serde(default)]
+    #[allow(dead_code)]
+    max_body_value_bytes: Option<std::num::NonZeroU64>,
 }
 
 pub(in crate::api) async fn get(call: &Call<'_>, args: GetArgs) -> MethodResult {

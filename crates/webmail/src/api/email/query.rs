@@ -7,23 +7,45 @@ use serde_json::json;
 use store::TextScope;
 
 use super::super::{Call, MethodError, MethodResult, email_id};
+use super::{keyword_bit, thread_key};
 use crate::mail::{self, Addr};
 
-/// `Email/query`'s arguments (RFC 8621 §4.4, without sorting, anchors or thread collapsing).
+/// The most ids one query returns.
+const MAX_LIMIT: u64 = 500;
+
+/// `Email/query`'s arguments (RFC 8620 §5.5, RFC 8621 §4.4).
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(in crate::api) struct QueryArgs {
     #[serde(default)]
     filter: Option<Filter>,
-    /// The first result returned, from 0.
+    /// Newest first when null or absent.
     #[serde(default)]
-    position: Option<u64>,
+    sort: Option<Vec<Comparator>>,
+    /// The first result returned, from 0; a negative one counts from the end.
+    #[serde(default)]
+    position: Option<i64>,
+    /// When given, the result at `anchorOffset` from this id comes first (`position` is
+    /// ignored).
+    #[serde(default)]
+    anchor: Option<String>,
+    #[serde(default)]
+    anchor_offset: Option<i64>,
     /// At most this many ids (50 by default, 500 at most).
     #[serde(default)]
     limit: Option<u64>,
+    /// `total` is always returned (the page reads it without asking).
+    #[serde(default)]
+    #[allow(dead_code)]
+    calculate_total: Option<bool>,
+    /// Only the first email of each thread (by the thread key `threadId` is).
+    #[serde(default)]
+    collapse_threads: Option<bool>,
 }
 
-/// A FilterCondition (RFC 8621 §4.4.1), the ones the search form sets; all must match.
+/// A FilterCondition (RFC 8621 §4.4.1); all that are given must match. A FilterOperator
+/// (RFC 8620 §5.5: `operator`, `conditions`) and the conditions marked below parse but are
+/// `unsupportedFilter`.
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct Filter {
@@ -33,6 +55,10 @@ struct Filter {
     after: Option<String>,
     /// Received before this date.
     before: Option<String>,
+    min_size: Option<u64>,
+    max_size: Option<u64>,
+    has_keyword: Option<String>,
+    not_keyword: Option<String>,
     /// In the headers or the body.
     text: Option<String>,
     body: Option<String>,
@@ -41,6 +67,122 @@ struct Filter {
     to: Option<String>,
     subject: Option<String>,
     has_attachment: Option<bool>,
+    // Unsupported (one mailbox is searched; thread keywords and other headers are not
+    // indexed): any of these given is `unsupportedFilter`.
+    in_mailbox_other_than: Option<Vec<String>>,
+    all_in_thread_have_keyword: Option<String>,
+    some_in_thread_have_keyword: Option<String>,
+    none_in_thread_have_keyword: Option<String>,
+    cc: Option<String>,
+    bcc: Option<String>,
+    header: Option<Vec<String>>,
+    operator: Option<String>,
+    conditions: Option<Vec<serde_json::Value>>,
+}
+
+impl Filter {
+    /// The first condition given that is not implemented.
+    fn unsupported(&self) -> Option<&'static str> {
+        [
+            ("inMailboxOtherThan", self.in_mailbox_other_than.is_some()),
+            (
+                "allInThreadHaveKeyword",
+                self.all_in_thread_have_keyword.is_some(),
+            ),
+            (
+                "someInThreadHaveKeyword",
+                self.some_in_thread_have_keyword.is_some(),
+            ),
+            (
+                "noneInThreadHaveKeyword",
+                self.none_in_thread_have_keyword.is_some(),
+            ),
+            ("cc", self.cc.is_some()),
+            ("bcc", self.bcc.is_some()),
+            ("header", self.header.is_some()),
+            ("operator", self.operator.is_some()),
+            ("conditions", self.conditions.is_some()),
+        ]
+        .into_iter()
+        .find(|(_, given)| *given)
+        .map(|(name, _)| name)
+    }
+}
+
+/// A Comparator (RFC 8620 §5.5, RFC 8621 §4.4.2).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct Comparator {
+    /// `receivedAt` or `size`; any other is `unsupportedSort`.
+    property: String,
+    /// True when absent (RFC 8620 §5.5).
+    #[serde(default)]
+    is_ascending: Option<bool>,
+    /// Neither property compares text: a collation changes nothing.
+    #[serde(default)]
+    #[allow(dead_code)]
+    collation: Option<String>,
+    /// For the keyword sorts, which are unsupported.
+    #[serde(default)]
+    #[allow(dead_code)]
+    keyword: Option<String>,
+}
+
+/// What a comparator compares.
+#[derive(Clone, Copy)]
+enum SortKey {
+    ReceivedAt,
+    Size,
+}
+
+/// The comparators as keys and directions (true: ascending); newest first when none.
+fn sort_order(sort: Option<&[Comparator]>) -> Result<Vec<(SortKey, bool)>, MethodError> {
+    let Some(sort) = sort.filter(|s| !s.is_empty()) else {
+        return Ok(vec![(SortKey::ReceivedAt, false)]);
+    };
+    sort.iter()
+        .map(|c| {
+            let key = match c.property.as_str() {
+                "receivedAt" => SortKey::ReceivedAt,
+                "size" => SortKey::Size,
+                other => {
+                    return Err(MethodError::new(
+                        "unsupportedSort",
+                        format!("cannot sort by {other}"),
+                    ));
+                }
+            };
+            Ok((key, c.is_ascending.unwrap_or(true)))
+        })
+        .collect()
+}
+
+/// Whether a message has a keyword (RFC 8621 §4.1.1: case-insensitive).
+fn has_keyword(message: &store::MessageFlags, keyword: &str) -> bool {
+    match keyword_bit(keyword) {
+        Some(bit) => message.flags & bit != 0,
+        None => message
+            .keywords
+            .iter()
+            .any(|k| k.eq_ignore_ascii_case(keyword)),
+    }
+}
+
+/// Where the page starts (RFC 8620 §5.5): at the anchor plus its offset when an anchor is
+/// given (`anchorNotFound` if it is not among the results), else at `position`, a negative
+/// one counted from the end; clamped to 0.
+fn start(ids: &[String], position: i64, anchor: Option<(&str, i64)>) -> Result<usize, MethodError> {
+    let index = match anchor {
+        Some((anchor, offset)) => {
+            let at = ids.iter().position(|id| id == anchor).ok_or_else(|| {
+                MethodError::new("anchorNotFound", format!("{anchor} is not in the results"))
+            })?;
+            (at as i64).saturating_add(offset)
+        }
+        None if position < 0 => (ids.len() as i64).saturating_add(position),
+        None => position,
+    };
+    Ok(usize::try_from(index.max(0)).unwrap_or(usize::MAX))
 }
 
 /// Parses an RFC 3339 date (`2026-11-28` or `2026-11-28T10:00:00Z`) to Unix seconds.
@@ -60,6 +202,13 @@ fn parse_date(value: Option<&str>) -> Result<Option<i64>, MethodError> {
 
 pub(in crate::api) async fn query(call: &Call<'_>, args: QueryArgs) -> MethodResult {
     let filter = args.filter.unwrap_or_default();
+    if let Some(condition) = filter.unsupported() {
+        return Err(MethodError::new(
+            "unsupportedFilter",
+            format!("cannot filter by {condition}"),
+        ));
+    }
+    let order = sort_order(args.sort.as_deref())?;
     let mailbox = match &filter.in_mailbox {
         Some(id) => call.mailbox_named(id)?.id,
         None => call
@@ -73,15 +222,46 @@ pub(in crate::api) async fn query(call: &Call<'_>, args: QueryArgs) -> MethodRes
     let all = store.message_flags(mailbox, 0).await?;
     let after = parse_date(filter.after.as_deref())?;
     let before = parse_date(filter.before.as_deref())?;
-    // Newest first by arrival (a message moved here keeps its date), then by UID.
-    let mut dated: Vec<(i64, u32)> = all
+    let mut sorted: Vec<&store::MessageFlags> = all
         .iter()
         .filter(|m| after.is_none_or(|a| m.internal_date >= a))
         .filter(|m| before.is_none_or(|b| m.internal_date < b))
-        .map(|m| (m.internal_date, m.uid))
+        .filter(|m| filter.min_size.is_none_or(|s| m.size >= s))
+        .filter(|m| filter.max_size.is_none_or(|s| m.size < s))
+        .filter(|m| {
+            filter
+                .has_keyword
+                .as_ref()
+                .is_none_or(|k| has_keyword(m, k))
+        })
+        .filter(|m| {
+            filter
+                .not_keyword
+                .as_ref()
+                .is_none_or(|k| !has_keyword(m, k))
+        })
         .collect();
-    dated.sort_unstable_by(|a, b| b.cmp(a));
-    let mut candidates: Vec<u32> = dated.into_iter().map(|(_, uid)| uid).collect();
+    // By the comparators, then by UID in the first one's direction: newest first by default,
+    // by arrival (a message moved here keeps its date).
+    sorted.sort_unstable_by(|a, b| {
+        let by = |key: SortKey, m: &store::MessageFlags| match key {
+            SortKey::ReceivedAt => m.internal_date,
+            SortKey::Size => i64::try_from(m.size).unwrap_or(i64::MAX),
+        };
+        order
+            .iter()
+            .map(|&(key, ascending)| {
+                let o = by(key, a).cmp(&by(key, b));
+                if ascending { o } else { o.reverse() }
+            })
+            .find(|o| o.is_ne())
+            .unwrap_or_else(|| {
+                let o = a.uid.cmp(&b.uid);
+                let ascending = order.first().is_some_and(|&(_, ascending)| ascending);
+                if ascending { o } else { o.reverse() }
+            })
+    });
+    let mut candidates: Vec<u32> = sorted.into_iter().map(|m| m.uid).collect();
     let mut keep = |found: Vec<u32>| {
         let found: HashSet<u32> = found.into_iter().collect();
         candidates.retain(|u| found.contains(u));
@@ -147,18 +327,99 @@ pub(in crate::api) async fn query(call: &Call<'_>, args: QueryArgs) -> MethodRes
             })
         });
     }
-    let total = candidates.len();
-    let position = args.position.unwrap_or(0) as usize;
-    let limit = args.limit.unwrap_or(50).min(500) as usize;
-    let ids: Vec<String> = candidates
+    if args.collapse_threads == Some(true) {
+        let summaries: HashMap<u32, store::MessageSummary> = store
+            .summaries(mailbox, &candidates)
+            .await?
+            .into_iter()
+            .collect();
+        let mut threads = HashSet::new();
+        // A message without a key (no Message-ID or references) is a thread of its own.
+        candidates.retain(|uid| {
+            let key = summaries
+                .get(uid)
+                .map(|s| thread_key(&mail::headers(&s.header)))
+                .unwrap_or_default();
+            key.is_empty() || threads.insert(key)
+        });
+    }
+    let all_ids: Vec<String> = candidates
         .iter()
-        .skip(position)
-        .take(limit)
         .map(|&uid| email_id(mailbox, uid))
         .collect();
-    Ok(json!({
+    let anchor = args
+        .anchor
+        .as_deref()
+        .map(|a| (a, args.anchor_offset.unwrap_or(0)));
+    let position = start(&all_ids, args.position.unwrap_or(0), anchor)?;
+    let limit = args.limit.unwrap_or(50).min(MAX_LIMIT);
+    let ids: Vec<&String> = all_ids.iter().skip(position).take(limit as usize).collect();
+    let mut reply = json!({
         "accountId": call.account_id(),
-        "ids": ids, "total": total, "position": position,
+        "ids": ids, "total": all_ids.len(), "position": position,
         "queryState": all.last().map(|m| m.modseq).unwrap_or(0).to_string(),
-    }))
+        // There is no Email/queryChanges.
+        "canCalculateChanges": false,
+    });
+    if args.limit.is_some_and(|l| l > MAX_LIMIT) {
+        // RFC 8620 §5.5: a limit the server lowered is returned.
+        reply["limit"] = json!(MAX_LIMIT);
+    }
+    Ok(reply)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_page_starts_at_the_position_or_the_anchor() {
+        let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
+        let at = |position, anchor| start(&ids, position, anchor).ok();
+        assert_eq!(at(0, None), Some(0));
+        assert_eq!(at(3, None), Some(3));
+        assert_eq!(at(9, None), Some(9), "past the end: no ids");
+        // RFC 8620 §5.5: a negative position counts from the end, clamped to 0.
+        assert_eq!(at(-1, None), Some(3));
+        assert_eq!(at(-4, None), Some(0));
+        assert_eq!(at(-9, None), Some(0));
+        assert_eq!(at(i64::MIN, None), Some(0));
+        // An anchor overrides the position; its offset may go back, clamped to 0.
+        assert_eq!(at(3, Some(("b", 0))), Some(1));
+        assert_eq!(at(0, Some(("c", -1))), Some(1));
+        assert_eq!(at(0, Some(("a", -5))), Some(0));
+        assert_eq!(at(0, Some(("d", 1))), Some(4), "past the end: no ids");
+        let missing = start(&ids, 0, Some(("z", 0))).err().map(|e| e.kind);
+        assert_eq!(missing, Some("anchorNotFound"));
+    }
+
+    #[test]
+    fn sorts_by_arrival_or_size_and_refuses_others() {
+        let parse = |v: serde_json::Value| {
+            serde_json::from_value::<Vec<Comparator>>(v).map(|c| sort_order(Some(&c)).is_ok())
+        };
+        assert!(matches!(
+            sort_order(None).as_deref(),
+            Ok([(SortKey::ReceivedAt, false)])
+        ));
+        assert_eq!(
+            parse(json!([{"property": "receivedAt", "isAscending": false}])).ok(),
+            Some(true)
+        );
+        assert_eq!(
+            parse(json!([{"property": "size", "collation": "i;unicode-casemap"}])).ok(),
+            Some(true)
+        );
+        assert_eq!(parse(json!([{"property": "subject"}])).ok(), Some(false));
+        assert!(parse(json!([{"property": "size", "descending": true}])).is_err());
+        let kind = sort_order(Some(&[Comparator {
+            property: "from".into(),
+            is_ascending: None,
+            collation: None,
+            keyword: None,
+        }]))
+        .err()
+        .map(|e| e.kind);
+        assert_eq!(kind, Some("unsupportedSort"));
+    }
 }

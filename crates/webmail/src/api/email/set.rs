@@ -7,13 +7,17 @@ use serde_json::{Value, json};
 use store::{FlagMode, MailboxId, SpecialUse, flags};
 
 use super::super::compose::{Composition, compose};
+use super::super::state::check_if_in_state;
 use super::super::{Call, MethodError, MethodResult, Objects, SetReply, email_id};
 use super::{keyword_bit, valid_keyword};
 
-/// `Email/set`'s arguments (RFC 8621 §4.6), run in the order update, destroy, create.
+/// `Email/set`'s arguments (RFC 8620 §5.3, RFC 8621 §4.6), run in the order update,
+/// destroy, create.
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(in crate::api) struct SetArgs {
+    #[serde(default)]
+    if_in_state: Option<String>,
     /// Drafts saved into Drafts.
     #[serde(default)]
     create: Objects<Composition>,
@@ -83,6 +87,7 @@ impl EmailPatch {
 }
 
 pub(in crate::api) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult {
+    check_if_in_state(args.if_in_state.as_deref(), &call.mailboxes)?;
     let mut reply = SetReply::default();
     let store = call.store();
     for (id, patch) in args.update.0 {
@@ -93,9 +98,7 @@ pub(in crate::api) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult 
                     .updated
                     .insert(id, new_id.map(|n| json!({"id": n})).unwrap_or(Value::Null));
             }
-            Err(e) => {
-                reply.not_updated.insert(id, e.to_json());
-            }
+            Err(e) => reply.not_updated(id, &e),
         }
     }
     let mut by_mailbox: HashMap<MailboxId, Vec<(u32, String)>> = HashMap::new();
@@ -121,18 +124,16 @@ pub(in crate::api) async fn set(call: &Call<'_>, args: SetArgs) -> MethodResult 
     for (key, draft) in args.create.0 {
         let saved = match draft {
             Ok(draft) => save_draft(call, draft).await,
-            Err(e) => Err(MethodError::invalid_arguments(e)),
+            Err(e) => Err(MethodError::invalid_properties(e)),
         };
         match saved {
             Ok(id) => {
                 reply.created.insert(key, json!({ "id": id }));
             }
-            Err(e) => {
-                reply.not_created.insert(key, e.to_json());
-            }
+            Err(e) => reply.not_created(key, &e),
         }
     }
-    Ok(reply.into_json(call))
+    Ok(reply.into_json(call).await)
 }
 
 /// Applies `keywords/<k>` patches and a `mailboxIds` move; returns the new id after a move.
