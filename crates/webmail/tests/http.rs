@@ -571,6 +571,8 @@ async fn send_with_chinese_subject_and_attachment_then_read_reply_and_thread() {
         flags["g"]["list"][0]["keywords"],
         json!({"$seen": true, "$answered": true})
     );
+    // RFC 8620 §5.1: a /get response carries the state to ask /changes from.
+    assert!(flags["g"]["state"].is_string(), "{}", flags["g"]);
 
     let alice_inbox = alice.inbox_ids().await;
     assert_eq!(alice_inbox.len(), 1);

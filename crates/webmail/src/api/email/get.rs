@@ -6,6 +6,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use store::MailboxId;
 
+use super::super::state::account_state;
 use super::super::{Call, MethodError, MethodResult, email_id};
 use super::{iso, keywords, thread_key};
 use crate::mail;
@@ -131,6 +132,8 @@ pub(in crate::api) async fn get(call: &Call<'_>, args: GetArgs) -> MethodResult 
     let list: Vec<Value> = ids.iter().filter_map(|id| found.remove(id)).collect();
     Ok(json!({
         "accountId": call.account_id(),
+        // RFC 8620 §5.1: the state Email/changes starts from.
+        "state": account_state(&call.mailboxes),
         "list": list, "notFound": not_found,
     }))
 }
