@@ -15,7 +15,7 @@ async function jmap(calls) {
   const response = await fetch('/jmap/api', {
     method: 'POST',
     headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': state.csrf },
-    body: JSON.stringify({ using: ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail'], methodCalls: calls }),
+    body: JSON.stringify({ using: ['urn:ietf:params:jmap:core', 'urn:ietf:params:jmap:mail', 'urn:ietf:params:jmap:submission'], methodCalls: calls }),
   });
   if (response.status === 401) { location.reload(); throw new Error('not logged in'); }
   const body = await response.json().catch(() => ({}));
