@@ -55,38 +55,96 @@ fn raw_header(raw: &[u8], part: &MessagePart<'_>, name: HeaderName<'_>) -> Optio
     Some(unfold(value))
 }
 
+/// Splits an obsolete source route (RFC 5322 §4.4 `obs-route`, "@a,@b:") off an address,
+/// giving the at-domain-list without its colon and the addr-spec. A colon inside a domain
+/// literal (`@[IPv6:::1]:`) does not end the route.
+fn split_route(address: &str) -> (Option<&str>, &str) {
+    if !address.starts_with('@') {
+        return (None, address);
+    }
+    let mut in_literal = false;
+    for (i, c) in address.char_indices() {
+        match c {
+            '[' => in_literal = true,
+            ']' => in_literal = false,
+            ':' if !in_literal => return (Some(&address[..i]), &address[i + 1..]),
+            _ => {}
+        }
+    }
+    (None, address)
+}
+
+/// One mailbox as an IMAP address structure (name adl mailbox host), RFC 3501 §7.4.2 /
+/// RFC 9051 §7.5.2. The source route goes in adl. A mailbox without a domain gets an empty
+/// host, not NIL: a NIL host marks a group (start or end), which this is not.
+fn address_structure(out: &mut Vec<u8>, name: Option<&str>, address: &str, utf8: bool) {
+    let (route, addr_spec) = split_route(address);
+    let (mailbox, host) = addr_spec.rsplit_once('@').unwrap_or((addr_spec, ""));
+    out.push(b'(');
+    nstring(out, name.map(str::as_bytes), utf8);
+    out.push(b' ');
+    nstring(out, route.map(str::as_bytes), utf8);
+    out.push(b' ');
+    string(out, mailbox.as_bytes(), utf8);
+    out.push(b' ');
+    string(out, host.as_bytes(), utf8);
+    out.push(b')');
+}
+
+/// Writes the mailboxes of `list` as address structures; true if any was written.
+fn mailboxes(out: &mut Vec<u8>, list: &[mail_parser::Addr<'_>], utf8: bool) -> bool {
+    let mut any = false;
+    for addr in list {
+        // A name without an address (a bare phrase or comment) is no mailbox.
+        if let Some(address) = addr.address.as_deref() {
+            address_structure(out, addr.name.as_deref(), address, utf8);
+            any = true;
+        }
+    }
+    any
+}
+
+/// Writes the address list of header `name` (NIL when absent or empty); true if it is not NIL.
+///
+/// RFC 3501 §7.4.2 / RFC 9051 §7.5.2: RFC 5322 §3.4 group syntax is kept as a start-of-group
+/// structure (NIL NIL "group name" NIL), the members, and an end-of-group structure
+/// (NIL NIL NIL NIL) — also for an empty group such as `undisclosed-recipients:;`.
+/// mail-parser gives a list holding a group as a run of groups, the ungrouped addresses
+/// being groups without a name.
 fn addresses(out: &mut Vec<u8>, message: &Message<'_>, name: HeaderName<'_>, utf8: bool) -> bool {
     let Some(list) = message.header(name).and_then(|h| h.as_address()) else {
         out.extend_from_slice(b"NIL");
         return false;
     };
-    let mut any = false;
-    out.push(b'(');
-    for addr in list.iter() {
-        let Some(address) = addr.address.as_deref() else {
-            continue;
-        };
-        let (mailbox, host) = address.rsplit_once('@').unwrap_or((address, ""));
-        out.push(b'(');
-        nstring(out, addr.name.as_deref().map(str::as_bytes), utf8);
-        out.extend_from_slice(b" NIL ");
-        string(out, mailbox.as_bytes(), utf8);
-        out.push(b' ');
-        if host.is_empty() {
-            out.extend_from_slice(b"NIL");
-        } else {
-            string(out, host.as_bytes(), utf8);
+    let mut body = Vec::new();
+    let any = match list {
+        mail_parser::Address::List(list) => mailboxes(&mut body, list, utf8),
+        mail_parser::Address::Group(groups) => {
+            let mut any = false;
+            for group in groups {
+                match group.name.as_deref() {
+                    Some(group_name) => {
+                        body.extend_from_slice(b"(NIL NIL ");
+                        string(&mut body, group_name.as_bytes(), utf8);
+                        body.extend_from_slice(b" NIL)");
+                        mailboxes(&mut body, &group.addresses, utf8);
+                        body.extend_from_slice(b"(NIL NIL NIL NIL)");
+                        any = true;
+                    }
+                    None => any |= mailboxes(&mut body, &group.addresses, utf8),
+                }
+            }
+            any
         }
+    };
+    if any {
+        out.push(b'(');
+        out.extend_from_slice(&body);
         out.push(b')');
-        any = true;
-    }
-    if !any {
-        out.pop();
+    } else {
         out.extend_from_slice(b"NIL");
-        return false;
     }
-    out.push(b')');
-    true
+    any
 }
 
 fn write_envelope(out: &mut Vec<u8>, raw: &[u8], message: &Message<'_>, utf8: bool) {
@@ -594,6 +652,71 @@ Content-Disposition: attachment; filename=\"x.bin\"\r\n\r\nAAEC\r\n--b--\r\n";
             env,
             "(\"Fri, 27 Nov 2026 10:00:00 +0000\" \"=?UTF-8?B?5L2g5aW9?=\" ((\"Alice\" NIL \"alice\" \"a.test\")) \
 ((\"Alice\" NIL \"alice\" \"a.test\")) ((\"Alice\" NIL \"alice\" \"a.test\")) ((NIL NIL \"bob\" \"b.test\")) NIL NIL NIL \"<m1@a.test>\")"
+        );
+    }
+
+    /// The ENVELOPE of a header-only message, as text.
+    fn envelope_of(header: &str) -> String {
+        String::from_utf8(envelope(format!("{header}\r\n\r\n").as_bytes(), false)).unwrap()
+    }
+
+    #[test]
+    fn empty_group_keeps_its_markers() {
+        // RFC 3501 §7.4.2 / RFC 9051 §7.5.2: a group is a start structure with the group name as
+        // mailbox and NIL host, then its members, then an end structure (NIL NIL NIL NIL); an
+        // empty group (RFC 5322 §3.4 `group = display-name ":" [group-list] ";"`) keeps both.
+        assert_eq!(
+            envelope_of("To: undisclosed-recipients:;"),
+            "(NIL NIL NIL NIL NIL ((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL)) NIL NIL NIL NIL)"
+        );
+    }
+
+    #[test]
+    fn group_members_sit_between_the_markers() {
+        // RFC 3501 §7.4.2 group syntax; RFC 5322 §3.4 `address-list` mixing a group and a mailbox.
+        assert_eq!(
+            envelope_of("To: A Group: a@b.c, \"Bee\" <b@c.d>;, z@y.x"),
+            "(NIL NIL NIL NIL NIL ((NIL NIL \"A Group\" NIL)(NIL NIL \"a\" \"b.c\")\
+(\"Bee\" NIL \"b\" \"c.d\")(NIL NIL NIL NIL)(NIL NIL \"z\" \"y.x\")) NIL NIL NIL NIL)"
+        );
+    }
+
+    #[test]
+    fn empty_group_between_mailboxes() {
+        // RFC 5322 §3.4: an empty group may stand anywhere in an address-list; RFC 3501 §7.4.2
+        // keeps its markers in place between the mailboxes around it.
+        assert_eq!(
+            envelope_of("Cc: a@b.c, Nobody:;, d@e.f"),
+            "(NIL NIL NIL NIL NIL NIL ((NIL NIL \"a\" \"b.c\")(NIL NIL \"Nobody\" NIL)\
+(NIL NIL NIL NIL)(NIL NIL \"d\" \"e.f\")) NIL NIL NIL)"
+        );
+    }
+
+    #[test]
+    fn source_route_goes_in_adl() {
+        // RFC 5322 §4.4 `obs-route = obs-domain-list ":"`; RFC 3501 §7.4.2: the address
+        // structure is (name adl mailbox host), the at-domain-list (source route) being adl.
+        // Sender and Reply-To default to From (RFC 3501 §7.4.2), route included.
+        let route = "(NIL \"@route1,@route2\" \"user\" \"host\")";
+        assert_eq!(
+            envelope_of("From: <@route1,@route2:user@host>"),
+            format!("(NIL NIL ({route}) ({route}) ({route}) NIL NIL NIL NIL NIL)")
+        );
+        // A domain literal's colons are not the end of the route.
+        assert_eq!(
+            split_route("@[IPv6:::1],@b:u@h"),
+            (Some("@[IPv6:::1],@b"), "u@h")
+        );
+        assert_eq!(split_route("u@h"), (None, "u@h"));
+    }
+
+    #[test]
+    fn mailbox_without_domain_is_not_a_group_marker() {
+        // RFC 3501 §7.4.2: a NIL host means group syntax, so a mailbox lacking a domain gets an
+        // empty host instead.
+        assert_eq!(
+            envelope_of("To: Bob <bob>"),
+            "(NIL NIL NIL NIL NIL ((\"Bob\" NIL \"bob\" \"\")) NIL NIL NIL NIL)"
         );
     }
 

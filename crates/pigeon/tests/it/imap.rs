@@ -713,3 +713,34 @@ print(json.dumps(r))
         "the big literal took the streaming path"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn envelope_keeps_groups_and_source_routes() {
+    if !require_tool("python3") {
+        return;
+    }
+    let server = TestServer::with_users(exe(), &[BOB], PW);
+    let script = preamble(&server)
+        + r#"
+m = connect()
+msg = (b'From: <@route1,@route2:user@host>\r\n'
+       b'To: A Group: a@b.c, "Bee" <b@c.d>;, z@y.x\r\n'
+       b'Cc: undisclosed-recipients:;\r\n'
+       b'Subject: groups\r\n\r\nbody\r\n')
+m.append('INBOX', None, None, msg)
+m.select('INBOX', readonly=True)
+print(json.dumps({"env": m.fetch('1', '(ENVELOPE)')[1][0].decode()}))
+"#;
+    let r = python(&script);
+    // RFC 3501 §7.4.2 / RFC 9051 §7.5.2: address structures are (name adl mailbox host); the
+    // RFC 5322 §4.4 source route is adl; Sender and Reply-To default to From; an RFC 5322 §3.4
+    // group is (NIL NIL name NIL), its members, then (NIL NIL NIL NIL), even when empty.
+    let from = "((NIL \"@route1,@route2\" \"user\" \"host\"))";
+    let to = "((NIL NIL \"A Group\" NIL)(NIL NIL \"a\" \"b.c\")(\"Bee\" NIL \"b\" \"c.d\")\
+(NIL NIL NIL NIL)(NIL NIL \"z\" \"y.x\"))";
+    let cc = "((NIL NIL \"undisclosed-recipients\" NIL)(NIL NIL NIL NIL))";
+    assert_eq!(
+        r["env"],
+        format!("1 (ENVELOPE (NIL \"groups\" {from} {from} {from} {to} {cc} NIL NIL NIL))")
+    );
+}
