@@ -509,8 +509,9 @@ pub struct PartRange {
     pub body: std::ops::Range<usize>,
     /// For a message/rfc822 part: its inner header and text (for `n.HEADER`, `n.TEXT`).
     pub inner: Option<(std::ops::Range<usize>, std::ops::Range<usize>)>,
-    /// The part's content with its transfer encoding removed (BINARY, RFC 3516).
-    pub decoded: Vec<u8>,
+    /// The part's content with its transfer encoding removed, leniently (BINARY, RFC 3516);
+    /// an error for an encoding pigeon cannot undo (`NO [UNKNOWN-CTE]`, RFC 3516 §4.3).
+    pub decoded: Result<Vec<u8>, crate::decode::UnknownCte>,
 }
 
 /// Finds body part `path` (RFC 9051 §6.4.5 section numbers). An empty path is the message.
@@ -526,7 +527,7 @@ pub fn part_range(raw: &[u8], path: &[u32]) -> Option<PartRange> {
             header,
             body,
             inner: None,
-            decoded: root.contents().to_vec(),
+            decoded: Ok(root.contents().to_vec()),
         });
     }
     // One step per section number, through multiparts and into nested messages: a loop, so
@@ -573,7 +574,8 @@ pub fn part_range(raw: &[u8], path: &[u32]) -> Option<PartRange> {
             )
         });
         return Some(PartRange {
-            decoded: raw.get(body.clone())?.to_vec(),
+            // An encoded message/rfc822 (RFC 2046 §5.2.1 forbids it; it is sent) is decoded.
+            decoded: transfer_decoded(part, raw.get(body.clone())?),
             header,
             body,
             inner,
@@ -591,25 +593,16 @@ fn span(start: u32, end: u32) -> std::ops::Range<usize> {
     start as usize..end as usize
 }
 
-/// A part's content with only its transfer encoding removed (RFC 3516): mail-parser hands
-/// text parts over converted to UTF-8, but BINARY must keep the part's own charset.
-pub(crate) fn transfer_decoded(part: &MessagePart<'_>, body: &[u8]) -> Vec<u8> {
+/// A part's content with only its transfer encoding removed (RFC 3516), leniently
+/// ([`crate::decode`]): mail-parser hands text parts over converted to UTF-8, but BINARY must
+/// keep the part's own charset.
+pub(crate) fn transfer_decoded(
+    part: &MessagePart<'_>,
+    body: &[u8],
+) -> Result<Vec<u8>, crate::decode::UnknownCte> {
     use mail_parser::MimeHeaders;
-    use mail_parser::decoders::{base64::base64_decode, quoted_printable::quoted_printable_decode};
-    if !matches!(part.body, PartType::Text(_) | PartType::Html(_)) {
-        return part.contents().to_vec();
-    }
-    let encoding = part
-        .content_transfer_encoding()
-        .unwrap_or("7bit")
-        .to_ascii_lowercase();
-    let decoded = match encoding.as_str() {
-        "base64" => base64_decode(body),
-        "quoted-printable" => quoted_printable_decode(body),
-        _ => Some(body.to_vec()),
-    };
-    // Undecodable content is returned as it is stored: the best that can be given.
-    decoded.unwrap_or_else(|| body.to_vec())
+    crate::decode::transfer_decode(part.content_transfer_encoding(), body)
+        .map(std::borrow::Cow::into_owned)
 }
 
 /// The header lines of `header` whose names are (or, with `not`, are not) in `fields`,
@@ -735,7 +728,7 @@ Content-Disposition: attachment; filename=\"x.bin\"\r\n\r\nAAEC\r\n--b--\r\n";
         );
         let part2 = part_range(MULTI, &[2]).unwrap();
         assert_eq!(&MULTI[part2.body.clone()], b"AAEC");
-        assert_eq!(part2.decoded, [0, 1, 2]);
+        assert_eq!(part2.decoded, Ok(vec![0, 1, 2]));
         let part1 = part_range(MULTI, &[1]).unwrap();
         assert_eq!(&MULTI[part1.body], b"hello");
         assert!(part_range(MULTI, &[3]).is_none());

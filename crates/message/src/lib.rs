@@ -5,6 +5,7 @@
 
 pub mod compose;
 pub mod date;
+pub mod decode;
 pub mod dsn;
 pub mod headers;
 pub mod imap;

@@ -32,13 +32,14 @@
 
 use std::borrow::Cow;
 
-use mail_parser::decoders::DecodeFnc;
 use mail_parser::decoders::charsets::map::charset_decoder;
 use mail_parser::parsers::MessageStream;
 use mail_parser::{
     ContentType, Encoding, GetHeader, HeaderName, HeaderValue, Message, MessageParser, MessagePart,
     MessagePartId, PartType,
 };
+
+use crate::decode::{self, TransferEncoding};
 
 /// The deepest part that is parsed: the message itself is depth 0, the parts of a multipart
 /// and the body of a `message/rfc822` part one deeper than their parent. Real mail stays
@@ -369,17 +370,16 @@ fn parse_at(raw: &[u8], encoded: usize, start_depth: usize, decoded: bool) -> Op
                 }
             }
 
-            let (mut encoding, decode): (Encoding, DecodeFnc<'_>) =
-                match part_headers.header_value(&HeaderName::ContentTransferEncoding) {
-                    Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("base64") => {
-                        (Encoding::Base64, MessageStream::decode_base64_mime)
-                    }
-                    Some(HeaderValue::Text(e)) if e.eq_ignore_ascii_case("quoted-printable") => (
-                        Encoding::QuotedPrintable,
-                        MessageStream::decode_quoted_printable_mime,
-                    ),
-                    _ => (Encoding::None, MessageStream::mime_part),
-                };
+            let transfer = TransferEncoding::of(
+                part_headers
+                    .header_value(&HeaderName::ContentTransferEncoding)
+                    .and_then(HeaderValue::as_text),
+            );
+            let mut encoding = match transfer {
+                TransferEncoding::Base64 => Encoding::Base64,
+                TransferEncoding::QuotedPrintable => Encoding::QuotedPrintable,
+                _ => Encoding::None,
+            };
 
             if mime_type == MimeType::Message
                 && (!may_descend || decoded && encoding == Encoding::None)
@@ -404,11 +404,38 @@ fn parse_at(raw: &[u8], encoded: usize, start_depth: usize, decoded: bool) -> Op
                 continue 'outer;
             }
 
+            // The part ends where mail-parser's decoders would end it; its content is then
+            // decoded leniently (crate::decode), where mail-parser's decoders gave up on the
+            // whole part at the first malformed line and left it encoded.
             let (offset_end, mut bytes) =
-                decode(&mut stream, state.mime_boundary.as_deref().unwrap_or(b""));
-
-            // Recover the contents of a part that does not decode.
+                stream.mime_part(state.mime_boundary.as_deref().unwrap_or(b""));
             let mut is_encoding_problem = offset_end == usize::MAX;
+            if is_encoding_problem && encoding != Encoding::None {
+                // No boundary after an encoded part (a message cut short): what there is,
+                // decoded.
+                let (offset_end, boundary_found) =
+                    stream.seek_part_end(state.mime_boundary.as_deref());
+                state.offset_end = offset_end;
+                if !boundary_found {
+                    state.mime_boundary = None;
+                }
+                bytes = raw
+                    .get(state.offset_body..state.offset_end)
+                    .unwrap_or_default()
+                    .into();
+                is_encoding_problem = false;
+            } else if !is_encoding_problem {
+                state.offset_end = offset_end;
+            }
+            bytes = match transfer {
+                TransferEncoding::Base64 => decode::base64_lenient(&bytes).into(),
+                TransferEncoding::QuotedPrintable => {
+                    decode::quoted_printable_lenient(&bytes).into()
+                }
+                _ => bytes,
+            };
+
+            // Recover the contents of a part whose boundary never comes.
             if is_encoding_problem {
                 encoding = Encoding::None;
                 if mime_type != MimeType::TextPlain {
@@ -426,8 +453,6 @@ fn parse_at(raw: &[u8], encoded: usize, start_depth: usize, decoded: bool) -> Op
                 if !boundary_found {
                     state.mime_boundary = None;
                 }
-            } else {
-                state.offset_end = offset_end;
             }
 
             let body = if mime_type != MimeType::Message {
@@ -748,20 +773,93 @@ mod tests {
             .expect("no overflow, no panic");
     }
 
+    /// Whether mail-parser gave up decoding a base64 or quoted-printable part of `message` (or
+    /// did not see its encoding): there [`parse`] differs on purpose, decoding leniently
+    /// (crate::decode, compared with Python's email package in `tests/decode_python.rs`).
+    fn mail_parser_gave_up(message: &Message<'_>) -> bool {
+        message.parts.iter().any(|part| {
+            let transfer = TransferEncoding::of(
+                part.headers
+                    .header_value(&HeaderName::ContentTransferEncoding)
+                    .and_then(HeaderValue::as_text),
+            );
+            matches!(
+                transfer,
+                TransferEncoding::Base64 | TransferEncoding::QuotedPrintable
+            ) && (part.is_encoding_problem || part.encoding == Encoding::None)
+                || matches!(&part.body, PartType::Message(nested) if mail_parser_gave_up(nested))
+        })
+    }
+
+    /// `message` with the content of its base64 and quoted-printable parts left out: in
+    /// damaged messages the decoders differ where the input is malformed (mail-parser drops a
+    /// cut-short `=F` escape, makes every line break CRLF after the first, ...), and
+    /// `tests/decode_python.rs` compares the decoded bytes with Python's instead. Everything
+    /// else (parts, types, offsets, body and attachment lists) must still be the same.
+    fn without_decoded_content(mut message: Message<'_>) -> Message<'_> {
+        for part in &mut message.parts {
+            if part.encoding != Encoding::None {
+                part.body = match part.body {
+                    PartType::Text(_) => PartType::Text("".into()),
+                    PartType::Html(_) => PartType::Html("".into()),
+                    PartType::Binary(_) => PartType::Binary(b""[..].into()),
+                    PartType::InlineBinary(_) => PartType::InlineBinary(b""[..].into()),
+                    PartType::Message(_) => PartType::Message(Message::default()),
+                    PartType::Multipart(ref ids) => PartType::Multipart(ids.clone()),
+                };
+            } else if let PartType::Message(nested) = &mut part.body {
+                *nested = without_decoded_content(std::mem::take(nested));
+            }
+        }
+        message
+    }
+
     #[test]
     fn same_result_as_mail_parser_on_the_corpus() {
+        let mut lenient = 0;
         for raw in corpus() {
+            let expected = MessageParser::default().parse(&raw);
+            if expected.as_ref().is_some_and(mail_parser_gave_up) {
+                lenient += 1;
+                continue;
+            }
             assert_eq!(
                 parse(&raw),
-                MessageParser::default().parse(&raw),
+                expected,
                 "{}",
                 String::from_utf8_lossy(&raw[..raw.len().min(300)])
             );
         }
+        // The RFC 2046 example with placeholder text for base64, and the bad-base64 and
+        // cut-short messages of the generated set (each in three line-end forms).
+        assert!(lenient <= 9, "{lenient}");
+    }
+
+    /// Where mail-parser left a part encoded, [`parse`] decodes what it can and keeps the
+    /// part's type (RFC 2045 §6.8: characters outside the alphabet are ignored).
+    #[test]
+    fn malformed_encoded_parts_are_decoded_leniently() {
+        let raw = b"Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\n\
+Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+h=C3=B6h=C3=B6 ==\r\n--b\r\nContent-Type: image/png\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+iVBO!Rw0KGgo\r\n--b\r\nContent-Type: application/pdf\r\nContent-Transfer-Encoding: base64\r\n\r\n\
+JVBERi0=\r\n";
+        let message = parse(raw).unwrap();
+        assert_eq!(message.parts[1].body, PartType::Text("höhö ==".into()));
+        assert_eq!(message.parts[1].encoding, Encoding::QuotedPrintable);
+        assert_eq!(message.parts[2].contents(), b"\x89PNG\r\n\x1a\n");
+        assert!(matches!(
+            message.parts[2].body,
+            PartType::InlineBinary(_) | PartType::Binary(_)
+        ));
+        // The last part's boundary never comes (a message cut short): what there is.
+        assert_eq!(message.parts[3].contents(), b"%PDF-");
+        assert_eq!(message.parts[3].offset_end as usize, raw.len());
     }
 
     /// Damaged messages (cut, bytes changed, pieces repeated or dropped) still parse exactly
-    /// as mail-parser parses them: the port changes nothing but the depth bound.
+    /// as mail-parser parses them: the port changes nothing but the depth bound, and decodes
+    /// leniently the encoded parts mail-parser gives up on.
     #[test]
     fn same_result_as_mail_parser_on_damaged_messages() {
         // A fixed linear congruential sequence: the same cases every run.
@@ -773,7 +871,7 @@ mod tests {
             ((seed >> 33) as usize) % n.max(1)
         };
         let corpus = corpus();
-        let (mut compared, mut asserted) = (0, 0);
+        let (mut compared, mut asserted, mut lenient) = (0, 0, 0);
         for _ in 0..3000 {
             let mut raw = corpus[next(corpus.len())].clone();
             for _ in 0..=next(4) {
@@ -810,9 +908,21 @@ mod tests {
                 asserted += 1;
                 continue;
             };
-            assert_eq!(parse(&raw), expected, "{}", String::from_utf8_lossy(&raw));
+            if expected.as_ref().is_some_and(mail_parser_gave_up) {
+                lenient += 1;
+                continue;
+            }
+            assert_eq!(
+                parse(&raw).map(without_decoded_content),
+                expected.map(without_decoded_content),
+                "{}",
+                String::from_utf8_lossy(&raw)
+            );
             compared += 1;
         }
-        assert!(compared > 2500 && asserted < 300, "{compared} {asserted}");
+        assert!(
+            compared > 2200 && asserted < 300 && lenient < 800,
+            "{compared} {asserted} {lenient}"
+        );
     }
 }

@@ -12,7 +12,8 @@ pub fn readable_text(raw: &[u8]) -> Option<(String, bool)> {
     let part = message.parts.get(index as usize)?;
     let html = matches!(part.body, PartType::Html(_));
     let body = raw.get(part.offset_body as usize..part.offset_end as usize)?;
-    let bytes = crate::imap::transfer_decoded(part, body);
+    // An encoding pigeon cannot undo (RFC 2045 §6.4): the text as written is the best there is.
+    let bytes = crate::imap::transfer_decoded(part, body).unwrap_or_else(|_| body.to_vec());
     let label = part
         .content_type()
         .and_then(|c| c.attribute("charset"))

@@ -6,7 +6,7 @@ use message::imap as mime;
 use store::flags;
 
 use super::Ctx;
-use crate::reply::{CommandResult, compress, ok};
+use crate::reply::{CommandError, CommandResult, compress, ok};
 use crate::state::{Account, Selected};
 
 fn needs_body(item: &FetchItem) -> bool {
@@ -40,31 +40,74 @@ fn sets_seen(item: &FetchItem) -> bool {
     }
 }
 
-/// The bytes of a section of `raw`, or `None` if the part does not exist.
-fn section_bytes(raw: &[u8], part: &[u32], text: &SectionText, binary: bool) -> Option<Vec<u8>> {
+/// Why a section has no bytes to send.
+enum NoSection {
+    /// There is no such part: the item is NIL.
+    Absent,
+    /// BINARY of a part whose transfer encoding the server does not know (`x-uuencode`):
+    /// the command fails with `NO [UNKNOWN-CTE]` (RFC 3516 §4.3). Malformed base64 or
+    /// quoted-printable is no such case: it is decoded leniently (message::decode).
+    UnknownCte,
+}
+
+impl From<message::decode::UnknownCte> for NoSection {
+    fn from(_: message::decode::UnknownCte) -> NoSection {
+        NoSection::UnknownCte
+    }
+}
+
+/// The bytes of a section of `raw`.
+fn section_bytes(
+    raw: &[u8],
+    part: &[u32],
+    text: &SectionText,
+    binary: bool,
+) -> Result<Vec<u8>, NoSection> {
+    section_bytes_or_absent(raw, part, text, binary)?.ok_or(NoSection::Absent)
+}
+
+/// The bytes of a section of `raw`, `None` if the part does not exist.
+fn section_bytes_or_absent(
+    raw: &[u8],
+    part: &[u32],
+    text: &SectionText,
+    binary: bool,
+) -> Result<Option<Vec<u8>>, NoSection> {
     if part.is_empty() {
         let header_end = message::headers::header_len(raw);
-        return Some(match text {
+        return Ok(Some(match text {
             SectionText::Full => raw.to_vec(),
             SectionText::Header => raw[..header_end].to_vec(),
             SectionText::Text => raw[header_end..].to_vec(),
-            SectionText::Mime => return None,
+            SectionText::Mime => return Ok(None),
             SectionText::HeaderFields { not, fields } => {
                 mime::header_fields(&raw[..header_end], fields, *not)
             }
-        });
+        }));
     }
-    let range = mime::part_range(raw, part)?;
-    Some(match text {
-        SectionText::Full if binary => range.decoded,
-        SectionText::Full => raw.get(range.body)?.to_vec(),
-        SectionText::Mime => raw.get(range.header)?.to_vec(),
-        SectionText::Header => raw.get(range.inner?.0)?.to_vec(),
-        SectionText::Text => raw.get(range.inner?.1)?.to_vec(),
-        SectionText::HeaderFields { not, fields } => {
-            mime::header_fields(raw.get(range.inner?.0)?, fields, *not)
-        }
+    let Some(range) = mime::part_range(raw, part) else {
+        return Ok(None);
+    };
+    Ok(match text {
+        SectionText::Full if binary => Some(range.decoded?),
+        SectionText::Full => raw.get(range.body).map(<[u8]>::to_vec),
+        SectionText::Mime => raw.get(range.header).map(<[u8]>::to_vec),
+        SectionText::Header => range.inner.and_then(|i| raw.get(i.0)).map(<[u8]>::to_vec),
+        SectionText::Text => range.inner.and_then(|i| raw.get(i.1)).map(<[u8]>::to_vec),
+        SectionText::HeaderFields { not, fields } => range
+            .inner
+            .and_then(|i| raw.get(i.0))
+            .map(|header| mime::header_fields(header, fields, *not)),
     })
+}
+
+/// RFC 3516 §4.3: a server that cannot decode a section's transfer encoding fails the
+/// request with `NO [UNKNOWN-CTE]`.
+fn unknown_cte(spec: &str) -> CommandError {
+    CommandError::no(
+        Some("UNKNOWN-CTE"),
+        format!("cannot decode the transfer encoding of part {spec}"),
+    )
 }
 
 // One parameter per argument of the command.
@@ -229,7 +272,7 @@ pub(crate) async fn fetch(
                     let name = if *binary { "BINARY" } else { "BODY" };
                     let spec = section.spec();
                     match section_bytes(raw, &section.part, &section.text, *binary) {
-                        Some(bytes) => {
+                        Ok(bytes) => {
                             let (origin, slice) = match partial {
                                 Some((start, len)) => {
                                     let start_index = (*start as usize).min(bytes.len());
@@ -250,14 +293,21 @@ pub(crate) async fn fetch(
                             );
                             out.extend_from_slice(slice);
                         }
-                        None => out.extend_from_slice(format!("{name}[{spec}] NIL").as_bytes()),
+                        Err(NoSection::Absent) => {
+                            out.extend_from_slice(format!("{name}[{spec}] NIL").as_bytes())
+                        }
+                        Err(NoSection::UnknownCte) => return Err(unknown_cte(&spec)),
                     }
                 }
                 FetchItem::BinarySize(part) => {
                     let spec: Vec<String> = part.iter().map(u32::to_string).collect();
-                    let size = section_bytes(raw, part, &SectionText::Full, true)
-                        .map(|b| b.len())
-                        .unwrap_or(0);
+                    let size = match section_bytes(raw, part, &SectionText::Full, true) {
+                        Ok(bytes) => bytes.len(),
+                        Err(NoSection::Absent) => 0,
+                        Err(NoSection::UnknownCte) => {
+                            return Err(unknown_cte(&spec.join(".")));
+                        }
+                    };
                     out.extend_from_slice(
                         format!("BINARY.SIZE[{}] {size}", spec.join(".")).as_bytes(),
                     );
