@@ -1834,3 +1834,49 @@ async fn standard_jmap_arguments_get_normal_responses() {
         json!(["importance"])
     );
 }
+
+/// Issue 16: malformed quoted-printable or base64 showed the part still encoded
+/// (`h=C3=B6h=C3=B6`). The reading pane, the HTML frame and downloads decode leniently
+/// (message::decode, RFC 2045 §6.7/§6.8).
+#[tokio::test]
+async fn malformed_transfer_encodings_are_decoded_for_reading_and_download() {
+    let site = site().await;
+    let mail = b"From: x@example.com\r\nSubject: lenient\r\nMIME-Version: 1.0\r\n\
+Content-Type: multipart/mixed; boundary=b\r\n\r\n--b\r\nContent-Type: multipart/alternative; boundary=a\r\n\r\n\
+--a\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n\
+h=C3=B6h=C3=B6\r\n1+1==2\r\n--a\r\nContent-Type: text/html; charset=utf-8\r\n\
+Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>h=C3=B6h=C3=B6 1+1==2</p>\r\n--a--\r\n\
+--b\r\nContent-Type: application/pdf; name=r.pdf\r\nContent-Disposition: attachment; filename=r.pdf\r\n\
+Content-Transfer-Encoding: base64\r\n\r\nJVBERi0x!LjQK\r\n--b--\r\n";
+    deliver(&site, "alice@localhost", mail).await;
+    let mut b = Browser::new(&site);
+    b.login("alice@localhost", PW).await;
+    let id = b.inbox_ids().await[0].clone();
+    let got = b
+        .api(json!([["Email/get", {"ids": [&id], "properties": ["body"]}, "g"]]))
+        .await;
+    let body = &got["g"]["list"][0]["body"];
+    assert_eq!(
+        body["text"]
+            .as_str()
+            .unwrap()
+            .replace("\r\n", "\n")
+            .trim_end(),
+        "höhö\n1+1==2",
+        "{body}"
+    );
+    let html = String::from_utf8(b.get(&format!("/jmap/html/{id}")).await.body).unwrap();
+    assert!(html.contains("<p>höhö 1+1==2</p>"), "{html}");
+    let file = &body["attachments"][0];
+    assert_eq!(file["name"], "r.pdf");
+    assert_eq!(file["type"], "application/pdf");
+    let account = b.account().await;
+    let download = b
+        .get(&format!(
+            "/jmap/download/{account}/{}/r.pdf",
+            file["blobId"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.body, b"%PDF-1.4\n");
+}

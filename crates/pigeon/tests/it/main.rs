@@ -4,6 +4,7 @@
 mod admin;
 mod corpus;
 mod crash;
+mod decoding;
 mod fixtures;
 mod hardening_auth;
 mod hardening_imap;
