@@ -217,7 +217,7 @@ fn decode_qp_line(out: &mut Vec<u8>, line: &[u8]) -> bool {
             _ => match line.get(i + 1) {
                 // `=` and the character after it, as written (§6.7 note 2). Taking the second
                 // `=` along keeps `==` from being read as `=` plus an escape or a soft break.
-                Some(&next) if next == b'=' => {
+                Some(b'=') => {
                     out.extend_from_slice(b"==");
                     i += 2;
                 }

@@ -27,6 +27,11 @@
 //!   [`MAX_FAILED_SCANS`] times the message (a multipart whose boundary never appears made
 //!   mail-parser read the rest of the message once per such part).
 //!
+//! - base64 and quoted-printable parts are decoded by [`crate::decode`], leniently: where
+//!   mail-parser's decoders give up at the first malformed line (and the part stays
+//!   encoded, typed as text), the part keeps its type and what can be decoded is decoded
+//!   (issue 16); a part whose boundary never comes is decoded up to the end too.
+//!
 //! Nothing is refused: the message is stored byte for byte and everything down to the limit
 //! is parsed as usual. Parsing stays linear in the message's size.
 
