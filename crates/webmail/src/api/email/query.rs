@@ -129,7 +129,7 @@ struct Comparator {
 }
 
 /// What a comparator compares.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum SortKey {
     ReceivedAt,
     Size,
@@ -171,15 +171,22 @@ fn has_keyword(message: &store::MessageFlags, keyword: &str) -> bool {
 /// Where the page starts (RFC 8620 §5.5): at the anchor plus its offset when an anchor is
 /// given (`anchorNotFound` if it is not among the results), else at `position`, a negative
 /// one counted from the end; clamped to 0.
-fn start(ids: &[String], position: i64, anchor: Option<(&str, i64)>) -> Result<usize, MethodError> {
+/// `ids` are made lazily: a mailbox's whole list of ids is only formatted as far as the
+/// anchor (a list page would otherwise format 20,000 ids to show 50).
+fn start<S: AsRef<str>>(
+    mut ids: impl ExactSizeIterator<Item = S>,
+    position: i64,
+    anchor: Option<(&str, i64)>,
+) -> Result<usize, MethodError> {
+    let len = ids.len() as i64;
     let index = match anchor {
         Some((anchor, offset)) => {
-            let at = ids.iter().position(|id| id == anchor).ok_or_else(|| {
+            let at = ids.position(|id| id.as_ref() == anchor).ok_or_else(|| {
                 MethodError::new("anchorNotFound", format!("{anchor} is not in the results"))
             })?;
             (at as i64).saturating_add(offset)
         }
-        None if position < 0 => (ids.len() as i64).saturating_add(position),
+        None if position < 0 => len.saturating_add(position),
         None => position,
     };
     Ok(usize::try_from(index.max(0)).unwrap_or(usize::MAX))
@@ -222,7 +229,7 @@ pub(in crate::api) async fn query(call: &Call<'_>, args: QueryArgs) -> MethodRes
     let all = store.message_flags(mailbox, 0).await?;
     let after = parse_date(filter.after.as_deref())?;
     let before = parse_date(filter.before.as_deref())?;
-    let mut sorted: Vec<&store::MessageFlags> = all
+    let matching: Vec<&store::MessageFlags> = all
         .iter()
         .filter(|m| after.is_none_or(|a| m.internal_date >= a))
         .filter(|m| before.is_none_or(|b| m.internal_date < b))
@@ -242,26 +249,34 @@ pub(in crate::api) async fn query(call: &Call<'_>, args: QueryArgs) -> MethodRes
         })
         .collect();
     // By the comparators, then by UID in the first one's direction: newest first by default,
-    // by arrival (a message moved here keeps its date).
-    sorted.sort_unstable_by(|a, b| {
-        let by = |key: SortKey, m: &store::MessageFlags| match key {
-            SortKey::ReceivedAt => m.internal_date,
-            SortKey::Size => i64::try_from(m.size).unwrap_or(i64::MAX),
-        };
-        order
-            .iter()
-            .map(|&(key, ascending)| {
-                let o = by(key, a).cmp(&by(key, b));
-                if ascending { o } else { o.reverse() }
-            })
-            .find(|o| o.is_ne())
-            .unwrap_or_else(|| {
-                let o = a.uid.cmp(&b.uid);
-                let ascending = order.first().is_some_and(|&(_, ascending)| ascending);
-                if ascending { o } else { o.reverse() }
-            })
-    });
-    let mut candidates: Vec<u32> = sorted.into_iter().map(|m| m.uid).collect();
+    // by arrival (a message moved here keeps its date). Each message's sort key is computed
+    // once, descending keys negated, so the sort compares plain integers (a list page sorts
+    // the whole mailbox).
+    let ascending = order.first().is_some_and(|&(_, ascending)| ascending);
+    let signed = |v: i64, ascending: bool| if ascending { v } else { v.saturating_neg() };
+    let mut keyed: Vec<([i64; 2], i64, u32)> = matching
+        .iter()
+        .map(|m| {
+            // A key compared again later never breaks a tie the first time left (equal
+            // values stay equal), so only each key's first comparator counts: two at most.
+            let mut keys = [0i64; 2];
+            let mut seen = Vec::with_capacity(2);
+            for &(key, ascending) in &order {
+                if seen.contains(&key) {
+                    continue;
+                }
+                let v = match key {
+                    SortKey::ReceivedAt => m.internal_date,
+                    SortKey::Size => i64::try_from(m.size).unwrap_or(i64::MAX),
+                };
+                keys[seen.len()] = signed(v, ascending);
+                seen.push(key);
+            }
+            (keys, signed(i64::from(m.uid), ascending), m.uid)
+        })
+        .collect();
+    keyed.sort_unstable();
+    let mut candidates: Vec<u32> = keyed.into_iter().map(|(_, _, uid)| uid).collect();
     let mut keep = |found: Vec<u32>| {
         let found: HashSet<u32> = found.into_iter().collect();
         candidates.retain(|u| found.contains(u));
@@ -343,20 +358,25 @@ pub(in crate::api) async fn query(call: &Call<'_>, args: QueryArgs) -> MethodRes
             key.is_empty() || threads.insert(key)
         });
     }
-    let all_ids: Vec<String> = candidates
-        .iter()
-        .map(|&uid| email_id(mailbox, uid))
-        .collect();
     let anchor = args
         .anchor
         .as_deref()
         .map(|a| (a, args.anchor_offset.unwrap_or(0)));
-    let position = start(&all_ids, args.position.unwrap_or(0), anchor)?;
+    let position = start(
+        candidates.iter().map(|&uid| email_id(mailbox, uid)),
+        args.position.unwrap_or(0),
+        anchor,
+    )?;
     let limit = args.limit.unwrap_or(50).min(MAX_LIMIT);
-    let ids: Vec<&String> = all_ids.iter().skip(position).take(limit as usize).collect();
+    let ids: Vec<String> = candidates
+        .iter()
+        .skip(position)
+        .take(limit as usize)
+        .map(|&uid| email_id(mailbox, uid))
+        .collect();
     let mut reply = json!({
         "accountId": call.account_id(),
-        "ids": ids, "total": all_ids.len(), "position": position,
+        "ids": ids, "total": candidates.len(), "position": position,
         "queryState": all.last().map(|m| m.modseq).unwrap_or(0).to_string(),
         // There is no Email/queryChanges.
         "canCalculateChanges": false,
@@ -375,7 +395,7 @@ mod tests {
     #[test]
     fn the_page_starts_at_the_position_or_the_anchor() {
         let ids: Vec<String> = ["a", "b", "c", "d"].map(String::from).to_vec();
-        let at = |position, anchor| start(&ids, position, anchor).ok();
+        let at = |position, anchor| start(ids.iter(), position, anchor).ok();
         assert_eq!(at(0, None), Some(0));
         assert_eq!(at(3, None), Some(3));
         assert_eq!(at(9, None), Some(9), "past the end: no ids");
@@ -389,7 +409,7 @@ mod tests {
         assert_eq!(at(0, Some(("c", -1))), Some(1));
         assert_eq!(at(0, Some(("a", -5))), Some(0));
         assert_eq!(at(0, Some(("d", 1))), Some(4), "past the end: no ids");
-        let missing = start(&ids, 0, Some(("z", 0))).err().map(|e| e.kind);
+        let missing = start(ids.iter(), 0, Some(("z", 0))).err().map(|e| e.kind);
         assert_eq!(missing, Some("anchorNotFound"));
     }
 
